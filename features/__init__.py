@@ -1,0 +1,1 @@
+"""Pure domain logic of recqa: schemas, interactions, factorization, text, encoders, retrieval."""

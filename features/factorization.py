@@ -1,0 +1,47 @@
+"""Implicit ALS fit with an explicit random_state, single-threaded BLAS as implicit wants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse import csr_matrix
+from threadpoolctl import threadpool_limits
+
+from features.schemas import ALSConfig
+
+
+@dataclass(frozen=True)
+class Factors:
+    """User and item factors of one fit; rows align with the matrix vocabularies."""
+
+    user_factors: np.ndarray  # (n_users, factors) float32
+    item_factors: np.ndarray  # (n_items, factors) float32
+
+
+def fit_als(user_items: csr_matrix, config: ALSConfig) -> Factors:
+    """Fit implicit ALS on a users x items confidence matrix.
+
+    implicit multiplies confidences by `alpha` itself, so the matrix holds raw weights.
+    BLAS is pinned to one thread: implicit parallelises itself and a threaded BLAS under it
+    oversubscribes the cores (implicit warns about exactly this).
+    """
+    from implicit.cpu.als import AlternatingLeastSquares  # the CPU class: factors come back as numpy
+
+    if user_items.shape[0] == 0 or user_items.nnz == 0:
+        raise ValueError("cannot fit ALS on an empty interaction matrix")
+    with threadpool_limits(1, "blas"):  # inside: the constructor checks the BLAS threads too
+        model = AlternatingLeastSquares(
+            factors=config.factors,
+            regularization=config.regularization,
+            alpha=config.alpha,
+            iterations=config.iterations,
+            random_state=config.random_state,
+            calculate_training_loss=False,
+        )
+        model.fit(user_items.astype(np.float32).tocsr(), show_progress=False)
+    users = np.ascontiguousarray(model.user_factors, dtype=np.float32)
+    items = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+    if not (np.isfinite(users).all() and np.isfinite(items).all()):
+        raise ArithmeticError("ALS produced non-finite factors; lower alpha or raise regularization")
+    return Factors(user_factors=users, item_factors=items)

@@ -1,0 +1,142 @@
+"""Input records, Lance table names and schemas, and the configs shared by writer and reader.
+
+The input contract (documented in data/README.md) is what users map their own data onto:
+interactions, items and QA documents. Table schemas live here so that the pipelines that
+write a table and the service that reads it can never disagree about a column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+USERS_TABLE = "users"
+ITEMS_TABLE = "items"
+ANSWERS_TABLE = "answers"
+
+DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+
+# Keys of the Lance schema metadata every table carries (bytes, as Arrow stores them).
+META_ENCODER = b"recqa.encoder"
+META_DIMENSION = b"recqa.dimension"
+META_ALS = b"recqa.als"
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """One user-item event of the input contract."""
+
+    user_id: str
+    item_id: str
+    timestamp: float  # seconds since the epoch, UTC
+    event: str | None = None
+    value: float | None = None
+
+
+@dataclass(frozen=True)
+class Item:
+    """One catalogue entry of the input contract."""
+
+    item_id: str
+    title: str
+    text: str | None = None
+    category: str | None = None
+
+
+@dataclass(frozen=True)
+class QADocument:
+    """One answer of the QA input contract, with the question it answers where known."""
+
+    doc_id: str
+    answer: str
+    question: str | None = None
+    source: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ALSConfig:
+    """Hyper-parameters of implicit ALS; recorded in the table metadata of every run."""
+
+    factors: int = 32
+    regularization: float = 0.05
+    alpha: float = 2.0
+    iterations: int = 15
+    random_state: int = 42
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """How a vector column is indexed and searched; the writer and the reader share it.
+
+    Lance silently scans everything when a query's distance type differs from the index's,
+    so the service takes its metric from here rather than from its own constant.
+    """
+
+    column: str
+    distance_type: str  # "dot" for ALS factors, "cosine" for normalised text embeddings
+    min_rows_for_ann: int = 50_000
+
+
+ALS_INDEX = IndexConfig(column="vector", distance_type="dot")
+CONTENT_INDEX = IndexConfig(column="content_vector", distance_type="cosine")
+ANSWER_INDEX = IndexConfig(column="vector", distance_type="cosine")
+ANSWER_TEXT_COLUMN = "text"
+
+
+def _vector(dimension: int) -> pa.DataType:
+    return pa.list_(pa.float32(), dimension)
+
+
+def users_schema(factors: int) -> pa.Schema:
+    """Users: the ALS vector and the items already seen (serving excludes them)."""
+    return pa.schema(
+        [
+            pa.field("user_id", pa.string(), nullable=False),
+            pa.field("vector", _vector(factors)),
+            pa.field("seen_item_ids", pa.list_(pa.string())),
+        ]
+    )
+
+
+def items_schema(factors: int, dimension: int) -> pa.Schema:
+    """Items: catalogue fields, popularity, ALS vector and content embedding."""
+    return pa.schema(
+        [
+            pa.field("item_id", pa.string(), nullable=False),
+            pa.field("title", pa.string()),
+            pa.field("text", pa.string()),
+            pa.field("category", pa.string()),
+            pa.field("popularity", pa.int64()),
+            pa.field("vector", _vector(factors)),
+            pa.field("content_vector", _vector(dimension)),
+        ]
+    )
+
+
+def answers_schema(dimension: int) -> pa.Schema:
+    """Answers: one row per answer with the text that is indexed for BM25 and its embedding."""
+    return pa.schema(
+        [
+            pa.field("doc_id", pa.string(), nullable=False),
+            pa.field("question", pa.string()),
+            pa.field("answer", pa.string()),
+            pa.field("source", pa.string()),
+            pa.field("tags", pa.list_(pa.string())),
+            pa.field(ANSWER_TEXT_COLUMN, pa.string()),
+            pa.field("vector", _vector(dimension)),
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class TableMetadata:
+    """What a reader must check before trusting a table's vectors."""
+
+    encoder: str
+    dimension: int
+    extra: dict[bytes, bytes] = field(default_factory=dict)
+
+    def to_arrow(self) -> dict[bytes, bytes]:
+        return {META_ENCODER: self.encoder.encode(), META_DIMENSION: str(self.dimension).encode(), **self.extra}

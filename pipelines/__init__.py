@@ -1,0 +1,1 @@
+"""Batch jobs (Apache Beam) that turn raw records into Lance tables."""

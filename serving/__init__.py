@@ -1,0 +1,1 @@
+"""The online service (BentoML): reads the published Lance tables, never writes them."""

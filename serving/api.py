@@ -1,0 +1,61 @@
+"""Request and response models of the HTTP API; the descriptions become the OpenAPI docs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_K = 100
+MAX_QUESTION_CHARS = 4_000
+
+
+class _Request(BaseModel):
+    # An unknown field is a typo on the caller's side: say so rather than ignore it.
+    model_config = ConfigDict(extra="forbid")
+
+
+class RecommendRequest(_Request):
+    user_id: str = Field(min_length=1, max_length=256, description="External id of the user to recommend for.")
+    k: int = Field(10, ge=1, le=MAX_K, description="How many items to return.")
+
+
+class SimilarItemsRequest(_Request):
+    item_id: str = Field(min_length=1, max_length=256, description="External id of the item to find neighbours of.")
+    k: int = Field(10, ge=1, le=MAX_K, description="How many items to return.")
+
+
+class AnswerRequest(_Request):
+    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, description="The question, in plain words.")
+    k: int = Field(5, ge=1, le=MAX_K, description="How many answers to return.")
+
+
+class ScoredItem(BaseModel):
+    item_id: str = Field(description="External id of the item.")
+    title: str | None = Field(description="Catalogue title of the item.")
+    score: float = Field(description="Higher is better; comparable only within one response.")
+
+
+class RecommendResponse(BaseModel):
+    user_id: str = Field(description="The user the items are for.")
+    strategy: Literal["als", "popular"] = Field(
+        description="`als`: the user's own vector; `popular`: an unknown user gets the most popular items."
+    )
+    items: list[ScoredItem] = Field(description="Best first; never an item the user has already interacted with.")
+
+
+class SimilarItemsResponse(BaseModel):
+    item_id: str = Field(description="The item the neighbours are of.")
+    items: list[ScoredItem] = Field(description="Best first; the item itself is left out.")
+
+
+class ScoredAnswer(BaseModel):
+    doc_id: str = Field(description="Id of the answer document.")
+    text: str = Field(description="The answer.")
+    question: str | None = Field(description="The question this answer was written for, where known.")
+    score: float = Field(description="Cosine similarity of the question and the answer's embedding.")
+
+
+class AnswerResponse(BaseModel):
+    question: str = Field(description="The question as asked.")
+    answers: list[ScoredAnswer] = Field(description="Best first.")

@@ -1,0 +1,87 @@
+"""The BentoML service: each endpoint validates, asks the Store, and shapes the response.
+
+The model and the tables load once per worker in `__init__`, never at import. A warehouse
+that cannot be opened leaves the process up (liveness) but not ready, with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import bentoml
+from bentoml.exceptions import NotFound, ServiceUnavailable
+
+from features.encoders import SentenceTransformerEncoder
+from features.errors import NotFoundError, TableContractError
+from serving.api import (
+    AnswerRequest,
+    AnswerResponse,
+    RecommendRequest,
+    RecommendResponse,
+    ScoredAnswer,
+    ScoredItem,
+    SimilarItemsRequest,
+    SimilarItemsResponse,
+)
+from serving.settings import ServiceSettings
+from serving.store import Store
+
+logger = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT_SECONDS = 30
+
+
+@bentoml.service(name="recqa", workers=1, traffic={"timeout": REQUEST_TIMEOUT_SECONDS})
+class RecQA:
+    def __init__(self) -> None:
+        settings = ServiceSettings.from_env()
+        self.encoder = SentenceTransformerEncoder(settings.model_name).load()
+        self.store: Store | None = None
+        self.not_ready_reason = ""
+        try:
+            self.store = Store(settings.warehouse, self.encoder)
+        except TableContractError as error:
+            self.not_ready_reason = str(error)
+            logger.error("recqa is not ready: %s", error)
+
+    def __is_ready__(self) -> bool:
+        return self.store is not None
+
+    def _store(self) -> Store:
+        if self.store is None:
+            raise ServiceUnavailable(f"not ready: {self.not_ready_reason}")
+        return self.store
+
+    def _items(self, ranked: list[tuple[str, float]]) -> list[ScoredItem]:
+        store = self._store()
+        return [ScoredItem(item_id=i, title=store.title(i), score=s) for i, s in ranked]
+
+    @bentoml.api(route="/recommend", input_spec=RecommendRequest)
+    def recommend(self, **fields: Any) -> RecommendResponse:
+        """Items for a user, excluding what they already have; unknown users get popular items."""
+        req = RecommendRequest.model_construct(**fields)
+        store = self._store()
+        if store.has_user(req.user_id):
+            return RecommendResponse(user_id=req.user_id, strategy="als", items=self._items(store.recommend(req.user_id, req.k)))
+        return RecommendResponse(user_id=req.user_id, strategy="popular", items=self._items(store.popular(req.k)))
+
+    @bentoml.api(route="/similar_items", input_spec=SimilarItemsRequest)
+    def similar_items(self, **fields: Any) -> SimilarItemsResponse:
+        """Items whose content is closest to the given item's."""
+        req = SimilarItemsRequest.model_construct(**fields)
+        try:
+            ranked = self._store().similar_items(req.item_id, req.k)
+        except NotFoundError as error:
+            raise NotFound(f"item_id: {error}") from None
+        return SimilarItemsResponse(item_id=req.item_id, items=self._items(ranked))
+
+    @bentoml.api(route="/answer", input_spec=AnswerRequest)
+    def answer(self, **fields: Any) -> AnswerResponse:
+        """Answers whose embedding is nearest to the question's."""
+        req = AnswerRequest.model_construct(**fields)
+        hits = self._store().answer(req.question, req.k)
+        return AnswerResponse(
+            question=req.question,
+            answers=[ScoredAnswer(doc_id=h.id, text=h.fields["text"], question=h.fields["question"], score=h.score) for h in hits],
+        )

@@ -1,0 +1,139 @@
+"""Opens the Lance tables read-only and answers the searches the endpoints need.
+
+Users are held in memory (vector and seen items, looked up per request); items and answers
+are searched through Lance with the metric their IndexConfig names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from features.encoders import Encoder
+from features.errors import NotFoundError, TableContractError
+from features.retrieval import cosine_distance_to_score, dot_distance_to_score, take_unseen
+from features.schemas import (
+    ALS_INDEX,
+    ANSWER_INDEX,
+    ANSWERS_TABLE,
+    CONTENT_INDEX,
+    ITEMS_TABLE,
+    META_DIMENSION,
+    META_ENCODER,
+    USERS_TABLE,
+)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One ranked result: an id, its score and the row's display fields."""
+
+    id: str
+    score: float
+    fields: dict
+
+
+class Store:
+    """The served versions of `users`, `items` and `answers`."""
+
+    def __init__(self, warehouse: str, encoder: Encoder) -> None:
+        import lancedb
+
+        self._encoder = encoder
+        db = lancedb.connect(warehouse)
+        try:
+            self._items = db.open_table(ITEMS_TABLE)
+            self._answers = db.open_table(ANSWERS_TABLE)
+            users = db.open_table(USERS_TABLE).to_arrow()
+        except (FileNotFoundError, ValueError) as error:
+            raise TableContractError(f"warehouse '{warehouse}' has no complete set of tables: {error}") from error
+        for table in (self._items, self._answers):
+            _check_encoder(table, encoder)
+        self._user_index = {user_id: i for i, user_id in enumerate(users.column("user_id").to_pylist())}
+        self._user_vectors = np.stack(users.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
+        self._user_seen = users.column("seen_item_ids").to_pylist()
+        items = self._items.to_arrow().select(["item_id", "title", "popularity"])
+        self._titles = dict(zip(items.column("item_id").to_pylist(), items.column("title").to_pylist()))
+        order = np.argsort(-items.column("popularity").to_numpy(), kind="stable")
+        ids = items.column("item_id").to_pylist()
+        popularity = items.column("popularity").to_pylist()
+        self._popular = [(ids[i], float(popularity[i])) for i in order]
+        self.versions = {
+            USERS_TABLE: int(db.open_table(USERS_TABLE).version),
+            ITEMS_TABLE: int(self._items.version),
+            ANSWERS_TABLE: int(self._answers.version),
+        }
+
+    def has_user(self, user_id: str) -> bool:
+        return user_id in self._user_index
+
+    def title(self, item_id: str) -> str | None:
+        return self._titles.get(item_id)
+
+    def recommend(self, user_id: str, k: int) -> list[tuple[str, float]]:
+        """Top-k items by ALS score, excluding what the user has already seen."""
+        idx = self._user_index[user_id]
+        seen = set(self._user_seen[idx] or ())
+        rows = (
+            self._items.search(self._user_vectors[idx], vector_column_name=ALS_INDEX.column)
+            .distance_type(ALS_INDEX.distance_type)
+            .limit(k + len(seen))
+            .select(["item_id"])
+            .to_arrow()
+        )
+        candidates = zip(rows.column("item_id").to_pylist(), map(dot_distance_to_score, rows.column("_distance").to_pylist()))
+        return take_unseen(candidates, seen, k)
+
+    def popular(self, k: int, exclude: set[str] | frozenset[str] = frozenset()) -> list[tuple[str, float]]:
+        """The k most popular items (distinct users), the cold-start answer."""
+        return take_unseen(self._popular, exclude, k)
+
+    def similar_items(self, item_id: str, k: int) -> list[tuple[str, float]]:
+        """Nearest items by content embedding, the item itself left out."""
+        if item_id not in self._titles:
+            raise NotFoundError(f"unknown item_id '{item_id}'")
+        query = _escape(item_id)
+        row = self._items.search().where(f"item_id = '{query}'").select([CONTENT_INDEX.column]).limit(1).to_arrow()
+        vector = np.asarray(row.column(CONTENT_INDEX.column)[0].as_py(), dtype=np.float32)
+        rows = (
+            self._items.search(vector, vector_column_name=CONTENT_INDEX.column)
+            .distance_type(CONTENT_INDEX.distance_type)
+            .limit(k + 1)
+            .select(["item_id"])
+            .to_arrow()
+        )
+        candidates = zip(rows.column("item_id").to_pylist(), map(cosine_distance_to_score, rows.column("_distance").to_pylist()))
+        return take_unseen(candidates, {item_id}, k)
+
+    def answer(self, question: str, k: int) -> list[Hit]:
+        """The k answers nearest to the question's embedding."""
+        vector = self._encoder.encode([question])[0]
+        rows = (
+            self._answers.search(vector, vector_column_name=ANSWER_INDEX.column)
+            .distance_type(ANSWER_INDEX.distance_type)
+            .limit(k)
+            .select(["doc_id", "answer", "question"])
+            .to_arrow()
+            .to_pylist()
+        )
+        return [
+            Hit(id=r["doc_id"], score=cosine_distance_to_score(r["_distance"]), fields={"text": r["answer"], "question": r["question"]})
+            for r in rows
+        ]
+
+
+def _escape(value: str) -> str:
+    """A string literal body for a Lance SQL condition: quotes doubled, so a value stays a value."""
+    return value.replace("'", "''")
+
+
+def _check_encoder(table, encoder: Encoder) -> None:
+    metadata = table.schema.metadata or {}
+    written_by = metadata.get(META_ENCODER, b"").decode()
+    dimension = int(metadata.get(META_DIMENSION, b"0") or 0)
+    if written_by != encoder.name or dimension != encoder.dimension:
+        raise TableContractError(
+            f"table '{table.name}' was embedded by '{written_by}' ({dimension} dims); "
+            f"the service encodes with '{encoder.name}' ({encoder.dimension} dims): rebuild it or configure the same model"
+        )

@@ -1,0 +1,44 @@
+"""Shared fixtures: the bundled data, and a warehouse built once by the real pipelines."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data"
+MS_USAGE = DATA / "ms-store" / "demoUsage.csv"
+MS_CATALOG = DATA / "ms-store" / "demoCatalog.csv"
+STACKFAQ = DATA / "stackfaq" / "stackExchange-FAQ.json"
+
+# Keep third-party state out of the home directory and off the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+os.environ.setdefault("LANCEDB_LOG", "error")
+
+
+@pytest.fixture(scope="session")
+def usage_rows() -> list[list[str]]:
+    """demoUsage.csv read with the csv module, independently of the pipelines."""
+    with MS_USAGE.open(newline="") as handle:
+        return list(csv.reader(handle))
+
+
+@pytest.fixture(scope="session")
+def stackfaq_data() -> dict:
+    return json.loads(STACKFAQ.read_text())
+
+
+@pytest.fixture(scope="session")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A warehouse built by the real build-recs and build-qa jobs on the bundled data."""
+    from pipelines import build_qa, build_recs
+
+    path = tmp_path_factory.mktemp("warehouse")
+    build_recs.run(["--warehouse", str(path), "--interactions", str(MS_USAGE), "--items", str(MS_CATALOG)])
+    build_qa.run(["--warehouse", str(path), "--documents", str(STACKFAQ)])
+    return path

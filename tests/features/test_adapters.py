@@ -1,0 +1,61 @@
+import pytest
+
+from features import adapters
+from features.errors import InputError
+
+
+def test_ms_store_usage_row_becomes_a_purchase():
+    event = adapters.ms_store_interaction(["U1", "DQF-00358", "2015/06/09T19:39:37"], "r1")
+    assert (event.user_id, event.item_id, event.event) == ("U1", "DQF-00358", "purchase")
+    assert event.timestamp == 1_433_878_777.0
+
+
+def test_ms_store_catalog_row_keeps_quoted_title():
+    item = adapters.ms_store_item(['DAF-00281', 'GREENE + GRAY 13" Laptop Sleeve', "Accessories"], "r1")
+    assert item.title == 'GREENE + GRAY 13" Laptop Sleeve'
+    assert item.category == "Accessories"
+
+
+def test_wrong_column_count_names_the_row():
+    with pytest.raises(InputError, match="row usage.csv:3.*expected 3 columns"):
+        adapters.ms_store_interaction(["U1", "I1"], "usage.csv:3")
+
+
+@pytest.mark.parametrize(
+    ("record", "field"),
+    [
+        ({"item_id": "i", "timestamp": 1}, "user_id"),
+        ({"user_id": " ", "item_id": "i", "timestamp": 1}, "user_id"),
+        ({"user_id": "u", "item_id": "i", "timestamp": 1, "value": -1}, "value"),
+        ({"user_id": "u", "item_id": "i", "timestamp": 1, "value": "lots"}, "value"),
+        ({"user_id": ["u"], "item_id": "i", "timestamp": 1}, "user_id"),
+    ],
+)
+def test_contract_interaction_errors_name_the_field(record, field):
+    with pytest.raises(InputError) as error:
+        adapters.interaction_from_mapping(record, "in.jsonl:1")
+    assert error.value.field == field
+
+
+def test_contract_document_accepts_comma_separated_tags():
+    doc = adapters.document_from_mapping({"doc_id": "d1", "answer": "yes", "tags": "git, markdown"}, "r")
+    assert doc.tags == ("git", "markdown")
+    assert doc.question is None
+
+
+def test_stackfaq_gives_one_document_per_answer_and_drops_placeholder_rephrasings(stackfaq_data):
+    threads = stackfaq_data["root"]["qapair"]
+    documents = adapters.stackfaq_documents(stackfaq_data)
+    assert len(documents) == sum(1 if isinstance(t["answer"], str) else len(t["answer"]) for t in threads)
+    assert len({d.doc_id for d in documents}) == len(documents)
+    assert documents[0].doc_id.startswith(adapters.stackfaq_thread_id(0))
+    assert documents[0].question == threads[0]["question"]
+    queries = adapters.stackfaq_queries(stackfaq_data)
+    expected = sum(1 for t in threads for r in t["rephr"] if isinstance(r, str) and r.strip() not in ("", "*"))
+    assert len(queries) == expected
+    assert all(text != "*" for text, _ in queries)
+
+
+def test_stackfaq_with_wrong_shape_is_refused():
+    with pytest.raises(InputError, match="root.qapair"):
+        adapters.stackfaq_documents({"qapair": []})

@@ -1,0 +1,31 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from features.encoders import Encoder, SentenceTransformerEncoder, resolve_model_path
+
+
+def test_bundled_model_name_resolves_to_an_installed_folder():
+    path = Path(resolve_model_path("all-MiniLM-L6-v2"))
+    assert path.is_dir() and (path / "config.json").exists()
+
+
+def test_other_names_pass_through_for_users_with_a_hub():
+    assert resolve_model_path("org/some-other-model") == "org/some-other-model"
+
+
+def test_encoder_does_not_load_the_model_until_asked():
+    encoder = SentenceTransformerEncoder()
+    assert encoder._model is None
+    assert isinstance(encoder, Encoder)
+
+
+@pytest.mark.slow
+def test_real_model_gives_normalised_vectors_closer_for_paraphrases():
+    encoder = SentenceTransformerEncoder().load()
+    vectors = encoder.encode(["How do I cross out text?", "Strikethrough text formatting", "Best pizza in Naples"])
+    assert vectors.shape == (3, encoder.dimension) == (3, 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+    assert encoder.encode([]).shape == (0, 384)

@@ -1,0 +1,27 @@
+import numpy as np
+
+from features.interactions import build_matrix, build_vocabulary, event_weight
+from features.schemas import Interaction
+
+
+def _event(user, item, event=None, value=None):
+    return Interaction(user_id=user, item_id=item, timestamp=0.0, event=event, value=value)
+
+
+def test_vocabulary_is_sorted_and_dense():
+    assert build_vocabulary(["b", "a", "b", "c"]) == {"a": 0, "b": 1, "c": 2}
+
+
+def test_stronger_events_weigh_more_and_value_scales():
+    assert event_weight(_event("u", "i", "view")) < event_weight(_event("u", "i", "click"))
+    assert event_weight(_event("u", "i", "click")) < event_weight(_event("u", "i", "purchase"))
+    assert event_weight(_event("u", "i", "view", 3.0)) == 3 * event_weight(_event("u", "i", "view"))
+
+
+def test_repeated_events_add_up_and_catalogue_items_get_columns():
+    matrix = build_matrix([_event("u1", "a", "view"), _event("u1", "a", "view"), _event("u2", "b", "view")], item_ids=["z"])
+    assert matrix.user_ids == ["u1", "u2"]
+    assert matrix.item_ids == ["a", "b", "z"]
+    assert matrix.matrix.toarray().tolist() == [[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    assert matrix.seen_item_ids(0) == ["a"]
+    np.testing.assert_array_equal(matrix.item_popularity(), [1, 1, 0])

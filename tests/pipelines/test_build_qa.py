@@ -1,0 +1,30 @@
+"""build-qa on the bundled StackFAQ data."""
+
+import lance
+import lancedb
+import numpy as np
+
+from features.adapters import stackfaq_documents
+from features.schemas import ANSWERS_TABLE, META_DIMENSION, META_ENCODER
+
+
+def test_one_row_per_answer_with_normalised_vectors(warehouse, stackfaq_data):
+    table = lance.dataset(str(warehouse / f"{ANSWERS_TABLE}.lance")).to_table()
+    expected = {d.doc_id: d for d in stackfaq_documents(stackfaq_data)}
+    assert sorted(table.column("doc_id").to_pylist()) == sorted(expected)
+    vectors = np.stack(table.column("vector").to_numpy(zero_copy_only=False))
+    assert vectors.shape == (len(expected), 384)
+    assert np.isfinite(vectors).all()
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    row = table.slice(0, 1).to_pylist()[0]
+    assert row["answer"] == expected[row["doc_id"]].answer
+    assert table.schema.metadata[META_ENCODER] == b"all-MiniLM-L6-v2"
+    assert table.schema.metadata[META_DIMENSION] == b"384"
+
+
+def test_full_text_index_finds_a_keyword(warehouse):
+    table = lancedb.connect(str(warehouse)).open_table(ANSWERS_TABLE)
+    assert any(index.index_type == "FTS" for index in table.list_indices())
+    hits = table.search("strikethrough", query_type="fts").limit(5).select(["doc_id", "text"]).to_arrow()
+    assert hits.num_rows > 0
+    assert all("strikethrough" in text.lower() for text in hits.column("text").to_pylist())
