@@ -1,0 +1,46 @@
+# recqa: the two front-door commands. Each installs what it needs into .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+WAREHOUSE ?= ./warehouse
+HOST ?= 127.0.0.1
+PORT ?= 3000
+STAMP := $(VENV)/.recqa-installed
+
+export HF_HUB_OFFLINE ?= 1
+export BENTOML_DO_NOT_TRACK ?= True
+export LANCEDB_LOG ?= error
+
+.PHONY: install run build serve test clean
+
+install: $(STAMP)
+
+# torch first, from its pinned CPU wheel: a plain resolve could pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+build: install
+	$(BIN)/recqa build-recs --warehouse $(WAREHOUSE)
+	$(BIN)/recqa build-qa --warehouse $(WAREHOUSE)
+
+serve: install
+	@echo
+	@echo "Serving on http://$(HOST):$(PORT) (Ctrl-C stops). Try, from another shell:"
+	@echo "  curl -s -X POST http://$(HOST):$(PORT)/recommend -H 'Content-Type: application/json' -d '{\"user_id\": \"0003000098E85347\", \"k\": 5}'"
+	@echo "  curl -s -X POST http://$(HOST):$(PORT)/similar_items -H 'Content-Type: application/json' -d '{\"item_id\": \"DAF-00502\", \"k\": 5}'"
+	@echo "  curl -s -X POST http://$(HOST):$(PORT)/answer -H 'Content-Type: application/json' -d '{\"question\": \"How do I cross out text on github?\", \"k\": 3}'"
+	@echo "  curl -s http://$(HOST):$(PORT)/healthz"
+	@echo
+	$(BIN)/recqa serve --warehouse $(WAREHOUSE) --host $(HOST) --port $(PORT)
+
+run: build serve
+
+test: install
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(WAREHOUSE) .pytest_cache

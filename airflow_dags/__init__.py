@@ -1,0 +1,1 @@
+"""Airflow DAGs: thin schedules that call the recqa CLI; no business logic here."""

@@ -1,0 +1,75 @@
+"""The `recqa` command: one subcommand per batch job, plus `serve`.
+
+Job modules are imported only when their subcommand runs, so `recqa --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from features.errors import InputError
+
+# subcommand -> (module with run(argv), one-line help)
+JOBS = {
+    "build-recs": ("pipelines.build_recs", "interactions + items -> ALS vectors and content embeddings (users, items)"),
+    "build-qa": ("pipelines.build_qa", "QA documents -> embeddings + full-text index (answers)"),
+}
+SERVICE = "serving.service:RecQA"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 3000
+
+
+def _serve(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="recqa serve", description="Serve the HTTP API over a warehouse (BentoML).")
+    parser.add_argument("--warehouse", default="./warehouse", help="where Lance tables live (path or URI)")
+    parser.add_argument("--host", default=DEFAULT_HOST)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--model", default=None, help="sentence-transformers model name or folder")
+    args = parser.parse_args(argv)
+    env = dict(os.environ)
+    env["RECQA_WAREHOUSE"] = args.warehouse if "://" in args.warehouse else str(Path(args.warehouse).resolve())
+    if args.model:
+        env["RECQA_MODEL"] = args.model
+    env.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("LANCEDB_LOG", "error")
+    spec = importlib.util.find_spec("serving")
+    working_dir = str(Path(next(iter(spec.submodule_search_locations))).resolve().parent)
+    bentoml = str(Path(sys.executable).with_name("bentoml"))
+    command = [bentoml, "serve", SERVICE, "--working-dir", working_dir, "--host", args.host, "--port", str(args.port)]
+    os.execve(bentoml, command, env)  # the server replaces this process: signals reach it directly
+    return 0  # pragma: no cover
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `recqa` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = "\n".join(f"  {name:<11} {help_}" for name, (_, help_) in JOBS.items())
+    usage = f"usage: recqa <command> [--help] [flags]\n\ncommands:\n{commands}\n  serve       serve the HTTP API on {DEFAULT_HOST}:{DEFAULT_PORT}\n"
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "serve":
+        return _serve(rest)
+    if command not in JOBS:
+        print(f"recqa: unknown command '{command}'\n\n{usage}", file=sys.stderr)
+        return 2
+    job = importlib.import_module(JOBS[command][0])
+    try:
+        result = job.run(rest)
+    except InputError as error:
+        print(f"recqa {command}: {error}", file=sys.stderr)
+        return 1
+    print(f"recqa {command}: wrote\n{result.summary()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

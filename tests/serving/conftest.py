@@ -1,0 +1,80 @@
+"""A real `recqa serve` process on a free loopback port over the pipelines' warehouse."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+STARTUP_TIMEOUT_SECONDS = 180
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    def __init__(self, base_url: str, process: subprocess.Popen, log: Path) -> None:
+        self.base_url = base_url
+        self.process = process
+        self.log = log
+
+    def post(self, route: str, body: dict) -> requests.Response:
+        return requests.post(f"{self.base_url}{route}", json=body, timeout=30)
+
+    def get(self, route: str) -> requests.Response:
+        return requests.get(f"{self.base_url}{route}", timeout=30)
+
+
+def start_server(warehouse: Path, tmp_path: Path) -> Server:
+    """Start the service through the CLI and wait until /readyz answers 200 (or the process dies)."""
+    port = free_port()
+    log = tmp_path / "server.log"
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "True"}
+    recqa = str(Path(sys.executable).with_name("recqa"))
+    process = subprocess.Popen(
+        [recqa, "serve", "--warehouse", str(warehouse), "--port", str(port)],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            if requests.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                return Server(base_url, process, log)
+        except requests.RequestException:  # not listening yet, or busy starting
+            pass
+        time.sleep(0.5)
+    stop_server(process)
+    raise RuntimeError(f"server not ready after {STARTUP_TIMEOUT_SECONDS}s:\n{log.read_text()[-4000:]}")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def server(warehouse: Path, tmp_path_factory: pytest.TempPathFactory):
+    running = start_server(warehouse, tmp_path_factory.mktemp("server"))
+    yield running
+    stop_server(running.process)

@@ -1,0 +1,105 @@
+"""End to end: the real pipelines' warehouse served by a real `bentoml serve` on loopback."""
+
+from __future__ import annotations
+
+import csv
+import random
+
+import pytest
+
+from features.adapters import stackfaq_queries
+from tests.conftest import MS_CATALOG
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def purchases(usage_rows) -> dict[str, set[str]]:
+    bought: dict[str, set[str]] = {}
+    for user_id, item_id, _ in usage_rows:
+        bought.setdefault(user_id, set()).add(item_id)
+    return bought
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> dict[str, str]:
+    with MS_CATALOG.open(newline="") as handle:
+        return {row[0]: row[1] for row in csv.reader(handle)}
+
+
+def test_health_and_readiness(server):
+    assert server.get("/healthz").status_code == 200
+    assert server.get("/readyz").status_code == 200
+
+
+def test_known_users_get_k_items_none_of_which_they_bought(server, purchases, catalogue):
+    heavy = max(purchases, key=lambda u: len(purchases[u]))  # hardest case: most items to exclude
+    for user_id in (heavy, sorted(purchases)[0], sorted(purchases)[-1]):
+        response = server.post("/recommend", {"user_id": user_id, "k": 10})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["strategy"] == "als"
+        ids = [item["item_id"] for item in body["items"]]
+        assert len(ids) == len(set(ids)) == 10
+        assert not set(ids) & purchases[user_id]
+        assert all(item["title"] == catalogue[item["item_id"]] for item in body["items"])
+        scores = [item["score"] for item in body["items"]]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_unknown_user_gets_popular_items_marked_as_such(server, purchases):
+    body = server.post("/recommend", {"user_id": "no-such-user", "k": 3}).json()
+    assert body["strategy"] == "popular"
+    buyers: dict[str, int] = {}
+    for items in purchases.values():
+        for item in items:
+            buyers[item] = buyers.get(item, 0) + 1
+    top = sorted(buyers.values(), reverse=True)[:3]
+    assert [item["score"] for item in body["items"]] == top
+
+
+def test_similar_items_leave_the_item_out_and_share_its_words(server):
+    body = server.post("/similar_items", {"item_id": "DAF-00502", "k": 3}).json()  # a KATE SPADE Surface sleeve
+    ids = [item["item_id"] for item in body["items"]]
+    assert len(ids) == 3 and "DAF-00502" not in ids
+    assert "KATE SPADE" in body["items"][0]["title"]
+
+
+def test_rephrasings_find_an_answer_of_their_own_thread_in_the_top_3(server, stackfaq_data):
+    queries = random.Random(7).sample(stackfaq_queries(stackfaq_data), 30)
+    hits = 0
+    for question, thread in queries:
+        body = server.post("/answer", {"question": question, "k": 3}).json()
+        assert len(body["answers"]) == 3
+        hits += any(answer["doc_id"].startswith(thread + "-") for answer in body["answers"])
+    # all-MiniLM-L6-v2 over question+answer finds the thread in the top 3 for 98% of all 1,249 rephrasings
+    assert hits / len(queries) >= 0.9
+
+
+def test_a_specific_rephrasing(server):
+    body = server.post("/answer", {"question": "Making the text on github crossed out.", "k": 3}).json()
+    assert any(a["doc_id"].startswith("stackfaq-000-") for a in body["answers"])
+    assert all(a["text"] and a["score"] <= 1.0 for a in body["answers"])
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "field"),
+    [
+        ("/recommend", {"user_id": "u", "k": 0}, "k"),
+        ("/recommend", {"user_id": "u", "k": 101}, "k"),
+        ("/recommend", {"k": 5}, "user_id"),
+        ("/recommend", {"user_id": "u", "kk": 5}, "kk"),
+        ("/answer", {"question": ""}, "question"),
+        ("/similar_items", {"item_id": "x", "k": "many"}, "k"),
+    ],
+)
+def test_bad_requests_get_400_naming_the_field(server, route, body, field):
+    response = server.post(route, body)
+    assert response.status_code == 400
+    assert any(field in error["loc"] for error in response.json()["detail"])
+
+
+def test_unknown_item_is_404_naming_it(server):
+    response = server.post("/similar_items", {"item_id": "no-such-item"})
+    assert response.status_code == 404
+    assert "no-such-item" in response.text
