@@ -15,7 +15,8 @@ export LANCEDB_LOG ?= error
 
 install: $(STAMP)
 
-# torch first, from its pinned CPU wheel: a plain resolve could pull a multi-GB CUDA build.
+# torch first and pinned: on the target machine 2.13.0 is a local CPU wheel, and a plain
+# resolve could pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from features.errors import InputError
+from features.interactions import DEFAULT_EVENT_WEIGHTS
 from features.schemas import Interaction, Item, QADocument
 from features.timestamps import parse_timestamp
 
@@ -54,11 +55,16 @@ def interaction_from_mapping(record: Mapping[str, Any], row: str) -> Interaction
     value = _optional_number(record.get("value"), "value", row)
     if value is not None and value < 0:
         raise InputError(f"negative value {value}", field="value", row=row)
+    event = _optional_text(record.get("event"), "event", row)
+    if event is not None:
+        event = event.lower()
+        if event not in DEFAULT_EVENT_WEIGHTS:
+            raise InputError(f"unknown event {event!r}; expected one of {sorted(DEFAULT_EVENT_WEIGHTS)}", field="event", row=row)
     return Interaction(
         user_id=_required_text(record.get("user_id"), "user_id", row),
         item_id=_required_text(record.get("item_id"), "item_id", row),
         timestamp=parse_timestamp(record.get("timestamp"), row=row),
-        event=_optional_text(record.get("event"), "event", row),
+        event=event,
         value=value,
     )
 

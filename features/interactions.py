@@ -10,7 +10,7 @@ from scipy.sparse import csr_matrix
 
 from features.schemas import Interaction
 
-# Stronger signals count more; an event the mapping does not know counts as a view.
+# Stronger signals count more. Events outside this mapping are refused at the boundary.
 DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {"view": 1.0, "click": 2.0, "cart": 4.0, "purchase": 8.0}
 DEFAULT_EVENT = "purchase"
 
@@ -22,8 +22,7 @@ def build_vocabulary(ids: Iterable[str]) -> dict[str, int]:
 
 def event_weight(interaction: Interaction, weights: Mapping[str, float] = DEFAULT_EVENT_WEIGHTS) -> float:
     """Confidence weight of one event: its event weight, times `value` where one is given."""
-    event = interaction.event or DEFAULT_EVENT
-    base = weights.get(event, weights.get("view", 1.0))
+    base = weights[interaction.event or DEFAULT_EVENT]  # adapters refuse unknown events
     return base * (interaction.value if interaction.value is not None else 1.0)
 
 
@@ -62,4 +61,5 @@ def build_matrix(
     data = np.fromiter((event_weight(i, weights) for i in interactions), dtype=np.float32, count=len(interactions))
     matrix = csr_matrix((data, (rows, cols)), shape=(len(user_vocab), len(item_vocab)), dtype=np.float32)
     matrix.sum_duplicates()
+    matrix.eliminate_zeros()  # a zero-weight event is no signal: neither seen nor popular
     return InteractionMatrix(user_ids=list(user_vocab), item_ids=list(item_vocab), matrix=matrix)

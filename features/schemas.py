@@ -16,6 +16,7 @@ ITEMS_TABLE = "items"
 ANSWERS_TABLE = "answers"
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+DEFAULT_WAREHOUSE = "./warehouse"
 
 # Keys of the Lance schema metadata every table carries (bytes, as Arrow stores them).
 META_ENCODER = b"recqa.encoder"
@@ -76,7 +77,6 @@ class IndexConfig:
 
     column: str
     distance_type: str  # "dot" for ALS factors, "cosine" for normalised text embeddings
-    min_rows_for_ann: int = 50_000
 
 
 ALS_INDEX = IndexConfig(column="vector", distance_type="dot")
@@ -94,7 +94,7 @@ def users_schema(factors: int) -> pa.Schema:
     return pa.schema(
         [
             pa.field("user_id", pa.string(), nullable=False),
-            pa.field("vector", _vector(factors)),
+            pa.field(ALS_INDEX.column, _vector(factors)),
             pa.field("seen_item_ids", pa.list_(pa.string())),
         ]
     )
@@ -109,8 +109,8 @@ def items_schema(factors: int, dimension: int) -> pa.Schema:
             pa.field("text", pa.string()),
             pa.field("category", pa.string()),
             pa.field("popularity", pa.int64()),
-            pa.field("vector", _vector(factors)),
-            pa.field("content_vector", _vector(dimension)),
+            pa.field(ALS_INDEX.column, _vector(factors)),
+            pa.field(CONTENT_INDEX.column, _vector(dimension)),
         ]
     )
 
@@ -125,7 +125,7 @@ def answers_schema(dimension: int) -> pa.Schema:
             pa.field("source", pa.string()),
             pa.field("tags", pa.list_(pa.string())),
             pa.field(ANSWER_TEXT_COLUMN, pa.string()),
-            pa.field("vector", _vector(dimension)),
+            pa.field(ANSWER_INDEX.column, _vector(dimension)),
         ]
     )
 

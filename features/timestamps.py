@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 
 from features.errors import InputError
@@ -28,7 +29,7 @@ def parse_timestamp(value: object, *, row: str | None = None) -> float:
             number = float(text)
         except ValueError:
             return _parse_datetime_text(text, row)
-    if number != number or number < 0:
+    if not math.isfinite(number) or number < 0:
         raise InputError(f"timestamp {value!r} is not a non-negative number", field="timestamp", row=row)
     return number / 1000.0 if number > _EPOCH_MILLIS_THRESHOLD else number
 

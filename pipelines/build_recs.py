@@ -54,16 +54,19 @@ def _als_metadata(als: ALSConfig) -> dict[bytes, bytes]:
     return {META_ALS: json.dumps(asdict(als)).encode()}
 
 
-def _write_users(rows: list[dict[str, Any]], warehouse: str, als: ALSConfig) -> int:
-    table = lance_io.to_arrow(rows, users_schema(als.factors))
-    return lance_io.write_table(warehouse, USERS_TABLE, table, _als_metadata(als))
+def _write_tables(
+    item_rows: list[dict[str, Any]], user_rows: list[dict[str, Any]], warehouse: str, als: ALSConfig, model: str
+) -> None:
+    """Write both tables in one step, after every row of both exists.
 
-
-def _write_items(rows: list[dict[str, Any]], warehouse: str, als: ALSConfig, model: str) -> int:
-    dimension = len(rows[0]["content_vector"]) if rows else 0
-    table = lance_io.to_arrow(rows, items_schema(als.factors, dimension))
-    metadata = {**TableMetadata(encoder=model, dimension=dimension).to_arrow(), **_als_metadata(als)}
-    return lance_io.write_table(warehouse, ITEMS_TABLE, table, metadata)
+    Both tables come from one fit, so neither is written unless the whole run got this far.
+    """
+    dimension = len(item_rows[0]["content_vector"]) if item_rows else 0
+    items = lance_io.to_arrow(item_rows, items_schema(als.factors, dimension))
+    users = lance_io.to_arrow(user_rows, users_schema(als.factors))
+    item_metadata = {**TableMetadata(encoder=model, dimension=dimension).to_arrow(), **_als_metadata(als)}
+    lance_io.write_table(warehouse, ITEMS_TABLE, items, item_metadata)
+    lance_io.write_table(warehouse, USERS_TABLE, users, _als_metadata(als))
 
 
 def run(argv: Sequence[str] | None = None) -> JobResult:
@@ -85,12 +88,7 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
             | "GatherInteractions" >> beam.combiners.ToList()
             | "FitALS" >> beam.Map(train, item_ids=beam.pvalue.AsList(item_ids), config=als)
         )
-        _ = (
-            model
-            | "UserRows" >> beam.FlatMap(user_rows)
-            | "GatherUsers" >> beam.combiners.ToList()
-            | "WriteUsers" >> beam.Map(_write_users, args.warehouse, als)
-        )
+        users = model | "UserRows" >> beam.FlatMap(user_rows) | "GatherUsers" >> beam.combiners.ToList()
         merged = {
             "catalogue": items | "KeyItems" >> beam.Map(lambda item: (item.item_id, item)),
             "factors": model | "ItemFactors" >> beam.FlatMap(item_factors),
@@ -105,7 +103,7 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
             | "JoinContent" >> beam.CoGroupByKey()
             | "ItemRows" >> beam.Map(item_row)
             | "GatherItems" >> beam.combiners.ToList()
-            | "WriteItems" >> beam.Map(_write_items, args.warehouse, als, args.model)
+            | "WriteTables" >> beam.Map(_write_tables, beam.pvalue.AsSingleton(users), args.warehouse, als, args.model)
         )
     return JobResult.of(args.warehouse, [USERS_TABLE, ITEMS_TABLE])
 

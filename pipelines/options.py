@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-DEFAULT_WAREHOUSE = "./warehouse"
+from features.schemas import DEFAULT_WAREHOUSE
+
 # Beam's default runner tries Prism first, which downloads a binary; name a local one.
 DEFAULT_RUNNER = "FnApiRunner"
 

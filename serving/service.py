@@ -36,14 +36,17 @@ REQUEST_TIMEOUT_SECONDS = 30
 class RecQA:
     def __init__(self) -> None:
         settings = ServiceSettings.from_env()
-        self.encoder = SentenceTransformerEncoder(settings.model_name).load()
         self.store: Store | None = None
         self.not_ready_reason = ""
         try:
+            self.encoder = SentenceTransformerEncoder(settings.model_name).load()
             self.store = Store(settings.warehouse, self.encoder)
         except TableContractError as error:
             self.not_ready_reason = str(error)
             logger.error("recqa is not ready: %s", error)
+        except Exception as error:  # noqa: BLE001 - stay up (liveness) and say why we are not ready
+            self.not_ready_reason = f"{type(error).__name__}: {error}"
+            logger.exception("recqa is not ready")
 
     def __is_ready__(self) -> bool:
         return self.store is not None

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from features.schemas import DEFAULT_MODEL_NAME
+from features.schemas import DEFAULT_MODEL_NAME, DEFAULT_WAREHOUSE
 
 ENV_WAREHOUSE = "RECQA_WAREHOUSE"
 ENV_MODEL = "RECQA_MODEL"
-DEFAULT_WAREHOUSE = "./warehouse"
 
 
 @dataclass(frozen=True)

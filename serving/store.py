@@ -19,6 +19,7 @@ from features.schemas import (
     ANSWERS_TABLE,
     CONTENT_INDEX,
     ITEMS_TABLE,
+    META_ALS,
     META_DIMENSION,
     META_ENCODER,
     USERS_TABLE,
@@ -50,6 +51,7 @@ class Store:
             raise TableContractError(f"warehouse '{warehouse}' has no complete set of tables: {error}") from error
         for table in (self._items, self._answers):
             _check_encoder(table, encoder)
+        _check_same_fit(users, self._items)
         self._user_index = {user_id: i for i, user_id in enumerate(users.column("user_id").to_pylist())}
         self._user_vectors = np.stack(users.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
         self._user_seen = users.column("seen_item_ids").to_pylist()
@@ -126,6 +128,14 @@ class Store:
 def _escape(value: str) -> str:
     """A string literal body for a Lance SQL condition: quotes doubled, so a value stays a value."""
     return value.replace("'", "''")
+
+
+def _check_same_fit(users, items) -> None:
+    """Users and items must come from one ALS fit, or their dot products mean nothing."""
+    user_als = (users.schema.metadata or {}).get(META_ALS)
+    item_als = (items.schema.metadata or {}).get(META_ALS)
+    if user_als != item_als:
+        raise TableContractError(f"users and items come from different ALS fits ({user_als!r} vs {item_als!r})")
 
 
 def _check_encoder(table, encoder: Encoder) -> None:

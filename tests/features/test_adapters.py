@@ -29,12 +29,18 @@ def test_wrong_column_count_names_the_row():
         ({"user_id": "u", "item_id": "i", "timestamp": 1, "value": -1}, "value"),
         ({"user_id": "u", "item_id": "i", "timestamp": 1, "value": "lots"}, "value"),
         ({"user_id": ["u"], "item_id": "i", "timestamp": 1}, "user_id"),
+        ({"user_id": "u", "item_id": "i", "timestamp": 1, "event": "buy"}, "event"),
+        ({"user_id": "u", "item_id": "i", "timestamp": "inf"}, "timestamp"),
     ],
 )
 def test_contract_interaction_errors_name_the_field(record, field):
     with pytest.raises(InputError) as error:
         adapters.interaction_from_mapping(record, "in.jsonl:1")
     assert error.value.field == field
+
+
+def test_event_names_are_case_insensitive():
+    assert adapters.interaction_from_mapping({"user_id": "u", "item_id": "i", "timestamp": 1, "event": "Click"}, "r").event == "click"
 
 
 def test_contract_document_accepts_comma_separated_tags():

@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +17,14 @@ def test_other_names_pass_through_for_users_with_a_hub():
     assert resolve_model_path("org/some-other-model") == "org/some-other-model"
 
 
-def test_encoder_does_not_load_the_model_until_asked():
-    encoder = SentenceTransformerEncoder()
-    assert encoder._model is None
-    assert isinstance(encoder, Encoder)
+def test_importing_and_constructing_the_encoder_does_not_import_the_model_library():
+    code = (
+        "import sys; from features.encoders import SentenceTransformerEncoder; "
+        "SentenceTransformerEncoder(); print('sentence_transformers' in sys.modules, 'torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.split() == ["False", "False"]
+    assert isinstance(SentenceTransformerEncoder(), Encoder)
 
 
 @pytest.mark.slow

@@ -25,3 +25,9 @@ def test_repeated_events_add_up_and_catalogue_items_get_columns():
     assert matrix.matrix.toarray().tolist() == [[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
     assert matrix.seen_item_ids(0) == ["a"]
     np.testing.assert_array_equal(matrix.item_popularity(), [1, 1, 0])
+
+
+def test_zero_weight_events_are_neither_seen_nor_popular():
+    matrix = build_matrix([_event("u1", "a", "view", 0.0), _event("u1", "b", "view")])
+    assert matrix.seen_item_ids(0) == ["b"]
+    np.testing.assert_array_equal(matrix.item_popularity(), [0, 1])

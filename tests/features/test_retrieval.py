@@ -10,6 +10,20 @@ def test_take_unseen_returns_fewer_when_candidates_run_out():
     assert take_unseen([("a", 1.0)], set(), 5) == [("a", 1.0)]
 
 
-def test_distances_become_similarities():
-    assert dot_distance_to_score(-1.0) == 2.0
-    assert cosine_distance_to_score(0.25) == 0.75
+def test_lance_distances_become_the_similarities_they_encode(tmp_path):
+    """Lance's dot distance is 1 - dot and its cosine distance 1 - cosine: checked on a real table."""
+    import lance
+    import numpy as np
+    import pyarrow as pa
+
+    vectors = np.array([[2.0, 0.0], [1.0, 1.0], [0.0, 3.0]], dtype=np.float32)
+    table = pa.table({"id": ["a", "b", "c"], "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), 2)})
+    dataset = lance.write_dataset(table, str(tmp_path / "t.lance"))
+    query = np.array([1.0, 2.0], dtype=np.float32)
+    for metric, to_score, expected in (
+        ("dot", dot_distance_to_score, vectors @ query),
+        ("cosine", cosine_distance_to_score, (vectors @ query) / np.linalg.norm(vectors, axis=1) / np.linalg.norm(query)),
+    ):
+        hits = dataset.to_table(nearest={"column": "vector", "q": query, "k": 3, "metric": metric}).to_pylist()
+        scores = {hit["id"]: to_score(hit["_distance"]) for hit in hits}
+        np.testing.assert_allclose([scores[i] for i in "abc"], expected, rtol=1e-5)

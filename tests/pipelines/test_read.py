@@ -2,7 +2,7 @@
 
 import apache_beam as beam
 import pytest
-from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from features.errors import InputError
@@ -12,7 +12,7 @@ from pipelines.transforms.read import ReadDocuments, ReadInteractions
 
 
 def _runner():
-    return TestPipeline(runner="FnApiRunner")
+    return test_pipeline.TestPipeline(runner="FnApiRunner")
 
 
 def test_contract_csv_with_header_in_any_column_order(tmp_path):
@@ -57,6 +57,6 @@ def test_bad_row_fails_the_job_naming_file_and_row(tmp_path):
     usage.write_text("u1,i1,2015/06/09T19:39:37\nu2,i2,not-a-time\n")
     catalog = tmp_path / "catalog.csv"
     catalog.write_text("i1,Item one,Accessories\ni2,Item two,Accessories\n")
-    with pytest.raises(Exception, match=r"usage.csv: 'u2,i2,not-a-time'.*timestamp"):
+    with pytest.raises(InputError, match=r"usage.csv: 'u2,i2,not-a-time'.*timestamp"):
         build_recs.run(["--warehouse", str(tmp_path / "wh"), "--interactions", str(usage), "--items", str(catalog)])
     assert not (tmp_path / "wh" / "users.lance").exists()

@@ -35,8 +35,8 @@ class Server:
         return requests.get(f"{self.base_url}{route}", timeout=30)
 
 
-def start_server(warehouse: Path, tmp_path: Path) -> Server:
-    """Start the service through the CLI and wait until /readyz answers 200 (or the process dies)."""
+def start_server(warehouse: Path, tmp_path: Path, wait_ready: bool = True) -> Server:
+    """Start the service through the CLI and wait until it answers (/readyz 200 unless told not to)."""
     port = free_port()
     log = tmp_path / "server.log"
     env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "True"}
@@ -54,7 +54,8 @@ def start_server(warehouse: Path, tmp_path: Path) -> Server:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()[-4000:]}")
         try:
-            if requests.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+            status = requests.get(f"{base_url}/readyz", timeout=2).status_code
+            if status == 200 or (not wait_ready and status == 503):
                 return Server(base_url, process, log)
         except requests.RequestException:  # not listening yet, or busy starting
             pass

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from features.errors import InputError
+from features.schemas import DEFAULT_WAREHOUSE
 
 # subcommand -> (module with run(argv), one-line help)
 JOBS = {
@@ -27,7 +28,7 @@ DEFAULT_PORT = 3000
 
 def _serve(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="recqa serve", description="Serve the HTTP API over a warehouse (BentoML).")
-    parser.add_argument("--warehouse", default="./warehouse", help="where Lance tables live (path or URI)")
+    parser.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help="where Lance tables live (path or URI)")
     parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--model", default=None, help="sentence-transformers model name or folder")
