@@ -10,6 +10,7 @@ STAMP := $(VENV)/.recqa-installed
 export HF_HUB_OFFLINE ?= 1
 export BENTOML_DO_NOT_TRACK ?= True
 export LANCEDB_LOG ?= error
+export LANCE_LOG ?= error
 
 .PHONY: install run build serve test clean
 
@@ -27,6 +28,7 @@ $(STAMP): pyproject.toml constraints.txt
 build: install
 	$(BIN)/recqa build-recs --warehouse $(WAREHOUSE)
 	$(BIN)/recqa build-qa --warehouse $(WAREHOUSE)
+	$(BIN)/recqa publish --warehouse $(WAREHOUSE)
 
 serve: install
 	@echo

@@ -16,10 +16,12 @@ from pathlib import Path
 from features.errors import InputError
 from features.schemas import DEFAULT_WAREHOUSE
 
-# subcommand -> (module with run(argv), one-line help)
+# subcommand -> (module, function taking argv, one-line help)
 JOBS = {
-    "build-recs": ("pipelines.build_recs", "interactions + items -> ALS vectors and content embeddings (users, items)"),
-    "build-qa": ("pipelines.build_qa", "QA documents -> embeddings + full-text index (answers)"),
+    "build-recs": ("pipelines.build_recs", "run", "interactions + items -> ALS vectors and content embeddings (users, items)"),
+    "build-qa": ("pipelines.build_qa", "run", "QA documents -> embeddings + full-text index (answers)"),
+    "publish": ("pipelines.publish", "run", "check the new table versions and move the 'published' tag to them"),
+    "rollback": ("pipelines.publish", "rollback", "move the 'published' tag back to the previous release"),
 }
 SERVICE = "serving.service:RecQA"
 DEFAULT_HOST = "127.0.0.1"
@@ -40,6 +42,7 @@ def _serve(argv: Sequence[str]) -> int:
     env.setdefault("BENTOML_DO_NOT_TRACK", "True")
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("LANCEDB_LOG", "error")
+    env.setdefault("LANCE_LOG", "error")
     spec = importlib.util.find_spec("serving")
     working_dir = str(Path(next(iter(spec.submodule_search_locations))).resolve().parent)
     bentoml = str(Path(sys.executable).with_name("bentoml"))
@@ -51,7 +54,7 @@ def _serve(argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `recqa` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = "\n".join(f"  {name:<11} {help_}" for name, (_, help_) in JOBS.items())
+    commands = "\n".join(f"  {name:<11} {help_}" for name, (_, _, help_) in JOBS.items())
     usage = f"usage: recqa <command> [--help] [flags]\n\ncommands:\n{commands}\n  serve       serve the HTTP API on {DEFAULT_HOST}:{DEFAULT_PORT}\n"
     if not argv or argv[0] in ("-h", "--help"):
         print(usage)
@@ -62,10 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command not in JOBS:
         print(f"recqa: unknown command '{command}'\n\n{usage}", file=sys.stderr)
         return 2
-    job = importlib.import_module(JOBS[command][0])
+    module, function, _ = JOBS[command]
+    os.environ.setdefault("LANCE_LOG", "error")  # Lance warns on every first write of a table
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    job = getattr(importlib.import_module(module), function)
     try:
-        result = job.run(rest)
-    except InputError as error:
+        result = job(rest)
+    except (InputError, ValueError, RuntimeError) as error:  # the job's own message, not a traceback
         print(f"recqa {command}: {error}", file=sys.stderr)
         return 1
     print(f"recqa {command}: wrote\n{result.summary()}")

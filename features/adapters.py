@@ -8,12 +8,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from features.errors import InputError
 from features.interactions import DEFAULT_EVENT_WEIGHTS
 from features.schemas import Interaction, Item, QADocument
-from features.timestamps import parse_timestamp
+from features.timestamps import AUTO, parse_timestamp
+
+# Longer texts are almost always a broken export (a whole file in one cell), not content.
+DEFAULT_MAX_TEXT_CHARS = 20_000
+
+
+@dataclass(frozen=True)
+class ParseOptions:
+    """How contract records are validated; one object shared by every row of a run."""
+
+    timestamp_format: str = AUTO
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
+    events: frozenset[str] = frozenset(DEFAULT_EVENT_WEIGHTS)
+
+
+_DEFAULT_OPTIONS = ParseOptions()
 
 # StackFAQ marks a missing rephrasing with "*"; it is a placeholder, not a query.
 _STACKFAQ_PLACEHOLDER = "*"
@@ -38,6 +54,12 @@ def _optional_text(value: Any, field: str, row: str) -> str | None:
     return str(value).strip() or None
 
 
+def _bounded(text: str | None, field: str, row: str, options: ParseOptions) -> str | None:
+    if text is not None and len(text) > options.max_text_chars:
+        raise InputError(f"text of {len(text)} characters exceeds the limit of {options.max_text_chars}", field=field, row=row)
+    return text
+
+
 def _optional_number(value: Any, field: str, row: str) -> float | None:
     if value is None or value == "":
         return None
@@ -50,46 +72,48 @@ def _optional_number(value: Any, field: str, row: str) -> float | None:
     return number
 
 
-def interaction_from_mapping(record: Mapping[str, Any], row: str) -> Interaction:
-    """An Interaction from a contract-shaped mapping (CSV with header, JSONL)."""
+def interaction_from_mapping(record: Mapping[str, Any], row: str, options: ParseOptions = _DEFAULT_OPTIONS) -> Interaction:
+    """An Interaction from a contract-shaped mapping (CSV with header, JSONL, Parquet)."""
     value = _optional_number(record.get("value"), "value", row)
     if value is not None and value < 0:
         raise InputError(f"negative value {value}", field="value", row=row)
     event = _optional_text(record.get("event"), "event", row)
     if event is not None:
         event = event.lower()
-        if event not in DEFAULT_EVENT_WEIGHTS:
-            raise InputError(f"unknown event {event!r}; expected one of {sorted(DEFAULT_EVENT_WEIGHTS)}", field="event", row=row)
+        if event not in options.events:
+            raise InputError(f"unknown event {event!r}; expected one of {sorted(options.events)}", field="event", row=row)
     return Interaction(
         user_id=_required_text(record.get("user_id"), "user_id", row),
         item_id=_required_text(record.get("item_id"), "item_id", row),
-        timestamp=parse_timestamp(record.get("timestamp"), row=row),
+        timestamp=parse_timestamp(record.get("timestamp"), row=row, fmt=options.timestamp_format),
         event=event,
         value=value,
     )
 
 
-def item_from_mapping(record: Mapping[str, Any], row: str) -> Item:
+def item_from_mapping(record: Mapping[str, Any], row: str, options: ParseOptions = _DEFAULT_OPTIONS) -> Item:
     """An Item from a contract-shaped mapping."""
     return Item(
         item_id=_required_text(record.get("item_id"), "item_id", row),
-        title=_required_text(record.get("title"), "title", row),
-        text=_optional_text(record.get("text"), "text", row),
+        title=_bounded(_required_text(record.get("title"), "title", row), "title", row, options),
+        text=_bounded(_optional_text(record.get("text"), "text", row), "text", row, options),
         category=_optional_text(record.get("category"), "category", row),
     )
 
 
-def document_from_mapping(record: Mapping[str, Any], row: str) -> QADocument:
+def document_from_mapping(record: Mapping[str, Any], row: str, options: ParseOptions = _DEFAULT_OPTIONS) -> QADocument:
     """A QADocument from a contract-shaped mapping; tags may be a list or a comma list."""
-    tags = record.get("tags") or ()
+    tags = record.get("tags")
+    if tags is None or (isinstance(tags, float) and math.isnan(tags)):
+        tags = ()
     if isinstance(tags, str):
         tags = [t for t in (part.strip() for part in tags.split(",")) if t]
     if not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) for t in tags):
         raise InputError("expected a list of strings", field="tags", row=row)
     return QADocument(
         doc_id=_required_text(record.get("doc_id"), "doc_id", row),
-        answer=_required_text(record.get("answer"), "answer", row),
-        question=_optional_text(record.get("question"), "question", row),
+        answer=_bounded(_required_text(record.get("answer"), "answer", row), "answer", row, options),
+        question=_bounded(_optional_text(record.get("question"), "question", row), "question", row, options),
         source=_optional_text(record.get("source"), "source", row),
         tags=tuple(tags),
     )
@@ -128,28 +152,27 @@ def _stackfaq_threads(data: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return threads
 
 
-def stackfaq_documents(data: Mapping[str, Any]) -> list[QADocument]:
-    """One QADocument per answer of every thread; doc_id = thread id + answer index."""
-    documents = []
+def stackfaq_records(data: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(row label, contract record) per answer of every thread; doc_id = thread id + answer index."""
+    records = []
     for t, thread in enumerate(_stackfaq_threads(data)):
-        row = f"root.qapair[{t}]"
-        question = _optional_text(thread.get("question"), "question", row)
         answers = thread.get("answer") or []
-        if isinstance(answers, str):  # a thread with a single answer may be stored unwrapped
+        if isinstance(answers, str):  # a thread with a single answer is stored unwrapped
             answers = [answers]
         for a, answer in enumerate(answers):
-            documents.append(
-                document_from_mapping(
-                    {
-                        "doc_id": f"{stackfaq_thread_id(t)}-{a:02d}",
-                        "question": question,
-                        "answer": answer,
-                        "source": "stackexchange",
-                    },
-                    f"{row}.answer[{a}]",
-                )
-            )
-    return documents
+            record = {
+                "doc_id": f"{stackfaq_thread_id(t)}-{a:02d}",
+                "question": thread.get("question"),
+                "answer": answer,
+                "source": "stackexchange",
+            }
+            records.append((f"root.qapair[{t}].answer[{a}]", record))
+    return records
+
+
+def stackfaq_documents(data: Mapping[str, Any]) -> list[QADocument]:
+    """One QADocument per answer of every thread."""
+    return [document_from_mapping(record, row) for row, record in stackfaq_records(data)]
 
 
 def stackfaq_queries(data: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -17,6 +17,7 @@ ANSWERS_TABLE = "answers"
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 DEFAULT_WAREHOUSE = "./warehouse"
+PUBLISHED_TAG = "published"  # the Lance tag readers follow; only `recqa publish` moves it
 
 # Keys of the Lance schema metadata every table carries (bytes, as Arrow stores them).
 META_ENCODER = b"recqa.encoder"
@@ -77,6 +78,10 @@ class IndexConfig:
 
     column: str
     distance_type: str  # "dot" for ALS factors, "cosine" for normalised text embeddings
+    min_rows_for_ann: int = 50_000  # below this an exact scan is fast and exact
+    kmeans_iterations: int = 10  # IVF training; 50 (Lance's default) triples build time for no recall
+    nprobes: int = 20
+    refine_factor: int = 10  # PQ alone recalls poorly; re-ranking k * this on full vectors fixes it
 
 
 ALS_INDEX = IndexConfig(column="vector", distance_type="dot")
@@ -116,10 +121,11 @@ def items_schema(factors: int, dimension: int) -> pa.Schema:
 
 
 def answers_schema(dimension: int) -> pa.Schema:
-    """Answers: one row per answer with the text that is indexed for BM25 and its embedding."""
+    """Answers: one row per chunk of an answer, with the text indexed for BM25 and its embedding."""
     return pa.schema(
         [
             pa.field("doc_id", pa.string(), nullable=False),
+            pa.field("chunk_id", pa.int32(), nullable=False),
             pa.field("question", pa.string()),
             pa.field("answer", pa.string()),
             pa.field("source", pa.string()),

@@ -33,3 +33,24 @@ def document_text(document: QADocument) -> str:
     """
     parts = [normalize_text(document.question), normalize_text(document.answer)]
     return "\n".join(p for p in parts if p)
+
+
+# all-MiniLM-L6-v2 reads 256 word pieces; ~160 words leave room for the question in front.
+DEFAULT_CHUNK_WORDS = 160
+DEFAULT_CHUNK_OVERLAP_WORDS = 32
+
+
+def chunk_words(text: str, size: int = DEFAULT_CHUNK_WORDS, overlap: int = DEFAULT_CHUNK_OVERLAP_WORDS) -> list[str]:
+    """Split text into windows of `size` words, each sharing `overlap` words with the previous.
+
+    Text past the encoder's window would be silently truncated; chunks keep all of it
+    searchable. A text that fits is one chunk, unchanged but for whitespace.
+    """
+    if size <= 0 or not 0 <= overlap < size:
+        raise ValueError(f"need size > 0 and 0 <= overlap < size, got size={size}, overlap={overlap}")
+    words = normalize_text(text).split(" ")
+    if len(words) <= size:
+        return [" ".join(words)]
+    step = size - overlap
+    starts = range(0, len(words) - overlap, step)
+    return [" ".join(words[start : start + size]) for start in starts]

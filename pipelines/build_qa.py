@@ -1,14 +1,18 @@
-"""Batch job: QA documents -> sentence embeddings -> Lance `answers` with a full-text index."""
+"""Batch job: QA documents -> chunked sentence embeddings -> Lance `answers` with a full-text index."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dataclasses
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
+import pyarrow as pa
 
+from features.adapters import ParseOptions
 from features.errors import InputError
 from features.schemas import (
+    ANSWER_INDEX,
     ANSWER_TEXT_COLUMN,
     ANSWERS_TABLE,
     DEFAULT_MODEL_NAME,
@@ -16,67 +20,97 @@ from features.schemas import (
     TableMetadata,
     answers_schema,
 )
-from features.text import document_text
+from features.text import DEFAULT_CHUNK_OVERLAP_WORDS, DEFAULT_CHUNK_WORDS, chunk_words, normalize_text
 from pipelines import lance_io
-from pipelines.options import JobResult, job_parser, pipeline_options
+from pipelines.options import JobResult, job_parser, pipeline_options, rejects_dir
 from pipelines.transforms.encode import EncodeTexts
-from pipelines.transforms.read import STACKFAQ, ReadDocuments
+from pipelines.transforms.lance_write import WriteTable
+from pipelines.transforms.quality import CheckRejects
+from pipelines.transforms.read import STACKFAQ, InputSpec, ReadRecords, parse_mapping
 
 DEFAULT_DOCUMENTS = "data/stackfaq/stackExchange-FAQ.json"
 
 
 def _parse(argv: Sequence[str] | None) -> tuple[Any, list[str]]:
     parser = job_parser("recqa build-qa", __doc__.splitlines()[0])
-    parser.add_argument("--documents", default=DEFAULT_DOCUMENTS, help="QA documents file or glob")
+    parser.add_argument("--documents", default=DEFAULT_DOCUMENTS, help="QA documents file, glob or URI")
     parser.add_argument("--input-format", default=STACKFAQ, choices=["contract", "stackfaq"])
+    parser.add_argument("--map", action="append", metavar="COLUMN=SOURCE", help="contract column from a differently named source column")
+    parser.add_argument("--chunk-words", type=int, default=DEFAULT_CHUNK_WORDS, help="words per chunk of a long answer")
+    parser.add_argument("--chunk-overlap", type=int, default=DEFAULT_CHUNK_OVERLAP_WORDS, help="words shared by consecutive chunks")
     parser.add_argument("--model", default=DEFAULT_MODEL_NAME, help="sentence-transformers model name or folder")
     return parser.parse_known_args(argv)
 
 
-def answer_row(element: tuple[str, dict[str, Iterable[Any]]]) -> dict[str, Any]:
-    """An answers-table row from a document and its embedding; a repeated doc_id is an error."""
-    doc_id, groups = element
-    documents: list[QADocument] = list(groups["document"])
+def chunk_rows(element: tuple[str, Iterable[QADocument]], size: int, overlap: int) -> Iterator[dict[str, Any]]:
+    """One row per chunk of the answer; each chunk is indexed and embedded after the question."""
+    doc_id, documents = element
+    documents = list(documents)
     if len(documents) > 1:
         raise InputError(f"doc_id '{doc_id}' appears {len(documents)} times", field="doc_id")
     document = documents[0]
-    (vector,) = list(groups["vector"])[:1]
-    return {
-        "doc_id": doc_id,
-        "question": document.question,
-        "answer": document.answer,
-        "source": document.source,
-        "tags": list(document.tags),
-        ANSWER_TEXT_COLUMN: document_text(document),
-        "vector": vector,
-    }
+    question = normalize_text(document.question)
+    for chunk_id, chunk in enumerate(chunk_words(document.answer, size, overlap)):
+        yield {
+            "doc_id": doc_id,
+            "chunk_id": chunk_id,
+            "question": document.question,
+            "answer": document.answer,
+            "source": document.source,
+            "tags": list(document.tags),
+            ANSWER_TEXT_COLUMN: f"{question}\n{chunk}" if question else chunk,
+        }
 
 
-def _write_answers(rows: list[dict[str, Any]], warehouse: str, model: str) -> int:
-    dimension = len(rows[0]["vector"]) if rows else 0
-    table = lance_io.to_arrow(rows, answers_schema(dimension))
-    lance_io.write_table(warehouse, ANSWERS_TABLE, table, TableMetadata(encoder=model, dimension=dimension).to_arrow())
-    return lance_io.create_fts_index(warehouse, ANSWERS_TABLE)
+def _with_vector(element: tuple[str, dict[str, Iterable[Any]]]) -> dict[str, Any]:
+    _, groups = element
+    (row,) = list(groups["row"])
+    (vector,) = list(groups["vector"])
+    return {**row, ANSWER_INDEX.column: vector}
+
+
+def _answers_schema(row: dict[str, Any]) -> pa.Schema:
+    return answers_schema(len(row[ANSWER_INDEX.column]))
+
+
+def _commit(written: list, ok: bool, *, warehouse: str, model: str, ann_min_rows: int) -> None:
+    """The run's only visible change: one commit, then the BM25 and (when large) vector indexes."""
+    assert ok
+    dimension = written[0][0].field(ANSWER_INDEX.column).type.list_size if written else 0
+    lance_io.commit_fragments(warehouse, ANSWERS_TABLE, written, TableMetadata(model, dimension).to_arrow())
+    lance_io.create_fts_index(warehouse, ANSWERS_TABLE)
+    lance_io.create_vector_indexes(warehouse, ANSWERS_TABLE, [dataclasses.replace(ANSWER_INDEX, min_rows_for_ann=ann_min_rows)])
 
 
 def run(argv: Sequence[str] | None = None) -> JobResult:
-    """Build the `answers` table; returns its new version and row count."""
+    """Build the `answers` table as a new version; returns it and the stage table."""
     args, beam_args = _parse(argv)
-    with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
-        documents = pipeline | "ReadDocuments" >> ReadDocuments(args.documents, args.input_format)
-        vectors = (
-            documents
-            | "DocumentText" >> beam.Map(lambda d: (d.doc_id, document_text(d)))
-            | "EncodeDocuments" >> EncodeTexts(args.model)
-        )
-        _ = (
-            {"document": documents | "KeyDocuments" >> beam.Map(lambda d: (d.doc_id, d)), "vector": vectors}
-            | "JoinVectors" >> beam.CoGroupByKey()
-            | "AnswerRows" >> beam.Map(answer_row)
-            | "GatherAnswers" >> beam.combiners.ToList()
-            | "WriteAnswers" >> beam.Map(_write_answers, args.warehouse, args.model)
-        )
-    return JobResult.of(args.warehouse, [ANSWERS_TABLE])
+    chunk_words(" ".join(["x"] * 3), args.chunk_words, args.chunk_overlap)  # refuse bad sizes before running
+    parse = ParseOptions(max_text_chars=args.max_text_chars)
+    spec = InputSpec("documents", args.documents, args.input_format, parse_mapping(args.map), parse)
+    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
+    documents = pipeline | "ReadDocuments" >> ReadRecords(spec)
+    checked = documents | "CheckDocuments" >> CheckRejects("documents", args.max_reject_fraction, rejects_dir(args, "build-qa"))
+    rows = (
+        documents["records"]
+        | "KeyDocuments" >> beam.Map(lambda d: (d.doc_id, d))
+        | "GroupById" >> beam.GroupByKey()
+        | "Chunk" >> beam.FlatMap(chunk_rows, args.chunk_words, args.chunk_overlap)
+        | "KeyChunks" >> beam.Map(lambda row: (f"{row['doc_id']}#{row['chunk_id']}", row))
+    )
+    vectors = rows | "ChunkText" >> beam.MapTuple(lambda key, row: (key, row[ANSWER_TEXT_COLUMN])) | "EncodeChunks" >> EncodeTexts(args.model, stage="encode-answers")
+    written = (
+        {"row": rows, "vector": vectors}
+        | "JoinVectors" >> beam.CoGroupByKey()
+        | "AnswerRows" >> beam.Map(_with_vector)
+        | "WriteAnswers" >> WriteTable(args.warehouse, ANSWERS_TABLE, _answers_schema)
+    )
+    _ = written | "Commit" >> beam.Map(
+        _commit, beam.pvalue.AsSingleton(checked), warehouse=args.warehouse, model=args.model, ann_min_rows=args.ann_min_rows
+    )
+    result = pipeline.run()
+    result.wait_until_finish()
+    return JobResult.of(args.warehouse, [ANSWERS_TABLE], result)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,25 @@
 """Batch job: interactions + items -> implicit ALS user/item vectors -> Lance `users`, `items`.
 
-Items also carry a sentence embedding of their title and text (their content vector).
+Items also carry a sentence embedding of their title and text (their content vector); items
+nobody interacted with keep it, so the service can still find them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 from collections.abc import Sequence
-from dataclasses import asdict
 from typing import Any
 
 import apache_beam as beam
+import pyarrow as pa
 
+from features.adapters import ParseOptions
+from features.interactions import DEFAULT_EVENT_WEIGHTS, WeightConfig
 from features.schemas import (
+    ALS_INDEX,
+    CONTENT_INDEX,
     DEFAULT_MODEL_NAME,
     ITEMS_TABLE,
     META_ALS,
@@ -23,11 +30,14 @@ from features.schemas import (
     users_schema,
 )
 from features.text import item_text
+from features.timestamps import AUTO, check_timestamp_format
 from pipelines import lance_io
-from pipelines.options import JobResult, job_parser, pipeline_options
+from pipelines.options import JobResult, job_parser, pipeline_options, rejects_dir
 from pipelines.transforms.encode import EncodeTexts
-from pipelines.transforms.read import MS_STORE, ReadInteractions, ReadItems
-from pipelines.transforms.recs import item_factors, item_row, merge_item, train, user_rows
+from pipelines.transforms.lance_write import WriteTable
+from pipelines.transforms.quality import CheckRejects
+from pipelines.transforms.read import MS_STORE, InputSpec, ReadRecords, parse_mapping
+from pipelines.transforms.recs import DropDuplicateEvents, item_factors, item_row, merge_item, train, user_rows
 
 DEFAULT_INTERACTIONS = "data/ms-store/demoUsage.csv"
 DEFAULT_ITEMS = "data/ms-store/demoCatalog.csv"
@@ -35,11 +45,15 @@ DEFAULT_ITEMS = "data/ms-store/demoCatalog.csv"
 
 def _parse(argv: Sequence[str] | None) -> tuple[Any, list[str]]:
     parser = job_parser("recqa build-recs", __doc__.splitlines()[0])
-    parser.add_argument("--interactions", default=DEFAULT_INTERACTIONS, help="interactions file or glob")
-    parser.add_argument("--items", default=DEFAULT_ITEMS, help="items (catalogue) file or glob")
-    parser.add_argument(
-        "--input-format", default=MS_STORE, choices=["contract", "ms-store"], help="layout of both inputs"
-    )
+    parser.add_argument("--interactions", default=DEFAULT_INTERACTIONS, help="interactions file, glob or URI")
+    parser.add_argument("--items", default=DEFAULT_ITEMS, help="items (catalogue) file, glob or URI")
+    parser.add_argument("--input-format", default=MS_STORE, choices=["contract", "ms-store"], help="layout of both inputs")
+    parser.add_argument("--map", action="append", metavar="COLUMN=SOURCE", help="contract column from a differently named source column")
+    parser.add_argument("--timestamp-format", default=AUTO, help="auto, epoch_s, epoch_ms, iso, or a strftime pattern")
+    parser.add_argument("--event-weight", action="append", metavar="EVENT=WEIGHT", help="replace the weight of an event (repeatable)")
+    parser.add_argument("--half-life-days", type=float, default=None, help="decay weights by age (none by default)")
+    parser.add_argument("--min-user-interactions", type=int, default=1)
+    parser.add_argument("--min-item-interactions", type=int, default=1)
     parser.add_argument("--model", default=DEFAULT_MODEL_NAME, help="sentence-transformers model name or folder")
     defaults = ALSConfig()
     parser.add_argument("--factors", type=int, default=defaults.factors)
@@ -50,62 +64,92 @@ def _parse(argv: Sequence[str] | None) -> tuple[Any, list[str]]:
     return parser.parse_known_args(argv)
 
 
-def _als_metadata(als: ALSConfig) -> dict[bytes, bytes]:
-    return {META_ALS: json.dumps(asdict(als)).encode()}
+def _event_weights(pairs: list[str] | None) -> dict[str, float]:
+    weights = dict(DEFAULT_EVENT_WEIGHTS)
+    for event, weight in parse_mapping(pairs).items():
+        weights[event.lower()] = float(weight)
+    return weights
 
 
-def _write_tables(
-    item_rows: list[dict[str, Any]], user_rows: list[dict[str, Any]], warehouse: str, als: ALSConfig, model: str
+def _users_schema(row: dict[str, Any], factors: int) -> pa.Schema:
+    return users_schema(factors)
+
+
+def _items_schema(row: dict[str, Any], factors: int) -> pa.Schema:
+    return items_schema(factors, len(row[CONTENT_INDEX.column]))
+
+
+def _commit(
+    items_written: list, users_written: list, *checks: bool, warehouse: str, als: ALSConfig, model: str, ann_min_rows: int
 ) -> None:
-    """Write both tables in one step, after every row of both exists.
-
-    Both tables come from one fit, so neither is written unless the whole run got this far.
-    """
-    dimension = len(item_rows[0]["content_vector"]) if item_rows else 0
-    items = lance_io.to_arrow(item_rows, items_schema(als.factors, dimension))
-    users = lance_io.to_arrow(user_rows, users_schema(als.factors))
-    item_metadata = {**TableMetadata(encoder=model, dimension=dimension).to_arrow(), **_als_metadata(als)}
-    lance_io.write_table(warehouse, ITEMS_TABLE, items, item_metadata)
-    lance_io.write_table(warehouse, USERS_TABLE, users, _als_metadata(als))
+    """The run's only visible change: one commit per table, after every check passed."""
+    assert all(checks)  # CheckRejects raises rather than return False; this makes the wait explicit
+    als_meta = {META_ALS: json.dumps(dataclasses.asdict(als)).encode()}
+    dimension = items_written[0][0].field(CONTENT_INDEX.column).type.list_size if items_written else 0
+    lance_io.commit_fragments(warehouse, ITEMS_TABLE, items_written, {**TableMetadata(model, dimension).to_arrow(), **als_meta})
+    lance_io.commit_fragments(warehouse, USERS_TABLE, users_written, als_meta)
+    configs = [dataclasses.replace(c, min_rows_for_ann=ann_min_rows) for c in (ALS_INDEX, CONTENT_INDEX)]
+    lance_io.create_vector_indexes(warehouse, ITEMS_TABLE, configs)
 
 
 def run(argv: Sequence[str] | None = None) -> JobResult:
-    """Build the `users` and `items` tables; returns their new versions and row counts."""
+    """Build the `users` and `items` tables as new versions; returns them and the stage table."""
     args, beam_args = _parse(argv)
-    als = ALSConfig(
-        factors=args.factors,
-        regularization=args.regularization,
-        alpha=args.alpha,
-        iterations=args.iterations,
-        random_state=args.random_state,
+    als = ALSConfig(args.factors, args.regularization, args.alpha, args.iterations, args.random_state)
+    weights = WeightConfig(_event_weights(args.event_weight), args.half_life_days, args.min_user_interactions, args.min_item_interactions)
+    parse = ParseOptions(check_timestamp_format(args.timestamp_format), args.max_text_chars, frozenset(weights.event_weights))
+    mapping = parse_mapping(args.map)
+    rejects = rejects_dir(args, "build-recs")
+    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
+    events = pipeline | "ReadInteractions" >> ReadRecords(InputSpec("interactions", args.interactions, args.input_format, mapping, parse))
+    catalogue = pipeline | "ReadItems" >> ReadRecords(InputSpec("items", args.items, args.input_format, mapping, parse))
+    events_ok = events | "CheckInteractions" >> CheckRejects("interactions", args.max_reject_fraction, rejects)
+    items_ok = catalogue | "CheckItems" >> CheckRejects("items", args.max_reject_fraction, rejects)
+
+    interactions = events["records"] | "DropDuplicates" >> DropDuplicateEvents()
+    item_ids = catalogue["records"] | "ItemIds" >> beam.Map(lambda item: item.item_id)
+    model = (
+        interactions
+        | "GatherInteractions" >> beam.combiners.ToList()
+        | "FitALS" >> beam.Map(train, item_ids=beam.pvalue.AsList(item_ids), weights=weights, config=als)
     )
-    with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
-        interactions = pipeline | "ReadInteractions" >> ReadInteractions(args.interactions, args.input_format)
-        items = pipeline | "ReadItems" >> ReadItems(args.items, args.input_format)
-        item_ids = items | "ItemIds" >> beam.Map(lambda item: item.item_id)
-        model = (
-            interactions
-            | "GatherInteractions" >> beam.combiners.ToList()
-            | "FitALS" >> beam.Map(train, item_ids=beam.pvalue.AsList(item_ids), config=als)
-        )
-        users = model | "UserRows" >> beam.FlatMap(user_rows) | "GatherUsers" >> beam.combiners.ToList()
-        merged = {
-            "catalogue": items | "KeyItems" >> beam.Map(lambda item: (item.item_id, item)),
+    users_written = (
+        model
+        | "UserRows" >> beam.FlatMap(user_rows)
+        | "WriteUsers" >> WriteTable(args.warehouse, USERS_TABLE, functools.partial(_users_schema, factors=als.factors))
+    )
+    merged = (
+        {
+            "catalogue": catalogue["records"] | "KeyItems" >> beam.Map(lambda item: (item.item_id, item)),
             "factors": model | "ItemFactors" >> beam.FlatMap(item_factors),
-        } | "JoinCatalogue" >> beam.CoGroupByKey() | "MergeItem" >> beam.Map(merge_item)
-        content = (
-            merged
-            | "ItemText" >> beam.MapTuple(lambda item_id, merged_item: (item_id, item_text(merged_item[0])))
-            | "EncodeItems" >> EncodeTexts(args.model)
-        )
-        _ = (
-            {"item": merged, "content": content}
-            | "JoinContent" >> beam.CoGroupByKey()
-            | "ItemRows" >> beam.Map(item_row)
-            | "GatherItems" >> beam.combiners.ToList()
-            | "WriteTables" >> beam.Map(_write_tables, beam.pvalue.AsSingleton(users), args.warehouse, als, args.model)
-        )
-    return JobResult.of(args.warehouse, [USERS_TABLE, ITEMS_TABLE])
+        }
+        | "JoinCatalogue" >> beam.CoGroupByKey()
+        | "MergeItem" >> beam.Map(merge_item)
+    )
+    content = (
+        merged
+        | "ItemText" >> beam.MapTuple(lambda item_id, merged_item: (item_id, item_text(merged_item[0])))
+        | "EncodeItems" >> EncodeTexts(args.model, stage="encode-items")
+    )
+    items_written = (
+        {"item": merged, "content": content}
+        | "JoinContent" >> beam.CoGroupByKey()
+        | "ItemRows" >> beam.Map(item_row)
+        | "WriteItems" >> WriteTable(args.warehouse, ITEMS_TABLE, functools.partial(_items_schema, factors=als.factors))
+    )
+    _ = items_written | "Commit" >> beam.Map(
+        _commit,
+        beam.pvalue.AsSingleton(users_written),
+        beam.pvalue.AsSingleton(events_ok),
+        beam.pvalue.AsSingleton(items_ok),
+        warehouse=args.warehouse,
+        als=als,
+        model=args.model,
+        ann_min_rows=args.ann_min_rows,
+    )
+    result = pipeline.run()
+    result.wait_until_finish()
+    return JobResult.of(args.warehouse, [USERS_TABLE, ITEMS_TABLE], result)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+import time
 from dataclasses import dataclass, field
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from features.schemas import DEFAULT_WAREHOUSE
+from features.adapters import DEFAULT_MAX_TEXT_CHARS
+from features.schemas import ALS_INDEX, DEFAULT_WAREHOUSE
+from pipelines.transforms.quality import DEFAULT_MAX_REJECT_FRACTION
 
 # Beam's default runner tries Prism first, which downloads a binary; name a local one.
 DEFAULT_RUNNER = "FnApiRunner"
@@ -22,7 +25,26 @@ def job_parser(prog: str, description: str) -> argparse.ArgumentParser:
         epilog="Any other flag (--runner, --project, --flink_master, ...) passes to Apache Beam unchanged.",
     )
     parser.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help="where Lance tables live (path or URI)")
+    parser.add_argument(
+        "--max-reject-fraction",
+        type=float,
+        default=DEFAULT_MAX_REJECT_FRACTION,
+        help="fail the run when more than this fraction of an input's rows is rejected (default 0.01)",
+    )
+    parser.add_argument("--rejects", default=None, help="folder for rejected rows (default <warehouse>/_rejects/<job>-<time>)")
+    parser.add_argument("--max-text-chars", type=int, default=DEFAULT_MAX_TEXT_CHARS, help="longer texts are rejected")
+    parser.add_argument(
+        "--ann-min-rows",
+        type=int,
+        default=ALS_INDEX.min_rows_for_ann,
+        help="build IVF-PQ indexes on tables with at least this many rows; smaller ones are searched exactly",
+    )
     return parser
+
+
+def rejects_dir(args: argparse.Namespace, job: str) -> str:
+    """Where this run's rejects go: the flag, or a fresh folder under the warehouse."""
+    return args.rejects or f"{args.warehouse.rstrip('/')}/_rejects/{job}-{time.strftime('%Y%m%dT%H%M%S')}"
 
 
 def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
@@ -39,15 +61,22 @@ class JobResult:
 
     versions: dict[str, int] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
+    stages: str = ""  # the per-stage summary table
 
     @classmethod
-    def of(cls, warehouse: str, names: Sequence[str]) -> "JobResult":
-        """The latest version and row count of each named table of the warehouse."""
+    def of(cls, warehouse: str, names: Sequence[str], result=None) -> "JobResult":
+        """The latest version and row count of each named table, and the run's stage table."""
         from pipelines import lance_io
+        from pipelines.summary import format_table, stage_rows
 
-        return cls(versions=lance_io.table_versions(warehouse, names), rows=lance_io.table_rows(warehouse, names))
+        return cls(
+            versions=lance_io.table_versions(warehouse, names),
+            rows=lance_io.table_rows(warehouse, names),
+            stages=format_table(stage_rows(result)) if result is not None else "",
+        )
 
     def summary(self) -> str:
-        return "\n".join(
+        tables = "\n".join(
             f"  {name:<8} version {self.versions[name]:>4}  rows {self.rows.get(name, 0):>8}" for name in self.versions
         )
+        return f"{self.stages}\n\n{tables}" if self.stages else tables

@@ -21,9 +21,14 @@ from features.schemas import (
     ITEMS_TABLE,
     META_ALS,
     META_DIMENSION,
+    PUBLISHED_TAG,
     META_ENCODER,
     USERS_TABLE,
+    IndexConfig,
 )
+
+# Chunks fetched per answer asked for: long answers have several chunks near the question.
+CHUNK_OVERFETCH = 4
 
 
 @dataclass(frozen=True)
@@ -43,15 +48,21 @@ class Store:
 
         self._encoder = encoder
         db = lancedb.connect(warehouse)
-        try:
-            self._items = db.open_table(ITEMS_TABLE)
-            self._answers = db.open_table(ANSWERS_TABLE)
-            users = db.open_table(USERS_TABLE).to_arrow()
-        except (FileNotFoundError, ValueError) as error:
-            raise TableContractError(f"warehouse '{warehouse}' has no complete set of tables: {error}") from error
+        tables = {}
+        for name in (USERS_TABLE, ITEMS_TABLE, ANSWERS_TABLE):
+            try:
+                tables[name] = db.open_table(name)
+            except (FileNotFoundError, ValueError) as error:
+                raise TableContractError(f"warehouse '{warehouse}' has no complete set of tables: {error}") from error
+            try:
+                tables[name].checkout(PUBLISHED_TAG)  # a run's versions are served only once published
+            except Exception as error:  # noqa: BLE001 - lance reports a missing tag in several ways
+                raise TableContractError(f"table '{name}' has no '{PUBLISHED_TAG}' version: run `recqa publish`") from error
+        self._items, self._answers = tables[ITEMS_TABLE], tables[ANSWERS_TABLE]
+        users = tables[USERS_TABLE].to_arrow()
         for table in (self._items, self._answers):
             _check_encoder(table, encoder)
-        _check_same_fit(users, self._items)
+        _check_same_fit(tables[USERS_TABLE], self._items)
         self._user_index = {user_id: i for i, user_id in enumerate(users.column("user_id").to_pylist())}
         self._user_vectors = np.stack(users.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
         self._user_seen = users.column("seen_item_ids").to_pylist()
@@ -61,11 +72,7 @@ class Store:
         ids = items.column("item_id").to_pylist()
         popularity = items.column("popularity").to_pylist()
         self._popular = [(ids[i], float(popularity[i])) for i in order]
-        self.versions = {
-            USERS_TABLE: int(db.open_table(USERS_TABLE).version),
-            ITEMS_TABLE: int(self._items.version),
-            ANSWERS_TABLE: int(self._answers.version),
-        }
+        self.versions = {name: int(table.version) for name, table in tables.items()}
 
     def has_user(self, user_id: str) -> bool:
         return user_id in self._user_index
@@ -78,8 +85,7 @@ class Store:
         idx = self._user_index[user_id]
         seen = set(self._user_seen[idx] or ())
         rows = (
-            self._items.search(self._user_vectors[idx], vector_column_name=ALS_INDEX.column)
-            .distance_type(ALS_INDEX.distance_type)
+            _vector_query(self._items, self._user_vectors[idx], ALS_INDEX)
             .limit(k + len(seen))
             .select(["item_id"])
             .to_arrow()
@@ -99,8 +105,7 @@ class Store:
         row = self._items.search().where(f"item_id = '{query}'").select([CONTENT_INDEX.column]).limit(1).to_arrow()
         vector = np.asarray(row.column(CONTENT_INDEX.column)[0].as_py(), dtype=np.float32)
         rows = (
-            self._items.search(vector, vector_column_name=CONTENT_INDEX.column)
-            .distance_type(CONTENT_INDEX.distance_type)
+            _vector_query(self._items, vector, CONTENT_INDEX)
             .limit(k + 1)
             .select(["item_id"])
             .to_arrow()
@@ -109,20 +114,30 @@ class Store:
         return take_unseen(candidates, {item_id}, k)
 
     def answer(self, question: str, k: int) -> list[Hit]:
-        """The k answers nearest to the question's embedding."""
+        """The k answers nearest to the question's embedding; an answer counts once, by its best chunk."""
         vector = self._encoder.encode([question])[0]
         rows = (
-            self._answers.search(vector, vector_column_name=ANSWER_INDEX.column)
-            .distance_type(ANSWER_INDEX.distance_type)
-            .limit(k)
+            _vector_query(self._answers, vector, ANSWER_INDEX)
+            .limit(k * CHUNK_OVERFETCH)
             .select(["doc_id", "answer", "question"])
             .to_arrow()
             .to_pylist()
         )
-        return [
-            Hit(id=r["doc_id"], score=cosine_distance_to_score(r["_distance"]), fields={"text": r["answer"], "question": r["question"]})
-            for r in rows
-        ]
+        by_id = {}
+        for r in rows:
+            by_id.setdefault(r["doc_id"], r)
+        best = take_unseen(((r["doc_id"], cosine_distance_to_score(r["_distance"])) for r in rows), set(), k)
+        return [Hit(id=i, score=s, fields={"text": by_id[i]["answer"], "question": by_id[i]["question"]}) for i, s in best]
+
+
+def _vector_query(table, vector: np.ndarray, config: IndexConfig):
+    """A vector query with the metric and search parameters of the config that built the index."""
+    return (
+        table.search(vector, vector_column_name=config.column)
+        .distance_type(config.distance_type)
+        .nprobes(config.nprobes)
+        .refine_factor(config.refine_factor)
+    )
 
 
 def _escape(value: str) -> str:
@@ -130,7 +145,7 @@ def _escape(value: str) -> str:
     return value.replace("'", "''")
 
 
-def _check_same_fit(users, items) -> None:
+def _check_same_fit(users, items) -> None:  # LanceTables at their served versions
     """Users and items must come from one ALS fit, or their dot products mean nothing."""
     user_als = (users.schema.metadata or {}).get(META_ALS)
     item_als = (items.schema.metadata or {}).get(META_ALS)

@@ -19,6 +19,7 @@ STACKFAQ = DATA / "stackfaq" / "stackExchange-FAQ.json"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 os.environ.setdefault("LANCEDB_LOG", "error")
+os.environ.setdefault("LANCE_LOG", "error")
 
 
 @pytest.fixture(scope="session")
@@ -36,9 +37,10 @@ def stackfaq_data() -> dict:
 @pytest.fixture(scope="session")
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A warehouse built by the real build-recs and build-qa jobs on the bundled data."""
-    from pipelines import build_qa, build_recs
+    from pipelines import build_qa, build_recs, publish
 
     path = tmp_path_factory.mktemp("warehouse")
     build_recs.run(["--warehouse", str(path), "--interactions", str(MS_USAGE), "--items", str(MS_CATALOG)])
     build_qa.run(["--warehouse", str(path), "--documents", str(STACKFAQ)])
+    publish.run(["--warehouse", str(path)])
     return path

@@ -1,7 +1,9 @@
-"""Read input files into input-contract records (Interaction, Item, QADocument).
+"""Read input files into input-contract records, sending every bad row to a rejects output.
 
-Formats: `contract` (CSV with a header row, or JSON lines, by extension), and the two
-bundled datasets (`ms-store` CSV without header, `stackfaq` JSON).
+Formats: `contract` (CSV with a header row, JSON lines or Parquet, by extension) and the two
+bundled datasets (`ms-store` CSV without header, `stackfaq` JSON). Files are read whole per
+worker through Beam's file systems, so local paths and `s3://`/`gs://` URIs work alike and
+every record keeps its file and line for the rejects output.
 """
 
 from __future__ import annotations
@@ -9,29 +11,73 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
 from features import adapters
 from features.errors import InputError
 
-# Longest excerpt of a bad line quoted in an error message.
-_ROW_EXCERPT_CHARS = 120
-
 CONTRACT = "contract"
 MS_STORE = "ms-store"
 STACKFAQ = "stackfaq"
+REJECTS = "rejects"
+
+# The bundled ms-store files have no header; these are their columns in contract names.
+_MS_STORE_COLUMNS = {
+    "interactions": ("user_id", "item_id", "timestamp"),
+    "items": ("item_id", "title", "category"),
+}
+_MS_STORE_DEFAULTS = {"interactions": {"event": "purchase"}, "items": {}}
+
+PARSERS: dict[str, Callable[..., Any]] = {
+    "interactions": adapters.interaction_from_mapping,
+    "items": adapters.item_from_mapping,
+    "documents": adapters.document_from_mapping,
+}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One input of a job: where it is, its layout, and how its columns map onto the contract."""
+
+    kind: str  # interactions | items | documents
+    path: str
+    input_format: str = CONTRACT
+    mapping: Mapping[str, str] = field(default_factory=dict)  # contract column -> column in the file
+    options: adapters.ParseOptions = adapters.ParseOptions()
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """A record as read, before validation: where it came from and its raw fields."""
+
+    file: str
+    line: int
+    fields: dict[str, Any]
+
+
+def parse_mapping(pairs: list[str] | None) -> dict[str, str]:
+    """`--map user_id=userId` flags -> {contract column: source column}."""
+    mapping = {}
+    for pair in pairs or []:
+        target, sep, source = pair.partition("=")
+        if not sep or not target.strip() or not source.strip():
+            raise InputError(f"expected CONTRACT_COLUMN=SOURCE_COLUMN, got {pair!r}", field="--map")
+        mapping[target.strip()] = source.strip()
+    return mapping
 
 
 def check_input(path: str, what: str) -> str:
-    """Fail early, naming the path, when an input matches no file."""
+    """Fail early, naming the path, when an input matches no file or only empty ones."""
     try:
         matches = FileSystems.match([path])[0].metadata_list
-    except Exception as error:  # noqa: BLE001 - file systems raise their own types
+    except Exception as error:  # noqa: BLE001 - each file system raises its own types
         raise InputError(f"cannot read {what} input '{path}': {error}") from error
     if not matches:
         raise InputError(f"{what} input '{path}' matches no file")
@@ -40,123 +86,132 @@ def check_input(path: str, what: str) -> str:
     return path
 
 
-def _row_label(filename: str, line: str) -> str:
-    excerpt = line if len(line) <= _ROW_EXCERPT_CHARS else line[:_ROW_EXCERPT_CHARS] + "..."
-    return f"{os.path.basename(filename)}: {excerpt!r}"
+def read_file(readable: fileio.ReadableFile, spec: InputSpec) -> Iterator[SourceRecord]:
+    """Every record of one file, with its 1-based line (row for Parquet)."""
+    path = readable.metadata.path
+    if spec.input_format == STACKFAQ:
+        yield from _read_stackfaq(readable, path)
+    elif spec.input_format == MS_STORE:
+        yield from _read_csv(readable, path, _MS_STORE_COLUMNS[spec.kind])
+    elif path.endswith(".parquet"):
+        yield from _read_parquet(readable, path)
+    elif path.endswith((".jsonl", ".json", ".ndjson")):
+        yield from _read_jsonl(readable, path)
+    else:
+        yield from _read_csv(readable, path, None)
 
 
-def _csv_fields(line: str) -> list[str]:
-    return next(csv.reader(io.StringIO(line)), [])
+def _text(readable: fileio.ReadableFile) -> io.TextIOWrapper:
+    return io.TextIOWrapper(readable.open(), encoding="utf-8-sig", newline="")
 
 
-def _read_header(path: str) -> list[str]:
-    first = FileSystems.match([path])[0].metadata_list[0].path
-    with FileSystems.open(first) as handle:
-        header = io.TextIOWrapper(handle, encoding="utf-8").readline().strip()
-    return _csv_fields(header.lstrip("\ufeff"))
+def _read_csv(readable: fileio.ReadableFile, path: str, columns: tuple[str, ...] | None) -> Iterator[SourceRecord]:
+    reader = csv.reader(_text(readable))
+    header = list(columns) if columns else next(reader, [])
+    for fields in reader:
+        if not any(value.strip() for value in fields):
+            continue
+        if len(fields) != len(header):
+            yield SourceRecord(path, reader.line_num, {"__error__": f"expected {len(header)} columns {header}, got {len(fields)}", "__raw__": fields})
+            continue
+        yield SourceRecord(path, reader.line_num, dict(zip(header, fields)))
 
 
-class _ParseLines(beam.PTransform):
-    """(filename, line) -> record, with the file and line named in any error."""
+def _read_jsonl(readable: fileio.ReadableFile, path: str) -> Iterator[SourceRecord]:
+    for number, line in enumerate(_text(readable), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            yield SourceRecord(path, number, {"__error__": f"not valid JSON: {error.msg}", "__raw__": line[:200]})
+            continue
+        if not isinstance(record, dict):
+            yield SourceRecord(path, number, {"__error__": "expected a JSON object", "__raw__": line[:200]})
+            continue
+        yield SourceRecord(path, number, record)
 
-    def __init__(self, path: str, parse: Callable[[str, str], Any], skip_header: bool) -> None:
+
+def _read_parquet(readable: fileio.ReadableFile, path: str) -> Iterator[SourceRecord]:
+    import pyarrow.parquet as pq
+
+    number = 0
+    with readable.open() as handle:
+        for batch in pq.ParquetFile(handle).iter_batches(batch_size=65_536):
+            for record in batch.to_pylist():
+                number += 1
+                yield SourceRecord(path, number, record)
+
+
+def _read_stackfaq(readable: fileio.ReadableFile, path: str) -> Iterator[SourceRecord]:
+    try:
+        data = json.load(_text(readable))
+    except json.JSONDecodeError as error:
+        raise InputError(f"not valid JSON: {error.msg}", row=path) from None
+    for number, (_, record) in enumerate(adapters.stackfaq_records(data), start=1):
+        yield SourceRecord(path, number, record)
+
+
+class ParseRecordDoFn(beam.DoFn):
+    """SourceRecord -> contract record, or a reject (the row, the file and line, the reason)."""
+
+    def __init__(self, spec: InputSpec) -> None:
+        self._spec = spec
+        self._parse = PARSERS[spec.kind]
+        self._defaults = _MS_STORE_DEFAULTS.get(spec.kind, {}) if spec.input_format == MS_STORE else {}
+
+    def setup(self) -> None:
+        self._read = beam.metrics.Metrics.counter(self._spec.kind, "read")
+        self._rejected = beam.metrics.Metrics.counter(self._spec.kind, "rejected")
+        self._msecs = beam.metrics.Metrics.counter(self._spec.kind, "read_msecs")
+
+    def process(self, source: SourceRecord) -> Iterator[Any]:
+        started = time.perf_counter()
+        self._read.inc()
+        row = f"{source.file}:{source.line}"
+        fields = source.fields
+        try:
+            if "__error__" in fields:
+                raise InputError(fields["__error__"], row=row)
+            record = {**self._defaults, **{target: fields.get(column) for target, column in self._spec.mapping.items()}}
+            for name, value in fields.items():
+                record.setdefault(name, value)
+            yield self._parse(record, row, self._spec.options)
+        except InputError as error:
+            self._rejected.inc()
+            reason = f"field '{error.field}': {error.reason}" if error.field else error.reason
+            yield beam.pvalue.TaggedOutput(
+                REJECTS,
+                {"kind": self._spec.kind, "file": source.file, "line": source.line, "reason": reason, "row": _jsonable(fields)},
+            )
+        finally:
+            self._msecs.inc(int((time.perf_counter() - started) * 1000))
+
+
+def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v if isinstance(v, (str, int, float, bool, type(None), list)) else str(v)) for k, v in fields.items()}
+
+
+class ReadRecords(beam.PTransform):
+    """Files -> (valid records, rejects): the `main` and `rejects` outputs of the parse step."""
+
+    def __init__(self, spec: InputSpec) -> None:
         super().__init__()
-        self._path = path
-        self._parse = parse
-        self._skip_header = skip_header
+        check_input(spec.path, spec.kind)
+        if spec.kind not in PARSERS:
+            raise InputError(f"unknown input kind '{spec.kind}'", field="kind")
+        allowed = {"interactions": (CONTRACT, MS_STORE), "items": (CONTRACT, MS_STORE), "documents": (CONTRACT, STACKFAQ)}
+        if spec.input_format not in allowed[spec.kind]:
+            raise InputError(f"unknown {spec.kind} format '{spec.input_format}'", field="input_format")
+        self._spec = spec
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        parse = self._parse
-        return (
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        spec = self._spec
+        outputs = (
             pbegin
-            | "ReadLines" >> beam.io.ReadFromTextWithFilename(self._path, skip_header_lines=int(self._skip_header))
-            | "DropBlank" >> beam.Filter(lambda pair: pair[1].strip() != "")
-            | "Parse" >> beam.Map(lambda pair: parse(pair[1], _row_label(*pair)))
+            | "Match" >> fileio.MatchFiles(spec.path)
+            | "Open" >> fileio.ReadMatches()
+            | "ReadFile" >> beam.FlatMap(read_file, spec)
+            | "Parse" >> beam.ParDo(ParseRecordDoFn(spec)).with_outputs(REJECTS, main="records")
         )
-
-
-def _contract_parser(path: str, from_mapping: Callable[[dict, str], Any]) -> tuple[Callable[[str, str], Any], bool]:
-    if path.endswith((".jsonl", ".json", ".ndjson")):
-
-        def parse_json(line: str, row: str) -> Any:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise InputError(f"not valid JSON: {error.msg}", row=row) from None
-            if not isinstance(record, dict):
-                raise InputError("expected a JSON object", row=row)
-            return from_mapping(record, row)
-
-        return parse_json, False
-    columns = _read_header(path)
-
-    def parse_csv(line: str, row: str) -> Any:
-        fields = _csv_fields(line)
-        if len(fields) != len(columns):
-            raise InputError(f"expected {len(columns)} columns {columns}, got {len(fields)}", row=row)
-        return from_mapping(dict(zip(columns, fields)), row)
-
-    return parse_csv, True
-
-
-class ReadInteractions(beam.PTransform):
-    """Interactions from `contract` files or the bundled `ms-store` usage CSV."""
-
-    def __init__(self, path: str, input_format: str = CONTRACT) -> None:
-        super().__init__()
-        self._path = check_input(path, "interactions")
-        self._format = input_format
-
-    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        if self._format == MS_STORE:
-            parse, header = (lambda line, row: adapters.ms_store_interaction(_csv_fields(line), row)), False
-        elif self._format == CONTRACT:
-            parse, header = _contract_parser(self._path, adapters.interaction_from_mapping)
-        else:
-            raise InputError(f"unknown interactions format '{self._format}'", field="input_format")
-        return pbegin | _ParseLines(self._path, parse, header)
-
-
-class ReadItems(beam.PTransform):
-    """Items from `contract` files or the bundled `ms-store` catalogue CSV."""
-
-    def __init__(self, path: str, input_format: str = CONTRACT) -> None:
-        super().__init__()
-        self._path = check_input(path, "items")
-        self._format = input_format
-
-    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        if self._format == MS_STORE:
-            parse, header = (lambda line, row: adapters.ms_store_item(_csv_fields(line), row)), False
-        elif self._format == CONTRACT:
-            parse, header = _contract_parser(self._path, adapters.item_from_mapping)
-        else:
-            raise InputError(f"unknown items format '{self._format}'", field="input_format")
-        return pbegin | _ParseLines(self._path, parse, header)
-
-
-def _stackfaq_file(path: str) -> Iterator[Any]:
-    for metadata in FileSystems.match([path])[0].metadata_list:
-        with FileSystems.open(metadata.path) as handle:
-            try:
-                data = json.load(io.TextIOWrapper(handle, encoding="utf-8"))
-            except json.JSONDecodeError as error:
-                raise InputError(f"not valid JSON: {error.msg}", row=metadata.path) from None
-        yield from adapters.stackfaq_documents(data)
-
-
-class ReadDocuments(beam.PTransform):
-    """QA documents from `contract` files or the bundled `stackfaq` JSON."""
-
-    def __init__(self, path: str, input_format: str = CONTRACT) -> None:
-        super().__init__()
-        self._path = check_input(path, "documents")
-        self._format = input_format
-
-    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        if self._format == STACKFAQ:
-            return pbegin | "Path" >> beam.Create([self._path]) | "ReadStackFAQ" >> beam.FlatMap(_stackfaq_file)
-        if self._format == CONTRACT:
-            parse, header = _contract_parser(self._path, adapters.document_from_mapping)
-            return pbegin | _ParseLines(self._path, parse, header)
-        raise InputError(f"unknown documents format '{self._format}'", field="input_format")
+        return {"records": outputs.records, REJECTS: outputs[REJECTS]}

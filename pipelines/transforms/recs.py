@@ -1,4 +1,4 @@
-"""DoFn-side functions of build_recs: the ALS fit over all interactions and the table rows."""
+"""Steps of build_recs: deduplication, the ALS fit over all interactions, the table rows."""
 
 from __future__ import annotations
 
@@ -6,12 +6,34 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import apache_beam as beam
 import numpy as np
 
 from features.errors import InputError
 from features.factorization import Factors, fit_als
-from features.interactions import InteractionMatrix, build_matrix
+from features.interactions import InteractionMatrix, WeightConfig, build_matrix
 from features.schemas import ALSConfig, Interaction, Item
+
+
+class DropDuplicateEvents(beam.PTransform):
+    """Exact duplicate events (every field equal) are dropped and counted."""
+
+    def expand(self, events: beam.PCollection) -> beam.PCollection:
+        return (
+            events
+            | "Key" >> beam.Map(lambda e: (e.user_id, e.item_id, e.timestamp, e.event, e.value))
+            | "Distinct" >> beam.Distinct()
+            | "Unkey" >> beam.ParDo(_CountUniqueDoFn())
+        )
+
+
+class _CountUniqueDoFn(beam.DoFn):
+    def setup(self) -> None:
+        self._unique = beam.metrics.Metrics.counter("interactions", "unique")
+
+    def process(self, key: tuple) -> Iterator[Interaction]:
+        self._unique.inc()
+        yield Interaction(*key)
 
 
 @dataclass(frozen=True)
@@ -22,12 +44,20 @@ class TrainedModel:
     factors: Factors
 
 
-def train(interactions: list[Interaction], item_ids: list[str], config: ALSConfig) -> TrainedModel:
+def train(interactions: list[Interaction], item_ids: list[str], weights: WeightConfig, config: ALSConfig) -> TrainedModel:
     """Fit ALS over every interaction; catalogue items nobody touched get a column too."""
+    import time
+
+    started = time.perf_counter()
     if not interactions:
         raise InputError("no interactions were read: nothing to train on", field="interactions")
-    matrix = build_matrix(interactions, item_ids=item_ids)
-    return TrainedModel(matrix=matrix, factors=fit_als(matrix.matrix, config))
+    matrix = build_matrix(interactions, item_ids=item_ids, config=weights)
+    if matrix.matrix.nnz == 0:
+        raise InputError("no interactions left after the minimum-support filter", field="min_user_interactions")
+    model = TrainedModel(matrix=matrix, factors=fit_als(matrix.matrix, config))
+    beam.metrics.Metrics.counter("als", "msecs").inc(int((time.perf_counter() - started) * 1000))
+    beam.metrics.Metrics.counter("als", "read").inc(len(interactions))
+    return model
 
 
 def user_rows(model: TrainedModel) -> Iterator[dict[str, Any]]:

@@ -65,3 +65,17 @@ def test_stackfaq_gives_one_document_per_answer_and_drops_placeholder_rephrasing
 def test_stackfaq_with_wrong_shape_is_refused():
     with pytest.raises(InputError, match="root.qapair"):
         adapters.stackfaq_documents({"qapair": []})
+
+
+def test_too_long_text_is_refused_naming_the_field():
+    options = adapters.ParseOptions(max_text_chars=10)
+    with pytest.raises(InputError) as error:
+        adapters.document_from_mapping({"doc_id": "d", "answer": "x" * 11}, "r", options)
+    assert error.value.field == "answer" and "exceeds the limit of 10" in str(error.value)
+
+
+def test_configured_events_replace_the_defaults():
+    options = adapters.ParseOptions(events=frozenset({"play"}))
+    assert adapters.interaction_from_mapping({"user_id": "u", "item_id": "i", "timestamp": 1, "event": "play"}, "r", options).event == "play"
+    with pytest.raises(InputError, match="unknown event 'view'"):
+        adapters.interaction_from_mapping({"user_id": "u", "item_id": "i", "timestamp": 1, "event": "view"}, "r", options)

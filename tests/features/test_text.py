@@ -20,3 +20,30 @@ def test_document_text_puts_question_before_answer():
     doc = QADocument(doc_id="d", question="How?", answer="Like  this.")
     assert document_text(doc) == "How?\nLike this."
     assert document_text(QADocument(doc_id="d", answer="Only")) == "Only"
+
+
+def test_short_text_is_one_chunk():
+    from features.text import chunk_words
+
+    assert chunk_words("a  b c", size=5, overlap=1) == ["a b c"]
+
+
+def test_chunks_overlap_and_cover_every_word_once_in_order():
+    from features.text import chunk_words
+
+    words = [f"w{i}" for i in range(23)]
+    chunks = chunk_words(" ".join(words), size=10, overlap=3)
+    assert chunks[0].split() == words[:10]
+    assert chunks[1].split()[:3] == words[7:10]
+    rebuilt = chunks[0].split() + [w for c in chunks[1:] for w in c.split()[3:]]
+    assert rebuilt == words
+    assert all(len(c.split()) <= 10 for c in chunks)
+
+
+def test_bad_chunk_sizes_are_refused():
+    import pytest
+
+    from features.text import chunk_words
+
+    with pytest.raises(ValueError, match="overlap"):
+        chunk_words("a b", size=4, overlap=4)

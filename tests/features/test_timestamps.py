@@ -24,3 +24,21 @@ def test_bad_timestamps_name_the_field_and_row(bad):
         parse_timestamp(bad, row="usage.csv:7")
     assert error.value.field == "timestamp"
     assert "usage.csv:7" in str(error.value)
+
+
+def test_named_and_strftime_formats():
+    assert parse_timestamp("1433878777000", fmt="epoch_ms") == 1_433_878_777.0
+    assert parse_timestamp("5", fmt="epoch_s") == 5.0
+    assert parse_timestamp("09.06.2015 19:39", fmt="%d.%m.%Y %H:%M") == 1_433_878_740.0
+    with pytest.raises(InputError, match="pattern"):
+        parse_timestamp("2015-06-09", fmt="%d.%m.%Y")
+    with pytest.raises(InputError, match="not a number"):
+        parse_timestamp("2015-06-09", fmt="epoch_s")
+
+
+def test_unknown_format_name_is_refused():
+    from features.timestamps import check_timestamp_format
+
+    with pytest.raises(InputError, match="timestamp_format"):
+        check_timestamp_format("unix")
+    assert check_timestamp_format("%Y") == "%Y"

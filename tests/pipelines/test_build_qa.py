@@ -8,12 +8,16 @@ from features.adapters import stackfaq_documents
 from features.schemas import ANSWERS_TABLE, META_DIMENSION, META_ENCODER
 
 
-def test_one_row_per_answer_with_normalised_vectors(warehouse, stackfaq_data):
+def test_every_answer_is_chunked_into_rows_with_normalised_vectors(warehouse, stackfaq_data):
+    from features.text import chunk_words
+
     table = lance.dataset(str(warehouse / f"{ANSWERS_TABLE}.lance")).to_table()
     expected = {d.doc_id: d for d in stackfaq_documents(stackfaq_data)}
-    assert sorted(table.column("doc_id").to_pylist()) == sorted(expected)
+    keys = list(zip(table.column("doc_id").to_pylist(), table.column("chunk_id").to_pylist()))
+    assert sorted(keys) == sorted((d, c) for d, doc in expected.items() for c in range(len(chunk_words(doc.answer))))
+    assert len(keys) > len(expected)  # some StackFAQ answers are longer than one chunk
     vectors = np.stack(table.column("vector").to_numpy(zero_copy_only=False))
-    assert vectors.shape == (len(expected), 384)
+    assert vectors.shape == (table.num_rows, 384)
     assert np.isfinite(vectors).all()
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     row = table.slice(0, 1).to_pylist()[0]

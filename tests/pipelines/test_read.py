@@ -1,62 +1,115 @@
-"""Reading inputs with the real local Beam runner: contract formats and clear errors."""
+"""Reading inputs with the real local Beam runner: formats, column mapping, every reject reason."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
 
 import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from features.adapters import ParseOptions
 from features.errors import InputError
 from features.schemas import Interaction
-from pipelines import build_recs
-from pipelines.transforms.read import ReadDocuments, ReadInteractions
+from pipelines.transforms.read import InputSpec, ReadRecords, parse_mapping
 
 
-def _runner():
-    return test_pipeline.TestPipeline(runner="FnApiRunner")
+def _read(spec: InputSpec, tmp_path: Path) -> tuple[list, list]:
+    """Run ReadRecords for real and return (records, rejects) as the pipeline produced them."""
+    with test_pipeline.TestPipeline(runner="FnApiRunner") as p:
+        outputs = p | ReadRecords(spec)
+        for name in ("records", "rejects"):
+            target = tmp_path / f"{name}.pickle"  # workers get copies of closures: hand results back on disk
+            _ = outputs[name] | f"Collect{name}" >> beam.combiners.ToList() | f"Keep{name}" >> beam.Map(lambda xs, t=target: t.write_bytes(pickle.dumps(xs)))
+    return pickle.loads((tmp_path / "records.pickle").read_bytes()), pickle.loads((tmp_path / "rejects.pickle").read_bytes())
 
 
 def test_contract_csv_with_header_in_any_column_order(tmp_path):
     path = tmp_path / "events.csv"
     path.write_text("timestamp,item_id,user_id,event\n1433878777,i1,u1,view\n2015-06-09T19:39:37Z,i2,u2,\n")
-    with _runner() as p:
-        events = p | ReadInteractions(str(path), "contract")
+    with test_pipeline.TestPipeline(runner="FnApiRunner") as p:
+        events = p | ReadRecords(InputSpec("interactions", str(path)))
         assert_that(
-            events,
-            equal_to(
-                [
-                    Interaction("u1", "i1", 1_433_878_777.0, "view"),
-                    Interaction("u2", "i2", 1_433_878_777.0, None),
-                ]
-            ),
+            events["records"],
+            equal_to([Interaction("u1", "i1", 1_433_878_777.0, "view"), Interaction("u2", "i2", 1_433_878_777.0, None)]),
         )
 
 
-def test_contract_jsonl_documents(tmp_path):
-    path = tmp_path / "docs.jsonl"
-    path.write_text('{"doc_id": "d1", "answer": "Use tildes.", "tags": ["git"]}\n\n')
-    with _runner() as p:
-        ids = p | ReadDocuments(str(path), "contract") | beam.Map(lambda d: (d.doc_id, d.tags))
-        assert_that(ids, equal_to([("d1", ("git",))]))
+def test_quoted_csv_fields_may_span_lines(tmp_path):
+    path = tmp_path / "items.csv"
+    path.write_text('item_id,title,text\ni1,Sleeve,"first line\nsecond line"\ni2,Case,\n')
+    records, rejects = _read(InputSpec("items", str(path)), tmp_path)
+    assert sorted(r.item_id for r in records) == ["i1", "i2"] and rejects == []
+    assert next(r for r in records if r.item_id == "i1").text == "first line\nsecond line"
 
 
-def test_missing_input_is_named_before_the_pipeline_runs(tmp_path):
+@pytest.mark.parametrize("extension", ["jsonl", "parquet"])
+def test_jsonl_and_parquet_with_a_column_mapping(tmp_path, extension):
+    rows = [{"userId": "u1", "movieId": "m1", "ts": "09.06.2015 19:39"}, {"userId": "u2", "movieId": "m2", "ts": "10.06.2015 19:39"}]
+    path = tmp_path / f"ratings.{extension}"
+    if extension == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    spec = InputSpec(
+        "interactions",
+        str(path),
+        mapping=parse_mapping(["user_id=userId", "item_id=movieId", "timestamp=ts"]),
+        options=ParseOptions(timestamp_format="%d.%m.%Y %H:%M"),
+    )
+    records, rejects = _read(spec, tmp_path)
+    assert rejects == []
+    assert sorted((r.user_id, r.item_id, r.timestamp) for r in records) == [("u1", "m1", 1_433_878_740.0), ("u2", "m2", 1_433_965_140.0)]
+
+
+def test_every_bad_row_is_rejected_with_file_line_and_reason(tmp_path):
+    path = tmp_path / "events.jsonl"
+    lines = [
+        '{"user_id": "u1", "item_id": "i1", "timestamp": 1}',  # 1: good
+        '{"item_id": "i1", "timestamp": 1}',  # 2: missing id
+        '{"user_id": "u1", "item_id": "i1", "timestamp": "soon"}',  # 3: unparseable timestamp
+        '{"user_id": "u1", "item_id": "i1", "timestamp": 1, "value": -2}',  # 4: negative weight
+        '{"user_id": ["u1"], "item_id": "i1", "timestamp": 1}',  # 5: wrong type
+        '{"user_id": "u1", "item_id": "i1", "timestamp": 1, "event": "teleport"}',  # 6: unknown event
+        "{not json",  # 7: not JSON
+        "[1, 2]",  # 8: not an object
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    records, rejects = _read(InputSpec("interactions", str(path)), tmp_path)
+    assert [r.user_id for r in records] == ["u1"]
+    by_line = {r["line"]: r for r in rejects}
+    assert sorted(by_line) == [2, 3, 4, 5, 6, 7, 8]
+    expected = {2: "'user_id'", 3: "timestamp", 4: "negative value", 5: "expected a string", 6: "unknown event", 7: "not valid JSON", 8: "JSON object"}
+    for line, text in expected.items():
+        assert text in by_line[line]["reason"], by_line[line]
+        assert by_line[line]["file"].endswith("events.jsonl") and by_line[line]["kind"] == "interactions"
+    assert by_line[2]["row"] == {"item_id": "i1", "timestamp": 1}
+
+
+def test_too_long_text_and_wrong_column_count_are_rejected(tmp_path):
+    path = tmp_path / "items.csv"
+    path.write_text("item_id,title\ni1,short\ni2," + "x" * 50 + "\ni3,a,b\n")
+    records, rejects = _read(InputSpec("items", str(path), options=ParseOptions(max_text_chars=20)), tmp_path)
+    assert [r.item_id for r in records] == ["i1"]
+    reasons = sorted(r["reason"] for r in rejects)
+    assert "exceeds the limit of 20" in reasons[1] or "exceeds the limit of 20" in reasons[0]
+    assert any("expected 2 columns" in r for r in reasons)
+
+
+def test_missing_and_empty_inputs_are_named(tmp_path):
     with pytest.raises(InputError, match="nothing.csv' matches no file"):
-        build_recs.run(["--warehouse", str(tmp_path / "wh"), "--interactions", str(tmp_path / "nothing.csv")])
-    assert not (tmp_path / "wh").exists()
-
-
-def test_empty_input_is_named(tmp_path):
+        ReadRecords(InputSpec("interactions", str(tmp_path / "nothing.csv")))
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     with pytest.raises(InputError, match="empty.csv' is empty"):
-        ReadInteractions(str(empty), "ms-store")
+        ReadRecords(InputSpec("interactions", str(empty), "ms-store"))
 
 
-def test_bad_row_fails_the_job_naming_file_and_row(tmp_path):
-    usage = tmp_path / "usage.csv"
-    usage.write_text("u1,i1,2015/06/09T19:39:37\nu2,i2,not-a-time\n")
-    catalog = tmp_path / "catalog.csv"
-    catalog.write_text("i1,Item one,Accessories\ni2,Item two,Accessories\n")
-    with pytest.raises(InputError, match=r"usage.csv: 'u2,i2,not-a-time'.*timestamp"):
-        build_recs.run(["--warehouse", str(tmp_path / "wh"), "--interactions", str(usage), "--items", str(catalog)])
-    assert not (tmp_path / "wh" / "users.lance").exists()
+def test_bad_mapping_flag_is_refused():
+    with pytest.raises(InputError, match="--map"):
+        parse_mapping(["user_id"])

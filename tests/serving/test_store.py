@@ -39,6 +39,7 @@ def test_users_and_items_of_different_fits_are_refused(warehouse, tmp_path):
     shutil.copytree(warehouse, copy)
     users = lance.dataset(str(copy / f"{USERS_TABLE}.lance")).to_table()
     lance_io.write_table(str(copy), USERS_TABLE, users, {META_ALS: b'{"factors": 32, "random_state": 1}'})
+    lance_io.publish_table(str(copy), USERS_TABLE)
     with pytest.raises(TableContractError, match="different ALS fits"):
         Store(str(copy), FakeEncoder("all-MiniLM-L6-v2", 384))
 

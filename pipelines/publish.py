@@ -1,0 +1,69 @@
+"""`recqa publish`: check the latest table versions, then move the `published` tag to them.
+
+Only this command moves the tag, and only after the checks pass; older releases beyond the
+retention count are cleaned up afterwards. The service follows the tag.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from features.errors import InputError
+from features.schemas import ALS_INDEX, ANSWERS_TABLE, DEFAULT_WAREHOUSE, ITEMS_TABLE, USERS_TABLE
+from pipelines import lance_io
+from pipelines.checks import check_tables
+from pipelines.options import JobResult
+
+ALL_TABLES = (USERS_TABLE, ITEMS_TABLE, ANSWERS_TABLE)
+DEFAULT_RETAIN_RELEASES = 5
+
+
+class PublishError(RuntimeError):
+    """The run's tables failed a check; nothing was published."""
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help="where Lance tables live (path or URI)")
+    parser.add_argument("--tables", default=None, help="comma-separated tables (default: every recqa table present)")
+    return parser
+
+
+def _tables(warehouse: str, listed: str | None) -> list[str]:
+    if listed:
+        names = [name.strip() for name in listed.split(",") if name.strip()]
+        unknown = sorted(set(names) - set(ALL_TABLES))
+        if unknown:
+            raise InputError(f"unknown tables {unknown}; expected some of {list(ALL_TABLES)}", field="--tables")
+        return names
+    names = [name for name in ALL_TABLES if lance_io.dataset(warehouse, name) is not None]
+    if not names:
+        raise InputError(f"no recqa tables in '{warehouse}': run build-recs or build-qa first", field="--warehouse")
+    return names
+
+
+def run(argv: Sequence[str] | None = None) -> JobResult:
+    """Publish the latest versions of the tables, or raise PublishError listing what failed."""
+    parser = _parser("recqa publish", __doc__.splitlines()[0])
+    parser.add_argument("--retain-releases", type=int, default=DEFAULT_RETAIN_RELEASES, help="releases kept for rollback")
+    parser.add_argument("--ann-min-rows", type=int, default=ALS_INDEX.min_rows_for_ann, help="tables this large must have a vector index")
+    args = parser.parse_args(argv)
+    if args.retain_releases < 1:
+        raise InputError("must keep at least one release", field="--retain-releases")
+    names = _tables(args.warehouse, args.tables)
+    problems = check_tables(args.warehouse, names, args.ann_min_rows)
+    if problems:
+        raise PublishError("not published; the tables failed their checks:\n  " + "\n  ".join(problems))
+    versions = {name: lance_io.publish_table(args.warehouse, name) for name in names}
+    for name in names:
+        lance_io.cleanup_table(args.warehouse, name, args.retain_releases)
+    return JobResult(versions=versions, rows=lance_io.table_rows(args.warehouse, names))
+
+
+def rollback(argv: Sequence[str] | None = None) -> JobResult:
+    """Move `published` back to each table's previous release."""
+    args = _parser("recqa rollback", "Move the published tag back to the previous release.").parse_args(argv)
+    names = _tables(args.warehouse, args.tables)
+    versions = {name: lance_io.rollback_table(args.warehouse, name) for name in names}
+    return JobResult(versions=versions, rows={})
