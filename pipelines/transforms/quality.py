@@ -6,11 +6,25 @@ import json
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 
 from features.errors import InputError
 
 DEFAULT_MAX_REJECT_FRACTION = 0.01
 _SAMPLE_REASONS = 3
+
+
+def write_rejects(lines: list[str], path: str) -> list[str]:
+    """Write the rejects as JSON lines; no file when there are none.
+
+    Written in one piece rather than with WriteToText: Beam's S3 writer fails on an empty
+    file (a multipart upload with no parts), and rejects are meant to be few.
+    """
+    if not lines:
+        return []
+    with FileSystems.create(path) as handle:
+        handle.write(("\n".join(sorted(lines)) + "\n").encode("utf-8"))
+    return [path]
 
 
 def check_reject_fraction(
@@ -54,7 +68,8 @@ class CheckRejects(beam.PTransform):
         written = (
             rejects
             | "RejectJson" >> beam.Map(lambda r: json.dumps(r, ensure_ascii=False, default=str))
-            | "WriteRejects" >> beam.io.WriteToText(self._path, shard_name_template="")
+            | "GatherRejects" >> beam.combiners.ToList()
+            | "WriteRejects" >> beam.FlatMap(write_rejects, self._path)
         )
         rejected = rejects | "CountRejected" >> beam.combiners.Count.Globally()
         sample = rejects | "SampleRejects" >> beam.combiners.Sample.FixedSizeGlobally(_SAMPLE_REASONS)
