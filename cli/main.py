@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -66,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"recqa: unknown command '{command}'\n\n{usage}", file=sys.stderr)
         return 2
     module, function, _ = JOBS[command]
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("pipelines").setLevel(logging.INFO)  # our progress lines, not Beam's chatter
     os.environ.setdefault("LANCE_LOG", "error")  # Lance warns on every first write of a table
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     job = getattr(importlib.import_module(module), function)
