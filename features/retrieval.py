@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
+
+import numpy as np
 
 
 def take_unseen(candidates: Iterable[tuple[str, float]], seen: Collection[str], k: int) -> list[tuple[str, float]]:
@@ -30,3 +32,45 @@ def dot_distance_to_score(distance: float) -> float:
 def cosine_distance_to_score(distance: float) -> float:
     """Lance reports cosine search as distance = 1 - cosine similarity."""
     return 1.0 - float(distance)
+
+
+# Cormack et al. (2009): k = 60 damps the top ranks so no single list dominates the fusion.
+RRF_K = 60
+
+
+def rrf_fuse(rankings: Sequence[Sequence[str]], k: int = RRF_K) -> list[tuple[str, float]]:
+    """Reciprocal rank fusion: score(id) = sum over lists of 1 / (k + rank), best first.
+
+    Only ranks are used, so lists whose scores live on different scales (BM25, cosine)
+    combine without calibration. Ties keep the order of first appearance.
+    """
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, identifier in enumerate(ranking, start=1):
+            scores[identifier] = scores.get(identifier, 0.0) + 1.0 / (k + rank)
+    return sorted(scores.items(), key=lambda pair: -pair[1])
+
+
+def mmr(
+    query: np.ndarray, candidates: Sequence[str], vectors: np.ndarray, k: int, lambda_: float = 0.5
+) -> list[tuple[str, float]]:
+    """Maximal marginal relevance: trade relevance to the query against similarity to picks.
+
+    `vectors` are the candidates' unit vectors, in order; lambda_ = 1 is pure relevance.
+    Returns (id, relevance) for the k picked, in pick order.
+    """
+    if not 0.0 <= lambda_ <= 1.0:
+        raise ValueError(f"lambda must be within [0, 1], got {lambda_}")
+    relevance = vectors @ query
+    picked: list[int] = []
+    remaining = list(range(len(candidates)))
+    while remaining and len(picked) < k:
+        if picked:
+            redundancy = (vectors[remaining] @ vectors[picked].T).max(axis=1)
+        else:
+            redundancy = np.zeros(len(remaining))
+        gains = lambda_ * relevance[remaining] - (1 - lambda_) * redundancy
+        best = remaining[int(np.argmax(gains))]
+        picked.append(best)
+        remaining.remove(best)
+    return [(candidates[i], float(relevance[i])) for i in picked]

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 MAX_K = 100
 MAX_QUESTION_CHARS = 4_000
+MAX_FILTER_VALUES = 1_000
 
 
 class _Request(BaseModel):
@@ -15,9 +16,25 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ItemFilters(_Request):
+    category: list[str] | None = Field(
+        None, max_length=MAX_FILTER_VALUES, description="Only items whose category is one of these (exact match)."
+    )
+    exclude_item_ids: list[str] = Field(
+        default_factory=list, max_length=MAX_FILTER_VALUES, description="Never return these items."
+    )
+
+
+class AnswerFilters(_Request):
+    source: list[str] | None = Field(None, max_length=MAX_FILTER_VALUES, description="Only answers from these sources.")
+    tags: list[str] | None = Field(None, max_length=MAX_FILTER_VALUES, description="Only answers with any of these tags.")
+
+
 class RecommendRequest(_Request):
     user_id: str = Field(min_length=1, max_length=256, description="External id of the user to recommend for.")
     k: int = Field(10, ge=1, le=MAX_K, description="How many items to return.")
+    exclude_seen: bool = Field(True, description="Leave out items the user has already interacted with.")
+    filters: ItemFilters | None = Field(None, description="Restrict the candidate items.")
 
 
 class SimilarItemsRequest(_Request):
@@ -28,6 +45,13 @@ class SimilarItemsRequest(_Request):
 class AnswerRequest(_Request):
     question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, description="The question, in plain words.")
     k: int = Field(5, ge=1, le=MAX_K, description="How many answers to return.")
+    mode: Literal["hybrid", "vector", "keyword"] = Field(
+        "hybrid", description="`keyword`: BM25 full text; `vector`: embedding similarity; `hybrid`: both fused by reciprocal rank."
+    )
+    filters: AnswerFilters | None = Field(None, description="Restrict the candidate answers.")
+    diversity: float | None = Field(
+        None, ge=0.0, le=1.0, description="MMR lambda: 1 keeps relevance order, lower values favour answers unlike those above."
+    )
 
 
 class ScoredItem(BaseModel):
@@ -38,6 +62,7 @@ class ScoredItem(BaseModel):
 
 class RecommendResponse(BaseModel):
     user_id: str = Field(description="The user the items are for.")
+    version: dict[str, int] = Field(description="Served version of each table.")
     strategy: Literal["als", "popular"] = Field(
         description="`als`: the user's own vector; `popular`: an unknown user gets the most popular items."
     )
@@ -53,9 +78,13 @@ class ScoredAnswer(BaseModel):
     doc_id: str = Field(description="Id of the answer document.")
     text: str = Field(description="The answer.")
     question: str | None = Field(description="The question this answer was written for, where known.")
-    score: float = Field(description="Cosine similarity of the question and the answer's embedding.")
+    score: float = Field(
+        description="`vector`: cosine similarity; `keyword`: BM25; `hybrid`: reciprocal-rank-fusion score. Higher is better."
+    )
 
 
 class AnswerResponse(BaseModel):
     question: str = Field(description="The question as asked.")
+    mode: str = Field(description="The retrieval mode used.")
+    version: dict[str, int] = Field(description="Served version of each table.")
     answers: list[ScoredAnswer] = Field(description="Best first.")

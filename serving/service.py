@@ -15,7 +15,9 @@ from bentoml.exceptions import NotFound, ServiceUnavailable
 from features.encoders import SentenceTransformerEncoder
 from features.errors import NotFoundError, TableContractError
 from serving.api import (
+    AnswerFilters,
     AnswerRequest,
+    ItemFilters,
     AnswerResponse,
     RecommendRequest,
     RecommendResponse,
@@ -65,9 +67,13 @@ class RecQA:
         """Items for a user, excluding what they already have; unknown users get popular items."""
         req = RecommendRequest.model_construct(**fields)
         store = self._store()
+        filters = req.filters or ItemFilters()
+        scope = {"categories": filters.category, "exclude_ids": filters.exclude_item_ids}
         if store.has_user(req.user_id):
-            return RecommendResponse(user_id=req.user_id, strategy="als", items=self._items(store.recommend(req.user_id, req.k)))
-        return RecommendResponse(user_id=req.user_id, strategy="popular", items=self._items(store.popular(req.k)))
+            strategy, ranked = "als", store.recommend(req.user_id, req.k, req.exclude_seen, **scope)
+        else:
+            strategy, ranked = "popular", store.popular(req.k, **scope)
+        return RecommendResponse(user_id=req.user_id, version=store.versions, strategy=strategy, items=self._items(ranked))
 
     @bentoml.api(route="/similar_items", input_spec=SimilarItemsRequest)
     def similar_items(self, **fields: Any) -> SimilarItemsResponse:
@@ -83,8 +89,12 @@ class RecQA:
     def answer(self, **fields: Any) -> AnswerResponse:
         """Answers whose embedding is nearest to the question's."""
         req = AnswerRequest.model_construct(**fields)
-        hits = self._store().answer(req.question, req.k)
+        store = self._store()
+        filters = req.filters or AnswerFilters()
+        hits = store.answer(req.question, req.k, req.mode, filters.source, filters.tags, req.diversity)
         return AnswerResponse(
             question=req.question,
+            mode=req.mode,
+            version=store.versions,
             answers=[ScoredAnswer(doc_id=h.id, text=h.fields["text"], question=h.fields["question"], score=h.score) for h in hits],
         )

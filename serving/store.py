@@ -12,10 +12,12 @@ import numpy as np
 
 from features.encoders import Encoder
 from features.errors import NotFoundError, TableContractError
-from features.retrieval import cosine_distance_to_score, dot_distance_to_score, take_unseen
+from features.filters import answer_condition, item_condition, sql_string
+from features.retrieval import cosine_distance_to_score, dot_distance_to_score, mmr, rrf_fuse, take_unseen
 from features.schemas import (
     ALS_INDEX,
     ANSWER_INDEX,
+    ANSWER_TEXT_COLUMN,
     ANSWERS_TABLE,
     CONTENT_INDEX,
     ITEMS_TABLE,
@@ -66,8 +68,9 @@ class Store:
         self._user_index = {user_id: i for i, user_id in enumerate(users.column("user_id").to_pylist())}
         self._user_vectors = np.stack(users.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
         self._user_seen = users.column("seen_item_ids").to_pylist()
-        items = self._items.to_arrow().select(["item_id", "title", "popularity"])
+        items = self._items.to_arrow().select(["item_id", "title", "category", "popularity"])
         self._titles = dict(zip(items.column("item_id").to_pylist(), items.column("title").to_pylist()))
+        self._categories = dict(zip(items.column("item_id").to_pylist(), items.column("category").to_pylist()))
         order = np.argsort(-items.column("popularity").to_numpy(), kind="stable")
         ids = items.column("item_id").to_pylist()
         popularity = items.column("popularity").to_pylist()
@@ -80,29 +83,35 @@ class Store:
     def title(self, item_id: str) -> str | None:
         return self._titles.get(item_id)
 
-    def recommend(self, user_id: str, k: int) -> list[tuple[str, float]]:
-        """Top-k items by ALS score, excluding what the user has already seen."""
+    def recommend(
+        self, user_id: str, k: int, exclude_seen: bool = True, categories: list[str] | None = None, exclude_ids: list[str] = ()
+    ) -> list[tuple[str, float]]:
+        """Top-k items by ALS score among those the filters allow.
+
+        The filter is applied before the search (prefilter), so a selective one still
+        yields k items when k exist; seen items are over-fetched and dropped afterwards.
+        """
         idx = self._user_index[user_id]
-        seen = set(self._user_seen[idx] or ())
-        rows = (
-            _vector_query(self._items, self._user_vectors[idx], ALS_INDEX)
-            .limit(k + len(seen))
-            .select(["item_id"])
-            .to_arrow()
-        )
+        seen = set(self._user_seen[idx] or ()) if exclude_seen else set()
+        query = _vector_query(self._items, self._user_vectors[idx], ALS_INDEX)
+        condition = item_condition(categories, exclude_ids)
+        if condition:
+            query = query.where(condition, prefilter=True)
+        rows = query.limit(k + len(seen)).select(["item_id"]).to_arrow()
         candidates = zip(rows.column("item_id").to_pylist(), map(dot_distance_to_score, rows.column("_distance").to_pylist()))
         return take_unseen(candidates, seen, k)
 
-    def popular(self, k: int, exclude: set[str] | frozenset[str] = frozenset()) -> list[tuple[str, float]]:
-        """The k most popular items (distinct users), the cold-start answer."""
-        return take_unseen(self._popular, exclude, k)
+    def popular(self, k: int, categories: list[str] | None = None, exclude_ids: list[str] = ()) -> list[tuple[str, float]]:
+        """The k most popular items (distinct users) the filters allow: the cold-start answer."""
+        allowed = None if categories is None else set(categories)
+        candidates = (pair for pair in self._popular if allowed is None or self._categories.get(pair[0]) in allowed)
+        return take_unseen(candidates, set(exclude_ids), k)
 
     def similar_items(self, item_id: str, k: int) -> list[tuple[str, float]]:
         """Nearest items by content embedding, the item itself left out."""
         if item_id not in self._titles:
             raise NotFoundError(f"unknown item_id '{item_id}'")
-        query = _escape(item_id)
-        row = self._items.search().where(f"item_id = '{query}'").select([CONTENT_INDEX.column]).limit(1).to_arrow()
+        row = self._items.search().where(f"item_id = {sql_string(item_id)}").select([CONTENT_INDEX.column]).limit(1).to_arrow()
         vector = np.asarray(row.column(CONTENT_INDEX.column)[0].as_py(), dtype=np.float32)
         rows = (
             _vector_query(self._items, vector, CONTENT_INDEX)
@@ -113,21 +122,69 @@ class Store:
         candidates = zip(rows.column("item_id").to_pylist(), map(cosine_distance_to_score, rows.column("_distance").to_pylist()))
         return take_unseen(candidates, {item_id}, k)
 
-    def answer(self, question: str, k: int) -> list[Hit]:
-        """The k answers nearest to the question's embedding; an answer counts once, by its best chunk."""
-        vector = self._encoder.encode([question])[0]
-        rows = (
-            _vector_query(self._answers, vector, ANSWER_INDEX)
-            .limit(k * CHUNK_OVERFETCH)
-            .select(["doc_id", "answer", "question"])
-            .to_arrow()
-            .to_pylist()
-        )
-        by_id = {}
-        for r in rows:
-            by_id.setdefault(r["doc_id"], r)
-        best = take_unseen(((r["doc_id"], cosine_distance_to_score(r["_distance"])) for r in rows), set(), k)
-        return [Hit(id=i, score=s, fields={"text": by_id[i]["answer"], "question": by_id[i]["question"]}) for i, s in best]
+    def answer(
+        self,
+        question: str,
+        k: int,
+        mode: str = "hybrid",
+        sources: list[str] | None = None,
+        tags: list[str] | None = None,
+        diversity: float | None = None,
+    ) -> list[Hit]:
+        """The k best answers by `mode`; an answer counts once, by its best chunk.
+
+        `hybrid` fuses the keyword and vector rankings by reciprocal rank; `diversity`
+        re-ranks the candidates by maximal marginal relevance.
+        """
+        condition = answer_condition(sources, tags)
+        depth = k * CHUNK_OVERFETCH * (2 if diversity is not None else 1)
+        rows: dict[str, dict] = {}
+        rankings: list[list[tuple[str, float]]] = []
+        vector = self._encoder.encode([question])[0] if mode != "keyword" or diversity is not None else None
+        if mode in ("vector", "hybrid"):
+            found = _where(_vector_query(self._answers, vector, ANSWER_INDEX), condition).limit(depth)
+            found = found.select(["doc_id", "answer", "question"]).to_arrow().to_pylist()
+            rankings.append(_best_per_doc(found, rows, lambda r: cosine_distance_to_score(r["_distance"])))
+        if mode in ("keyword", "hybrid"):
+            found = _where(self._answers.search(question, query_type="fts", fts_columns=ANSWER_TEXT_COLUMN), condition)
+            found = found.limit(depth).select(["doc_id", "answer", "question", "_score"]).to_arrow().to_pylist()
+            rankings.append(_best_per_doc(found, rows, lambda r: float(r["_score"])))
+        if mode == "hybrid":
+            ranked = rrf_fuse([[doc_id for doc_id, _ in ranking] for ranking in rankings])
+        else:
+            ranked = rankings[0]
+        if diversity is not None and ranked:
+            ranked = self._diversify(vector, ranked[: depth], k, diversity)
+        return [
+            Hit(id=doc_id, score=score, fields={"text": rows[doc_id]["answer"], "question": rows[doc_id]["question"]})
+            for doc_id, score in ranked[:k]
+        ]
+
+    def _diversify(self, query: np.ndarray, ranked: list[tuple[str, float]], k: int, lambda_: float) -> list[tuple[str, float]]:
+        ids = [doc_id for doc_id, _ in ranked]
+        table = self._answers.search().where(f"doc_id IN ({', '.join(sql_string(i) for i in ids)})").select(["doc_id", ANSWER_INDEX.column])
+        vectors = {}
+        for row in table.limit(len(ids) * CHUNK_OVERFETCH).to_arrow().to_pylist():
+            vectors.setdefault(row["doc_id"], row[ANSWER_INDEX.column])  # first chunk stands for the answer
+        matrix = np.asarray([vectors[i] for i in ids], dtype=np.float32)
+        scores = dict(ranked)
+        return [(doc_id, scores[doc_id]) for doc_id, _ in mmr(query, ids, matrix, k, lambda_)]
+
+
+def _where(query, condition: str | None):
+    return query.where(condition, prefilter=True) if condition else query
+
+
+def _best_per_doc(found: list[dict], rows: dict[str, dict], score) -> list[tuple[str, float]]:
+    """(doc_id, score) best first, one per answer; remembers each answer's row for the response."""
+    ranking: list[tuple[str, float]] = []
+    seen: set[str] = set()
+    for row in found:
+        if row["doc_id"] not in seen:
+            seen.add(row["doc_id"])
+            rows.setdefault(row["doc_id"], row)
+            ranking.append((row["doc_id"], score(row)))
+    return ranking
 
 
 def _vector_query(table, vector: np.ndarray, config: IndexConfig):
@@ -138,11 +195,6 @@ def _vector_query(table, vector: np.ndarray, config: IndexConfig):
         .nprobes(config.nprobes)
         .refine_factor(config.refine_factor)
     )
-
-
-def _escape(value: str) -> str:
-    """A string literal body for a Lance SQL condition: quotes doubled, so a value stays a value."""
-    return value.replace("'", "''")
 
 
 def _check_same_fit(users, items) -> None:  # LanceTables at their served versions

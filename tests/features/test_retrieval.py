@@ -27,3 +27,25 @@ def test_lance_distances_become_the_similarities_they_encode(tmp_path):
         hits = dataset.to_table(nearest={"column": "vector", "q": query, "k": 3, "metric": metric}).to_pylist()
         scores = {hit["id"]: to_score(hit["_distance"]) for hit in hits}
         np.testing.assert_allclose([scores[i] for i in "abc"], expected, rtol=1e-5)
+
+
+def test_rrf_rewards_agreement_between_lists():
+    from features.retrieval import rrf_fuse
+
+    fused = rrf_fuse([["a", "b", "c"], ["b", "d"]], k=60)
+    assert [i for i, _ in fused] == ["b", "a", "d", "c"]
+    assert fused[0][1] == 1 / 62 + 1 / 61
+    assert fused[1][1] == 1 / 61
+
+
+def test_mmr_with_lambda_one_is_relevance_order_and_lower_lambda_diversifies():
+    import numpy as np
+
+    from features.retrieval import mmr
+
+    query = np.array([1.0, 0.0])
+    # a and a2 are near duplicates; b is less relevant but different
+    vectors = np.array([[0.99, 0.141], [0.98, 0.199], [0.6, -0.8]])
+    vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    assert [i for i, _ in mmr(query, ["a", "a2", "b"], vectors, k=2, lambda_=1.0)] == ["a", "a2"]
+    assert [i for i, _ in mmr(query, ["a", "a2", "b"], vectors, k=2, lambda_=0.3)] == ["a", "b"]

@@ -126,3 +126,66 @@ def test_unknown_item_is_404_naming_it(server):
     response = server.post("/similar_items", {"item_id": "no-such-item"})
     assert response.status_code == 404
     assert "no-such-item" in response.text
+
+
+def test_category_filter_is_applied_before_ranking(server, purchases, catalogue):
+    import csv as _csv
+
+    with MS_CATALOG.open(newline="") as handle:
+        category = {row[0]: row[2] for row in _csv.reader(handle)}
+    user_id = sorted(purchases)[0]
+    body = server.post("/recommend", {"user_id": user_id, "k": 5, "filters": {"category": ["Gaming", "PCs"]}}).json()
+    allowed = {i for i, c in category.items() if c in ("Gaming", "PCs")} - purchases[user_id]
+    assert {item["item_id"] for item in body["items"]} == allowed  # all 4 such items exist: a selective filter still fills
+    popular = server.post("/recommend", {"user_id": "nobody", "k": 3, "filters": {"category": ["Surface"]}}).json()
+    assert [category[item["item_id"]] for item in popular["items"]] == ["Surface"]
+
+
+@pytest.mark.parametrize("value", ["' OR 1=1 --", "Accessories' OR category = 'Gaming", 'x"); DROP TABLE items; --'])
+def test_filter_values_that_look_like_sql_are_plain_values(server, value):
+    response = server.post("/recommend", {"user_id": "nobody", "k": 5, "filters": {"category": [value]}})
+    assert response.status_code == 200
+    assert response.json()["items"] == []
+    answer = server.post("/answer", {"question": value, "k": 3, "filters": {"source": [value]}})
+    assert answer.status_code == 200 and answer.json()["answers"] == []
+
+
+def test_exclusions_and_exclude_seen_switch(server, warehouse, purchases):
+    import lance
+    import numpy as np
+
+    user = lance.dataset(str(warehouse / "users.lance")).to_table().slice(0, 1).to_pylist()[0]
+    items = lance.dataset(str(warehouse / "items.lance")).to_table(columns=["item_id", "vector"])
+    scores = np.stack(items.column("vector").to_numpy(zero_copy_only=False)) @ np.asarray(user["vector"], dtype=np.float32)
+    top = [items.column("item_id")[int(i)].as_py() for i in np.argsort(-scores)[:5]]
+    body = server.post("/recommend", {"user_id": user["user_id"], "k": 5, "exclude_seen": False}).json()
+    assert [item["item_id"] for item in body["items"]] == top
+    body = server.post("/recommend", {"user_id": user["user_id"], "k": 5, "exclude_seen": False, "filters": {"exclude_item_ids": top[:2]}}).json()
+    assert [item["item_id"] for item in body["items"]][:3] == top[2:]
+
+
+def test_answer_modes_filters_and_diversity(server):
+    question = "How do I make strikethrough text in github markdown?"
+    for mode in ("keyword", "vector", "hybrid"):
+        body = server.post("/answer", {"question": question, "k": 5, "mode": mode}).json()
+        assert body["mode"] == mode and len(body["answers"]) == 5
+        assert len({a["doc_id"] for a in body["answers"]}) == 5  # one entry per answer, however many chunks match
+        assert any(a["doc_id"].startswith("stackfaq-000-") for a in body["answers"][:3])
+        scores = [a["score"] for a in body["answers"]]
+        assert scores == sorted(scores, reverse=True)
+    keyword = server.post("/answer", {"question": "strikethrough", "k": 3, "mode": "keyword"}).json()["answers"]
+    assert all("strikethrough" in (a["text"] + (a["question"] or "")).lower() for a in keyword)
+    assert server.post("/answer", {"question": question, "k": 3, "filters": {"source": ["stackexchange"]}}).json()["answers"]
+    assert server.post("/answer", {"question": question, "k": 3, "filters": {"tags": ["none-such"]}}).json()["answers"] == []
+    diverse = server.post("/answer", {"question": question, "k": 4, "mode": "vector", "diversity": 0.3}).json()["answers"]
+    plain = server.post("/answer", {"question": question, "k": 4, "mode": "vector"}).json()["answers"]
+    assert len(diverse) == 4 and diverse[0]["doc_id"] == plain[0]["doc_id"]
+    assert server.post("/answer", {"question": question, "diversity": 1.5}).status_code == 400
+
+
+def test_responses_name_the_published_versions(server, warehouse):
+    from pipelines import lance_io
+
+    expected = {name: lance_io.published_version(str(warehouse), name) for name in ("users", "items", "answers")}
+    assert server.post("/recommend", {"user_id": "nobody", "k": 1}).json()["version"] == expected
+    assert server.post("/answer", {"question": "github", "k": 1}).json()["version"] == expected
