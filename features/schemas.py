@@ -90,6 +90,11 @@ ANSWER_INDEX = IndexConfig(column="vector", distance_type="cosine")
 ANSWER_TEXT_COLUMN = "text"
 
 
+def table_uri(warehouse: str, name: str) -> str:
+    """Where LanceDB keeps table `name` of a warehouse: `<warehouse>/<name>.lance`."""
+    return f"{warehouse.rstrip('/')}/{name}.lance"
+
+
 def _vector(dimension: int) -> pa.DataType:
     return pa.list_(pa.float32(), dimension)
 

@@ -16,14 +16,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from features.schemas import ANSWER_TEXT_COLUMN, PUBLISHED_TAG, IndexConfig
+from features.schemas import ANSWER_TEXT_COLUMN, PUBLISHED_TAG, IndexConfig, table_uri
 
 RELEASE_TAG_PREFIX = "release-"  # one per publish, so rollback can walk back
-
-
-def table_uri(warehouse: str, name: str) -> str:
-    """Where LanceDB keeps table `name` of a warehouse: `<warehouse>/<name>.lance`."""
-    return f"{warehouse.rstrip('/')}/{name}.lance"
 
 
 def to_arrow(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:

@@ -13,7 +13,7 @@ import bentoml
 from bentoml.exceptions import NotFound, ServiceUnavailable
 
 from features.encoders import SentenceTransformerEncoder
-from features.errors import NotFoundError, TableContractError
+from features.errors import NotFoundError
 from serving.api import (
     AnswerFilters,
     AnswerRequest,
@@ -26,6 +26,7 @@ from serving.api import (
     SimilarItemsRequest,
     SimilarItemsResponse,
 )
+from serving.reload import StoreFollower
 from serving.settings import ServiceSettings
 from serving.store import Store
 
@@ -38,28 +39,31 @@ REQUEST_TIMEOUT_SECONDS = 30
 class RecQA:
     def __init__(self) -> None:
         settings = ServiceSettings.from_env()
-        self.store: Store | None = None
+        self.follower: StoreFollower | None = None
         self.not_ready_reason = ""
         try:
-            self.encoder = SentenceTransformerEncoder(settings.model_name).load()
-            self.store = Store(settings.warehouse, self.encoder)
-        except TableContractError as error:
-            self.not_ready_reason = str(error)
-            logger.error("recqa is not ready: %s", error)
+            encoder = SentenceTransformerEncoder(settings.model_name).load()
+            self.follower = StoreFollower(settings.warehouse, lambda: Store(settings.warehouse, encoder), settings.reload_seconds)
+            self.follower.refresh()  # the published tables open now, not on the first request
+            self.follower.start()
         except Exception as error:  # noqa: BLE001 - stay up (liveness) and say why we are not ready
             self.not_ready_reason = f"{type(error).__name__}: {error}"
             logger.exception("recqa is not ready")
 
     def __is_ready__(self) -> bool:
-        return self.store is not None
+        return self.follower is not None and self.follower.current() is not None
 
     def _store(self) -> Store:
-        if self.store is None:
-            raise ServiceUnavailable(f"not ready: {self.not_ready_reason}")
-        return self.store
+        """The Store this request uses from start to end, even if a reload swaps in another."""
+        store = self.follower.current() if self.follower is not None else None
+        if store is None:
+            reason = self.follower.not_ready_reason if self.follower is not None else self.not_ready_reason
+            logger.warning("request refused, not ready: %s", reason)
+            raise ServiceUnavailable(f"not ready: {reason}")
+        return store
 
-    def _items(self, ranked: list[tuple[str, float]]) -> list[ScoredItem]:
-        store = self._store()
+    @staticmethod
+    def _items(store: Store, ranked: list[tuple[str, float]]) -> list[ScoredItem]:
         return [ScoredItem(item_id=i, title=store.title(i), score=s) for i, s in ranked]
 
     @bentoml.api(route="/recommend", input_spec=RecommendRequest)
@@ -73,17 +77,18 @@ class RecQA:
             strategy, ranked = "als", store.recommend(req.user_id, req.k, req.exclude_seen, **scope)
         else:
             strategy, ranked = "popular", store.popular(req.k, **scope)
-        return RecommendResponse(user_id=req.user_id, version=store.versions, strategy=strategy, items=self._items(ranked))
+        return RecommendResponse(user_id=req.user_id, version=store.versions, strategy=strategy, items=self._items(store, ranked))
 
     @bentoml.api(route="/similar_items", input_spec=SimilarItemsRequest)
     def similar_items(self, **fields: Any) -> SimilarItemsResponse:
         """Items whose content is closest to the given item's."""
         req = SimilarItemsRequest.model_construct(**fields)
+        store = self._store()
         try:
-            ranked = self._store().similar_items(req.item_id, req.k)
+            ranked = store.similar_items(req.item_id, req.k)
         except NotFoundError as error:
             raise NotFound(f"item_id: {error}") from None
-        return SimilarItemsResponse(item_id=req.item_id, items=self._items(ranked))
+        return SimilarItemsResponse(item_id=req.item_id, items=self._items(store, ranked))
 
     @bentoml.api(route="/answer", input_spec=AnswerRequest)
     def answer(self, **fields: Any) -> AnswerResponse:

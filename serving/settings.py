@@ -9,6 +9,8 @@ from features.schemas import DEFAULT_MODEL_NAME, DEFAULT_WAREHOUSE
 
 ENV_WAREHOUSE = "RECQA_WAREHOUSE"
 ENV_MODEL = "RECQA_MODEL"
+ENV_RELOAD_SECONDS = "RECQA_RELOAD_SECONDS"
+DEFAULT_RELOAD_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -17,10 +19,12 @@ class ServiceSettings:
 
     warehouse: str = DEFAULT_WAREHOUSE
     model_name: str = DEFAULT_MODEL_NAME
+    reload_seconds: float = DEFAULT_RELOAD_SECONDS  # how often the `published` tag is checked
 
     @classmethod
     def from_env(cls) -> "ServiceSettings":
         return cls(
             warehouse=os.environ.get(ENV_WAREHOUSE, DEFAULT_WAREHOUSE),
             model_name=os.environ.get(ENV_MODEL, DEFAULT_MODEL_NAME),
+            reload_seconds=float(os.environ.get(ENV_RELOAD_SECONDS, DEFAULT_RELOAD_SECONDS)),
         )

@@ -35,11 +35,16 @@ class Server:
         return requests.get(f"{self.base_url}{route}", timeout=30)
 
 
-def start_server(warehouse: Path, tmp_path: Path, wait_ready: bool = True) -> Server:
+def start_server(warehouse: Path, tmp_path: Path, wait_ready: bool = True, reload_seconds: float = 10.0) -> Server:
     """Start the service through the CLI and wait until it answers (/readyz 200 unless told not to)."""
     port = free_port()
     log = tmp_path / "server.log"
-    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "True"}
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(tmp_path / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "RECQA_RELOAD_SECONDS": str(reload_seconds),
+    }
     recqa = str(Path(sys.executable).with_name("recqa"))
     process = subprocess.Popen(
         [recqa, "serve", "--warehouse", str(warehouse), "--port", str(port)],

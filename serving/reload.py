@@ -1,0 +1,84 @@
+"""Follows the `published` tag: opens a new Store when it moves and swaps it in atomically.
+
+Requests take `current()` once and keep that Store to the end, so a swap never changes the
+tables under a request in flight; the old Store goes when its last request finishes. A new
+version that cannot be opened is logged and skipped, and the old one keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from features.errors import TableContractError
+from features.schemas import ANSWERS_TABLE, ITEMS_TABLE, PUBLISHED_TAG, USERS_TABLE, table_uri
+from serving.store import Store
+
+logger = logging.getLogger(__name__)
+SERVED_TABLES = (USERS_TABLE, ITEMS_TABLE, ANSWERS_TABLE)
+
+
+def published_versions(warehouse: str) -> dict[str, int] | None:
+    """The version `published` names for every served table, or None if any has none yet."""
+    import lance
+
+    versions = {}
+    for name in SERVED_TABLES:
+        try:
+            versions[name] = int(lance.dataset(table_uri(warehouse, name)).tags.get_version(PUBLISHED_TAG))
+        except Exception:  # noqa: BLE001 - a missing table or tag: nothing published yet
+            return None
+    return versions
+
+
+class StoreFollower:
+    """Holds the current Store and replaces it when the published versions change."""
+
+    def __init__(self, warehouse: str, open_store: Callable[[], Store], interval_seconds: float) -> None:
+        self._warehouse = warehouse
+        self._open_store = open_store
+        self._interval = interval_seconds
+        self._store: Store | None = None
+        self._lock = threading.Lock()  # one reload at a time; readers never wait on it
+        self._stop = threading.Event()
+        self.not_ready_reason = "tables not opened yet"
+
+    def current(self) -> Store | None:
+        return self._store
+
+    def refresh(self) -> bool:
+        """Open the published versions if they differ from the served ones; True on a swap."""
+        with self._lock:
+            wanted = published_versions(self._warehouse)
+            if wanted is None:
+                if self._store is None:
+                    self.not_ready_reason = f"no published version of every table in '{self._warehouse}' (run `recqa publish`)"
+                return False
+            if self._store is not None and self._store.versions == wanted:
+                return False
+            try:
+                store = self._open_store()
+            except TableContractError as error:
+                self.not_ready_reason = str(error)
+                logger.error("recqa is not ready: %s" if self._store is None else "kept serving; new version refused: %s", error)
+                return False
+            if store.versions != wanted:  # the tag moved again while we opened: take it next round
+                logger.info("published versions moved during reload: %s -> %s", wanted, store.versions)
+            previous, self._store = self._store, store
+            logger.info("serving table versions %s (was %s)", store.versions, previous.versions if previous else None)
+            return True
+
+    def start(self) -> None:
+        """Poll in a daemon thread until `stop()`."""
+        threading.Thread(target=self._run, name="recqa-reload", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001 - the poller must outlive any one bad round
+                logger.exception("reload check failed")

@@ -1,0 +1,69 @@
+"""Hot reload: publishing (and rolling back) while requests run; no request fails, the version follows."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+
+import lance
+import pytest
+import requests
+
+from pipelines import lance_io, publish
+from tests.serving.conftest import start_server, stop_server
+
+pytestmark = pytest.mark.slow
+
+
+def test_publish_and_rollback_under_traffic(warehouse, tmp_path):
+    copy = tmp_path / "warehouse"
+    shutil.copytree(warehouse, copy)
+    server = start_server(copy, tmp_path, reload_seconds=0.5)
+    failures: list[str] = []
+    seen_versions: list[int] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.is_set():
+            for route, body in (("/answer", {"question": "strikethrough on github", "k": 3}), ("/recommend", {"user_id": "nobody", "k": 3})):
+                try:
+                    response = requests.post(f"{server.base_url}{route}", json=body, timeout=30)
+                except requests.RequestException as error:
+                    failures.append(f"{route}: {error}")
+                    continue
+                if response.status_code != 200:
+                    failures.append(f"{route}: {response.status_code} {response.text[:200]}")
+                else:
+                    seen_versions.append(response.json()["version"]["answers"])
+
+    workers = [threading.Thread(target=traffic) for _ in range(4)]
+    try:
+        old = lance_io.published_version(str(copy), "answers")
+        for worker in workers:
+            worker.start()
+        answers = lance.dataset(lance_io.table_uri(str(copy), "answers")).to_table()
+        lance_io.write_table(str(copy), "answers", answers.slice(0, 50), answers.schema.metadata)
+        lance_io.create_fts_index(str(copy), "answers")
+        new = publish.run(["--warehouse", str(copy), "--tables", "answers"]).versions["answers"]
+
+        def wait_for(version: int) -> bool:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if server.post("/answer", {"question": "github", "k": 1}).json()["version"]["answers"] == version:
+                    return True
+                time.sleep(0.2)
+            return False
+
+        assert wait_for(new), server.log.read_text()[-3000:]
+        publish.rollback(["--warehouse", str(copy), "--tables", "answers"])
+        assert wait_for(old)
+        time.sleep(1)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=60)
+        stop_server(server.process)
+    assert failures == []
+    assert old in seen_versions and new in seen_versions
+    assert len(seen_versions) > 20
