@@ -45,3 +45,32 @@ def fit_als(user_items: csr_matrix, config: ALSConfig) -> Factors:
     if not (np.isfinite(users).all() and np.isfinite(items).all()):
         raise ArithmeticError("ALS produced non-finite factors; lower alpha or raise regularization")
     return Factors(user_factors=users, item_factors=items)
+
+
+def fold_in(item_factors: np.ndarray, item_idx: np.ndarray, weights: np.ndarray, config: ALSConfig) -> np.ndarray:
+    """A user vector from items alone, solving the ALS user step against fixed item factors.
+
+    The same least squares as implicit's `recalculate_user`: confidence c = alpha * weight,
+    A = YᵀY + Σ (c - 1) y yᵀ + λI, b = Σ c y. Lets the service place a new or session user
+    in the trained space without refitting.
+    """
+    factors = item_factors.astype(np.float64)
+    matrix = factors.T @ factors + config.regularization * np.eye(factors.shape[1])
+    rhs = np.zeros(factors.shape[1])
+    for idx, weight in zip(np.asarray(item_idx), np.asarray(weights, dtype=np.float64)):
+        confidence = config.alpha * weight
+        y = factors[idx]
+        matrix += (confidence - 1.0) * np.outer(y, y)
+        rhs += confidence * y
+    return np.linalg.solve(matrix, rhs).astype(np.float32)
+
+
+def explain_by_similarity(item_factors: np.ndarray, seen_idx: np.ndarray, recommended_idx: int) -> int | None:
+    """The seen item whose factors are closest (dot) to the recommended item's, or None.
+
+    A cheap stand-in for implicit's `explain` that needs no per-user solve.
+    """
+    if len(seen_idx) == 0:
+        return None
+    scores = item_factors[np.asarray(seen_idx)] @ item_factors[recommended_idx]
+    return int(np.asarray(seen_idx)[int(np.argmax(scores))])

@@ -34,6 +34,11 @@ class RecommendRequest(_Request):
     user_id: str = Field(min_length=1, max_length=256, description="External id of the user to recommend for.")
     k: int = Field(10, ge=1, le=MAX_K, description="How many items to return.")
     exclude_seen: bool = Field(True, description="Leave out items the user has already interacted with.")
+    recent_item_ids: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_FILTER_VALUES,
+        description="Items of the current session; the user's vector is folded in from them (and their history, if any).",
+    )
     filters: ItemFilters | None = Field(None, description="Restrict the candidate items.")
 
 
@@ -58,13 +63,15 @@ class ScoredItem(BaseModel):
     item_id: str = Field(description="External id of the item.")
     title: str | None = Field(description="Catalogue title of the item.")
     score: float = Field(description="Higher is better; comparable only within one response.")
+    reason: str | None = Field(None, description="The user's item most like this one (ALS factors), where there is one.")
 
 
 class RecommendResponse(BaseModel):
     user_id: str = Field(description="The user the items are for.")
     version: dict[str, int] = Field(description="Served version of each table.")
-    strategy: Literal["als", "popular"] = Field(
-        description="`als`: the user's own vector; `popular`: an unknown user gets the most popular items."
+    strategy: Literal["als", "fold_in", "popular"] = Field(
+        description="`als`: the user's trained vector; `fold_in`: a vector solved from `recent_item_ids` "
+        "(and history); `popular`: an unknown user with no known recent items gets the most popular items."
     )
     items: list[ScoredItem] = Field(description="Best first; never an item the user has already interacted with.")
 

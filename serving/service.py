@@ -73,11 +73,19 @@ class RecQA:
         store = self._store()
         filters = req.filters or ItemFilters()
         scope = {"categories": filters.category, "exclude_ids": filters.exclude_item_ids}
-        if store.has_user(req.user_id):
-            strategy, ranked = "als", store.recommend(req.user_id, req.k, req.exclude_seen, **scope)
+        history = store.seen(req.user_id)
+        recent = [item_id for item_id in req.recent_item_ids if store.has_item(item_id)]  # unknown ids carry no signal
+        if recent:
+            strategy, vector = "fold_in", store.fold_in(list(dict.fromkeys(history + recent)))
+        elif store.has_user(req.user_id):
+            strategy, vector = "als", store.user_vector(req.user_id)
         else:
-            strategy, ranked = "popular", store.popular(req.k, **scope)
-        return RecommendResponse(user_id=req.user_id, version=store.versions, strategy=strategy, items=self._items(store, ranked))
+            ranked = store.popular(req.k, **scope)
+            return RecommendResponse(user_id=req.user_id, version=store.versions, strategy="popular", items=self._items(store, ranked))
+        known = history + recent
+        ranked = store.recommend(vector, req.k, set(known) if req.exclude_seen else set(), **scope)
+        items = [ScoredItem(item_id=i, title=store.title(i), score=s, reason=store.reason(known, i)) for i, s in ranked]
+        return RecommendResponse(user_id=req.user_id, version=store.versions, strategy=strategy, items=items)
 
     @bentoml.api(route="/similar_items", input_spec=SimilarItemsRequest)
     def similar_items(self, **fields: Any) -> SimilarItemsResponse:

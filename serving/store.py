@@ -6,12 +6,15 @@ are searched through Lance with the metric their IndexConfig names.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
 
 from features.encoders import Encoder
 from features.errors import NotFoundError, TableContractError
+from features.factorization import explain_by_similarity, fold_in
+from features.interactions import DEFAULT_EVENT, DEFAULT_EVENT_WEIGHTS
 from features.filters import answer_condition, item_condition, sql_string
 from features.retrieval import cosine_distance_to_score, dot_distance_to_score, mmr, rrf_fuse, take_unseen
 from features.schemas import (
@@ -26,6 +29,7 @@ from features.schemas import (
     PUBLISHED_TAG,
     META_ENCODER,
     USERS_TABLE,
+    ALSConfig,
     IndexConfig,
 )
 
@@ -75,6 +79,11 @@ class Store:
         ids = items.column("item_id").to_pylist()
         popularity = items.column("popularity").to_pylist()
         self._popular = [(ids[i], float(popularity[i])) for i in order]
+        vectors = self._items.to_arrow().select(["item_id", ALS_INDEX.column])
+        self._item_ids = vectors.column("item_id").to_pylist()
+        self._item_index = {item_id: i for i, item_id in enumerate(self._item_ids)}
+        self._item_vectors = np.stack(vectors.column(ALS_INDEX.column).to_numpy(zero_copy_only=False)).astype(np.float32)
+        self._als = ALSConfig(**json.loads((self._items.schema.metadata or {}).get(META_ALS, b"{}")))
         self.versions = {name: int(table.version) for name, table in tables.items()}
 
     def has_user(self, user_id: str) -> bool:
@@ -83,17 +92,42 @@ class Store:
     def title(self, item_id: str) -> str | None:
         return self._titles.get(item_id)
 
+    def has_item(self, item_id: str) -> bool:
+        return item_id in self._item_index
+
+    def seen(self, user_id: str) -> list[str]:
+        """Items the user interacted with in training; empty for an unknown user."""
+        idx = self._user_index.get(user_id)
+        return list(self._user_seen[idx] or ()) if idx is not None else []
+
+    def user_vector(self, user_id: str) -> np.ndarray:
+        return self._user_vectors[self._user_index[user_id]]
+
+    def fold_in(self, item_ids: list[str]) -> np.ndarray:
+        """A user vector solved from items (one default-weight event each), as ALS would."""
+        idx = np.array([self._item_index[i] for i in item_ids], dtype=np.int64)
+        return fold_in(self._item_vectors, idx, np.full(len(idx), event_weight_default()), self._als)
+
+    def reason(self, seen: list[str], item_id: str) -> str | None:
+        """The seen item most like `item_id` by ALS factors."""
+        idx = np.array([self._item_index[i] for i in seen if i in self._item_index], dtype=np.int64)
+        best = explain_by_similarity(self._item_vectors, idx, self._item_index[item_id])
+        return self._item_ids[best] if best is not None else None
+
     def recommend(
-        self, user_id: str, k: int, exclude_seen: bool = True, categories: list[str] | None = None, exclude_ids: list[str] = ()
+        self,
+        vector: np.ndarray,
+        k: int,
+        seen: set[str] | frozenset[str] = frozenset(),
+        categories: list[str] | None = None,
+        exclude_ids: list[str] = (),
     ) -> list[tuple[str, float]]:
-        """Top-k items by ALS score among those the filters allow.
+        """Top-k items by ALS score for a user vector among those the filters allow.
 
         The filter is applied before the search (prefilter), so a selective one still
         yields k items when k exist; seen items are over-fetched and dropped afterwards.
         """
-        idx = self._user_index[user_id]
-        seen = set(self._user_seen[idx] or ()) if exclude_seen else set()
-        query = _vector_query(self._items, self._user_vectors[idx], ALS_INDEX)
+        query = _vector_query(self._items, vector, ALS_INDEX)
         condition = item_condition(categories, exclude_ids)
         if condition:
             query = query.where(condition, prefilter=True)
@@ -169,6 +203,11 @@ class Store:
         matrix = np.asarray([vectors[i] for i in ids], dtype=np.float32)
         scores = dict(ranked)
         return [(doc_id, scores[doc_id]) for doc_id, _ in mmr(query, ids, matrix, k, lambda_)]
+
+
+def event_weight_default() -> float:
+    """The weight of one event of the default kind: what a session item counts as."""
+    return DEFAULT_EVENT_WEIGHTS[DEFAULT_EVENT]
 
 
 def _where(query, condition: str | None):

@@ -37,3 +37,30 @@ def test_same_random_state_gives_the_same_factors():
 def test_empty_matrix_is_refused():
     with pytest.raises(ValueError, match="empty"):
         fit_als(csr_matrix((3, 3), dtype=np.float32), ALSConfig())
+
+
+def test_fold_in_matches_implicits_recalculate_user_and_lands_in_the_right_group():
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    from features.factorization import fold_in
+
+    config = ALSConfig(factors=4, iterations=10, regularization=0.05, alpha=2.0)
+    dense = _checkerboard()
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(factors=4, iterations=10, regularization=0.05, alpha=2.0, random_state=0)
+        model.fit(csr_matrix(dense), show_progress=False)
+        session = csr_matrix(np.array([[1, 1, 0, 0, 0, 0, 0, 0, 0, 0] + [0] * 10], dtype=np.float32))
+        expected = model.recalculate_user(0, session)
+    folded = fold_in(model.item_factors, np.array([0, 1]), np.array([1.0, 1.0]), config)
+    np.testing.assert_allclose(folded, expected, rtol=1e-3, atol=1e-4)
+    scores = model.item_factors @ folded
+    assert set(np.argsort(-scores)[:10]) == set(range(10))  # group A's items first
+
+
+def test_explanation_is_the_most_similar_seen_item():
+    from features.factorization import explain_by_similarity
+
+    factors = np.array([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1]])
+    assert explain_by_similarity(factors, np.array([0, 1]), 2) == 0
+    assert explain_by_similarity(factors, np.array([], dtype=int), 2) is None

@@ -189,3 +189,32 @@ def test_responses_name_the_published_versions(server, warehouse):
     expected = {name: lance_io.published_version(str(warehouse), name) for name in ("users", "items", "answers")}
     assert server.post("/recommend", {"user_id": "nobody", "k": 1}).json()["version"] == expected
     assert server.post("/answer", {"question": "github", "k": 1}).json()["version"] == expected
+
+
+def test_recent_items_fold_in_a_new_user_and_reasons_name_a_known_item(server, warehouse):
+    import lance
+    import numpy as np
+
+    from features.factorization import fold_in
+    from features.schemas import ALSConfig
+
+    items = lance.dataset(str(warehouse / "items.lance")).to_table(columns=["item_id", "vector"])
+    ids = items.column("item_id").to_pylist()
+    vectors = np.stack(items.column("vector").to_numpy(zero_copy_only=False))
+    recent = ["DAF-00502", "DAF-00503"]
+    expected_vector = fold_in(vectors, np.array([ids.index(i) for i in recent]), np.array([8.0, 8.0]), ALSConfig())
+    expected = [ids[i] for i in np.argsort(-(vectors @ expected_vector)) if ids[i] not in recent][:5]
+
+    body = server.post("/recommend", {"user_id": "brand-new", "k": 5, "recent_item_ids": recent + ["no-such-item"]}).json()
+    assert body["strategy"] == "fold_in"
+    assert [item["item_id"] for item in body["items"]] == expected
+    assert all(item["reason"] in recent for item in body["items"])
+    only_unknown = server.post("/recommend", {"user_id": "brand-new", "k": 5, "recent_item_ids": ["no-such-item"]}).json()
+    assert only_unknown["strategy"] == "popular"
+
+
+def test_als_recommendations_carry_a_reason_from_the_users_history(server, purchases):
+    user_id = max(purchases, key=lambda u: len(purchases[u]))
+    body = server.post("/recommend", {"user_id": user_id, "k": 5}).json()
+    assert body["strategy"] == "als"
+    assert all(item["reason"] in purchases[user_id] for item in body["items"])
