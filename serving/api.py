@@ -45,6 +45,15 @@ class RecommendRequest(_Request):
 class SimilarItemsRequest(_Request):
     item_id: str = Field(min_length=1, max_length=256, description="External id of the item to find neighbours of.")
     k: int = Field(10, ge=1, le=MAX_K, description="How many items to return.")
+    signal: Literal["behaviour", "content"] = Field(
+        "behaviour", description="`behaviour`: co-interaction (ALS factors); `content`: title/text embedding. Cold items use content."
+    )
+
+
+class SearchItemsRequest(_Request):
+    query: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, description="Free text describing the item wanted.")
+    k: int = Field(10, ge=1, le=MAX_K, description="How many items to return.")
+    filters: ItemFilters | None = Field(None, description="Restrict the candidate items.")
 
 
 class AnswerRequest(_Request):
@@ -78,7 +87,13 @@ class RecommendResponse(BaseModel):
 
 class SimilarItemsResponse(BaseModel):
     item_id: str = Field(description="The item the neighbours are of.")
+    signal: str = Field(description="The signal used: the one asked for, or `content` for a cold item.")
     items: list[ScoredItem] = Field(description="Best first; the item itself is left out.")
+
+
+class SearchItemsResponse(BaseModel):
+    query: str = Field(description="The query as asked.")
+    items: list[ScoredItem] = Field(description="Best first, by cosine similarity of the query and the item's content.")
 
 
 class ScoredAnswer(BaseModel):

@@ -13,7 +13,6 @@ import bentoml
 from bentoml.exceptions import NotFound, ServiceUnavailable
 
 from features.encoders import SentenceTransformerEncoder
-from features.errors import NotFoundError
 from serving.api import (
     AnswerFilters,
     AnswerRequest,
@@ -23,6 +22,8 @@ from serving.api import (
     RecommendResponse,
     ScoredAnswer,
     ScoredItem,
+    SearchItemsRequest,
+    SearchItemsResponse,
     SimilarItemsRequest,
     SimilarItemsResponse,
 )
@@ -92,11 +93,20 @@ class RecQA:
         """Items whose content is closest to the given item's."""
         req = SimilarItemsRequest.model_construct(**fields)
         store = self._store()
-        try:
-            ranked = store.similar_items(req.item_id, req.k)
-        except NotFoundError as error:
-            raise NotFound(f"item_id: {error}") from None
-        return SimilarItemsResponse(item_id=req.item_id, items=self._items(store, ranked))
+        if not store.has_item(req.item_id):
+            raise NotFound(f"item_id: unknown item_id '{req.item_id}'")
+        signal = "content" if req.signal == "behaviour" and store.is_cold(req.item_id) else req.signal
+        ranked = store.similar_items(req.item_id, req.k, signal)
+        return SimilarItemsResponse(item_id=req.item_id, signal=signal, items=self._items(store, ranked))
+
+    @bentoml.api(route="/search_items", input_spec=SearchItemsRequest)
+    def search_items(self, **fields: Any) -> SearchItemsResponse:
+        """Items whose title and text are closest to free text."""
+        req = SearchItemsRequest.model_construct(**fields)
+        store = self._store()
+        filters = req.filters or ItemFilters()
+        ranked = store.search_items(store.encode(req.query), req.k, filters.category, filters.exclude_item_ids)
+        return SearchItemsResponse(query=req.query, items=self._items(store, ranked))
 
     @bentoml.api(route="/answer", input_spec=AnswerRequest)
     def answer(self, **fields: Any) -> AnswerResponse:

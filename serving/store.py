@@ -141,20 +141,37 @@ class Store:
         candidates = (pair for pair in self._popular if allowed is None or self._categories.get(pair[0]) in allowed)
         return take_unseen(candidates, set(exclude_ids), k)
 
-    def similar_items(self, item_id: str, k: int) -> list[tuple[str, float]]:
-        """Nearest items by content embedding, the item itself left out."""
-        if item_id not in self._titles:
+    def is_cold(self, item_id: str) -> bool:
+        """No behaviour learnt: nobody interacted with it, so its ALS vector says nothing."""
+        return not np.any(self._item_vectors[self._item_index[item_id]])
+
+    def similar_items(self, item_id: str, k: int, signal: str = "content") -> list[tuple[str, float]]:
+        """Nearest items to one item, itself left out.
+
+        `behaviour`: cosine of ALS factors (cosine, not dot, so popular items do not crowd
+        every list); `content`: the content-embedding index.
+        """
+        if item_id not in self._item_index:
             raise NotFoundError(f"unknown item_id '{item_id}'")
+        if signal == "behaviour":
+            vectors = self._item_vectors
+            norms = np.linalg.norm(vectors, axis=1) + 1e-12
+            scores = (vectors @ vectors[self._item_index[item_id]]) / (norms * norms[self._item_index[item_id]])
+            order = np.argsort(-scores)[: k + 1]
+            return take_unseen(((self._item_ids[i], float(scores[i])) for i in order), {item_id}, k)
         row = self._items.search().where(f"item_id = {sql_string(item_id)}").select([CONTENT_INDEX.column]).limit(1).to_arrow()
-        vector = np.asarray(row.column(CONTENT_INDEX.column)[0].as_py(), dtype=np.float32)
-        rows = (
-            _vector_query(self._items, vector, CONTENT_INDEX)
-            .limit(k + 1)
-            .select(["item_id"])
-            .to_arrow()
-        )
-        candidates = zip(rows.column("item_id").to_pylist(), map(cosine_distance_to_score, rows.column("_distance").to_pylist()))
-        return take_unseen(candidates, {item_id}, k)
+        return self.search_items(np.asarray(row.column(CONTENT_INDEX.column)[0].as_py(), dtype=np.float32), k, exclude_ids=[item_id])
+
+    def search_items(
+        self, vector: np.ndarray, k: int, categories: list[str] | None = None, exclude_ids: list[str] = ()
+    ) -> list[tuple[str, float]]:
+        """Items nearest to a content-space vector (a question's or an item's), filters applied first."""
+        query = _where(_vector_query(self._items, vector, CONTENT_INDEX), item_condition(categories, exclude_ids))
+        rows = query.limit(k).select(["item_id"]).to_arrow()
+        return list(zip(rows.column("item_id").to_pylist(), map(cosine_distance_to_score, rows.column("_distance").to_pylist())))
+
+    def encode(self, text: str) -> np.ndarray:
+        return self._encoder.encode([text])[0]
 
     def answer(
         self,

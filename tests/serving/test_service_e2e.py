@@ -76,9 +76,10 @@ def test_unknown_user_gets_popular_items_marked_as_such(server, purchases):
 
 
 def test_similar_items_leave_the_item_out_and_share_its_words(server):
-    response = server.post("/similar_items", {"item_id": "DAF-00502", "k": 3})
+    response = server.post("/similar_items", {"item_id": "DAF-00502", "k": 3, "signal": "content"})
     assert response.status_code == 200
-    body = response.json()  # a KATE SPADE Surface sleeve
+    body = response.json()
+    assert body["signal"] == "content"  # a KATE SPADE Surface sleeve
     ids = [item["item_id"] for item in body["items"]]
     assert len(ids) == 3 and "DAF-00502" not in ids
     assert "KATE SPADE" in body["items"][0]["title"]
@@ -218,3 +219,26 @@ def test_als_recommendations_carry_a_reason_from_the_users_history(server, purch
     body = server.post("/recommend", {"user_id": user_id, "k": 5}).json()
     assert body["strategy"] == "als"
     assert all(item["reason"] in purchases[user_id] for item in body["items"])
+
+
+def test_behaviour_neighbours_are_the_cosine_top_k_of_als_factors(server, warehouse):
+    import lance
+    import numpy as np
+
+    items = lance.dataset(str(warehouse / "items.lance")).to_table(columns=["item_id", "vector"])
+    ids = items.column("item_id").to_pylist()
+    vectors = np.stack(items.column("vector").to_numpy(zero_copy_only=False))
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    anchor = ids.index("DQF-00248")  # the most bought item
+    expected = [ids[i] for i in np.argsort(-(unit @ unit[anchor])) if i != anchor][:4]
+    body = server.post("/similar_items", {"item_id": "DQF-00248", "k": 4}).json()
+    assert body["signal"] == "behaviour"
+    assert [item["item_id"] for item in body["items"]] == expected
+
+
+def test_search_items_by_free_text_with_filters(server):
+    body = server.post("/search_items", {"query": "laptop sleeve for a surface", "k": 5}).json()
+    assert len(body["items"]) == 5 and all("sleeve" in item["title"].lower() for item in body["items"][:3])
+    gaming = server.post("/search_items", {"query": "laptop sleeve", "k": 5, "filters": {"category": ["Gaming"]}}).json()
+    assert 0 < len(gaming["items"]) <= 2  # the bundled catalogue has two Gaming items
+    assert server.post("/search_items", {"query": ""}).status_code == 400
