@@ -108,5 +108,6 @@ class ScoredAnswer(BaseModel):
 class AnswerResponse(BaseModel):
     question: str = Field(description="The question as asked.")
     mode: str = Field(description="The retrieval mode used.")
+    cached: bool = Field(description="Answered from the semantic cache: an earlier, near-identical question's answers.")
     version: dict[str, int] = Field(description="Served version of each table.")
     answers: list[ScoredAnswer] = Field(description="Best first.")

@@ -27,6 +27,7 @@ from serving.api import (
     SimilarItemsRequest,
     SimilarItemsResponse,
 )
+from serving.cache import SemanticCache
 from serving.reload import StoreFollower
 from serving.settings import ServiceSettings
 from serving.store import Store
@@ -40,10 +41,20 @@ REQUEST_TIMEOUT_SECONDS = 30
 class RecQA:
     def __init__(self) -> None:
         settings = ServiceSettings.from_env()
+        self.cache_lookups = bentoml.metrics.Counter(
+            name="recqa_answer_cache_lookups", documentation="Semantic cache lookups of /answer", labelnames=["result"]
+        )
+        self.served_version = bentoml.metrics.Gauge(
+            name="recqa_served_table_version",
+            documentation="Lance table version being served",
+            labelnames=["table"],
+            multiprocess_mode="livemostrecent",  # one value per table across workers, the latest set
+        )
         self.follower: StoreFollower | None = None
         self.not_ready_reason = ""
         try:
             encoder = SentenceTransformerEncoder(settings.model_name).load()
+            self.cache = SemanticCache(encoder.dimension, settings.cache_capacity, settings.cache_threshold)
             self.follower = StoreFollower(settings.warehouse, lambda: Store(settings.warehouse, encoder), settings.reload_seconds)
             self.follower.refresh()  # the published tables open now, not on the first request
             self.follower.start()
@@ -61,6 +72,8 @@ class RecQA:
             reason = self.follower.not_ready_reason if self.follower is not None else self.not_ready_reason
             logger.warning("request refused, not ready: %s", reason)
             raise ServiceUnavailable(f"not ready: {reason}")
+        for table, version in store.versions.items():
+            self.served_version.labels(table=table).set(version)
         return store
 
     @staticmethod
@@ -114,10 +127,23 @@ class RecQA:
         req = AnswerRequest.model_construct(**fields)
         store = self._store()
         filters = req.filters or AnswerFilters()
-        hits = store.answer(req.question, req.k, req.mode, filters.source, filters.tags, req.diversity)
+        vector = store.encode(req.question)
+        params = (req.k, req.mode, _frozen(filters.source), _frozen(filters.tags), req.diversity)
+        hits = self.cache.get(vector, params, store.versions)
+        cached = hits is not None
+        self.cache_lookups.labels(result="hit" if cached else "miss").inc()
+        if not cached:
+            hits = store.answer(req.question, req.k, req.mode, filters.source, filters.tags, req.diversity, vector=vector)
+            self.cache.put(vector, params, store.versions, hits)
         return AnswerResponse(
             question=req.question,
             mode=req.mode,
+            cached=cached,
             version=store.versions,
             answers=[ScoredAnswer(doc_id=h.id, text=h.fields["text"], question=h.fields["question"], score=h.score) for h in hits],
         )
+
+
+def _frozen(values: list[str] | None) -> tuple[str, ...] | None:
+    """A hashable, order-free form of a filter list for the cache key."""
+    return None if values is None else tuple(sorted(values))

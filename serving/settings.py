@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 from features.schemas import DEFAULT_MODEL_NAME, DEFAULT_WAREHOUSE
+from serving.cache import DEFAULT_CAPACITY, DEFAULT_THRESHOLD
 
 ENV_WAREHOUSE = "RECQA_WAREHOUSE"
 ENV_MODEL = "RECQA_MODEL"
@@ -20,6 +21,8 @@ class ServiceSettings:
     warehouse: str = DEFAULT_WAREHOUSE
     model_name: str = DEFAULT_MODEL_NAME
     reload_seconds: float = DEFAULT_RELOAD_SECONDS  # how often the `published` tag is checked
+    cache_capacity: int = DEFAULT_CAPACITY
+    cache_threshold: float = DEFAULT_THRESHOLD  # cosine similarity for a semantic-cache hit
 
     @classmethod
     def from_env(cls) -> "ServiceSettings":
@@ -27,4 +30,6 @@ class ServiceSettings:
             warehouse=os.environ.get(ENV_WAREHOUSE, DEFAULT_WAREHOUSE),
             model_name=os.environ.get(ENV_MODEL, DEFAULT_MODEL_NAME),
             reload_seconds=float(os.environ.get(ENV_RELOAD_SECONDS, DEFAULT_RELOAD_SECONDS)),
+            cache_capacity=int(os.environ.get("RECQA_CACHE_CAPACITY", DEFAULT_CAPACITY)),
+            cache_threshold=float(os.environ.get("RECQA_CACHE_THRESHOLD", DEFAULT_THRESHOLD)),
         )

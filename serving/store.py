@@ -181,6 +181,7 @@ class Store:
         sources: list[str] | None = None,
         tags: list[str] | None = None,
         diversity: float | None = None,
+        vector: np.ndarray | None = None,
     ) -> list[Hit]:
         """The k best answers by `mode`; an answer counts once, by its best chunk.
 
@@ -191,7 +192,8 @@ class Store:
         depth = k * CHUNK_OVERFETCH * (2 if diversity is not None else 1)
         rows: dict[str, dict] = {}
         rankings: list[list[tuple[str, float]]] = []
-        vector = self._encoder.encode([question])[0] if mode != "keyword" or diversity is not None else None
+        if vector is None and (mode != "keyword" or diversity is not None):
+            vector = self._encoder.encode([question])[0]
         if mode in ("vector", "hybrid"):
             found = _where(_vector_query(self._answers, vector, ANSWER_INDEX), condition).limit(depth)
             found = found.select(["doc_id", "answer", "question"]).to_arrow().to_pylist()

@@ -242,3 +242,16 @@ def test_search_items_by_free_text_with_filters(server):
     gaming = server.post("/search_items", {"query": "laptop sleeve", "k": 5, "filters": {"category": ["Gaming"]}}).json()
     assert 0 < len(gaming["items"]) <= 2  # the bundled catalogue has two Gaming items
     assert server.post("/search_items", {"query": ""}).status_code == 400
+
+
+def test_semantic_cache_hits_near_duplicates_and_metrics_count_it(server):
+    question = "How can I search my Gmail for messages with attachments larger than 5MB?"
+    first = server.post("/answer", {"question": question, "k": 3, "mode": "vector"}).json()
+    again = server.post("/answer", {"question": question + "  ", "k": 3, "mode": "vector"}).json()
+    other_k = server.post("/answer", {"question": question, "k": 2, "mode": "vector"}).json()
+    unrelated = server.post("/answer", {"question": "How to delete my Facebook account?", "k": 3, "mode": "vector"}).json()
+    assert first["cached"] is False and again["cached"] is True and other_k["cached"] is False and unrelated["cached"] is False
+    assert again["answers"] == first["answers"]
+    metrics = server.get("/metrics").text
+    assert 'recqa_answer_cache_lookups_total{result="hit"}' in metrics
+    assert 'recqa_served_table_version{table="answers"}' in metrics
