@@ -12,7 +12,13 @@ from typing import Any
 import bentoml
 from bentoml.exceptions import NotFound, ServiceUnavailable
 
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
 from features.encoders import SentenceTransformerEncoder
+from features.schemas import ALS_INDEX, ANSWER_INDEX, CONTENT_INDEX
 from serving.api import (
     AnswerFilters,
     AnswerRequest,
@@ -37,10 +43,23 @@ logger = logging.getLogger(__name__)
 REQUEST_TIMEOUT_SECONDS = 30
 
 
+def _version(request: Request) -> JSONResponse:
+    """GET /version: what is served, or 503 with the reason it is not ready yet."""
+    service = bentoml.get_current_service()
+    info = service.version_info()
+    return JSONResponse(info, status_code=200 if info["ready"] else 503)
+
+
+# BentoML APIs are POST; plain GET routes live in a small Starlette app mounted beside them.
+_info_app = Starlette(routes=[Route("/version", _version, methods=["GET"])])
+
+
+@bentoml.asgi_app(_info_app, path="/")
 @bentoml.service(name="recqa", workers=1, traffic={"timeout": REQUEST_TIMEOUT_SECONDS})
 class RecQA:
     def __init__(self) -> None:
         settings = ServiceSettings.from_env()
+        self.settings = settings
         self.cache_lookups = bentoml.metrics.Counter(
             name="recqa_answer_cache_lookups", documentation="Semantic cache lookups of /answer", labelnames=["result"]
         )
@@ -61,6 +80,27 @@ class RecQA:
         except Exception as error:  # noqa: BLE001 - stay up (liveness) and say why we are not ready
             self.not_ready_reason = f"{type(error).__name__}: {error}"
             logger.exception("recqa is not ready")
+
+    def version_info(self) -> dict[str, Any]:
+        """Served table versions, the encoder, and the search parameters of each vector index."""
+        store = self.follower.current() if self.follower is not None else None
+        reason = self.follower.not_ready_reason if self.follower is not None else self.not_ready_reason
+        return {
+            "ready": store is not None,
+            "reason": None if store is not None else reason,
+            "tables": store.versions if store is not None else {},
+            "model": self.settings.model_name,
+            "indexes": {
+                f"{table}.{config.column}": {
+                    "distance_type": config.distance_type,
+                    "nprobes": config.nprobes,
+                    "refine_factor": config.refine_factor,
+                    "ann_min_rows": config.min_rows_for_ann,
+                }
+                for table, config in (("items", ALS_INDEX), ("items", CONTENT_INDEX), ("answers", ANSWER_INDEX))
+            },
+            "cache": {"threshold": self.settings.cache_threshold, "capacity": self.settings.cache_capacity},
+        }
 
     def __is_ready__(self) -> bool:
         return self.follower is not None and self.follower.current() is not None

@@ -21,6 +21,8 @@ def test_missing_warehouse_is_live_but_not_ready_until_a_version_is_published(tm
         # BentoML hides 5xx details from clients; the operator finds the reason in the log
         log = server.log.read_text()
         assert "not ready: no published version of every table" in log
+        version = server.get("/version")
+        assert version.status_code == 503 and "no published version" in version.json()["reason"]
         shutil.copytree(warehouse, target)  # a published warehouse appears
         deadline = time.monotonic() + 60
         while server.get("/readyz").status_code != 200 and time.monotonic() < deadline:

@@ -255,3 +255,16 @@ def test_semantic_cache_hits_near_duplicates_and_metrics_count_it(server):
     metrics = server.get("/metrics").text
     assert 'recqa_answer_cache_lookups_total{result="hit"}' in metrics
     assert 'recqa_served_table_version{table="answers"}' in metrics
+
+
+def test_version_names_tables_model_and_index_parameters(server, warehouse):
+    from pipelines import lance_io
+
+    response = server.get("/version")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["ready"] is True and body["model"] == "all-MiniLM-L6-v2"
+    assert body["tables"] == {name: lance_io.published_version(str(warehouse), name) for name in ("users", "items", "answers")}
+    assert body["indexes"]["items.vector"]["distance_type"] == "dot"
+    assert body["indexes"]["answers.vector"]["distance_type"] == "cosine"
+    assert server.get("/docs.json").status_code == 200 and server.get("/healthz").status_code == 200
