@@ -72,17 +72,16 @@ class Store:
         self._user_index = {user_id: i for i, user_id in enumerate(users.column("user_id").to_pylist())}
         self._user_vectors = np.stack(users.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
         self._user_seen = users.column("seen_item_ids").to_pylist()
-        items = self._items.to_arrow().select(["item_id", "title", "category", "popularity"])
-        self._titles = dict(zip(items.column("item_id").to_pylist(), items.column("title").to_pylist()))
-        self._categories = dict(zip(items.column("item_id").to_pylist(), items.column("category").to_pylist()))
-        order = np.argsort(-items.column("popularity").to_numpy(), kind="stable")
+        items = self._items.to_arrow().select(["item_id", "title", "category", "popularity", ALS_INDEX.column])
         ids = items.column("item_id").to_pylist()
+        self._titles = dict(zip(ids, items.column("title").to_pylist()))
+        self._categories = dict(zip(ids, items.column("category").to_pylist()))
+        order = np.argsort(-items.column("popularity").to_numpy(), kind="stable")
         popularity = items.column("popularity").to_pylist()
         self._popular = [(ids[i], float(popularity[i])) for i in order]
-        vectors = self._items.to_arrow().select(["item_id", ALS_INDEX.column])
-        self._item_ids = vectors.column("item_id").to_pylist()
-        self._item_index = {item_id: i for i, item_id in enumerate(self._item_ids)}
-        self._item_vectors = np.stack(vectors.column(ALS_INDEX.column).to_numpy(zero_copy_only=False)).astype(np.float32)
+        self._item_ids = ids
+        self._item_index = {item_id: i for i, item_id in enumerate(ids)}
+        self._item_vectors = np.stack(items.column(ALS_INDEX.column).to_numpy(zero_copy_only=False)).astype(np.float32)
         self._als = ALSConfig(**json.loads((self._items.schema.metadata or {}).get(META_ALS, b"{}")))
         self.versions = {name: int(table.version) for name, table in tables.items()}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -46,8 +47,6 @@ class TrainedModel:
 
 def train(interactions: list[Interaction], item_ids: list[str], weights: WeightConfig, config: ALSConfig) -> TrainedModel:
     """Fit ALS over every interaction; catalogue items nobody touched get a column too."""
-    import time
-
     started = time.perf_counter()
     if not interactions:
         raise InputError("no interactions were read: nothing to train on", field="interactions")
