@@ -24,13 +24,8 @@ def take_unseen(candidates: Iterable[tuple[str, float]], seen: Collection[str], 
     return taken
 
 
-def dot_distance_to_score(distance: float) -> float:
-    """Lance reports dot-product search as distance = 1 - dot; the score is the dot itself."""
-    return 1.0 - float(distance)
-
-
-def cosine_distance_to_score(distance: float) -> float:
-    """Lance reports cosine search as distance = 1 - cosine similarity."""
+def distance_to_similarity(distance: float) -> float:
+    """Lance reports dot search as 1 - dot and cosine search as 1 - cosine: undo either."""
     return 1.0 - float(distance)
 
 

@@ -16,7 +16,7 @@ from features.errors import NotFoundError, TableContractError
 from features.factorization import explain_by_similarity, fold_in
 from features.interactions import DEFAULT_EVENT, DEFAULT_EVENT_WEIGHTS
 from features.filters import answer_condition, item_condition, sql_string
-from features.retrieval import cosine_distance_to_score, dot_distance_to_score, mmr, rrf_fuse, take_unseen
+from features.retrieval import distance_to_similarity, mmr, rrf_fuse, take_unseen
 from features.schemas import (
     ALS_INDEX,
     ANSWER_INDEX,
@@ -131,7 +131,7 @@ class Store:
         if condition:
             query = query.where(condition, prefilter=True)
         rows = query.limit(k + len(seen)).select(["item_id"]).to_arrow()
-        candidates = zip(rows.column("item_id").to_pylist(), map(dot_distance_to_score, rows.column("_distance").to_pylist()))
+        candidates = zip(rows.column("item_id").to_pylist(), map(distance_to_similarity, rows.column("_distance").to_pylist()))
         return take_unseen(candidates, seen, k)
 
     def popular(self, k: int, categories: list[str] | None = None, exclude_ids: list[str] = ()) -> list[tuple[str, float]]:
@@ -167,7 +167,7 @@ class Store:
         """Items nearest to a content-space vector (a question's or an item's), filters applied first."""
         query = _where(_vector_query(self._items, vector, CONTENT_INDEX), item_condition(categories, exclude_ids))
         rows = query.limit(k).select(["item_id"]).to_arrow()
-        return list(zip(rows.column("item_id").to_pylist(), map(cosine_distance_to_score, rows.column("_distance").to_pylist())))
+        return list(zip(rows.column("item_id").to_pylist(), map(distance_to_similarity, rows.column("_distance").to_pylist())))
 
     def encode(self, text: str) -> np.ndarray:
         return self._encoder.encode([text])[0]
@@ -196,7 +196,7 @@ class Store:
         if mode in ("vector", "hybrid"):
             found = _where(_vector_query(self._answers, vector, ANSWER_INDEX), condition).limit(depth)
             found = found.select(["doc_id", "answer", "question"]).to_arrow().to_pylist()
-            rankings.append(_best_per_doc(found, rows, lambda r: cosine_distance_to_score(r["_distance"])))
+            rankings.append(_best_per_doc(found, rows, lambda r: distance_to_similarity(r["_distance"])))
         if mode in ("keyword", "hybrid"):
             found = _where(self._answers.search(question, query_type="fts", fts_columns=ANSWER_TEXT_COLUMN), condition)
             found = found.limit(depth).select(["doc_id", "answer", "question", "_score"]).to_arrow().to_pylist()

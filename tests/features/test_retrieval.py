@@ -1,4 +1,4 @@
-from features.retrieval import cosine_distance_to_score, dot_distance_to_score, take_unseen
+from features.retrieval import distance_to_similarity, take_unseen
 
 
 def test_take_unseen_skips_seen_and_duplicates_keeping_order():
@@ -21,8 +21,8 @@ def test_lance_distances_become_the_similarities_they_encode(tmp_path):
     dataset = lance.write_dataset(table, str(tmp_path / "t.lance"))
     query = np.array([1.0, 2.0], dtype=np.float32)
     for metric, to_score, expected in (
-        ("dot", dot_distance_to_score, vectors @ query),
-        ("cosine", cosine_distance_to_score, (vectors @ query) / np.linalg.norm(vectors, axis=1) / np.linalg.norm(query)),
+        ("dot", distance_to_similarity, vectors @ query),
+        ("cosine", distance_to_similarity, (vectors @ query) / np.linalg.norm(vectors, axis=1) / np.linalg.norm(query)),
     ):
         hits = dataset.to_table(nearest={"column": "vector", "q": query, "k": 3, "metric": metric}).to_pylist()
         scores = {hit["id"]: to_score(hit["_distance"]) for hit in hits}
