@@ -26,6 +26,9 @@ JOBS = {
 }
 SERVICE = "serving.service:RecQA"
 DEFAULT_HOST = "127.0.0.1"
+# Defaults a user's environment may override: the bundled model loads offline, no telemetry,
+# and Lance's per-write warnings stay quiet.
+DEFAULT_ENV = {"HF_HUB_OFFLINE": "1", "BENTOML_DO_NOT_TRACK": "True", "LANCEDB_LOG": "error", "LANCE_LOG": "error"}
 DEFAULT_PORT = 3000
 
 
@@ -40,10 +43,8 @@ def _serve(argv: Sequence[str]) -> int:
     env["RECQA_WAREHOUSE"] = args.warehouse if "://" in args.warehouse else str(Path(args.warehouse).resolve())
     if args.model:
         env["RECQA_MODEL"] = args.model
-    env.setdefault("BENTOML_DO_NOT_TRACK", "True")
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.setdefault("LANCEDB_LOG", "error")
-    env.setdefault("LANCE_LOG", "error")
+    for key, value in DEFAULT_ENV.items():
+        env.setdefault(key, value)
     spec = importlib.util.find_spec("serving")
     working_dir = str(Path(next(iter(spec.submodule_search_locations))).resolve().parent)
     bentoml = str(Path(sys.executable).with_name("bentoml"))
@@ -69,8 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     module, function, _ = JOBS[command]
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("pipelines").setLevel(logging.INFO)  # our progress lines, not Beam's chatter
-    os.environ.setdefault("LANCE_LOG", "error")  # Lance warns on every first write of a table
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    for key, value in DEFAULT_ENV.items():
+        os.environ.setdefault(key, value)
     job = getattr(importlib.import_module(module), function)
     try:
         result = job(rest)

@@ -35,9 +35,16 @@ def published_versions(warehouse: str) -> dict[str, int] | None:
 class StoreFollower:
     """Holds the current Store and replaces it when the published versions change."""
 
-    def __init__(self, warehouse: str, open_store: Callable[[], Store], interval_seconds: float) -> None:
+    def __init__(
+        self,
+        warehouse: str,
+        open_store: Callable[[], Store],
+        interval_seconds: float,
+        on_swap: Callable[[Store], None] = lambda store: None,
+    ) -> None:
         self._warehouse = warehouse
         self._open_store = open_store
+        self._on_swap = on_swap
         self._interval = interval_seconds
         self._store: Store | None = None
         self._lock = threading.Lock()  # one reload at a time; readers never wait on it
@@ -66,6 +73,7 @@ class StoreFollower:
             if store.versions != wanted:  # the tag moved again while we opened: take it next round
                 logger.info("published versions moved during reload: %s -> %s", wanted, store.versions)
             previous, self._store = self._store, store
+            self._on_swap(store)
             logger.info("serving table versions %s (was %s)", store.versions, previous.versions if previous else None)
             return True
 

@@ -74,7 +74,9 @@ class RecQA:
         try:
             encoder = SentenceTransformerEncoder(settings.model_name).load()
             self.cache = SemanticCache(encoder.dimension, settings.cache_capacity, settings.cache_threshold)
-            self.follower = StoreFollower(settings.warehouse, lambda: Store(settings.warehouse, encoder), settings.reload_seconds)
+            self.follower = StoreFollower(
+                settings.warehouse, lambda: Store(settings.warehouse, encoder), settings.reload_seconds, self._report_versions
+            )
             self.follower.refresh()  # the published tables open now, not on the first request
             self.follower.start()
         except Exception as error:  # noqa: BLE001 - stay up (liveness) and say why we are not ready
@@ -112,9 +114,12 @@ class RecQA:
             reason = self.follower.not_ready_reason if self.follower is not None else self.not_ready_reason
             logger.warning("request refused, not ready: %s", reason)
             raise ServiceUnavailable(f"not ready: {reason}")
+        return store
+
+    def _report_versions(self, store: Store) -> None:
+        """Runs once per swap: the served-version gauge changes only when the tables do."""
         for table, version in store.versions.items():
             self.served_version.labels(table=table).set(version)
-        return store
 
     @staticmethod
     def _items(store: Store, ranked: list[tuple[str, float]]) -> list[ScoredItem]:
