@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--users", type=int, default=50_000)
     parser.add_argument("--documents", type=int, default=100_000)
     parser.add_argument("--work", default=None, help="folder for data and tables (default: a temp dir)")
+    parser.add_argument("--baseline-texts", type=int, default=0,
+                        help="encode a seeded random sample of this many of the same answer texts for the raw "
+                             "baseline (throughput), instead of all of them (default 0 = all)")
     args = parser.parse_args(argv)
 
     import generate  # benchmarks/generate.py, beside this file
@@ -97,6 +100,11 @@ def main(argv: list[str] | None = None) -> None:
     _, pipeline_als = _stage(recs, "als")
 
     texts = lance.dataset(f"{warehouse}/answers.lance").to_table(columns=["text"]).column("text").to_pylist()
+    if 0 < args.baseline_texts < len(texts):
+        import random
+
+        texts = random.Random(0).sample(texts, args.baseline_texts)
+    print(f"raw encode baseline over {len(texts):,} answer texts")
     encoder = SentenceTransformerEncoder().load()
     started = time.perf_counter()
     encoder._model.encode(texts, batch_size=64, normalize_embeddings=True)

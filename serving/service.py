@@ -1,7 +1,8 @@
 """The BentoML service: each endpoint validates, asks the Store, and shapes the response.
 
-The model and the tables load once per worker in `__init__`, never at import. A warehouse
-that cannot be opened leaves the process up (liveness) but not ready, with the reason.
+The tables load once per worker in `__init__`, never at import; the model loads in the
+QueryEncoder service this one depends on, which batches the questions of concurrent requests.
+A warehouse that cannot be opened leaves the process up (liveness) but not ready, with the reason.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from features.encoders import SentenceTransformerEncoder
 from features.schemas import ALS_INDEX, ANSWER_INDEX, CONTENT_INDEX
 from serving.api import (
     AnswerFilters,
@@ -34,6 +34,7 @@ from serving.api import (
     SimilarItemsResponse,
 )
 from serving.cache import SemanticCache
+from serving.encoder_service import QueryEncoder, RemoteEncoder
 from serving.reload import StoreFollower
 from serving.settings import ServiceSettings
 from serving.store import Store
@@ -41,6 +42,10 @@ from serving.store import Store
 logger = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_SECONDS = 30
+# BentoML runs sync APIs on a pool of this many threads (its default is 1: one request at a
+# time). Handlers mostly wait on Lance (Rust, GIL released) or on the encoder service, so
+# concurrent requests overlap, and their questions reach the encoder together to be batched.
+API_THREADS = 32
 
 
 def _version(request: Request) -> JSONResponse:
@@ -55,8 +60,10 @@ _info_app = Starlette(routes=[Route("/version", _version, methods=["GET"])])
 
 
 @bentoml.asgi_app(_info_app, path="/")
-@bentoml.service(name="recqa", workers=1, traffic={"timeout": REQUEST_TIMEOUT_SECONDS})
+@bentoml.service(name="recqa", workers=1, threads=API_THREADS, traffic={"timeout": REQUEST_TIMEOUT_SECONDS})
 class RecQA:
+    query_encoder = bentoml.depends(QueryEncoder)  # adaptive batching of question embeddings
+
     def __init__(self) -> None:
         settings = ServiceSettings.from_env()
         self.settings = settings
@@ -72,7 +79,7 @@ class RecQA:
         self.follower: StoreFollower | None = None
         self.not_ready_reason = ""
         try:
-            encoder = SentenceTransformerEncoder(settings.model_name).load()
+            encoder = RemoteEncoder(self.query_encoder, settings.model_name)
             self.cache = SemanticCache(encoder.dimension, settings.cache_capacity, settings.cache_threshold)
             self.follower = StoreFollower(
                 settings.warehouse, lambda: Store(settings.warehouse, encoder), settings.reload_seconds, self._report_versions
@@ -131,20 +138,12 @@ class RecQA:
         req = RecommendRequest.model_construct(**fields)
         store = self._store()
         filters = req.filters or ItemFilters()
-        scope = {"categories": filters.category, "exclude_ids": filters.exclude_item_ids}
-        history = store.seen(req.user_id)
-        recent = [item_id for item_id in req.recent_item_ids if store.has_item(item_id)]  # unknown ids carry no signal
-        if recent:
-            strategy, vector = "fold_in", store.fold_in(list(dict.fromkeys(history + recent)))
-        elif store.has_user(req.user_id):
-            strategy, vector = "als", store.user_vector(req.user_id)
-        else:
-            ranked = store.popular(req.k, **scope)
-            return RecommendResponse(user_id=req.user_id, version=store.versions, strategy="popular", items=self._items(store, ranked))
-        known = history + recent
-        ranked = store.recommend(vector, req.k, set(known) if req.exclude_seen else set(), **scope)
-        items = [ScoredItem(item_id=i, title=store.title(i), score=s, reason=store.reason(known, i)) for i, s in ranked]
-        return RecommendResponse(user_id=req.user_id, version=store.versions, strategy=strategy, items=items)
+        found = store.for_user(req.user_id, req.k, req.exclude_seen, req.recent_item_ids, filters.category, filters.exclude_item_ids)
+        items = [
+            ScoredItem(item_id=i, title=store.title(i), score=s, reason=store.reason(found.known, i) if found.known else None)
+            for i, s in found.items
+        ]
+        return RecommendResponse(user_id=req.user_id, version=store.versions, strategy=found.strategy, items=items)
 
     @bentoml.api(route="/similar_items", input_spec=SimilarItemsRequest)
     def similar_items(self, **fields: Any) -> SimilarItemsResponse:

@@ -268,3 +268,28 @@ def test_version_names_tables_model_and_index_parameters(server, warehouse):
     assert body["indexes"]["items.vector"]["distance_type"] == "dot"
     assert body["indexes"]["answers.vector"]["distance_type"] == "cosine"
     assert server.get("/docs.json").status_code == 200 and server.get("/healthz").status_code == 200
+
+
+def _histogram(metrics: str, name: str, method: str) -> tuple[float, float]:
+    """(sum, count) of a Prometheus histogram's series for one method_name, across workers."""
+    totals = {"sum": 0.0, "count": 0.0}
+    for line in metrics.splitlines():
+        for part in totals:
+            if line.startswith(f"{name}_{part}{{") and f'method_name="{method}"' in line:
+                totals[part] += float(line.rsplit(" ", 1)[1])
+    return totals["sum"], totals["count"]
+
+
+def test_concurrent_questions_share_encoder_batches(server, stackfaq_data):
+    from concurrent.futures import ThreadPoolExecutor
+
+    questions = [q for q, _ in random.Random(11).sample(stackfaq_queries(stackfaq_data), 48)]
+    before = _histogram(server.get("/metrics").text, "bentoml_service_adaptive_batch_size", "encode")
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        responses = list(pool.map(lambda q: server.post("/answer", {"question": q, "k": 2, "mode": "vector"}), questions))
+    assert [r.status_code for r in responses] == [200] * len(questions)
+    assert all(len(r.json()["answers"]) == 2 for r in responses)
+    total, batches = (a - b for a, b in zip(_histogram(server.get("/metrics").text, "bentoml_service_adaptive_batch_size", "encode"), before))
+    uncached = sum(not r.json()["cached"] for r in responses)
+    assert total >= uncached  # every question that was not a cache hit went through the batched encoder
+    assert 0 < batches < total  # fewer forward passes than questions: some batches held several

@@ -1,0 +1,208 @@
+"""Latency and throughput of a real `recqa serve` on loopback, against raw batched encoding.
+
+Starts the service over a published warehouse (by default it generates 1,000,000 interactions,
+100,000 items and 100,000 QA documents with benchmarks/generate.py and builds them; pass
+`--warehouse` to reuse tables, for example the ones benchmarks/pipelines.py left behind), then
+drives `/recommend` and `/answer` with a closed-loop HTTP load generator at each concurrency
+for a fixed time and prints p50/p95/p99 latency and throughput. In the same run it times raw
+`SentenceTransformer.encode` over the same questions in batches of 64, the ceiling for
+`/answer` throughput (target: /answer at concurrency 32 >= 0.7x of it).
+
+Questions are distinct generated questions and the semantic cache is switched off (threshold
+1.0) unless `--cache` is given, so the figures are for the full path.
+
+    python benchmarks/serving.py --warehouse /tmp/benchfull/warehouse
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("LANCE_LOG", "error")
+
+CONCURRENCY = (1, 8, 32)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def build_warehouse(work: Path, interactions: int, items: int, documents: int) -> str:
+    """Generate synthetic data and run the three batch jobs on it (slow at full size: encoding)."""
+    import generate  # benchmarks/generate.py, beside this file
+
+    from pipelines import build_qa, build_recs, publish
+
+    data, warehouse = work / "data", str(work / "warehouse")
+    generate.main(["--out", str(data), "--format", "parquet", "--interactions", str(interactions), "--items", str(items),
+                   "--users", str(max(1, interactions // 20)), "--documents", str(documents), "--seed", "0"])
+    common = ["--warehouse", warehouse, "--input-format", "contract", "--rejects", str(work / "rejects")]
+    build_recs.run([*common, "--interactions", str(data / "interactions.parquet"), "--items", str(data / "items.parquet")])
+    build_qa.run([*common, "--documents", str(data / "documents.parquet")])
+    publish.run(["--warehouse", warehouse])
+    return warehouse
+
+
+def start_server(warehouse: str, work: Path, cache: bool) -> tuple[subprocess.Popen, int]:
+    """`recqa serve` on a free loopback port; returns once /readyz answers 200."""
+    port = _free_port()
+    env = {**os.environ, "BENTOML_HOME": str(work / "bentoml"), "BENTOML_DO_NOT_TRACK": "True"}
+    if not cache:
+        env["RECQA_CACHE_THRESHOLD"] = "1.0"  # no two distinct questions reach cosine 1.0
+    recqa = str(Path(sys.executable).with_name("recqa"))
+    log = (work / "server.log").open("w")
+    process = subprocess.Popen([recqa, "serve", "--warehouse", warehouse, "--port", str(port)],
+                               stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}; see {work / 'server.log'}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/readyz")
+            if connection.getresponse().status == 200:
+                return process, port
+        except OSError:
+            pass
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)
+    raise SystemExit(f"server not ready after 300 s; see {work / 'server.log'}")
+
+
+def drive(port: int, route: str, bodies: list[dict], concurrency: int, seconds: float) -> dict:
+    """A closed loop: `concurrency` clients each send the next body as soon as the last returns."""
+    latencies: list[float] = []
+    errors: list[int] = []
+    cached = [0]
+    next_body = iter(range(10**9))
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + seconds
+
+    def client() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        headers = {"Content-Type": "application/json"}
+        while time.perf_counter() < stop_at:
+            with lock:
+                body = json.dumps(bodies[next(next_body) % len(bodies)])
+            started = time.perf_counter()
+            connection.request("POST", route, body, headers)
+            response = connection.getresponse()
+            payload = response.read()
+            elapsed = time.perf_counter() - started
+            with lock:
+                if response.status == 200:
+                    latencies.append(elapsed)
+                    cached[0] += b'"cached":true' in payload
+                else:
+                    errors.append(response.status)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return 1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
+
+    return {"route": route, "concurrency": concurrency, "requests": len(latencies), "errors": len(errors),
+            "cached": cached[0], "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+            "mean_ms": 1000 * statistics.fmean(latencies) if latencies else float("nan"), "rps": len(latencies) / wall}
+
+
+def raw_encode_throughput(questions: list[str], batch_size: int = 64) -> float:
+    """Texts per second of the bare model over the same questions, batched, in this process."""
+    from features.encoders import SentenceTransformerEncoder
+
+    encoder = SentenceTransformerEncoder(batch_size=batch_size).load()
+    encoder.encode(questions[:batch_size])  # warm-up
+    started = time.perf_counter()
+    encoder.encode(questions)
+    return len(questions) / (time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--warehouse", default=None, help="a published warehouse to serve (default: generate and build)")
+    parser.add_argument("--interactions", type=int, default=1_000_000)
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--documents", type=int, default=100_000)
+    parser.add_argument("--seconds", type=float, default=20.0, help="load time per endpoint and concurrency")
+    parser.add_argument("--questions", type=int, default=5_000, help="distinct questions to send (and to encode raw)")
+    parser.add_argument("--cache", action="store_true", help="leave the semantic cache on")
+    parser.add_argument("--work", default=None, help="folder for generated data, tables and the server log")
+    args = parser.parse_args(argv)
+
+    import lance
+    import pyarrow.compute as pc
+
+    from features.schemas import PUBLISHED_TAG, table_uri
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="recqa-serving-"))
+    work.mkdir(parents=True, exist_ok=True)
+    warehouse = args.warehouse or build_warehouse(work, args.interactions, args.items, args.documents)
+
+    users = lance.dataset(table_uri(warehouse, "users"), version=PUBLISHED_TAG).to_table(columns=["user_id"])
+    answers = lance.dataset(table_uri(warehouse, "answers"), version=PUBLISHED_TAG)
+    rng = random.Random(0)
+    user_ids = rng.sample(users.column("user_id").to_pylist(), min(5_000, users.num_rows))
+    questions = list(dict.fromkeys(pc.unique(answers.to_table(columns=["question"]).column("question")).to_pylist()))
+    questions = rng.sample(questions, min(args.questions, len(questions)))
+    print(f"warehouse {warehouse}: {users.num_rows:,} users, {answers.count_rows():,} answer rows; "
+          f"{len(user_ids):,} users and {len(questions):,} distinct questions to send")
+
+    process, port = start_server(warehouse, work, args.cache)
+    results = []
+    try:
+        recommend = [{"user_id": u, "k": 10} for u in user_ids]
+        answer = [{"question": q, "k": 10} for q in questions]
+        for route, bodies in (("/recommend", recommend), ("/answer", answer)):
+            drive(port, route, bodies[-64:], 4, 3.0)  # warm-up, not counted
+            for concurrency in CONCURRENCY:
+                rng.shuffle(bodies)
+                results.append(drive(port, route, bodies, concurrency, args.seconds))
+                r = results[-1]
+                print(f"{route:<11} c={concurrency:<3} {r['requests']:>6} ok {r['errors']:>3} errors  "
+                      f"p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  "
+                      f"{r['rps']:7.1f} req/s  cached {r['cached']}", flush=True)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+
+    raw = raw_encode_throughput(questions)  # the server is stopped: the model has both cores
+    answer32 = next(r for r in results if r["route"] == "/answer" and r["concurrency"] == 32)
+    recommend1 = next(r for r in results if r["route"] == "/recommend" and r["concurrency"] == 1)
+    answer1 = next(r for r in results if r["route"] == "/answer" and r["concurrency"] == 1)
+    print()
+    print("figure                                          value        target")
+    print(f"/recommend p50 at concurrency 1                 {recommend1['p50_ms']:7.1f} ms   <= 10 ms")
+    print(f"/answer p50 at concurrency 1                    {answer1['p50_ms']:7.1f} ms   <= 30 ms")
+    print(f"/answer req/s at c=32 / raw batched encode      {answer32['rps'] / raw:7.2f}x     >= 0.7x   "
+          f"({answer32['rps']:.1f} vs {raw:.1f} texts/s)")
+    (work / "serving.json").write_text(json.dumps({"results": results, "raw_encode_texts_per_s": raw}, indent=2))
+    print(f"figures in {work / 'serving.json'}")
+
+
+if __name__ == "__main__":
+    main()

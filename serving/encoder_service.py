@@ -1,0 +1,78 @@
+"""Query encoding as its own BentoML service, so concurrent questions share one forward pass.
+
+BentoML batches only calls that reach a `batchable` API through its server, so the encoder
+lives in a service of its own that `RecQA` depends on (`bentoml.depends`). Under `bentoml
+serve` it runs as a separate process and its dispatcher merges the texts of concurrent
+requests into one `encode`; in-process (tests, `to_asgi`) the dependency is a plain instance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bentoml
+import numpy as np
+
+from features.encoders import SentenceTransformerEncoder, model_dimension
+from features.errors import TableContractError
+from serving.settings import ServiceSettings
+
+MAX_BATCH_SIZE = 64  # about one forward pass of short questions on 2 cores
+MAX_LATENCY_MS = 10_000  # the dispatcher sheds load only past this; requests time out at 30 s
+
+
+# BentoML's client to a dependency closes its session every `max_requests` calls (default 100)
+# even with calls in flight, which then fail with "Server disconnected" under concurrency
+# (bentoml issue #4971); one long-lived session avoids that, and `encode` retries once.
+_ONE_SESSION = {"max_requests": 2**31 - 1, "max_age": 1e9}
+
+
+@bentoml.service(name="recqa-encoder", workers=1, traffic={"timeout": 30}, runner_connection=_ONE_SESSION)
+class QueryEncoder:
+    def __init__(self) -> None:
+        self.encoder = SentenceTransformerEncoder(ServiceSettings.from_env().model_name).load()
+
+    @bentoml.api(batchable=True, batch_dim=0, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Normalised embeddings of a batch of texts, one row per text."""
+        return self.encoder.encode(texts)
+
+
+class RemoteEncoder:
+    """The `Encoder` protocol over the QueryEncoder dependency (remote or in-process).
+
+    BentoML connects a dependency only after the service's `__init__`, so the name and
+    dimension come from the configuration and the model's files, not from a call; the first
+    encode checks that the dimension really is the one the tables were checked against.
+    """
+
+    def __init__(self, client: Any, name: str) -> None:
+        self._client = client
+        self.name = name
+        dimension = model_dimension(name)
+        if dimension is None:  # a hub id: only loading the model tells
+            dimension = SentenceTransformerEncoder(name).dimension
+        self._dimension = dimension
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self._dimension), dtype=np.float32)
+        try:
+            vectors = self._client.encode(texts=list(texts))
+        except Exception as error:  # noqa: BLE001 - only a dropped connection is retried
+            if not _dropped(error):
+                raise
+            vectors = self._client.encode(texts=list(texts))  # encoding is safe to repeat
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(texts), self._dimension):
+            raise TableContractError(f"encoder '{self.name}' returned shape {vectors.shape}, expected ({len(texts)}, {self._dimension})")
+        return vectors
+
+
+def _dropped(error: Exception) -> bool:
+    """A pooled connection the server had closed (aiohttp's errors are not ConnectionError)."""
+    return isinstance(error, ConnectionError) or "Disconnected" in type(error).__name__
