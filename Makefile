@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 WAREHOUSE ?= ./warehouse
+REPORTS ?= ./reports
 HOST ?= 127.0.0.1
 PORT ?= 3000
 STAMP := $(VENV)/.recqa-installed
@@ -25,10 +26,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
+# Build, evaluate the new versions (the gates stop a worse model here), then publish them.
 build: install
 	$(BIN)/recqa build-recs --warehouse $(WAREHOUSE)
 	$(BIN)/recqa build-qa --warehouse $(WAREHOUSE)
+	$(BIN)/recqa evaluate recs --out $(REPORTS)/recs --must-beat popularity
+	$(BIN)/recqa evaluate qa --warehouse $(WAREHOUSE) --out $(REPORTS)/qa
 	$(BIN)/recqa publish --warehouse $(WAREHOUSE)
+	@echo "Evaluation reports: $(REPORTS)/recs/report.html and $(REPORTS)/qa/report.html"
 
 serve: install
 	@echo
@@ -46,4 +51,4 @@ test: install
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(WAREHOUSE) .pytest_cache
+	rm -rf $(WAREHOUSE) $(REPORTS) .pytest_cache

@@ -24,6 +24,11 @@ JOBS = {
     "publish": ("pipelines.publish", "run", "check the new table versions and move the 'published' tag to them"),
     "rollback": ("pipelines.publish", "rollback", "move the 'published' tag back to the previous release"),
 }
+# `recqa evaluate <kind>` -> module whose run(argv) returns the report's figures with an exit code
+EVALUATIONS = {
+    "recs": ("evaluation.evaluate_recs", "ALS as served against popularity, item-kNN and BPR"),
+    "qa": ("evaluation.evaluate_qa", "keyword, vector, hybrid and hybrid+MMR answer retrieval"),
+}
 SERVICE = "serving.service:RecQA"
 DEFAULT_HOST = "127.0.0.1"
 # Defaults a user's environment may override: the bundled model loads offline, no telemetry,
@@ -53,17 +58,36 @@ def _serve(argv: Sequence[str]) -> int:
     return 0  # pragma: no cover
 
 
+def _evaluate(argv: Sequence[str]) -> int:
+    kinds = "\n".join(f"  {kind:<5} {help_}" for kind, (_, help_) in EVALUATIONS.items())
+    if not argv or argv[0] not in EVALUATIONS:
+        print(f"usage: recqa evaluate <kind> [--help] [flags]\n\nkinds:\n{kinds}", file=sys.stderr if argv else sys.stdout)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    for key, value in DEFAULT_ENV.items():
+        os.environ.setdefault(key, value)
+    run = importlib.import_module(EVALUATIONS[argv[0]][0]).run
+    try:
+        figures = run(argv[1:])
+    except (InputError, ValueError, RuntimeError, FileNotFoundError) as error:
+        print(f"recqa evaluate {argv[0]}: {error}", file=sys.stderr)
+        return 1
+    return int(figures["exit_code"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `recqa` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = "\n".join(f"  {name:<11} {help_}" for name, (_, _, help_) in JOBS.items())
-    usage = f"usage: recqa <command> [--help] [flags]\n\ncommands:\n{commands}\n  serve       serve the HTTP API on {DEFAULT_HOST}:{DEFAULT_PORT}\n"
+    usage = f"usage: recqa <command> [--help] [flags]\n\ncommands:\n{commands}\n  evaluate    recs | qa: offline metrics against baselines, report and gates\n  serve       serve the HTTP API on {DEFAULT_HOST}:{DEFAULT_PORT}\n"
     if not argv or argv[0] in ("-h", "--help"):
         print(usage)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "serve":
         return _serve(rest)
+    if command == "evaluate":
+        return _evaluate(rest)
     if command not in JOBS:
         print(f"recqa: unknown command '{command}'\n\n{usage}", file=sys.stderr)
         return 2

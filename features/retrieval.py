@@ -58,14 +58,12 @@ def mmr(
         raise ValueError(f"lambda must be within [0, 1], got {lambda_}")
     relevance = vectors @ query
     picked: list[int] = []
-    remaining = list(range(len(candidates)))
-    while remaining and len(picked) < k:
-        if picked:
-            redundancy = (vectors[remaining] @ vectors[picked].T).max(axis=1)
-        else:
-            redundancy = np.zeros(len(remaining))
-        gains = lambda_ * relevance[remaining] - (1 - lambda_) * redundancy
-        best = remaining[int(np.argmax(gains))]
+    redundancy = np.full(len(candidates), -np.inf)  # each candidate's highest similarity to a pick
+    available = np.ones(len(candidates), dtype=bool)
+    while available.any() and len(picked) < k:
+        gains = lambda_ * relevance - (1 - lambda_) * (redundancy if picked else 0.0)
+        best = int(np.argmax(np.where(available, gains, -np.inf)))
         picked.append(best)
-        remaining.remove(best)
+        available[best] = False
+        redundancy = np.maximum(redundancy, vectors @ vectors[best])  # one product per pick, not per pair
     return [(candidates[i], float(relevance[i])) for i in picked]

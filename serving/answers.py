@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from features.encoders import Encoder
-from features.filters import answer_condition, sql_string
+from features.filters import answer_condition
 from features.retrieval import distance_to_similarity, mmr, rrf_fuse
 from features.schemas import ANSWER_INDEX, ANSWER_TEXT_COLUMN, IndexConfig
 from serving.tables import Hit, check_encoder, vector_query, where
@@ -47,33 +47,22 @@ class AnswerIndex:
             vector = self._encoder.encode([question])[0]
         if mode in ("vector", "hybrid"):
             found = where(self._vector_query(vector), condition).limit(depth)
-            found = found.select(["doc_id", "answer", "question"]).to_arrow().to_pylist()
+            found = found.select(["doc_id", "answer", "question", self._index.column]).to_arrow().to_pylist()
             rankings.append(_best_per_doc(found, rows, lambda r: distance_to_similarity(r["_distance"])))
         if mode in ("keyword", "hybrid"):
             found = where(self._answers.search(question, query_type="fts", fts_columns=ANSWER_TEXT_COLUMN), condition)
-            found = found.limit(depth).select(["doc_id", "answer", "question", "_score"]).to_arrow().to_pylist()
+            found = found.limit(depth).select(["doc_id", "answer", "question", self._index.column, "_score"]).to_arrow().to_pylist()
             rankings.append(_best_per_doc(found, rows, lambda r: float(r["_score"])))
         if mode == "hybrid":
             ranked = rrf_fuse([[doc_id for doc_id, _ in ranking] for ranking in rankings])
         else:
             ranked = rankings[0]
         if diversity is not None and ranked:
-            ranked = self._diversify(vector, ranked[: depth], k, diversity)
+            ranked = _diversify(vector, ranked[:depth], rows, self._index.column, k, diversity)
         return [
             Hit(id=doc_id, score=score, fields={"text": rows[doc_id]["answer"], "question": rows[doc_id]["question"]})
             for doc_id, score in ranked[:k]
         ]
-
-    def _diversify(self, query: np.ndarray, ranked: list[tuple[str, float]], k: int, lambda_: float) -> list[tuple[str, float]]:
-        ids = [doc_id for doc_id, _ in ranked]
-        table = self._answers.search().where(f"doc_id IN ({', '.join(sql_string(i) for i in ids)})").select(["doc_id", self._index.column])
-        vectors = {}
-        for row in table.limit(len(ids) * CHUNK_OVERFETCH).to_arrow().to_pylist():
-            vectors.setdefault(row["doc_id"], row[self._index.column])  # first chunk stands for the answer
-        matrix = np.asarray([vectors[i] for i in ids], dtype=np.float32)
-        scores = dict(ranked)
-        return [(doc_id, scores[doc_id]) for doc_id, _ in mmr(query, ids, matrix, k, lambda_)]
-
 
     def _vector_query(self, vector: np.ndarray):
         query = vector_query(self._answers, vector, self._index)
@@ -90,3 +79,13 @@ def _best_per_doc(found: list[dict], rows: dict[str, dict], score) -> list[tuple
             rows.setdefault(row["doc_id"], row)
             ranking.append((row["doc_id"], score(row)))
     return ranking
+
+
+def _diversify(
+    query: np.ndarray, ranked: list[tuple[str, float]], rows: dict[str, dict], column: str, k: int, lambda_: float
+) -> list[tuple[str, float]]:
+    """MMR over the candidates, each answer standing by the vector of its best-matching chunk."""
+    ids = [doc_id for doc_id, _ in ranked]
+    matrix = np.asarray([rows[i][column] for i in ids], dtype=np.float32)
+    scores = dict(ranked)
+    return [(doc_id, scores[doc_id]) for doc_id, _ in mmr(query, ids, matrix, k, lambda_)]

@@ -15,6 +15,8 @@ FORBIDDEN = {
     "pipelines": {"bentoml", "serving", "airflow", "cli"},
     "serving": {"pipelines", "apache_beam", "airflow", "cli"},
     "cli": {"serving", "bentoml", "airflow"},  # `recqa serve` starts the service as a process
+    # evaluation trains with the real jobs and ranks with serving's read-side classes, never the service
+    "evaluation": {"bentoml", "apache_beam", "airflow", "cli"},
     "airflow_dags": {"features", "pipelines", "serving", "apache_beam", "bentoml", "lancedb", "lance", "torch"},
 }
 

@@ -1,0 +1,1 @@
+"""Offline evaluation of recommendations and QA retrieval, through the code the service serves with."""

@@ -1,0 +1,184 @@
+"""QA retrieval evaluation: every answer mode, ANN against exact search, the cache threshold.
+
+Rankings come from `serving.answers.AnswerIndex`, the class the service answers with, over
+a version of a real answers table (by default the newest, the one a run just wrote and a gate
+decides whether to publish). Queries and judgements come from a BEIR folder or StackFAQ.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from features import beir
+from features.adapters import stackfaq_documents, stackfaq_queries
+from features.metrics import mean_at_k, recall_at_k
+from features.schemas import ANSWER_INDEX, ANSWERS_TABLE, META_ENCODER
+
+MODES = ("keyword", "vector", "hybrid", "hybrid+mmr")
+MMR_LAMBDA = 0.7
+QA_METRICS = (("ndcg", 10), ("recall", 10), ("recall", 100), ("mrr", 10))
+CURVE_NPROBES = (1, 2, 5, 10, 20, 50)
+CURVE_REFINE = (1, 10)
+CACHE_THRESHOLDS = (0.80, 0.85, 0.88, 0.90, 0.92, 0.94, 0.96)
+
+
+@dataclass(frozen=True)
+class QASet:
+    """Queries and their judged answers: qrels[query_id][doc_id] = gain."""
+
+    name: str
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, float]]
+    files: tuple[Path, ...]
+    groups: dict[str, str] = dataclasses.field(default_factory=dict)  # query id -> paraphrase group (StackFAQ thread)
+
+    def sample(self, count: int, seed: int = 0) -> "QASet":
+        """A seeded random subset of the queries, for quicker runs."""
+        if count >= len(self.queries):
+            return self
+        kept = set(random.Random(seed).sample(sorted(self.queries), count))
+        return dataclasses.replace(
+            self,
+            name=f"{self.name} (sample of {count})",
+            queries={i: t for i, t in self.queries.items() if i in kept},
+            qrels={i: r for i, r in self.qrels.items() if i in kept},
+            groups={i: g for i, g in self.groups.items() if i in kept},
+        )
+
+
+def load_beir(folder: str | Path, split: str = "train") -> QASet:
+    """A BEIR folder's queries that have judgements in `qrels/<split>.tsv`."""
+    folder = Path(folder)
+    query_file = next((p for p in (folder / f"queries_{split}.jsonl", folder / "queries.jsonl") if p.is_file()), None)
+    qrels_file = folder / "qrels" / f"{split}.tsv"
+    for path in (query_file, qrels_file):
+        if path is None or not path.is_file():
+            raise FileNotFoundError(f"BEIR folder '{folder}' has no {path or f'queries_{split}.jsonl'}")
+    with query_file.open() as q, qrels_file.open() as r:
+        queries, qrels = beir.queries(q, query_file.name), beir.qrels(r, qrels_file.name)
+    return QASet(f"{folder.name}/{split}", {i: queries[i] for i in qrels if i in queries}, qrels, (query_file, qrels_file))
+
+
+def load_stackfaq(path: str | Path) -> QASet:
+    """StackFAQ rephrasings as queries; every answer of the rephrasing's thread is relevant."""
+    path = Path(path)
+    data = json.loads(path.read_text())
+    by_thread: dict[str, dict[str, float]] = {}
+    for document in stackfaq_documents(data):
+        by_thread.setdefault(document.doc_id.rsplit("-", 1)[0], {})[document.doc_id] = 1.0
+    pairs = stackfaq_queries(data)
+    queries = {f"q{i}": text for i, (text, _) in enumerate(pairs)}
+    qrels = {f"q{i}": by_thread.get(thread, {}) for i, (_, thread) in enumerate(pairs)}
+    groups = {f"q{i}": thread for i, (_, thread) in enumerate(pairs)}
+    return QASet("stackfaq", queries, qrels, (path,), groups)
+
+
+def open_answers(warehouse: str, version: int | str | None = None):
+    """The answers table at `version` (a number or a tag; default: the newest)."""
+    import lancedb
+
+    table = lancedb.connect(warehouse).open_table(ANSWERS_TABLE)
+    if version is not None:
+        table.checkout(int(version) if str(version).isdigit() else version)
+    return table
+
+
+def _rankings(index, questions: Mapping[str, str], vectors: Mapping[str, np.ndarray], mode: str, depth: int) -> tuple[dict, float]:
+    """query id -> doc ids, and the mean seconds per query."""
+    base_mode, diversity = ("hybrid", MMR_LAMBDA) if mode == "hybrid+mmr" else (mode, None)
+    rankings = {}
+    started = time.perf_counter()
+    for query_id, text in questions.items():
+        hits = index.answer(text, depth, base_mode, diversity=diversity, vector=vectors[query_id])
+        rankings[query_id] = [hit.id for hit in hits]
+    return rankings, (time.perf_counter() - started) / max(1, len(questions))
+
+
+def evaluate_modes(table, encoder, qa: QASet, modes: Sequence[str] = MODES, depth: int = 100) -> dict[str, dict[str, float]]:
+    """nDCG@10, Recall@10, Recall@100 and MRR@10 of each mode, with mean latency in ms."""
+    from serving.answers import AnswerIndex
+
+    index = AnswerIndex(table, encoder)
+    ids = list(qa.queries)
+    vectors = dict(zip(ids, encoder.encode([qa.queries[i] for i in ids])))
+    results = {}
+    for mode in modes:
+        rankings, seconds = _rankings(index, qa.queries, vectors, mode, depth)
+        row: dict[str, float] = {}
+        for name, k in QA_METRICS:
+            row[f"{name}@{k}"] = mean_at_k(rankings, qa.qrels, k, [name])[name]
+        row["queries"] = float(len(ids))
+        row["ms_per_query"] = 1000 * seconds
+        results[mode] = row
+    return results
+
+
+def ann_quality(table, encoder, qa: QASet, sample: int = 200, seed: int = 0) -> dict[str, Any]:
+    """Vector-mode quality with the IVF-PQ index against exact search, and recall against latency.
+
+    recall@10 here is the share of exact search's top-10 answers that the index search returns.
+    """
+    from serving.answers import AnswerIndex
+
+    indexed = any(ANSWER_INDEX.column in index.columns for index in table.list_indices())
+    if not indexed:  # below the ANN threshold the table is searched exactly: nothing to compare
+        return {"indexed": False, "queries": 0, "curve": []}
+    ids = sorted(qa.queries)
+    ids = random.Random(seed).sample(ids, min(sample, len(ids)))
+    vectors = dict(zip(ids, encoder.encode([qa.queries[i] for i in ids])))
+    questions = {i: qa.queries[i] for i in ids}
+    exact, exact_seconds = _rankings(AnswerIndex(table, encoder, exact=True), questions, vectors, "vector", 10)
+    curve = []
+    for refine in CURVE_REFINE:
+        for nprobes in CURVE_NPROBES:
+            config = dataclasses.replace(ANSWER_INDEX, nprobes=nprobes, refine_factor=refine)
+            found, seconds = _rankings(AnswerIndex(table, encoder, index=config), questions, vectors, "vector", 10)
+            recall = float(np.mean([recall_at_k(found[i], exact[i][:10], 10) or 0.0 for i in ids]))
+            curve.append({"nprobes": nprobes, "refine_factor": refine, "recall@10": recall, "ms_per_query": 1000 * seconds})
+    served = next(p for p in curve if p["nprobes"] == ANSWER_INDEX.nprobes and p["refine_factor"] == ANSWER_INDEX.refine_factor) \
+        if ANSWER_INDEX.nprobes in CURVE_NPROBES and ANSWER_INDEX.refine_factor in CURVE_REFINE else None
+    judged = {i: qa.qrels[i] for i in ids}
+    return {
+        "indexed": indexed,
+        "queries": len(ids),
+        "exact_ms_per_query": 1000 * exact_seconds,
+        "exact_ndcg@10": mean_at_k(exact, judged, 10, ["ndcg"])["ndcg"],
+        "served_recall@10": served["recall@10"] if served else None,
+        "curve": curve,
+    }
+
+
+def cache_curve(encoder, qa: QASet, thresholds: Sequence[float] = CACHE_THRESHOLDS, seed: int = 0) -> list[dict[str, float]]:
+    """Replay paraphrased questions in a shuffled order against the ones before them.
+
+    A lookup hits when the closest earlier question has cosine >= threshold; the hit is right
+    when both belong to the same group (the cached answers fit). Needs paraphrase groups.
+    """
+    ids = sorted(qa.groups)
+    random.Random(seed).shuffle(ids)
+    vectors = encoder.encode([qa.queries[i] for i in ids])
+    groups = [qa.groups[i] for i in ids]
+    similarity = vectors @ vectors.T
+    curve = []
+    for threshold in thresholds:
+        hits = right = 0
+        for i in range(1, len(ids)):
+            j = int(np.argmax(similarity[i, :i]))
+            if similarity[i, j] >= threshold:
+                hits += 1
+                right += groups[i] == groups[j]
+        curve.append({"threshold": threshold, "hit_rate": hits / max(1, len(ids) - 1), "hit_precision": right / hits if hits else 1.0, "hits": hits})
+    return curve
+
+
+def table_encoder_name(table) -> str:
+    return (table.schema.metadata or {}).get(META_ENCODER, b"").decode()
