@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -65,7 +64,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "results": results,
         "ann": ann,
         "cache": cache,
-        "gates": {"minimums": dict(gates.minimums), "must_beat": list(gates.must_beat), "failures": failures, "passed": not failures},
+        "gates": gates.summary(failures),
         "git_commit": report.git_commit(),
     }
     table_text = report.table_text(results, [*BAR_METRICS, "ms_per_query"])
@@ -86,10 +85,4 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         text = "\n".join(f"threshold {c['threshold']:.2f}: hit rate {c['hit_rate']:.3f}, hit precision {c['hit_precision']:.3f}" for c in cache)
         lines = {"hit rate": [(c["threshold"], c["hit_rate"]) for c in cache], "hit precision": [(c["threshold"], c["hit_precision"]) for c in cache]}
         sections.append(("Semantic cache threshold (paraphrases replayed)", text, [report.line_plot("cache", lines, "cosine threshold", "share")]))
-    json_path, html_path = report.write(Path(args.out), figures, sections)
-    print(table_text)
-    print(f"report: {json_path} and {html_path}")
-    if failures:
-        print("gate FAILED: " + "; ".join(failures), file=sys.stderr)
-    figures["exit_code"] = 1 if failures else 0
-    return figures
+    return report.finish(Path(args.out), figures, sections, table_text)

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -112,16 +111,10 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "k": args.k,
         "results": results,
         "tuning": tuning,
-        "gates": {"minimums": dict(gates.minimums), "must_beat": list(gates.must_beat), "failures": failures, "passed": not failures},
+        "gates": gates.summary(failures),
         "git_commit": report.git_commit(),
     }
     columns = [*RECS_METRICS, "coverage", "mean_popularity"]
     table = report.table_text(results, columns)
     plot = report.bar_plot(f"Recommendations, {args.split} split, @{args.k}", results, [*RECS_METRICS, "coverage"])
-    json_path, html_path = report.write(Path(args.out), figures, [(f"Methods at k={args.k} on the test split", table, [plot])])
-    print(table)
-    print(f"report: {json_path} and {html_path}")
-    if failures:
-        print("gate FAILED: " + "; ".join(failures), file=sys.stderr)
-    figures["exit_code"] = 1 if failures else 0
-    return figures
+    return report.finish(Path(args.out), figures, [(f"Methods at k={args.k} on the test split", table, [plot])], table)

@@ -31,6 +31,11 @@ class Gates:
         return failures
 
 
+    def summary(self, failures: list[str]) -> dict:
+        """The gates and their verdict, as the report records them."""
+        return {"minimums": dict(self.minimums), "must_beat": list(self.must_beat), "failures": failures, "passed": not failures}
+
+
 def add_gate_arguments(parser: argparse.ArgumentParser, metric_names: dict[str, str], baselines_help: str) -> None:
     """`--min-<metric>` flags (option -> metric key) and a repeatable `--must-beat`."""
     for option, key in metric_names.items():

@@ -13,6 +13,7 @@ import html
 import io
 import json
 import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -114,3 +115,15 @@ def write(out: Path, report: Mapping[str, Any], sections: list[tuple[str, str, l
         parts.append(f"<h2>Gates</h2><p>{html.escape(verdict)}</p>")
     html_path.write_text("\n".join(parts))
     return json_path, html_path
+
+
+def finish(out: Path, figures: dict[str, Any], sections: list[tuple[str, str, list[str]]], console: str) -> dict[str, Any]:
+    """Write the report, print the console table and any gate failure; set the exit code."""
+    json_path, html_path = write(out, figures, sections)
+    print(console)
+    print(f"report: {json_path} and {html_path}")
+    failures = figures["gates"]["failures"]
+    if failures:
+        print("gate FAILED: " + "; ".join(failures), file=sys.stderr)
+    figures["exit_code"] = 1 if failures else 0
+    return figures
