@@ -24,6 +24,23 @@ def take_unseen(candidates: Iterable[tuple[str, float]], seen: Collection[str], 
     return taken
 
 
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k highest scores, best first, skipping -inf (masked) entries.
+
+    argpartition keeps this O(n) over a whole catalogue; equal scores keep index order, so
+    the same scores always give the same list.
+    """
+    finite = np.flatnonzero(scores > -np.inf) if np.isinf(scores).any() else np.arange(len(scores))
+    if k <= 0 or len(finite) == 0:
+        return np.zeros(0, dtype=np.int64)
+    if len(finite) > k:
+        part = np.argpartition(-scores[finite], k - 1)[:k]
+        threshold = scores[finite[part]].min()
+        finite = finite[scores[finite] >= threshold]  # every tie at the boundary, then trim by index
+    order = np.lexsort((finite, -scores[finite]))
+    return finite[order][:k]
+
+
 def distance_to_similarity(distance: float) -> float:
     """Lance reports dot search as 1 - dot and cosine search as 1 - cosine: undo either."""
     return 1.0 - float(distance)

@@ -1,4 +1,6 @@
-from features.retrieval import distance_to_similarity, take_unseen
+import numpy as np
+
+from features.retrieval import distance_to_similarity, take_unseen, top_k
 
 
 def test_take_unseen_skips_seen_and_duplicates_keeping_order():
@@ -49,3 +51,20 @@ def test_mmr_with_lambda_one_is_relevance_order_and_lower_lambda_diversifies():
     vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     assert [i for i, _ in mmr(query, ["a", "a2", "b"], vectors, k=2, lambda_=1.0)] == ["a", "a2"]
     assert [i for i, _ in mmr(query, ["a", "a2", "b"], vectors, k=2, lambda_=0.3)] == ["a", "b"]
+
+
+def test_top_k_is_best_first_and_skips_masked_entries():
+    scores = np.array([0.1, 0.9, -np.inf, 0.5, 0.7], dtype=np.float32)
+    assert top_k(scores, 3).tolist() == [1, 4, 3]
+    assert top_k(scores, 10).tolist() == [1, 4, 3, 0]  # k past the candidates: only finite ones
+    assert top_k(scores, 0).tolist() == []
+    assert top_k(np.full(3, -np.inf), 2).tolist() == []
+
+
+def test_top_k_breaks_ties_by_index_even_across_the_partition_boundary():
+    scores = np.array([0.0, 1.0, 0.0, 0.0, 1.0, 0.0])
+    assert top_k(scores, 3).tolist() == [1, 4, 0]
+    rng = np.random.default_rng(0)
+    many = rng.integers(0, 5, size=1000).astype(np.float64)
+    expected = sorted(range(1000), key=lambda i: (-many[i], i))[:25]
+    assert top_k(many, 25).tolist() == expected
