@@ -8,14 +8,18 @@ requests into one `encode`; in-process (tests, `to_asgi`) the dependency is a pl
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import bentoml
 import numpy as np
 
-from features.encoders import SentenceTransformerEncoder, model_dimension
+from features.encoders import Encoder, SentenceTransformerEncoder, model_dimension
+from features.onnx_encoder import OnnxEncoder
 from features.errors import TableContractError
 from serving.settings import ServiceSettings
+
+logger = logging.getLogger(__name__)
 
 MAX_BATCH_SIZE = 64  # about one forward pass of short questions on 2 cores
 MAX_LATENCY_MS = 10_000  # the dispatcher sheds load only past this; requests time out at 30 s
@@ -30,12 +34,30 @@ _ONE_SESSION = {"max_requests": 2**31 - 1, "max_age": 1e9}
 @bentoml.service(name="recqa-encoder", workers=1, traffic={"timeout": 30}, runner_connection=_ONE_SESSION)
 class QueryEncoder:
     def __init__(self) -> None:
-        self.encoder = SentenceTransformerEncoder(ServiceSettings.from_env().model_name).load()
+        import torch
+
+        settings = ServiceSettings.from_env()
+        torch.set_num_threads(settings.encoder_threads)  # this process holds only the model
+        self.encoder = load_query_encoder(settings.model_name, settings.encoder_backend, settings.encoder_threads)
 
     @bentoml.api(batchable=True, batch_dim=0, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)
     def encode(self, texts: list[str]) -> np.ndarray:
         """Normalised embeddings of a batch of texts, one row per text."""
         return self.encoder.encode(texts)
+
+
+def load_query_encoder(name: str, backend: str, threads: int) -> Encoder:
+    """The model for questions: ONNX Runtime where its export matches the model, else PyTorch."""
+    if backend not in ("onnx", "torch"):
+        raise ValueError(f"RECQA_ENCODER_BACKEND must be 'onnx' or 'torch', not {backend!r}")
+    model = SentenceTransformerEncoder(name).load()
+    if backend == "torch":
+        return model
+    try:
+        return OnnxEncoder(model, threads=threads).load()
+    except Exception as error:  # noqa: BLE001 - any export failure leaves the working PyTorch path
+        logger.warning("ONNX export of '%s' unusable, encoding questions with PyTorch: %s", name, error)
+        return model
 
 
 class RemoteEncoder:

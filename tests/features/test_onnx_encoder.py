@@ -1,0 +1,41 @@
+"""The ONNX export of the model gives the model's own vectors, in the order asked."""
+
+import numpy as np
+import pytest
+
+from features.encoders import SentenceTransformerEncoder
+from features.onnx_encoder import OnnxEncoder
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def encoders():
+    model = SentenceTransformerEncoder().load()
+    return model, OnnxEncoder(model, batch_size=4).load()
+
+
+def test_onnx_vectors_match_the_model_on_varied_texts(encoders):
+    model, onnx = encoders
+    texts = ["How do I cross out text?", "kettle", "word " * 500, "", "Größe ändern 🙂 \t\x07", "SELECT * FROM t; --"]
+    cosine = np.sum(onnx.encode(texts) * model.encode(texts), axis=1)
+    assert cosine.min() > 0.9999
+    assert onnx.dimension == model.dimension == 384
+    assert onnx.encode([]).shape == (0, 384)
+
+
+def test_batches_grouped_by_length_come_back_in_the_order_asked(encoders):
+    _, onnx = encoders
+    texts = [f"question {i} " + "filler " * (i * 7 % 23) for i in range(11)]  # several batches of 4, mixed lengths
+    together = onnx.encode(texts)
+    alone = np.vstack([onnx.encode([text]) for text in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_an_export_that_disagrees_with_the_model_is_refused(encoders, monkeypatch):
+    model, _ = encoders
+    import features.onnx_encoder as module
+
+    monkeypatch.setattr(module, "PARITY_MIN_COSINE", 1.01)  # no export can pass this
+    with pytest.raises(RuntimeError, match="disagrees"):
+        OnnxEncoder(model).load()
