@@ -108,6 +108,7 @@ class RecQA:
                 }
                 for table, config in (("items", ALS_INDEX), ("items", CONTENT_INDEX), ("answers", ANSWER_INDEX))
             },
+            "encoder": {"backend": self.settings.encoder_backend, "threads": self.settings.encoder_threads},
             "cache": {"threshold": self.settings.cache_threshold, "capacity": self.settings.cache_capacity},
         }
 
@@ -171,13 +172,16 @@ class RecQA:
         req = AnswerRequest.model_construct(**fields)
         store = self._store()
         filters = req.filters or AnswerFilters()
-        vector = store.encode(req.question)
+        pending = store.start_answer(req.question, req.k, req.mode, filters.source, filters.tags, req.diversity)
+        vector = store.encode(req.question)  # the keyword search runs meanwhile
         params = (req.k, req.mode, _frozen(filters.source), _frozen(filters.tags), req.diversity)
         hits = self.cache.get(vector, params, store.versions)
         cached = hits is not None
         self.cache_lookups.labels(result="hit" if cached else "miss").inc()
-        if not cached:
-            hits = store.answer(req.question, req.k, req.mode, filters.source, filters.tags, req.diversity, vector=vector)
+        if cached:
+            pending.cancel()
+        else:
+            hits = pending.finish(vector)
             self.cache.put(vector, params, store.versions, hits)
         return AnswerResponse(
             question=req.question,

@@ -7,7 +7,7 @@ import numpy as np
 from features.encoders import Encoder
 from features.errors import TableContractError
 from features.schemas import ANSWERS_TABLE, ITEMS_TABLE, PUBLISHED_TAG, USERS_TABLE
-from serving.answers import AnswerIndex
+from serving.answers import AnswerIndex, PendingAnswer
 from serving.recommender import Recommender
 from serving.tables import Hit
 
@@ -39,3 +39,7 @@ class Store(Recommender):
     def answer(self, *args, **kwargs) -> list[Hit]:
         """See AnswerIndex.answer: the answers table is searched by its own class."""
         return self._answer_index.answer(*args, **kwargs)
+
+    def start_answer(self, *args, **kwargs) -> PendingAnswer:
+        """See AnswerIndex.start: the keyword half begins while the caller encodes."""
+        return self._answer_index.start(*args, **kwargs)
