@@ -14,7 +14,7 @@ from typing import Any
 from evaluation import report
 from evaluation.gates import add_gate_arguments, gates_from_args
 from evaluation.qa import MODES, ann_quality, cache_curve, evaluate_modes, load_beir, load_stackfaq, open_answers, table_encoder_name
-from features.schemas import DEFAULT_MODEL_NAME, DEFAULT_WAREHOUSE
+from features.schemas import ANSWER_INDEX, DEFAULT_MODEL_NAME, DEFAULT_WAREHOUSE
 
 DEFAULT_STACKFAQ = "data/stackfaq/stackExchange-FAQ.json"
 CANDIDATE = "hybrid"  # the service's default mode is what a gate judges
@@ -75,10 +75,11 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     elif ann:
         curve = {f"refine_factor={r}": [(p["ms_per_query"], p["recall@10"]) for p in ann["curve"] if p["refine_factor"] == r]
                  for r in sorted({p["refine_factor"] for p in ann["curve"]})}
-        text = (f"index built: {ann['indexed']}; served recall@10 vs exact: {ann['served_recall@10']}; "
-                f"exact nDCG@10 {ann['exact_ndcg@10']:.4f} ({ann['queries']} queries)\n"
-                + "\n".join(f"nprobes {p['nprobes']:>3} refine {p['refine_factor']:>3}: recall@10 {p['recall@10']:.3f}, {p['ms_per_query']:.1f} ms"
-                            for p in ann["curve"]))
+        text = (f"served settings (nprobes {ANSWER_INDEX.nprobes}, refine {ANSWER_INDEX.refine_factor}) on {ann['queries']} sampled queries: "
+                f"recall@10 vs exact {_fmt(ann['served_recall@10'])}, nDCG@10 {_fmt(ann['served_ndcg@10'])} "
+                f"against {ann['exact_ndcg@10']:.4f} with exact search\n"
+                + "\n".join(f"nprobes {p['nprobes']:>3} refine {p['refine_factor']:>3}: recall@10 {p['recall@10']:.3f}, "
+                            f"nDCG@10 {p['ndcg@10']:.4f}, {p['ms_per_query']:.1f} ms" for p in ann["curve"]))
         sections.append(("ANN (IVF-PQ) against exact search", text,
                          [report.line_plot("recall@10 against latency (nprobes 1..50)", curve, "ms per query", "recall@10 vs exact")]))
     if cache:
@@ -86,3 +87,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         lines = {"hit rate": [(c["threshold"], c["hit_rate"]) for c in cache], "hit precision": [(c["threshold"], c["hit_precision"]) for c in cache]}
         sections.append(("Semantic cache threshold (paraphrases replayed)", text, [report.line_plot("cache", lines, "cosine threshold", "share")]))
     return report.finish(Path(args.out), figures, sections, table_text)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a (served settings not on the curve)" if value is None else f"{value:.4f}"
