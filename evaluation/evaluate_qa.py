@@ -13,7 +13,8 @@ from typing import Any
 
 from evaluation import report
 from evaluation.gates import add_gate_arguments, gates_from_args
-from evaluation.qa import MODES, ann_quality, cache_curve, evaluate_modes, load_beir, load_stackfaq, open_answers, table_encoder_name
+from evaluation.qa import MMR_LAMBDA, MODES, ann_quality, cache_curve, evaluate_modes, load_beir, load_stackfaq, open_answers, table_encoder_name
+from features.retrieval import BM25_WEIGHT
 from features.schemas import ANSWER_INDEX, DEFAULT_MODEL_NAME, DEFAULT_WAREHOUSE
 
 DEFAULT_STACKFAQ = "data/stackfaq/stackExchange-FAQ.json"
@@ -34,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="query sample and ANN sample seed")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated, from " + ", ".join(MODES))
     parser.add_argument("--ann-queries", type=int, default=200, help="queries for the ANN-vs-exact figures (0: skip)")
+    parser.add_argument("--bm25-weight", type=float, default=None, help=f"hybrid score fusion: BM25 points per unit of cosine (default {BM25_WEIGHT})")
     parser.add_argument("--model", default=DEFAULT_MODEL_NAME, help="encoder, when the table does not name one")
     parser.add_argument("--out", default="reports/qa", help="folder for report.json and report.html")
     add_gate_arguments(parser, GATED, f"fail unless {CANDIDATE} beats this mode on nDCG@10 (repeatable)")
@@ -52,7 +54,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         qa = qa.sample(args.max_queries, args.seed)
     table = open_answers(args.warehouse, args.version)
     encoder = SentenceTransformerEncoder(table_encoder_name(table) or args.model)
-    results = evaluate_modes(table, encoder, qa, modes)
+    results = evaluate_modes(table, encoder, qa, modes, args.bm25_weight)
     ann = ann_quality(table, encoder, qa, args.ann_queries, args.seed) if args.ann_queries > 0 else None
     cache = cache_curve(encoder, qa, seed=args.seed) if qa.groups else None
     gates = gates_from_args(args, GATED, "ndcg@10")
@@ -61,6 +63,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "kind": "qa",
         "dataset": {"name": qa.name, "files": [str(p) for p in qa.files], "sha256": report.file_hash(qa.files), "queries": len(qa.queries), "seed": args.seed},
         "table": {"warehouse": args.warehouse, "version": int(table.version), "rows": table.count_rows(), "encoder": encoder.name},
+        "configuration": {"hybrid_fusion": "score", "bm25_weight": BM25_WEIGHT if args.bm25_weight is None else args.bm25_weight,
+                          "nprobes": ANSWER_INDEX.nprobes, "refine_factor": ANSWER_INDEX.refine_factor, "mmr_lambda": MMR_LAMBDA},
         "results": results,
         "ann": ann,
         "cache": cache,

@@ -23,7 +23,8 @@ from features.adapters import stackfaq_documents, stackfaq_queries
 from features.metrics import mean_at_k, recall_at_k
 from features.schemas import ANSWER_INDEX, ANSWERS_TABLE, META_ENCODER
 
-MODES = ("keyword", "vector", "hybrid", "hybrid+mmr")
+# hybrid-rrf: the same two lists fused by reciprocal rank, the reference the served score fusion replaced
+MODES = ("keyword", "vector", "hybrid", "hybrid+mmr", "hybrid-rrf")
 MMR_LAMBDA = 0.7
 QA_METRICS = (("ndcg", 10), ("recall", 10), ("recall", 100), ("mrr", 10))
 CURVE_NPROBES = (1, 2, 5, 10, 20, 50)
@@ -94,7 +95,7 @@ def open_answers(warehouse: str, version: int | str | None = None):
 
 def _rankings(index, questions: Mapping[str, str], vectors: Mapping[str, np.ndarray], mode: str, depth: int) -> tuple[dict, float]:
     """query id -> doc ids, and the mean seconds per query."""
-    base_mode, diversity = ("hybrid", MMR_LAMBDA) if mode == "hybrid+mmr" else (mode, None)
+    base_mode, diversity = ("hybrid", MMR_LAMBDA) if mode == "hybrid+mmr" else ("hybrid" if mode == "hybrid-rrf" else mode, None)
     rankings = {}
     started = time.perf_counter()
     for query_id, text in questions.items():
@@ -103,22 +104,33 @@ def _rankings(index, questions: Mapping[str, str], vectors: Mapping[str, np.ndar
     return rankings, (time.perf_counter() - started) / max(1, len(questions))
 
 
-def evaluate_modes(table, encoder, qa: QASet, modes: Sequence[str] = MODES, depth: int = 100) -> dict[str, dict[str, float]]:
-    """nDCG@10, Recall@10, Recall@100 and MRR@10 of each mode, with mean latency in ms."""
+def evaluate_modes(
+    table, encoder, qa: QASet, modes: Sequence[str] = MODES, bm25_weight: float | None = None
+) -> dict[str, dict[str, float]]:
+    """nDCG@10, Recall@10, Recall@100 and MRR@10 of each mode, with mean latency in ms.
+
+    Each cutoff is asked for as a request would ask (k=10, then k=100): the candidate depth
+    follows k, so @10 figures are those of a k=10 request, as served.
+    """
     from serving.answers import AnswerIndex
 
-    index = AnswerIndex(table, encoder)
+    weight = {} if bm25_weight is None else {"bm25_weight": bm25_weight}
+    indexes = {"score": AnswerIndex(table, encoder, **weight), "rrf": AnswerIndex(table, encoder, fusion="rrf")}
     ids = list(qa.queries)
     vectors = dict(zip(ids, encoder.encode([qa.queries[i] for i in ids])))
     results = {}
     for mode in modes:
-        rankings, seconds = _rankings(index, qa.queries, vectors, mode, depth)
+        index = indexes["rrf" if mode == "hybrid-rrf" else "score"]
         row: dict[str, float] = {}
-        for name, k in QA_METRICS:
-            row[f"{name}@{k}"] = mean_at_k(rankings, qa.qrels, k, [name])[name]
+        for depth in sorted({k for _, k in QA_METRICS}):
+            rankings, seconds = _rankings(index, qa.queries, vectors, mode, depth)
+            for name, k in QA_METRICS:
+                if k == depth:
+                    row[f"{name}@{k}"] = mean_at_k(rankings, qa.qrels, k, [name])[name]
+            if depth == 10:
+                row["ms_per_query"] = 1000 * seconds
         row["queries"] = float(len(ids))
-        row["ms_per_query"] = 1000 * seconds
-        results[mode] = row
+        results[mode] = {key: row[key] for key in [f"{n}@{k}" for n, k in QA_METRICS] + ["queries", "ms_per_query"]}
     return results
 
 

@@ -30,10 +30,13 @@ def test_recs_report_compares_every_method_and_als_beats_popularity(tmp_path):
 def test_qa_report_on_stackfaq_has_every_mode_and_the_cache_curve(warehouse, tmp_path):
     figures = evaluate_qa.run(["--warehouse", str(warehouse), "--out", str(tmp_path), "--ann-queries", "0", "--max-queries", "300"])
     results = figures["results"]
-    assert set(results) == {"keyword", "vector", "hybrid", "hybrid+mmr"}
+    assert set(results) == {"keyword", "vector", "hybrid", "hybrid+mmr", "hybrid-rrf"}
     assert results["vector"]["recall@10"] > 0.9 and results["keyword"]["ndcg@10"] > 0.5
-    # plain RRF sits between the two here (vector is far stronger than BM25 on StackFAQ): see issue 5's note
-    assert results["keyword"]["ndcg@10"] < results["hybrid"]["ndcg@10"] <= results["vector"]["ndcg@10"] + 0.01
+    # BM25 is far weaker than vector search on paraphrased questions: rank fusion lets it drag
+    # good vector hits down, score fusion does not
+    assert results["keyword"]["ndcg@10"] < results["hybrid-rrf"]["ndcg@10"] < results["vector"]["ndcg@10"] - 0.03
+    assert results["hybrid"]["ndcg@10"] >= results["vector"]["ndcg@10"] - 0.005
+    assert results["hybrid"]["ndcg@10"] > results["hybrid-rrf"]["ndcg@10"] + 0.03
     thresholds = [c["threshold"] for c in figures["cache"]]
     assert figures["dataset"]["queries"] == 300 and results["vector"]["queries"] == 300
     assert 0.90 in thresholds and all(0 <= c["hit_rate"] <= 1 for c in figures["cache"])
@@ -62,6 +65,8 @@ def test_scifact_subset_with_an_ivf_pq_index_matches_exact_search(tmp_path):
     results, ann = figures["results"], figures["ann"]
     assert results["vector"]["ndcg@10"] > 0.5 and results["keyword"]["ndcg@10"] > 0.5
     assert ann["indexed"] and ann["served_recall@10"] >= 0.8
-    assert abs(ann["exact_ndcg@10"] - results["vector"]["ndcg@10"]) <= 0.03
+    assert abs(ann["served_ndcg_loss"]) <= 0.03  # the same sampled queries through the index and exactly
+    assert ann["served_ndcg@10"] == pytest.approx(results["vector"]["ndcg@10"], abs=1e-9)  # all 60 queries sampled
+    assert results["hybrid"]["ndcg@10"] >= max(results["keyword"]["ndcg@10"], results["vector"]["ndcg@10"]) - 0.02
     assert [p["nprobes"] for p in ann["curve"]][:3] == [1, 2, 5]
     assert (tmp_path / "report" / "report.html").read_text().count("data:image/png;base64,") == 2

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from features.retrieval import distance_to_similarity, take_unseen, top_k
 
@@ -68,3 +69,24 @@ def test_top_k_breaks_ties_by_index_even_across_the_partition_boundary():
     many = rng.integers(0, 5, size=1000).astype(np.float64)
     expected = sorted(range(1000), key=lambda i: (-many[i], i))[:25]
     assert top_k(many, 25).tolist() == expected
+
+
+def test_score_fusion_adds_weighted_bm25_to_cosine_with_floors_for_missing_documents():
+    from features.retrieval import score_fuse
+
+    vector = [("a", 0.80), ("b", 0.70), ("c", 0.60)]
+    keyword = [("c", 30.0), ("d", 20.0), ("a", 1.0)]
+    fused = dict(score_fuse(vector, keyword, bm25_weight=0.01))
+    assert fused == pytest.approx({"a": 0.81, "b": 0.70, "c": 0.90, "d": 0.60 + 0.20})  # d takes the vector floor
+    assert [i for i, _ in score_fuse(vector, keyword, 0.01)] == ["c", "a", "d", "b"]
+
+
+def test_a_weak_keyword_list_barely_moves_the_vector_order_where_rrf_would_reorder_it():
+    from features.retrieval import rrf_fuse, score_fuse
+
+    vector = [("good", 0.90), ("ok", 0.60), ("poor", 0.30)]
+    keyword = [("ok", 2.0), ("poor", 1.5)]  # weak matches: few shared words
+    assert [i for i, _ in score_fuse(vector, keyword, 0.004)] == ["good", "ok", "poor"]
+    assert [i for i, _ in rrf_fuse([[i for i, _ in vector], [i for i, _ in keyword]])][0] == "ok"
+    assert [i for i, _ in score_fuse(vector, [("poor", 200.0)], 0.004)][0] == "poor"  # a strong match still wins
+    assert score_fuse([], [("x", 5.0)], 0.004) == [("x", 0.02)]
