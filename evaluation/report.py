@@ -43,9 +43,10 @@ def git_commit(folder: Path | None = None) -> str | None:
 def table_text(rows: Mapping[str, Mapping[str, float]], columns: list[str]) -> str:
     """A fixed-width table: one row per method, one column per metric."""
     width = max([len("method"), *map(len, rows)]) + 2
-    lines = ["method".ljust(width) + "".join(c.rjust(12) for c in columns)]
+    cell = {c: max(12, len(c) + 2) for c in columns}  # a long column name keeps a space before it
+    lines = ["method".ljust(width) + "".join(c.rjust(cell[c]) for c in columns)]
     for name, row in rows.items():
-        cells = "".join((f"{row[c]:.4f}" if isinstance(row.get(c), float) else str(row.get(c, "-"))).rjust(12) for c in columns)
+        cells = "".join((f"{row[c]:.4f}" if isinstance(row.get(c), float) else str(row.get(c, "-"))).rjust(cell[c]) for c in columns)
         lines.append(name.ljust(width) + cells)
     return "\n".join(lines)
 
