@@ -21,6 +21,7 @@ from features.schemas import DEFAULT_WAREHOUSE
 JOBS = {
     "build-recs": ("pipelines.build_recs", "run", "interactions + items -> ALS vectors and content embeddings (users, items)"),
     "build-qa": ("pipelines.build_qa", "run", "QA documents -> embeddings + full-text index (answers)"),
+    "validate": ("pipelines.validate", "run", "recs | qa: read a build's inputs as it would (same flags), write nothing"),
     "publish": ("pipelines.publish", "run", "check the new table versions and move the 'published' tag to them"),
     "rollback": ("pipelines.publish", "rollback", "move the 'published' tag back to the previous release"),
 }
@@ -102,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, ValueError, RuntimeError) as error:  # the job's own message, not a traceback
         print(f"recqa {command}: {error}", file=sys.stderr)
         return 1
-    print(f"recqa {command}: wrote\n{result.summary()}")
+    print(f"recqa {command}: {'checked' if command == 'validate' else 'wrote'}\n{result.summary()}")
     return 0
 
 
