@@ -65,7 +65,6 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "service_url": ("", "a running `recqa serve` to wait for until it serves the new versions; empty: it picks the tag up"),
 }
 PATHS = ("recqa", "warehouse", "reports", "interactions", "items", "recs_format", "documents", "qa_format", "service_url")
-FLAGS = ("recs_flags", "qa_flags", "recs_evaluate_flags", "qa_evaluate_flags")
 
 
 def _setting(name: str) -> str:
