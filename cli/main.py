@@ -21,9 +21,12 @@ from features.schemas import DEFAULT_WAREHOUSE
 JOBS = {
     "build-recs": ("pipelines.build_recs", "run", "interactions + items -> ALS vectors and content embeddings (users, items)"),
     "build-qa": ("pipelines.build_qa", "run", "QA documents -> embeddings + full-text index (answers)"),
+    "validate": ("pipelines.validate", "run", "recs | qa: read a build's inputs as it would (same flags), write nothing"),
     "publish": ("pipelines.publish", "run", "check the new table versions and move the 'published' tag to them"),
     "rollback": ("pipelines.publish", "rollback", "move the 'published' tag back to the previous release"),
+    "await-service": ("pipelines.publish", "await_service", "wait until a running service serves the published versions"),
 }
+VERBS = {"validate": "checked", "await-service": "served"}  # what the closing line says instead of "wrote"
 # `recqa evaluate <kind>` -> module whose run(argv) returns the report's figures with an exit code
 EVALUATIONS = {
     "recs": ("evaluation.evaluate_recs", "ALS as served against popularity, item-kNN and BPR"),
@@ -102,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, ValueError, RuntimeError) as error:  # the job's own message, not a traceback
         print(f"recqa {command}: {error}", file=sys.stderr)
         return 1
-    print(f"recqa {command}: wrote\n{result.summary()}")
+    print(f"recqa {command}: {VERBS.get(command, 'wrote')}\n{result.summary()}")
     return 0
 
 

@@ -28,11 +28,13 @@ from pipelines.transforms.lance_write import WriteTable
 from pipelines.transforms.quality import CheckRejects
 from pipelines.transforms.read import STACKFAQ, InputSpec, ReadRecords, parse_mapping
 
+PROG = "recqa build-qa"
 DEFAULT_DOCUMENTS = "data/stackfaq/stackExchange-FAQ.json"
 
 
-def _parse(argv: Sequence[str] | None) -> tuple[Any, list[str]]:
-    parser = job_parser("recqa build-qa", __doc__.splitlines()[0])
+def parse_args(argv: Sequence[str] | None, prog: str = PROG) -> tuple[Any, list[str]]:
+    """The job's flags, and the rest for Beam."""
+    parser = job_parser(prog, __doc__.splitlines()[0])
     parser.add_argument("--documents", default=DEFAULT_DOCUMENTS, help="QA documents file, glob or URI")
     parser.add_argument("--input-format", default=STACKFAQ, choices=["contract", "stackfaq"])
     parser.add_argument("--map", action="append", metavar="COLUMN=SOURCE", help="contract column from a differently named source column")
@@ -82,12 +84,17 @@ def _commit(written: list, ok: bool, *, warehouse: str, model: str, ann_min_rows
     lance_io.create_vector_indexes(warehouse, ANSWERS_TABLE, [dataclasses.replace(ANSWER_INDEX, min_rows_for_ann=ann_min_rows)])
 
 
+def input_specs(args: Any) -> tuple[InputSpec]:
+    """The documents input the flags describe (what `recqa validate qa` checks)."""
+    parse = ParseOptions(max_text_chars=args.max_text_chars)
+    return (InputSpec("documents", args.documents, args.input_format, parse_mapping(args.map), parse),)
+
+
 def run(argv: Sequence[str] | None = None) -> JobResult:
     """Build the `answers` table as a new version; returns it and the stage table."""
-    args, beam_args = _parse(argv)
+    args, beam_args = parse_args(argv)
     chunk_words(" ".join(["x"] * 3), args.chunk_words, args.chunk_overlap)  # refuse bad sizes before running
-    parse = ParseOptions(max_text_chars=args.max_text_chars)
-    spec = InputSpec("documents", args.documents, args.input_format, parse_mapping(args.map), parse)
+    (spec,) = input_specs(args)
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
     documents = pipeline | "ReadDocuments" >> ReadRecords(spec)
     checked = documents | "CheckDocuments" >> CheckRejects("documents", args.max_reject_fraction, rejects_dir(args, "build-qa"))

@@ -39,12 +39,14 @@ from pipelines.transforms.quality import CheckRejects
 from pipelines.transforms.read import MS_STORE, InputSpec, ReadRecords, parse_mapping
 from pipelines.transforms.recs import DropDuplicateEvents, item_factors, item_row, merge_item, train, user_rows
 
+PROG = "recqa build-recs"
 DEFAULT_INTERACTIONS = "data/ms-store/demoUsage.csv"
 DEFAULT_ITEMS = "data/ms-store/demoCatalog.csv"
 
 
-def _parse(argv: Sequence[str] | None) -> tuple[Any, list[str]]:
-    parser = job_parser("recqa build-recs", __doc__.splitlines()[0])
+def parse_args(argv: Sequence[str] | None, prog: str = PROG) -> tuple[Any, list[str]]:
+    """The job's flags, and the rest for Beam."""
+    parser = job_parser(prog, __doc__.splitlines()[0])
     parser.add_argument("--interactions", default=DEFAULT_INTERACTIONS, help="interactions file, glob or URI")
     parser.add_argument("--items", default=DEFAULT_ITEMS, help="items (catalogue) file, glob or URI")
     parser.add_argument("--input-format", default=MS_STORE, choices=["contract", "ms-store"], help="layout of both inputs")
@@ -92,17 +94,30 @@ def _commit(
     lance_io.create_vector_indexes(warehouse, ITEMS_TABLE, configs)
 
 
+def _weights(args: Any) -> WeightConfig:
+    return WeightConfig(_event_weights(args.event_weight), args.half_life_days, args.min_user_interactions, args.min_item_interactions)
+
+
+def input_specs(args: Any) -> tuple[InputSpec, InputSpec]:
+    """The interactions and items inputs the flags describe (what `recqa validate recs` checks)."""
+    parse = ParseOptions(check_timestamp_format(args.timestamp_format), args.max_text_chars, frozenset(_weights(args).event_weights))
+    mapping = parse_mapping(args.map)
+    return (
+        InputSpec("interactions", args.interactions, args.input_format, mapping, parse),
+        InputSpec("items", args.items, args.input_format, mapping, parse),
+    )
+
+
 def run(argv: Sequence[str] | None = None) -> JobResult:
     """Build the `users` and `items` tables as new versions; returns them and the stage table."""
-    args, beam_args = _parse(argv)
+    args, beam_args = parse_args(argv)
     als = ALSConfig(args.factors, args.regularization, args.alpha, args.iterations, args.random_state)
-    weights = WeightConfig(_event_weights(args.event_weight), args.half_life_days, args.min_user_interactions, args.min_item_interactions)
-    parse = ParseOptions(check_timestamp_format(args.timestamp_format), args.max_text_chars, frozenset(weights.event_weights))
-    mapping = parse_mapping(args.map)
+    weights = _weights(args)
+    interactions_spec, items_spec = input_specs(args)
     rejects = rejects_dir(args, "build-recs")
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
-    events = pipeline | "ReadInteractions" >> ReadRecords(InputSpec("interactions", args.interactions, args.input_format, mapping, parse))
-    catalogue = pipeline | "ReadItems" >> ReadRecords(InputSpec("items", args.items, args.input_format, mapping, parse))
+    events = pipeline | "ReadInteractions" >> ReadRecords(interactions_spec)
+    catalogue = pipeline | "ReadItems" >> ReadRecords(items_spec)
     events_ok = events | "CheckInteractions" >> CheckRejects("interactions", args.max_reject_fraction, rejects)
     items_ok = catalogue | "CheckItems" >> CheckRejects("items", args.max_reject_fraction, rejects)
 

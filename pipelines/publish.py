@@ -7,6 +7,10 @@ retention count are cleaned up afterwards. The service follows the tag.
 from __future__ import annotations
 
 import argparse
+import json
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 
 from features.errors import InputError
@@ -17,6 +21,9 @@ from pipelines.options import JobResult
 
 ALL_TABLES = (USERS_TABLE, ITEMS_TABLE, ANSWERS_TABLE)
 DEFAULT_RETAIN_RELEASES = 5
+# The service checks the tag every RECQA_RELOAD_SECONDS (10 by default); allow many of those.
+DEFAULT_AWAIT_TIMEOUT_SECONDS = 300.0
+DEFAULT_POLL_SECONDS = 5.0
 
 
 class PublishError(RuntimeError):
@@ -67,3 +74,40 @@ def rollback(argv: Sequence[str] | None = None) -> JobResult:
     names = _tables(args.warehouse, args.tables)
     versions = {name: lance_io.rollback_table(args.warehouse, name) for name in names}
     return JobResult(versions=versions, rows={})
+
+
+def _served_tables(service_url: str) -> dict[str, int] | str:
+    """The table versions GET /version reports, or why they could not be read."""
+    try:
+        with urllib.request.urlopen(f"{service_url.rstrip('/')}/version", timeout=10) as response:
+            return {name: int(v) for name, v in json.load(response).get("tables", {}).items()}
+    except urllib.error.HTTPError as error:  # 503 while the service is not ready
+        return f"HTTP {error.code}"
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        return str(error)
+
+
+def await_service(argv: Sequence[str] | None = None) -> JobResult:
+    """Wait until the service at --service-url serves the published versions (it follows the tag)."""
+    parser = _parser("recqa await-service", "Wait until a running service serves the published table versions.")
+    parser.add_argument("--service-url", default="", help="base URL of a running `recqa serve`; empty: nothing to wait for")
+    parser.add_argument("--timeout-seconds", type=float, default=DEFAULT_AWAIT_TIMEOUT_SECONDS)
+    parser.add_argument("--poll-seconds", type=float, default=DEFAULT_POLL_SECONDS)
+    args = parser.parse_args(argv)
+    names = _tables(args.warehouse, args.tables)
+    published = {name: lance_io.published_version(args.warehouse, name) for name in names}
+    if missing := sorted(name for name, version in published.items() if version is None):
+        raise PublishError(f"nothing published yet for {missing} in '{args.warehouse}'")
+    if not args.service_url:
+        print(f"no --service-url: a service on '{args.warehouse}' picks up {published} within its RECQA_RELOAD_SECONDS")
+        return JobResult(versions=published)
+    deadline = time.monotonic() + args.timeout_seconds
+    while True:
+        served = _served_tables(args.service_url)
+        if isinstance(served, dict) and all(served.get(name) == version for name, version in published.items()):
+            return JobResult(versions=published)
+        if time.monotonic() >= deadline:
+            raise PublishError(
+                f"{args.service_url} still serves {served} after {args.timeout_seconds:.0f} s; published: {published}"
+            )
+        time.sleep(args.poll_seconds)

@@ -20,7 +20,7 @@ def test_top_level_help_lists_the_commands():
         assert command in result.stdout
 
 
-@pytest.mark.parametrize("command", ["build-recs", "build-qa", "serve"])
+@pytest.mark.parametrize("command", ["build-recs", "build-qa", "serve", "publish", "await-service"])
 def test_every_command_has_help_with_warehouse(command):
     result = _recqa(command, "--help")
     assert result.returncode == 0, result.stderr

@@ -38,10 +38,11 @@ def check_reject_fraction(
 ) -> bool:
     """True when the rejected fraction is within the limit; otherwise a clear InputError."""
     total = valid + rejected
+    reasons = "; ".join(f"{r['file']}:{r['line']}: {r['reason']}" for r in sample)
     if valid == 0:
-        raise InputError(f"no valid {kind} rows were read ({rejected} rejected; see {rejects_path})", field=kind)
+        examples = f"; for example: {reasons}" if reasons else ""
+        raise InputError(f"no valid {kind} rows were read ({rejected} rejected; see {rejects_path}){examples}", field=kind)
     if rejected / total > max_fraction:
-        reasons = "; ".join(f"{r['file']}:{r['line']}: {r['reason']}" for r in sample)
         raise InputError(
             f"{rejected} of {total} {kind} rows rejected ({rejected / total:.2%}), above the limit of "
             f"{max_fraction:.2%}; rejects in {rejects_path}; for example: {reasons}",

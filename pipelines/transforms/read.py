@@ -86,6 +86,36 @@ def check_input(path: str, what: str) -> str:
     return path
 
 
+def check_spec(spec: InputSpec) -> InputSpec:
+    """Fail before reading when the spec's kind or format is unknown or its path matches nothing."""
+    check_input(spec.path, spec.kind)
+    if spec.kind not in PARSERS:
+        raise InputError(f"unknown input kind '{spec.kind}'", field="kind")
+    allowed = {"interactions": (CONTRACT, MS_STORE), "items": (CONTRACT, MS_STORE), "documents": (CONTRACT, STACKFAQ)}
+    if spec.input_format not in allowed[spec.kind]:
+        raise InputError(f"unknown {spec.kind} format '{spec.input_format}'", field="input_format")
+    return spec
+
+
+def parse_source(source: SourceRecord, spec: InputSpec) -> Any:
+    """The contract record of one source record, or an InputError naming its row and field."""
+    row = f"{source.file}:{source.line}"
+    fields = source.fields
+    if "__error__" in fields:
+        raise InputError(fields["__error__"], row=row)
+    defaults = _MS_STORE_DEFAULTS.get(spec.kind, {}) if spec.input_format == MS_STORE else {}
+    record = {**defaults, **{target: fields.get(column) for target, column in spec.mapping.items()}}
+    for name, value in fields.items():
+        record.setdefault(name, value)
+    return PARSERS[spec.kind](record, row, spec.options)
+
+
+def reject(source: SourceRecord, spec: InputSpec, error: InputError) -> dict[str, Any]:
+    """The rejects-output record of a source record that failed to parse."""
+    reason = f"field '{error.field}': {error.reason}" if error.field else error.reason
+    return {"kind": spec.kind, "file": source.file, "line": source.line, "reason": reason, "row": _jsonable(source.fields)}
+
+
 def read_file(readable: fileio.ReadableFile, spec: InputSpec) -> Iterator[SourceRecord]:
     """Every record of one file, with its 1-based line (row for Parquet)."""
     path = readable.metadata.path
@@ -157,8 +187,6 @@ class ParseRecordDoFn(beam.DoFn):
 
     def __init__(self, spec: InputSpec) -> None:
         self._spec = spec
-        self._parse = PARSERS[spec.kind]
-        self._defaults = _MS_STORE_DEFAULTS.get(spec.kind, {}) if spec.input_format == MS_STORE else {}
 
     def setup(self) -> None:
         self._read = beam.metrics.Metrics.counter(self._spec.kind, "read")
@@ -168,22 +196,11 @@ class ParseRecordDoFn(beam.DoFn):
     def process(self, source: SourceRecord) -> Iterator[Any]:
         started = time.perf_counter()
         self._read.inc()
-        row = f"{source.file}:{source.line}"
-        fields = source.fields
         try:
-            if "__error__" in fields:
-                raise InputError(fields["__error__"], row=row)
-            record = {**self._defaults, **{target: fields.get(column) for target, column in self._spec.mapping.items()}}
-            for name, value in fields.items():
-                record.setdefault(name, value)
-            yield self._parse(record, row, self._spec.options)
+            yield parse_source(source, self._spec)
         except InputError as error:
             self._rejected.inc()
-            reason = f"field '{error.field}': {error.reason}" if error.field else error.reason
-            yield beam.pvalue.TaggedOutput(
-                REJECTS,
-                {"kind": self._spec.kind, "file": source.file, "line": source.line, "reason": reason, "row": _jsonable(fields)},
-            )
+            yield beam.pvalue.TaggedOutput(REJECTS, reject(source, self._spec, error))
         finally:
             self._msecs.inc(int((time.perf_counter() - started) * 1000))
 
@@ -197,12 +214,7 @@ class ReadRecords(beam.PTransform):
 
     def __init__(self, spec: InputSpec) -> None:
         super().__init__()
-        check_input(spec.path, spec.kind)
-        if spec.kind not in PARSERS:
-            raise InputError(f"unknown input kind '{spec.kind}'", field="kind")
-        allowed = {"interactions": (CONTRACT, MS_STORE), "items": (CONTRACT, MS_STORE), "documents": (CONTRACT, STACKFAQ)}
-        if spec.input_format not in allowed[spec.kind]:
-            raise InputError(f"unknown {spec.kind} format '{spec.input_format}'", field="input_format")
+        check_spec(spec)
         self._spec = spec
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:

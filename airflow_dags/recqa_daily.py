@@ -1,0 +1,139 @@
+"""recqa_daily: rebuild, evaluate and publish the recqa tables once per daily data interval.
+
+validate_inputs -> build_recs, build_qa (in parallel) -> evaluate_recs, evaluate_qa (gates) ->
+publish -> await_service. Every task runs the `recqa` CLI in bash, so the project may live in
+Airflow's environment or in its own (point the `recqa` setting at that environment's command).
+A failing gate fails its evaluate task; `publish` then never runs and the `published` tag, which
+the service follows, stays where it was.
+
+Each setting is taken from the run's params (the trigger form or `--conf`), else from the
+Airflow Variable `recqa_<name>`, else from the default below (the bundled sample data next to
+this file). In paths and flags `{ds}` / `{ds_nodash}` become the run's data-interval start
+(`2026-01-31` / `20260131`), so `s3://bucket/events/dt={ds}/*.parquet` reads the interval's
+partition. Reports go to `<reports>/<ds>/{recs,qa}` and rejects to
+`<warehouse>/_rejects/<ds>/`, so re-running an interval rewrites its own outputs; runs are
+serialised (max_active_runs=1) because they share the warehouse and its tag.
+No credentials here: storage credentials come from the workers' environment.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+
+DAG_ID = "recqa_daily"
+PROJECT_DIR = Path(__file__).resolve().parents[1]  # the bundled data lives beside airflow_dags/
+DATA_DIR = PROJECT_DIR / "data"
+VARIABLE_PREFIX = "recqa_"
+# Tasks exist only for intervals after the start date; the bundled sample data is from 2015.
+START_DATE = datetime(2015, 1, 1, tzinfo=timezone.utc)
+BUILD_RETRIES = 2
+BUILD_RETRY_DELAY = timedelta(minutes=2)
+BUILD_MAX_RETRY_DELAY = timedelta(minutes=30)
+BUILD_TIMEOUT = timedelta(hours=3)
+
+
+def _default_recqa() -> str:
+    """The recqa beside this interpreter when Airflow shares the project's environment."""
+    beside = Path(sys.executable).with_name("recqa")
+    return str(beside) if beside.exists() else "recqa"
+
+
+# name -> (default, description). Paths are single values; `*_flags` are shell words.
+SETTINGS: dict[str, tuple[str, str]] = {
+    "recqa": (_default_recqa(), "the recqa command, e.g. /opt/recqa/.venv/bin/recqa when Airflow has its own environment"),
+    "warehouse": (str(PROJECT_DIR / "warehouse"), "where the Lance tables live: a folder or s3://bucket/prefix"),
+    "reports": (str(PROJECT_DIR / "reports"), "evaluation reports go to <reports>/<ds>/recs and <reports>/<ds>/qa"),
+    "interactions": (str(DATA_DIR / "ms-store" / "demoUsage.csv"), "interactions file, glob or URI; {ds} is the interval"),
+    "items": (str(DATA_DIR / "ms-store" / "demoCatalog.csv"), "items (catalogue) file, glob or URI; {ds} is the interval"),
+    "recs_format": ("ms-store", "layout of interactions and items: ms-store (bundled) or contract"),
+    "documents": (str(DATA_DIR / "stackfaq" / "stackExchange-FAQ.json"), "QA documents file, glob or URI; {ds} is the interval"),
+    "qa_format": ("stackfaq", "layout of the documents: stackfaq (bundled) or contract"),
+    "recs_flags": ("", "more build-recs flags, also given to `validate recs` (e.g. --map user_id=userId --factors 64)"),
+    "qa_flags": ("", "more build-qa flags, also given to `validate qa` (e.g. --map doc_id=_id --chunk-words 160)"),
+    "recs_evaluate_flags": ("--must-beat popularity", "evaluate recs flags: split and gates (--min-ndcg, --must-beat, ...)"),
+    "qa_evaluate_flags": (
+        f"--stackfaq {shlex.quote(str(DATA_DIR / 'stackfaq' / 'stackExchange-FAQ.json'))}",
+        "evaluate qa flags: judged queries (--stackfaq or --beir) and gates (--min-ndcg, ...)",
+    ),
+    "service_url": ("", "a running `recqa serve` to wait for until it serves the new versions; empty: it picks the tag up"),
+}
+PATHS = ("recqa", "warehouse", "reports", "interactions", "items", "recs_format", "documents", "qa_format", "service_url")
+
+
+def _setting(name: str) -> str:
+    """Jinja for a setting: run param, else the Airflow Variable, else the default; {ds} filled in."""
+    default, _ = SETTINGS[name]
+    return (
+        # params[...] rather than params.name: `params.items` would be the dict method
+        f"{{{{ (params[{json.dumps(name)}] or var.value.get({json.dumps(VARIABLE_PREFIX + name)}, {json.dumps(default)}))"
+        " | replace('{ds}', ds) | replace('{ds_nodash}', ds_nodash) }}"
+    )
+
+
+# Paths reach bash as DAG_<NAME> environment variables (quoted where used); flags as shell words.
+ENV = {"DS": "{{ ds }}", **{f"DAG_{name.upper()}": _setting(name) for name in PATHS}}
+RECS_INPUTS = '--input-format "$DAG_RECS_FORMAT" --interactions "$DAG_INTERACTIONS" --items "$DAG_ITEMS"'
+QA_INPUTS = '--input-format "$DAG_QA_FORMAT" --documents "$DAG_DOCUMENTS"'
+COMMANDS = {
+    "validate_inputs": f'"$DAG_RECQA" validate recs {RECS_INPUTS} {_setting("recs_flags")}\n'
+    f'"$DAG_RECQA" validate qa {QA_INPUTS} {_setting("qa_flags")}',
+    "build_recs": f'"$DAG_RECQA" build-recs --warehouse "$DAG_WAREHOUSE" {RECS_INPUTS} '
+    f'--rejects "$DAG_WAREHOUSE/_rejects/$DS/build-recs" {_setting("recs_flags")}',
+    "build_qa": f'"$DAG_RECQA" build-qa --warehouse "$DAG_WAREHOUSE" {QA_INPUTS} '
+    f'--rejects "$DAG_WAREHOUSE/_rejects/$DS/build-qa" {_setting("qa_flags")}',
+    # evaluate recs trains its own copy on a split of the same inputs, in a scratch folder
+    "evaluate_recs": 'work="$(mktemp -d)"; trap \'rm -rf "$work"\' EXIT\n'
+    f'"$DAG_RECQA" evaluate recs {RECS_INPUTS} --work "$work" --out "$DAG_REPORTS/$DS/recs" {_setting("recs_evaluate_flags")}',
+    # scores the answers table build_qa just wrote (the newest version)
+    "evaluate_qa": f'"$DAG_RECQA" evaluate qa --warehouse "$DAG_WAREHOUSE" --out "$DAG_REPORTS/$DS/qa" {_setting("qa_evaluate_flags")}',
+    "publish": '"$DAG_RECQA" publish --warehouse "$DAG_WAREHOUSE"',
+    "await_service": '"$DAG_RECQA" await-service --warehouse "$DAG_WAREHOUSE" --service-url "$DAG_SERVICE_URL"',
+}
+BUILDS = ("build_recs", "build_qa")
+
+
+def _bash(task_id: str, **kwargs) -> BashOperator:
+    command = "set -euo pipefail\n" + COMMANDS[task_id]
+    return BashOperator(task_id=task_id, bash_command=command, env=ENV, append_env=True, **kwargs)
+
+
+with DAG(
+    dag_id=DAG_ID,
+    description="recqa: validate, build, evaluate with gates, publish; one daily data interval per run",
+    doc_md=__doc__,
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args={"owner": "recqa", "retries": 0},
+    params={name: Param(None, type=["null", "string"], description=f"{text} (default: {default!r})") for name, (default, text) in SETTINGS.items()},
+    tags=["recqa"],
+) as dag:
+    validate_inputs = _bash("validate_inputs")
+    builds = [
+        _bash(
+            task_id,
+            retries=BUILD_RETRIES,
+            retry_delay=BUILD_RETRY_DELAY,
+            retry_exponential_backoff=2.0,
+            max_retry_delay=BUILD_MAX_RETRY_DELAY,
+            execution_timeout=BUILD_TIMEOUT,
+        )
+        for task_id in BUILDS
+    ]
+    evaluate_recs = _bash("evaluate_recs")
+    evaluate_qa = _bash("evaluate_qa")
+    publish = _bash("publish")
+    await_service = _bash("await_service")
+
+    validate_inputs >> builds
+    builds[0] >> evaluate_recs
+    builds[1] >> evaluate_qa
+    [evaluate_recs, evaluate_qa] >> publish >> await_service

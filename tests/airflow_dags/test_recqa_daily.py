@@ -1,0 +1,130 @@
+"""The recqa_daily DAG as Airflow parses it: tasks, order, retries, and what its templates render."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tests.airflow_dags.conftest import DAGS, ROOT
+
+TASKS = {
+    "validate_inputs": set(),
+    "build_recs": {"validate_inputs"},
+    "build_qa": {"validate_inputs"},
+    "evaluate_recs": {"build_recs"},
+    "evaluate_qa": {"build_qa"},
+    "publish": {"evaluate_recs", "evaluate_qa"},
+    "await_service": {"publish"},
+}
+
+
+@pytest.fixture(scope="module")
+def dag(airflow_home):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    return bag.dags["recqa_daily"]
+
+
+def render(dag, task_id: str, params: dict | None = None, variables: dict | None = None, ds: str = "2026-01-31") -> SimpleNamespace:
+    """The task's command and environment as a run of interval `ds` would render them."""
+    task = dag.get_task(task_id)
+    variables = variables or {}
+    context = {
+        "params": {**{name: None for name in dag.params}, **(params or {})},
+        "ds": ds,
+        "ds_nodash": ds.replace("-", ""),
+        "var": SimpleNamespace(value=SimpleNamespace(get=lambda key, default=None: variables.get(key, default))),
+    }
+    env = dag.get_template_env()
+    return SimpleNamespace(command=task.render_template(task.bash_command, context, jinja_env=env),
+                           env=task.render_template(task.env, context, jinja_env=env))
+
+
+def test_dagbag_has_no_import_errors_and_the_expected_order(dag):
+    assert {task.task_id: set(task.upstream_task_ids) for task in dag.tasks} == TASKS
+
+
+def test_builds_retry_with_backoff_and_the_gated_steps_do_not(dag):
+    for task_id in ("build_recs", "build_qa"):
+        task = dag.get_task(task_id)
+        assert task.retries >= 1 and task.retry_exponential_backoff > 1 and task.max_retry_delay is not None
+    for task_id in ("evaluate_recs", "evaluate_qa", "publish"):
+        assert dag.get_task(task_id).retries == 0  # a failed gate fails the same way twice
+
+
+def test_runs_are_serialised_and_daily_with_a_data_interval(dag):
+    assert dag.max_active_runs == 1 and dag.catchup is False
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
+
+
+def test_publish_waits_for_every_upstream_success(dag):
+    """A failing gate must leave publish upstream_failed, never run it."""
+    assert str(dag.get_task("publish").trigger_rule) in ("all_success", "TriggerRule.ALL_SUCCESS")
+
+
+def test_every_task_calls_the_recqa_cli(dag):
+    for task in dag.tasks:
+        assert '"$DAG_RECQA" ' in task.bash_command, task.task_id
+    # Airflow shares this environment here, so the default is the recqa beside its interpreter
+    assert render(dag, "publish").env["DAG_RECQA"] == str(Path(sys.executable).with_name("recqa"))
+    assert render(dag, "publish", params={"recqa": "/opt/recqa/bin/recqa"}).env["DAG_RECQA"] == "/opt/recqa/bin/recqa"
+
+
+def test_defaults_point_at_the_bundled_data(dag):
+    env = render(dag, "build_recs").env
+    assert env["DAG_INTERACTIONS"] == str(ROOT / "data" / "ms-store" / "demoUsage.csv")
+    assert env["DAG_ITEMS"] == str(ROOT / "data" / "ms-store" / "demoCatalog.csv")
+    assert env["DAG_DOCUMENTS"] == str(ROOT / "data" / "stackfaq" / "stackExchange-FAQ.json")
+    assert env["DAG_WAREHOUSE"] == str(ROOT / "warehouse")
+    assert "--must-beat popularity" in render(dag, "evaluate_recs").command
+
+
+def test_a_param_beats_a_variable_which_beats_the_default(dag):
+    variables = {"recqa_warehouse": "s3://from-variable/wh", "recqa_reports": "/var/reports"}
+    env = render(dag, "build_qa", params={"warehouse": "s3://from-param/wh"}, variables=variables).env
+    assert env["DAG_WAREHOUSE"] == "s3://from-param/wh"
+    assert env["DAG_REPORTS"] == "/var/reports"
+    assert render(dag, "build_qa", variables=variables).env["DAG_WAREHOUSE"] == "s3://from-variable/wh"
+
+
+def test_inputs_and_outputs_are_the_partition_of_the_data_interval(dag):
+    params = {"interactions": "s3://bucket/events/dt={ds}/*.parquet", "documents": "s3://bucket/faq/{ds_nodash}.jsonl"}
+    rendered = render(dag, "build_recs", params=params, ds="2026-01-31")
+    assert rendered.env["DAG_INTERACTIONS"] == "s3://bucket/events/dt=2026-01-31/*.parquet"
+    assert rendered.env["DS"] == "2026-01-31"
+    assert '--rejects "$DAG_WAREHOUSE/_rejects/$DS/build-recs"' in rendered.command
+    assert render(dag, "build_qa", params=params).env["DAG_DOCUMENTS"] == "s3://bucket/faq/20260131.jsonl"
+    assert '--out "$DAG_REPORTS/$DS/recs"' in render(dag, "evaluate_recs").command
+
+
+def test_flags_reach_the_command_as_shell_words(dag):
+    params = {"recs_flags": "--map user_id=userId --factors 16", "qa_evaluate_flags": "--beir '/data/my faq' --min-ndcg 0.5"}
+    assert render(dag, "build_recs", params=params).command.rstrip().endswith("--map user_id=userId --factors 16")
+    assert "validate recs" in render(dag, "validate_inputs", params=params).command
+    command = render(dag, "evaluate_qa", params=params).command
+    result = subprocess.run(["bash", "-c", 'printf "%s\\n" ' + command.split("--out", 1)[1]], capture_output=True, text=True,
+                            env={"DAG_REPORTS": "/r", "DS": "d"})
+    assert result.stdout.splitlines() == ["/r/d/qa", "--beir", "/data/my faq", "--min-ndcg", "0.5"]
+
+
+def test_no_credentials_or_hosts_in_the_dag_source():
+    source = (DAGS / "recqa_daily.py").read_text().lower()
+    for secret in ("aws_secret_access_key", "aws_access_key_id", "password", "token", "http://", "https://"):
+        assert secret not in source
+
+
+def test_parsing_the_dag_imports_only_airflow_and_the_standard_library(airflow_home):
+    script = (
+        "import sys, runpy; runpy.run_path(sys.argv[1]);"
+        "heavy = [m for m in ('apache_beam', 'torch', 'lancedb', 'lance', 'bentoml', 'sentence_transformers', 'pipelines', 'features') if m in sys.modules];"
+        "print(heavy)"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(DAGS / "recqa_daily.py")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
