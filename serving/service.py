@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from threadpoolctl import threadpool_limits
 
 from features.schemas import ALS_INDEX, ANSWER_INDEX, CONTENT_INDEX
 from serving.api import (
@@ -65,6 +66,10 @@ class RecQA:
     query_encoder = bentoml.depends(QueryEncoder)  # adaptive batching of question embeddings
 
     def __init__(self) -> None:
+        # Each request's numpy work (ALS scores: 100,000 x 32) is small; with the 32 API threads
+        # each also starting BLAS threads, /recommend at concurrency 32 fell to 23 req/s with a
+        # 7 s p99. One BLAS thread per request thread: concurrency comes from the requests.
+        threadpool_limits(1, "blas")
         settings = ServiceSettings.from_env()
         self.settings = settings
         self.cache_lookups = bentoml.metrics.Counter(
