@@ -35,7 +35,7 @@ from serving.api import (
     SimilarItemsResponse,
 )
 from serving.cache import SemanticCache
-from serving.encoder_service import QueryEncoder, RemoteEncoder
+from serving.encoder_service import IdleFirstEncoder, QueryEncoder, RemoteEncoder, load_query_encoder
 from serving.reload import StoreFollower
 from serving.settings import ServiceSettings
 from serving.store import Store
@@ -81,10 +81,16 @@ class RecQA:
             labelnames=["table"],
             multiprocess_mode="livemostrecent",  # one value per table across workers, the latest set
         )
+        self.question_encodes = bentoml.metrics.Counter(
+            name="recqa_question_encodes", documentation="Questions encoded in the API process or batched", labelnames=["path"]
+        )
         self.follower: StoreFollower | None = None
         self.not_ready_reason = ""
         try:
             encoder = RemoteEncoder(self.query_encoder, settings.model_name)
+            if settings.encode_locally_when_idle:
+                local = load_query_encoder(settings.model_name, settings.encoder_backend, settings.encoder_threads)
+                encoder = IdleFirstEncoder(local, encoder, lambda path: self.question_encodes.labels(path=path).inc())
             self.cache = SemanticCache(encoder.dimension, settings.cache_capacity, settings.cache_threshold)
             self.follower = StoreFollower(
                 settings.warehouse, lambda: Store(settings.warehouse, encoder), settings.reload_seconds, self._report_versions
@@ -113,7 +119,11 @@ class RecQA:
                 }
                 for table, config in (("items", ALS_INDEX), ("items", CONTENT_INDEX), ("answers", ANSWER_INDEX))
             },
-            "encoder": {"backend": self.settings.encoder_backend, "threads": self.settings.encoder_threads},
+            "encoder": {
+                "backend": self.settings.encoder_backend,
+                "threads": self.settings.encoder_threads,
+                "local_when_idle": self.settings.encode_locally_when_idle,
+            },
             "cache": {"threshold": self.settings.cache_threshold, "capacity": self.settings.cache_capacity},
         }
 

@@ -31,6 +31,7 @@ class ServiceSettings:
     cache_threshold: float = DEFAULT_THRESHOLD  # cosine similarity for a semantic-cache hit
     encoder_threads: int = DEFAULT_ENCODER_THREADS
     encoder_backend: str = DEFAULT_ENCODER_BACKEND
+    encode_locally_when_idle: bool = True  # see serving.encoder_service.IdleFirstEncoder
 
     @classmethod
     def from_env(cls) -> "ServiceSettings":
@@ -42,4 +43,5 @@ class ServiceSettings:
             cache_threshold=float(os.environ.get("RECQA_CACHE_THRESHOLD", DEFAULT_THRESHOLD)),
             encoder_threads=int(os.environ.get("RECQA_ENCODER_THREADS", DEFAULT_ENCODER_THREADS)),
             encoder_backend=os.environ.get("RECQA_ENCODER_BACKEND", DEFAULT_ENCODER_BACKEND),
+            encode_locally_when_idle=os.environ.get("RECQA_LOCAL_ENCODE", "1") not in ("0", "false", "no"),
         )
