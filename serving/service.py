@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from threadpoolctl import threadpool_limits
 
+from features.locations import check_warehouse
 from features.schemas import ALS_INDEX, ANSWER_INDEX, CONTENT_INDEX
 from serving.api import (
     AnswerFilters,
@@ -38,7 +39,7 @@ from serving.cache import SemanticCache
 from serving.encoder_service import QueryEncoder, RemoteEncoder
 from serving.guard import GuardMiddleware
 from serving.reload import StoreFollower
-from serving.settings import ServiceSettings
+from serving.settings import ENV_WAREHOUSE, ServiceSettings
 from serving.store import Store
 
 logger = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ class RecQA:
         self.cache: SemanticCache | None = None
         self.not_ready_reason = ""
         try:
+            check_warehouse(settings.warehouse, ENV_WAREHOUSE)  # a bad scheme: not ready, saying why
             encoder = RemoteEncoder(self.query_encoder, settings.model_name)
             self.cache = SemanticCache(encoder.dimension, settings.cache_capacity, settings.cache_threshold)
             self.follower = StoreFollower(
