@@ -15,6 +15,7 @@ from typing import Any
 
 from evaluation import report
 from evaluation.gates import add_gate_arguments, gates_from_args
+from evaluation.paths import existing_file
 from evaluation.recs import METHODS, RECS_METRICS, Dataset, load_contract, load_ms_store, rankings_by_id, score, tune
 from features.interactions import build_matrix
 from features.schemas import DEFAULT_MODEL_NAME, ITEMS_TABLE, USERS_TABLE, Interaction
@@ -27,8 +28,8 @@ GATED = {"ndcg": "ndcg", "recall": "recall", "precision": "precision", "map": "m
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recqa evaluate recs", description=__doc__.splitlines()[0])
-    parser.add_argument("--interactions", default=DEFAULT_INTERACTIONS)
-    parser.add_argument("--items", default=DEFAULT_ITEMS)
+    parser.add_argument("--interactions", default=DEFAULT_INTERACTIONS, type=existing_file, help="local file")
+    parser.add_argument("--items", default=DEFAULT_ITEMS, type=existing_file, help="local file")
     parser.add_argument("--input-format", default="ms-store", choices=["ms-store", "contract"])
     parser.add_argument("--split", default="temporal", choices=["temporal", "random"], help="per-user leave-last-n-out or random holdout")
     parser.add_argument("--last-n", type=int, default=1, help="temporal split: items held out per user")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from features.adapters import DEFAULT_MAX_TEXT_CHARS
+from features.locations import warehouse_argument
 from features.schemas import ALS_INDEX, DEFAULT_WAREHOUSE
 from pipelines.transforms.quality import DEFAULT_MAX_REJECT_FRACTION
 
@@ -24,7 +25,7 @@ def job_parser(prog: str, description: str) -> argparse.ArgumentParser:
         description=description,
         epilog="Any other flag (--runner, --project, --flink_master, ...) passes to Apache Beam unchanged.",
     )
-    parser.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help="where Lance tables live (path or URI)")
+    parser.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, type=warehouse_argument, help="where Lance tables live (path or URI)")
     parser.add_argument(
         "--max-reject-fraction",
         type=float,

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 MAX_K = 100
 MAX_QUESTION_CHARS = 4_000
 MAX_FILTER_VALUES = 1_000
+
+
+def _no_nul(value: str) -> str:
+    # Filter values are quoted into Lance conditions (features/filters.py), which refuse NUL:
+    # say so here, as a 400 naming the field, rather than fail inside the search.
+    if "\x00" in value:
+        raise ValueError("filter values may not contain NUL characters")
+    return value
+
+
+FilterValue = Annotated[str, AfterValidator(_no_nul)]
 
 
 class _Request(BaseModel):
@@ -17,17 +28,17 @@ class _Request(BaseModel):
 
 
 class ItemFilters(_Request):
-    category: list[str] | None = Field(
+    category: list[FilterValue] | None = Field(
         None, max_length=MAX_FILTER_VALUES, description="Only items whose category is one of these (exact match)."
     )
-    exclude_item_ids: list[str] = Field(
+    exclude_item_ids: list[FilterValue] = Field(
         default_factory=list, max_length=MAX_FILTER_VALUES, description="Never return these items."
     )
 
 
 class AnswerFilters(_Request):
-    source: list[str] | None = Field(None, max_length=MAX_FILTER_VALUES, description="Only answers from these sources.")
-    tags: list[str] | None = Field(None, max_length=MAX_FILTER_VALUES, description="Only answers with any of these tags.")
+    source: list[FilterValue] | None = Field(None, max_length=MAX_FILTER_VALUES, description="Only answers from these sources.")
+    tags: list[FilterValue] | None = Field(None, max_length=MAX_FILTER_VALUES, description="Only answers with any of these tags.")
 
 
 class RecommendRequest(_Request):

@@ -51,6 +51,15 @@ class SemanticCache:
                 return None
             return self._values[max(candidates, key=lambda i: similarity[i])]
 
+    def clear(self) -> int:
+        """Forget every entry (the admin flush); returns how many there were."""
+        with self._lock:
+            held = sum(p is not None for p in self._params)
+            self._vectors[:] = 0
+            self._params = [None] * len(self._params)
+            self._values = [None] * len(self._values)
+            return held
+
     def put(self, vector: np.ndarray, params: Hashable, versions: Any, value: Any) -> None:
         with self._lock:
             self._sync(versions)

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from threadpoolctl import threadpool_limits
 
+from features.locations import check_warehouse
 from features.schemas import ALS_INDEX, ANSWER_INDEX, CONTENT_INDEX
 from serving.api import (
     AnswerFilters,
@@ -36,8 +37,9 @@ from serving.api import (
 )
 from serving.cache import SemanticCache
 from serving.encoder_service import IdleFirstEncoder, QueryEncoder, RemoteEncoder, load_query_encoder
+from serving.guard import GuardMiddleware
 from serving.reload import StoreFollower
-from serving.settings import ServiceSettings
+from serving.settings import ENV_WAREHOUSE, ServiceSettings
 from serving.store import Store
 
 logger = logging.getLogger(__name__)
@@ -56,8 +58,29 @@ def _version(request: Request) -> JSONResponse:
     return JSONResponse(info, status_code=200 if info["ready"] else 503)
 
 
-# BentoML APIs are POST; plain GET routes live in a small Starlette app mounted beside them.
-_info_app = Starlette(routes=[Route("/version", _version, methods=["GET"])])
+def _admin_reload(request: Request) -> JSONResponse:
+    """POST /admin/reload: check the `published` tag now instead of at the next poll."""
+    return _admin_answer(bentoml.get_current_service().admin_reload())
+
+
+def _admin_flush(request: Request) -> JSONResponse:
+    """POST /admin/cache/flush: empty the semantic cache of /answer."""
+    return _admin_answer(bentoml.get_current_service().admin_flush())
+
+
+def _admin_answer(result: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(result, status_code=503 if "reason" in result else 200)
+
+
+# BentoML APIs are POST with a JSON body; plain routes live in a small Starlette app mounted
+# beside them. The admin routes are reached only through GuardMiddleware's token check.
+_info_app = Starlette(
+    routes=[
+        Route("/version", _version, methods=["GET"]),
+        Route("/admin/reload", _admin_reload, methods=["POST"]),
+        Route("/admin/cache/flush", _admin_flush, methods=["POST"]),
+    ]
+)
 
 
 @bentoml.asgi_app(_info_app, path="/")
@@ -85,8 +108,10 @@ class RecQA:
             name="recqa_question_encodes", documentation="Questions encoded in the API process or batched", labelnames=["path"]
         )
         self.follower: StoreFollower | None = None
+        self.cache: SemanticCache | None = None
         self.not_ready_reason = ""
         try:
+            check_warehouse(settings.warehouse, ENV_WAREHOUSE)  # a bad scheme: not ready, saying why
             encoder = RemoteEncoder(self.query_encoder, settings.model_name)
             if settings.encode_locally_when_idle:
                 local = load_query_encoder(settings.model_name, settings.encoder_backend, settings.encoder_threads)
@@ -126,6 +151,25 @@ class RecQA:
             },
             "cache": {"threshold": self.settings.cache_threshold, "capacity": self.settings.cache_capacity},
         }
+
+    def admin_reload(self) -> dict[str, Any]:
+        """Re-check the published tag now; says whether the served versions changed."""
+        if self.follower is None:
+            return {"reason": self.not_ready_reason}
+        swapped = self.follower.refresh()
+        store = self.follower.current()
+        if store is None:
+            return {"reason": self.follower.not_ready_reason}
+        logger.info("admin reload: %s", "swapped" if swapped else "unchanged")
+        return {"swapped": swapped, "tables": store.versions}
+
+    def admin_flush(self) -> dict[str, Any]:
+        """Empty the semantic cache; says how many entries went."""
+        if self.cache is None:
+            return {"reason": self.not_ready_reason}
+        flushed = self.cache.clear()
+        logger.info("admin cache flush: %d entries", flushed)
+        return {"flushed": flushed}
 
     def __is_ready__(self) -> bool:
         return self.follower is not None and self.follower.current() is not None
@@ -190,6 +234,7 @@ class RecQA:
         pending = store.start_answer(req.question, req.k, req.mode, filters.source, filters.tags, req.diversity)
         vector = store.encode(req.question)  # the keyword search runs meanwhile
         params = (req.k, req.mode, _frozen(filters.source), _frozen(filters.tags), req.diversity)
+        assert self.cache is not None  # set before the store that _store() returned
         hits = self.cache.get(vector, params, store.versions)
         cached = hits is not None
         self.cache_lookups.labels(result="hit" if cached else "miss").inc()
@@ -205,6 +250,10 @@ class RecQA:
             version=store.versions,
             answers=[ScoredAnswer(doc_id=h.id, text=h.fields["text"], question=h.fields["question"], score=h.score) for h in hits],
         )
+
+
+# Body limit and tokens: checked before BentoML parses anything (settings read at app start).
+RecQA.add_asgi_middleware(GuardMiddleware)
 
 
 def _frozen(values: list[str] | None) -> tuple[str, ...] | None:

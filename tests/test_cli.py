@@ -37,3 +37,43 @@ def test_missing_input_fails_with_the_path(tmp_path):
     result = _recqa("build-qa", "--warehouse", str(tmp_path), "--documents", str(tmp_path / "none.json"))
     assert result.returncode == 1
     assert "none.json' matches no file" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["build-recs", "--warehouse", "http://host/wh"],
+        ["build-qa", "--warehouse", "ftp://host/wh"],
+        ["validate", "qa", "--warehouse", "hdfs://nn/wh"],
+        ["publish", "--warehouse", "s4://bucket"],
+        ["rollback", "--warehouse", "http://host/wh"],
+        ["await-service", "--warehouse", "http://host/wh"],
+        ["evaluate", "qa", "--warehouse", "http://host/wh"],
+        ["serve", "--warehouse", "http://host/wh"],
+    ],
+)
+def test_an_unsupported_warehouse_scheme_fails_before_any_work(argv, tmp_path):
+    result = subprocess.run([RECQA, *argv], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "argument --warehouse: unsupported scheme" in result.stderr
+    assert "s3://" in result.stderr and "local path" in result.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even a rejects folder
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["evaluate", "qa", "--beir", "no-such-folder"], "argument --beir: no such folder: 'no-such-folder'"),
+        (["evaluate", "qa", "--stackfaq", "none.json"], "argument --stackfaq: no such file: 'none.json'"),
+        (["evaluate", "recs", "--interactions", "none.csv"], "argument --interactions: no such file: 'none.csv'"),
+    ],
+)
+def test_missing_local_inputs_of_evaluate_are_named(argv, message, tmp_path):
+    result = subprocess.run([RECQA, *argv], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_validate_names_a_missing_input(tmp_path):
+    result = _recqa("validate", "recs", "--warehouse", str(tmp_path), "--interactions", str(tmp_path / "none.csv"))
+    assert result.returncode == 1
+    assert "none.csv' matches no file" in result.stderr

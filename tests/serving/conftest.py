@@ -35,8 +35,10 @@ class Server:
         return requests.get(f"{self.base_url}{route}", timeout=30)
 
 
-def start_server(warehouse: Path, tmp_path: Path, wait_ready: bool = True, reload_seconds: float = 10.0) -> Server:
-    """Start the service through the CLI and wait until it answers (/readyz 200 unless told not to)."""
+def start_server(
+    warehouse: Path, tmp_path: Path, wait_ready: bool = True, reload_seconds: float = 10.0, env: dict[str, str] | None = None
+) -> Server:
+    """Start the service through the CLI and wait until it answers (/readyz 200 unless told not to); `env` adds variables."""
     port = free_port()
     log = tmp_path / "server.log"
     env = {
@@ -44,6 +46,7 @@ def start_server(warehouse: Path, tmp_path: Path, wait_ready: bool = True, reloa
         "BENTOML_HOME": str(tmp_path / "bentoml"),
         "BENTOML_DO_NOT_TRACK": "True",
         "RECQA_RELOAD_SECONDS": str(reload_seconds),
+        **(env or {}),
     }
     recqa = str(Path(sys.executable).with_name("recqa"))
     process = subprocess.Popen(

@@ -41,3 +41,14 @@ def test_capacity_is_bounded_oldest_first():
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError):
         SemanticCache(dimension=2, threshold=0.0)
+
+
+def test_clear_forgets_every_entry_and_counts_them():
+    cache = SemanticCache(dimension=2, capacity=4)
+    cache.put(_unit(1, 0), "p", {"v": 1}, "a")
+    cache.put(_unit(0, 1), "p", {"v": 1}, "b")
+    assert cache.clear() == 2
+    assert cache.get(_unit(1, 0), "p", {"v": 1}) is None and cache.get(_unit(0, 1), "p", {"v": 1}) is None
+    assert cache.clear() == 0
+    cache.put(_unit(1, 0), "p", {"v": 1}, "c")  # still usable after a flush
+    assert cache.get(_unit(1, 0), "p", {"v": 1}) == "c"

@@ -1,0 +1,149 @@
+"""Front-door checks every HTTP request passes before BentoML sees it: body size and tokens.
+
+One pure policy (`access_status`) decides who may call what, so it is tested without a server;
+`GuardMiddleware` applies it and the body limit as a plain ASGI middleware, which BentoML
+installs outside its own request handling, so a refusal never reaches the handlers. Tokens are
+compared in constant time and never logged or echoed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+ENV_MAX_BODY_BYTES = "RECQA_MAX_BODY_BYTES"
+ENV_ADMIN_TOKEN = "RECQA_ADMIN_TOKEN"
+ENV_API_TOKEN = "RECQA_API_TOKEN"
+# 1 MiB: the largest valid request (1,000 filter values of 256 characters, or a 4,000-character
+# question) is well under it; anything bigger is a mistake or an attack, refused before parsing.
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+ADMIN_PREFIX = "/admin/"
+# Probes and scrapes stay open when RECQA_API_TOKEN is set: orchestrators call them without one.
+OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    """The body limit and the two optional tokens, read from the environment at service start."""
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    admin_token: str = ""  # empty: the admin endpoints do not exist (404)
+    api_token: str = ""  # empty: the public endpoints need no token
+
+    @classmethod
+    def from_env(cls) -> "GuardSettings":
+        limit = int(os.environ.get(ENV_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES))
+        if limit < 1:
+            raise ValueError(f"{ENV_MAX_BODY_BYTES} must be a positive number of bytes, got {limit}")
+        return cls(limit, os.environ.get(ENV_ADMIN_TOKEN, ""), os.environ.get(ENV_API_TOKEN, ""))
+
+
+def bearer_matches(authorization: str | None, token: str) -> bool:
+    """True when the header is `Bearer <token>`; constant-time, and never for an empty token."""
+    if not token or not authorization:
+        return False
+    scheme, _, given = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def access_status(path: str, authorization: str | None, settings: GuardSettings) -> int | None:
+    """None when the request may go on, else the status to refuse it with (401, or 404 for a disabled admin API)."""
+    if path.startswith(ADMIN_PREFIX) or path == ADMIN_PREFIX.rstrip("/"):
+        if not settings.admin_token:
+            return 404
+        return None if bearer_matches(authorization, settings.admin_token) else 401
+    if not settings.api_token or path in OPEN_PATHS:
+        return None
+    return None if bearer_matches(authorization, settings.api_token) else 401
+
+
+class BodyTooLarge(Exception):
+    """The request body went past the limit while being read."""
+
+
+class GuardMiddleware:
+    """Refuses oversized bodies (413) and requests without the right token (401/404)."""
+
+    def __init__(self, app: ASGIApp, settings: GuardSettings | None = None) -> None:
+        self.app = app
+        # Read when BentoML builds the app in the worker, not at import.
+        self.settings = settings if settings is not None else GuardSettings.from_env()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        status = access_status(scope.get("path", ""), headers.get("authorization"), self.settings)
+        if status is not None:
+            logger.info("refused %s %s with %d", scope.get("method", ""), scope.get("path", ""), status)  # never the header
+            # Say nothing about the token: only that one is needed (401) or that nothing is here (404).
+            detail = "not found" if status == 404 else "missing or invalid bearer token"
+            extra = [(b"www-authenticate", b"Bearer")] if status == 401 else []
+            await _respond(send, status, detail, extra)
+            return
+        limit = self.settings.max_body_bytes
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            await _respond(send, 413, f"request body over {limit} bytes")
+            return
+        try:
+            body = await _read_body(receive, limit)
+        except BodyTooLarge:
+            await _respond(send, 413, f"request body over {limit} bytes")
+            return
+        if body is None:  # the client went away before sending it all: no one to answer
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body (chunked or not), stopping as soon as it passes `limit`; None on disconnect."""
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that gives the buffered body once, then whatever the client sends next (disconnect)."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+async def _respond(send: Send, status: int, detail: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    payload = json.dumps({"error": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})

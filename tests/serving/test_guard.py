@@ -1,0 +1,114 @@
+"""The front-door policy and middleware, in-process around a tiny echo app (no BentoML)."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from serving.guard import DEFAULT_MAX_BODY_BYTES, GuardMiddleware, GuardSettings, access_status, bearer_matches
+
+ADMIN, API = "admin-secret-7f3a", "api-secret-91c2"
+
+
+async def _echo(request: Request) -> JSONResponse:
+    body = await request.body()
+    return JSONResponse({"path": request.url.path, "bytes": len(body), "head": body[:8].decode("latin-1")})
+
+
+def _client(settings: GuardSettings) -> TestClient:
+    app = Starlette(routes=[Route("/{path:path}", _echo, methods=["GET", "POST"])])
+    return TestClient(GuardMiddleware(app, settings))
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.mark.parametrize(
+    ("header", "token", "expected"),
+    [
+        (f"Bearer {API}", API, True),
+        (f"bearer {API}", API, True),  # the scheme is case-insensitive (RFC 7235)
+        (f"Bearer {API} ", API, True),
+        (f"Bearer {API}x", API, False),
+        (f"Basic {API}", API, False),
+        (API, API, False),
+        ("Bearer ", "", False),  # no token configured never matches, even an empty one
+        (None, API, False),
+        ("", API, False),
+    ],
+)
+def test_bearer_matches_only_the_exact_token(header, token, expected):
+    assert bearer_matches(header, token) is expected
+
+
+@pytest.mark.parametrize(
+    ("path", "header", "settings", "expected"),
+    [
+        ("/admin/reload", f"Bearer {ADMIN}", GuardSettings(), 404),  # no admin token: no admin API
+        ("/admin/reload", None, GuardSettings(admin_token=ADMIN), 401),
+        ("/admin/cache/flush", f"Bearer {API}", GuardSettings(admin_token=ADMIN, api_token=API), 401),
+        ("/admin/cache/flush", f"Bearer {ADMIN}", GuardSettings(admin_token=ADMIN, api_token=API), None),
+        ("/answer", None, GuardSettings(admin_token=ADMIN), None),  # no API token: public stays open
+        ("/answer", None, GuardSettings(api_token=API), 401),
+        ("/answer", f"Bearer {ADMIN}", GuardSettings(admin_token=ADMIN, api_token=API), 401),
+        ("/answer", f"Bearer {API}", GuardSettings(api_token=API), None),
+        ("/docs.json", None, GuardSettings(api_token=API), 401),
+        ("/healthz", None, GuardSettings(api_token=API), None),
+        ("/readyz", None, GuardSettings(api_token=API), None),
+        ("/metrics", None, GuardSettings(api_token=API), None),
+    ],
+)
+def test_access_policy(path, header, settings, expected):
+    assert access_status(path, header, settings) == expected
+
+
+def test_a_body_over_the_limit_is_413_and_one_at_it_passes_whole():
+    client = _client(GuardSettings(max_body_bytes=1_000))
+    assert client.post("/answer", content=b"x" * 1_001).status_code == 413
+    passed = client.post("/answer", content=b"{" + b"y" * 999)
+    assert passed.status_code == 200 and passed.json() == {"path": "/answer", "bytes": 1_000, "head": "{yyyyyyy"}
+
+
+def test_a_chunked_body_without_content_length_is_counted_as_it_arrives():
+    client = _client(GuardSettings(max_body_bytes=1_000))
+
+    def chunks(n: int):
+        for _ in range(n):
+            yield b"z" * 300
+
+    assert client.post("/answer", content=chunks(4)).status_code == 413
+    passed = client.post("/answer", content=chunks(3))
+    assert passed.status_code == 200 and passed.json()["bytes"] == 900
+
+
+def test_the_default_limit_is_one_mebibyte(monkeypatch):
+    monkeypatch.delenv("RECQA_MAX_BODY_BYTES", raising=False)
+    assert GuardSettings.from_env().max_body_bytes == DEFAULT_MAX_BODY_BYTES == 1_048_576
+    monkeypatch.setenv("RECQA_MAX_BODY_BYTES", "2048")
+    assert GuardSettings.from_env().max_body_bytes == 2048
+    monkeypatch.setenv("RECQA_MAX_BODY_BYTES", "0")
+    with pytest.raises(ValueError, match="RECQA_MAX_BODY_BYTES"):
+        GuardSettings.from_env()
+
+
+def test_refusals_say_nothing_about_the_token():
+    client = _client(GuardSettings(admin_token=ADMIN, api_token=API))
+    wrong = client.post("/answer", json={"q": 1}, headers=_bearer(ADMIN[:-1]))
+    assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+    assert ADMIN not in wrong.text and ADMIN[:-1] not in wrong.text and API not in wrong.text
+    assert client.post("/answer", json={"q": 1}, headers=_bearer(API)).status_code == 200
+    assert client.get("/healthz").status_code == 200
+    assert client.post("/admin/reload", headers=_bearer(ADMIN)).status_code == 200
+    assert client.post("/admin/reload", headers=_bearer(API)).status_code == 401
+
+
+def test_admin_routes_are_404_without_an_admin_token():
+    client = _client(GuardSettings())
+    response = client.post("/admin/cache/flush", headers=_bearer("anything"))
+    assert response.status_code == 404 and response.json() == {"error": "not found"}
+    assert client.post("/answer", json={}).status_code == 200
