@@ -49,7 +49,6 @@ class Recommender:
         items = self._items.to_arrow().select(["item_id", "title", "category", "popularity", ALS_INDEX.column])
         ids = items.column("item_id").to_pylist()
         self._titles = dict(zip(ids, items.column("title").to_pylist()))
-        self._categories = dict(zip(ids, items.column("category").to_pylist()))
         self._category_code: dict[str | None, int] = {}  # category -> small int, for filter masks
         self._item_category = np.array(
             [self._category_code.setdefault(c, len(self._category_code)) for c in items.column("category").to_pylist()], dtype=np.int64
@@ -128,17 +127,20 @@ class Recommender:
         """
         scores = self._item_vectors @ np.asarray(vector, dtype=np.float32)
         if categories is not None:
-            wanted = [self._category_code[c] for c in categories if c in self._category_code]
-            scores[~np.isin(self._item_category, wanted)] = -np.inf
+            scores[~self._in_categories(categories)] = -np.inf
         excluded = [self._item_index[i] for i in (*seen, *exclude_ids) if i in self._item_index]
         scores[excluded] = -np.inf
         return [(self._item_ids[i], float(scores[i])) for i in top_k(scores, k)]
 
     def popular(self, k: int, categories: list[str] | None = None, exclude_ids: list[str] = ()) -> list[tuple[str, float]]:
         """The k most popular items (distinct users) the filters allow: the cold-start answer."""
-        allowed = None if categories is None else set(categories)
-        candidates = (pair for pair in self._popular if allowed is None or self._categories.get(pair[0]) in allowed)
+        allowed = None if categories is None else self._in_categories(categories)
+        candidates = (pair for pair in self._popular if allowed is None or allowed[self._item_index[pair[0]]])
         return take_unseen(candidates, set(exclude_ids), k)
+
+    def _in_categories(self, categories: list[str]) -> np.ndarray:
+        """Per item, whether its category is one of `categories` (the category filter as a mask)."""
+        return np.isin(self._item_category, [self._category_code[c] for c in categories if c in self._category_code])
 
     def is_cold(self, item_id: str) -> bool:
         """No behaviour learnt: nobody interacted with it, so its ALS vector says nothing."""
