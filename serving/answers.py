@@ -5,12 +5,13 @@ from __future__ import annotations
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
+from lance.query import MatchQuery
 
 from features.encoders import Encoder
 from features.filters import answer_condition
 from features.retrieval import BM25_WEIGHT, distance_to_similarity, mmr, rrf_fuse, score_fuse
-from features.schemas import ANSWER_INDEX, IndexConfig
-from serving.tables import Hit, check_encoder
+from features.schemas import ANSWER_INDEX, ANSWER_TEXT_COLUMN, IndexConfig
+from serving.tables import Hit, check_encoder, nearest
 
 # Chunks fetched per answer asked for: long answers have several chunks near the question.
 CHUNK_OVERFETCH = 4
@@ -84,22 +85,13 @@ class AnswerIndex:
         return ["doc_id", "answer", "question", *([self._index.column] if with_vectors else [])]
 
     def _keyword(self, question: str, condition: str | None, depth: int, with_vectors: bool) -> list[dict]:
-        found = self._dataset.to_table(
-            columns=self._columns(with_vectors), full_text_query=question, filter=condition, prefilter=True, limit=depth
-        )
+        query = MatchQuery(question, ANSWER_TEXT_COLUMN)
+        found = self._dataset.to_table(columns=self._columns(with_vectors), full_text_query=query, filter=condition, prefilter=True, limit=depth)
         return found.to_pylist()
 
     def _vector(self, vector: np.ndarray, condition: str | None, depth: int, with_vectors: bool) -> list[dict]:
-        nearest = {
-            "column": self._index.column,
-            "q": vector,
-            "k": depth,
-            "metric": self._index.distance_type,  # the index's own metric, or Lance scans everything
-            "nprobes": self._index.nprobes,
-            "refine_factor": self._index.refine_factor,
-            "use_index": not self._exact,
-        }
-        return self._dataset.to_table(columns=self._columns(with_vectors), nearest=nearest, filter=condition, prefilter=True).to_pylist()
+        search = nearest(self._index, vector, depth, self._exact)
+        return self._dataset.to_table(columns=self._columns(with_vectors), nearest=search, filter=condition, prefilter=True).to_pylist()
 
     def _fuse(self, vector: list[tuple[str, float]], keyword: list[tuple[str, float]]) -> list[tuple[str, float]]:
         if self._fusion == "rrf":

@@ -34,6 +34,19 @@ def vector_query(table, vector: np.ndarray, config: IndexConfig):
     )
 
 
+def nearest(config: IndexConfig, vector: np.ndarray, k: int, exact: bool = False) -> dict:
+    """The same search as `vector_query`, as pylance's `nearest=` argument (its cheaper scanner)."""
+    return {
+        "column": config.column,
+        "q": vector,
+        "k": k,
+        "metric": config.distance_type,
+        "nprobes": config.nprobes,
+        "refine_factor": config.refine_factor,
+        "use_index": not exact,
+    }
+
+
 def check_encoder(table, encoder: Encoder) -> None:
     metadata = table.schema.metadata or {}
     written_by = metadata.get(META_ENCODER, b"").decode()
