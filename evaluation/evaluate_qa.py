@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="query sample and ANN sample seed")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated, from " + ", ".join(MODES))
     parser.add_argument("--ann-queries", type=int, default=200, help="queries for the ANN-vs-exact figures (0: skip)")
-    parser.add_argument("--bm25-weight", type=float, default=None, help=f"hybrid score fusion: BM25 points per unit of cosine (default {BM25_WEIGHT})")
+    parser.add_argument("--bm25-weight", type=float, default=BM25_WEIGHT, help=f"hybrid score fusion: BM25 points per unit of cosine (default {BM25_WEIGHT})")
     parser.add_argument("--model", default=DEFAULT_MODEL_NAME, help="encoder, when the table does not name one")
     parser.add_argument("--out", default="reports/qa", help="folder for report.json and report.html")
     add_gate_arguments(parser, GATED, f"fail unless {CANDIDATE} beats this mode on nDCG@10 (repeatable)")
@@ -65,7 +65,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "kind": "qa",
         "dataset": {"name": qa.name, "files": [str(p) for p in qa.files], "sha256": report.file_hash(qa.files), "queries": len(qa.queries), "seed": args.seed},
         "table": {"warehouse": args.warehouse, "version": int(table.version), "rows": table.count_rows(), "encoder": encoder.name},
-        "configuration": {"hybrid_fusion": "score", "bm25_weight": BM25_WEIGHT if args.bm25_weight is None else args.bm25_weight,
+        "configuration": {"hybrid_fusion": "score", "bm25_weight": args.bm25_weight,
                           "nprobes": ANSWER_INDEX.nprobes, "refine_factor": ANSWER_INDEX.refine_factor, "mmr_lambda": MMR_LAMBDA},
         "results": results,
         "ann": ann,

@@ -21,6 +21,7 @@ import numpy as np
 from features import beir
 from features.adapters import stackfaq_documents, stackfaq_queries
 from features.metrics import mean_at_k, recall_at_k
+from features.retrieval import BM25_WEIGHT
 from features.schemas import ANSWER_INDEX, ANSWERS_TABLE, META_ENCODER
 
 # hybrid-rrf: the same two lists fused by reciprocal rank, the reference the served score fusion replaced
@@ -93,9 +94,13 @@ def open_answers(warehouse: str, version: int | str | None = None):
     return table
 
 
+# evaluation-only modes -> the request they make (mode, MMR lambda); hybrid-rrf differs by its index
+_REQUESTS = {"hybrid+mmr": ("hybrid", MMR_LAMBDA), "hybrid-rrf": ("hybrid", None)}
+
+
 def _rankings(index, questions: Mapping[str, str], vectors: Mapping[str, np.ndarray], mode: str, depth: int) -> tuple[dict, float]:
     """query id -> doc ids, and the mean seconds per query."""
-    base_mode, diversity = ("hybrid", MMR_LAMBDA) if mode == "hybrid+mmr" else ("hybrid" if mode == "hybrid-rrf" else mode, None)
+    base_mode, diversity = _REQUESTS.get(mode, (mode, None))
     rankings = {}
     started = time.perf_counter()
     for query_id, text in questions.items():
@@ -105,7 +110,7 @@ def _rankings(index, questions: Mapping[str, str], vectors: Mapping[str, np.ndar
 
 
 def evaluate_modes(
-    table, encoder, qa: QASet, modes: Sequence[str] = MODES, bm25_weight: float | None = None
+    table, encoder, qa: QASet, modes: Sequence[str] = MODES, bm25_weight: float = BM25_WEIGHT
 ) -> dict[str, dict[str, float]]:
     """nDCG@10, Recall@10, Recall@100 and MRR@10 of each mode, with mean latency in ms.
 
@@ -114,23 +119,15 @@ def evaluate_modes(
     """
     from serving.answers import AnswerIndex
 
-    weight = {} if bm25_weight is None else {"bm25_weight": bm25_weight}
-    indexes = {"score": AnswerIndex(table, encoder, **weight), "rrf": AnswerIndex(table, encoder, fusion="rrf")}
+    indexes = {"score": AnswerIndex(table, encoder, bm25_weight=bm25_weight), "rrf": AnswerIndex(table, encoder, fusion="rrf")}
     ids = list(qa.queries)
     vectors = dict(zip(ids, encoder.encode([qa.queries[i] for i in ids])))
     results = {}
     for mode in modes:
         index = indexes["rrf" if mode == "hybrid-rrf" else "score"]
-        row: dict[str, float] = {}
-        for depth in sorted({k for _, k in QA_METRICS}):
-            rankings, seconds = _rankings(index, qa.queries, vectors, mode, depth)
-            for name, k in QA_METRICS:
-                if k == depth:
-                    row[f"{name}@{k}"] = mean_at_k(rankings, qa.qrels, k, [name])[name]
-            if depth == 10:
-                row["ms_per_query"] = 1000 * seconds
-        row["queries"] = float(len(ids))
-        results[mode] = {key: row[key] for key in [f"{n}@{k}" for n, k in QA_METRICS] + ["queries", "ms_per_query"]}
+        runs = {k: _rankings(index, qa.queries, vectors, mode, k) for k in sorted({k for _, k in QA_METRICS})}
+        row = {f"{name}@{k}": mean_at_k(runs[k][0], qa.qrels, k, [name])[name] for name, k in QA_METRICS}
+        results[mode] = {**row, "queries": float(len(ids)), "ms_per_query": 1000 * runs[10][1]}
     return results
 
 
