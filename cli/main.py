@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from features.errors import InputError
-from features.locations import warehouse_argument
-from features.schemas import DEFAULT_WAREHOUSE
+from features.locations import add_warehouse_argument
 
 # subcommand -> (module, function taking argv, one-line help)
 JOBS = {
@@ -43,7 +42,7 @@ DEFAULT_PORT = 3000
 
 def _serve(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="recqa serve", description="Serve the HTTP API over a warehouse (BentoML).")
-    parser.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, type=warehouse_argument, help="where Lance tables live (path or URI)")
+    add_warehouse_argument(parser)
     parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--model", default=None, help="sentence-transformers model name or folder")

@@ -16,8 +16,8 @@ from evaluation.gates import add_gate_arguments, gates_from_args
 from evaluation.paths import existing_dir, existing_file
 from evaluation.qa import MMR_LAMBDA, MODES, ann_quality, cache_curve, evaluate_modes, load_beir, load_stackfaq, open_answers, table_encoder_name
 from features.retrieval import BM25_WEIGHT
-from features.locations import warehouse_argument
-from features.schemas import ANSWER_INDEX, DEFAULT_MODEL_NAME, DEFAULT_WAREHOUSE
+from features.locations import add_warehouse_argument
+from features.schemas import ANSWER_INDEX, DEFAULT_MODEL_NAME
 
 DEFAULT_STACKFAQ = "data/stackfaq/stackExchange-FAQ.json"
 CANDIDATE = "hybrid"  # the service's default mode is what a gate judges
@@ -27,7 +27,7 @@ BAR_METRICS = ["ndcg@10", "recall@10", "recall@100", "mrr@10"]
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recqa evaluate qa", description=__doc__.splitlines()[0])
-    parser.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, type=warehouse_argument, help="where the answers table is")
+    add_warehouse_argument(parser, "where the answers table is")
     parser.add_argument("--version", default=None, help="table version number or tag (default: the newest)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--stackfaq", default=None, type=existing_file, help=f"StackFAQ JSON (default {DEFAULT_STACKFAQ})")

@@ -10,6 +10,7 @@ import argparse
 import re
 
 from features.errors import InputError
+from features.schemas import DEFAULT_WAREHOUSE
 
 # What recqa's Lance reads and writes reach: a local path (no scheme), and these URI schemes.
 SUPPORTED_SCHEMES = ("file", "s3", "gs", "az", "memory")
@@ -41,3 +42,8 @@ def warehouse_argument(uri: str) -> str:
         return check_warehouse(uri)
     except InputError as error:
         raise argparse.ArgumentTypeError(error.reason) from error
+
+
+def add_warehouse_argument(parser: argparse.ArgumentParser, help: str = "where Lance tables live (path or URI)") -> None:
+    """The one `--warehouse` flag every command takes: same default, same scheme check."""
+    parser.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, type=warehouse_argument, help=help)

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from features.adapters import DEFAULT_MAX_TEXT_CHARS
-from features.locations import warehouse_argument
-from features.schemas import ALS_INDEX, DEFAULT_WAREHOUSE
+from features.locations import add_warehouse_argument
+from features.schemas import ALS_INDEX
 from pipelines.transforms.quality import DEFAULT_MAX_REJECT_FRACTION
 
 # Beam's default runner tries Prism first, which downloads a binary; name a local one.
@@ -25,7 +25,7 @@ def job_parser(prog: str, description: str) -> argparse.ArgumentParser:
         description=description,
         epilog="Any other flag (--runner, --project, --flink_master, ...) passes to Apache Beam unchanged.",
     )
-    parser.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, type=warehouse_argument, help="where Lance tables live (path or URI)")
+    add_warehouse_argument(parser)
     parser.add_argument(
         "--max-reject-fraction",
         type=float,

@@ -14,8 +14,8 @@ import urllib.request
 from collections.abc import Sequence
 
 from features.errors import InputError
-from features.locations import warehouse_argument
-from features.schemas import ALS_INDEX, ANSWERS_TABLE, DEFAULT_WAREHOUSE, ITEMS_TABLE, USERS_TABLE
+from features.locations import add_warehouse_argument
+from features.schemas import ALS_INDEX, ANSWERS_TABLE, ITEMS_TABLE, USERS_TABLE
 from pipelines import lance_io
 from pipelines.checks import check_tables
 from pipelines.options import JobResult
@@ -33,7 +33,7 @@ class PublishError(RuntimeError):
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, type=warehouse_argument, help="where Lance tables live (path or URI)")
+    add_warehouse_argument(parser)
     parser.add_argument("--tables", default=None, help="comma-separated tables (default: every recqa table present)")
     return parser
 
