@@ -47,12 +47,13 @@ def main(argv: list[str] | None = None) -> None:
 
     from features.encoders import SentenceTransformerEncoder
     from features.onnx_encoder import OnnxEncoder
+    from serving.reload import published_versions
     from serving.store import Store
 
     torch.set_num_threads(args.threads)
     model = SentenceTransformerEncoder().load()
     onnx = OnnxEncoder(model, threads=args.threads).load()
-    store = Store(args.warehouse, onnx)
+    store = Store(args.warehouse, onnx, published_versions(args.warehouse))
     rng = random.Random(0)
     answers = store._answer_index._dataset.to_table(columns=["question"]).column("question").to_pylist()
     questions = rng.sample(sorted(set(answers)), args.calls)

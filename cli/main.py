@@ -22,11 +22,12 @@ JOBS = {
     "build-recs": ("pipelines.build_recs", "run", "interactions + items -> ALS vectors and content embeddings (users, items)"),
     "build-qa": ("pipelines.build_qa", "run", "QA documents -> embeddings + full-text index (answers)"),
     "validate": ("pipelines.validate", "run", "recs | qa: read a build's inputs as it would (same flags), write nothing"),
-    "publish": ("pipelines.publish", "run", "check the new table versions and move the 'published' tag to them"),
-    "rollback": ("pipelines.publish", "rollback", "move the 'published' tag back to the previous release"),
+    "publish": ("pipelines.publish", "run", "check the new table versions and release them together"),
+    "rollback": ("pipelines.publish", "rollback", "publish the previous release again"),
+    "releases": ("pipelines.publish", "releases", "list the retained releases (the last one is published)"),
     "await-service": ("pipelines.publish", "await_service", "wait until a running service serves the published versions"),
 }
-VERBS = {"validate": "checked", "await-service": "served"}  # what the closing line says instead of "wrote"
+VERBS = {"validate": "checked", "await-service": "served", "releases": "published"}  # what the closing line says instead of "wrote"
 # `recqa evaluate <kind>` -> module whose run(argv) returns the report's figures with an exit code
 EVALUATIONS = {
     "recs": ("evaluation.evaluate_recs", "ALS as served against popularity, item-kNN and BPR"),

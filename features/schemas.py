@@ -23,6 +23,7 @@ PUBLISHED_TAG = "published"  # the Lance tag readers follow; only `recqa publish
 META_ENCODER = b"recqa.encoder"
 META_DIMENSION = b"recqa.dimension"
 META_ALS = b"recqa.als"
+META_FIT = b"recqa.fit"  # one id per build-recs run: users and items of one fit share it
 
 
 @dataclass(frozen=True)

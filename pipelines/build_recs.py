@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from features.schemas import (
     DEFAULT_MODEL_NAME,
     ITEMS_TABLE,
     META_ALS,
+    META_FIT,
     USERS_TABLE,
     ALSConfig,
     TableMetadata,
@@ -86,7 +88,7 @@ def _commit(
 ) -> None:
     """The run's only visible change: one commit per table, after every check passed."""
     assert all(checks)  # CheckRejects raises rather than return False; this makes the wait explicit
-    als_meta = {META_ALS: json.dumps(dataclasses.asdict(als)).encode()}
+    als_meta = {META_ALS: json.dumps(dataclasses.asdict(als)).encode(), META_FIT: uuid.uuid4().hex.encode()}
     dimension = items_written[0][0].field(CONTENT_INDEX.column).type.list_size if items_written else 0
     lance_io.commit_fragments(warehouse, ITEMS_TABLE, items_written, {**TableMetadata(model, dimension).to_arrow(), **als_meta})
     lance_io.commit_fragments(warehouse, USERS_TABLE, users_written, als_meta)

@@ -1,18 +1,20 @@
-"""Checks a run's tables must pass before `publish` moves the tag to them (read-only)."""
+"""Checks a run's tables must pass before `publish` releases them (read-only)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from features.schemas import (
     ALS_INDEX,
     ANSWER_INDEX,
+    ANSWER_TEXT_COLUMN,
     ANSWERS_TABLE,
     CONTENT_INDEX,
     ITEMS_TABLE,
     META_ALS,
+    META_FIT,
     META_DIMENSION,
     META_ENCODER,
     USERS_TABLE,
@@ -28,12 +30,19 @@ VECTOR_COLUMNS: dict[str, tuple[IndexConfig, ...]] = {
 EMBEDDED_TABLES = (ITEMS_TABLE, ANSWERS_TABLE)
 
 
-def check_tables(warehouse: str, names: Sequence[str], ann_min_rows: int = ALS_INDEX.min_rows_for_ann) -> list[str]:
-    """Problems with the latest versions of the named tables; empty when they may be published."""
+def check_tables(
+    warehouse: str, tables: Sequence[str] | Mapping[str, int], ann_min_rows: int = ALS_INDEX.min_rows_for_ann
+) -> list[str]:
+    """Problems with the named tables (latest versions, or the versions a mapping names).
+
+    Empty when they may be published. Publish passes the exact versions it is about to
+    release, so a run that commits between the check and the release is not let through.
+    """
+    versions = dict(tables) if isinstance(tables, Mapping) else dict.fromkeys(tables)
     problems: list[str] = []
     datasets = {}
-    for name in names:
-        ds = lance_io.dataset(warehouse, name)
+    for name, version in versions.items():
+        ds = lance_io.dataset(warehouse, name, version)
         if ds is None:
             problems.append(f"{name}: table does not exist")
             continue
@@ -46,6 +55,8 @@ def check_tables(warehouse: str, names: Sequence[str], ann_min_rows: int = ALS_I
         if name in EMBEDDED_TABLES and not (metadata.get(META_ENCODER) and metadata.get(META_DIMENSION)):
             problems.append(f"{name}: no encoder name/dimension in the table metadata")
         indexed = {column for index in ds.list_indices() for column in index.get("fields", [])}
+        if name == ANSWERS_TABLE and ANSWER_TEXT_COLUMN not in indexed:  # a run killed before its BM25 index
+            problems.append(f"{name}.{ANSWER_TEXT_COLUMN}: no full-text index (keyword and hybrid search need it)")
         for config in VECTOR_COLUMNS.get(name, ()):
             vectors = ds.to_table(columns=[config.column]).column(config.column)
             values = np.asarray(vectors.combine_chunks().flatten(), dtype=np.float32)
@@ -54,8 +65,8 @@ def check_tables(warehouse: str, names: Sequence[str], ann_min_rows: int = ALS_I
             if name != USERS_TABLE and rows >= ann_min_rows and config.column not in indexed:
                 problems.append(f"{name}.{config.column}: {rows} rows but no vector index")
     if USERS_TABLE in datasets and ITEMS_TABLE in datasets:
-        user_fit = (datasets[USERS_TABLE].schema.metadata or {}).get(META_ALS)
-        item_fit = (datasets[ITEMS_TABLE].schema.metadata or {}).get(META_ALS)
+        user_fit = [(datasets[USERS_TABLE].schema.metadata or {}).get(key) for key in (META_ALS, META_FIT)]
+        item_fit = [(datasets[ITEMS_TABLE].schema.metadata or {}).get(key) for key in (META_ALS, META_FIT)]
         if user_fit != item_fit:
             problems.append("users and items come from different ALS fits")
     return problems

@@ -1,9 +1,10 @@
-"""The only module that writes Lance: fragments, one commit per table, indexes, the publish tag.
+"""The only module that writes Lance: fragments, one commit per table, indexes, the release log.
 
 Writes follow the pattern Lance documents for distributed writes: workers write fragments in
 parallel (invisible to readers), then one commit per table creates the new version. A run
-that dies before its commit leaves the table exactly as it was. Readers follow the
-`published` tag, which only `publish` moves.
+that dies before its commit leaves the table exactly as it was. Readers follow the release
+log (features/releases.py), which only `publish` and `rollback` change, each with one
+compare-and-swap commit, so every table of a release becomes visible at the same moment.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
+from features.releases import RELEASES_TABLE, Release, releases_from_arrow, releases_to_arrow
 from features.schemas import ANSWER_TEXT_COLUMN, PUBLISHED_TAG, IndexConfig, table_uri
-
-RELEASE_TAG_PREFIX = "release-"  # one per publish, so rollback can walk back
-
 
 def to_arrow(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
     """Rows (dicts) to an Arrow table of exactly `schema`; a missing column is an error."""
@@ -150,68 +150,123 @@ def table_rows(warehouse: str, names: Sequence[str]) -> dict[str, int]:
     return {name: int(dataset(warehouse, name).count_rows()) for name in names}
 
 
-def _release_tags(ds) -> list[tuple[int, str, int]]:
-    """(sequence, tag, version) of every release tag, oldest first."""
-    releases = []
-    for tag, info in ds.tags.list().items():
-        if tag.startswith(RELEASE_TAG_PREFIX):
-            releases.append((int(tag[len(RELEASE_TAG_PREFIX) :]), tag, int(info["version"])))
-    return sorted(releases)
+class ReleaseConflict(RuntimeError):
+    """Another publish or rollback changed the release log after this one read it."""
+
+
+@dataclass(frozen=True)
+class ReleaseLog:
+    """The release log as read, and the log version a change to it must directly follow."""
+
+    releases: tuple[Release, ...]
+    version: int | None  # None: no log yet (nothing ever published)
+
+    @property
+    def current(self) -> Release | None:
+        return self.releases[-1] if self.releases else None
+
+
+def read_releases(warehouse: str) -> ReleaseLog:
+    """The release log's latest version (empty before the first publish)."""
+    ds = dataset(warehouse, RELEASES_TABLE)
+    if ds is None:
+        return ReleaseLog((), None)
+    return ReleaseLog(tuple(releases_from_arrow(ds.to_table())), int(ds.version))
 
 
 def published_version(warehouse: str, name: str) -> int | None:
-    """The version the `published` tag points at, or None before the first publish."""
-    ds = dataset(warehouse, name)
-    if ds is None or PUBLISHED_TAG not in ds.tags.list():
-        return None
-    return int(ds.tags.get_version(PUBLISHED_TAG))
+    """The version of `name` in the current release, or None before it is first published."""
+    current = read_releases(warehouse).current
+    return current.tables.get(name) if current is not None else None
 
 
-def publish_table(warehouse: str, name: str, version: int | None = None) -> int:
-    """Point `published` (and a new release tag) at `version`, the latest by default."""
-    ds = dataset(warehouse, name)
-    if ds is None:
-        raise FileNotFoundError(f"table '{name}' does not exist in '{warehouse}'")
-    version = int(ds.version if version is None else version)
-    releases = _release_tags(ds)
-    sequence = releases[-1][0] + 1 if releases else 1
-    ds.tags.create(f"{RELEASE_TAG_PREFIX}{sequence:06d}", version)
-    if PUBLISHED_TAG in ds.tags.list():
-        ds.tags.update(PUBLISHED_TAG, version)
-    else:
-        ds.tags.create(PUBLISHED_TAG, version)
-    return version
+def _commit_releases(warehouse: str, log: ReleaseLog, releases: Sequence[Release]) -> int:
+    """Replace the log with `releases`, only if nobody changed it since `log` was read.
+
+    The commit is Lance's own compare-and-swap: an Overwrite whose read version is not the
+    latest fails (CommitConflictError), so of two racing publishes exactly one lands.
+    """
+    import lance
+    from lance.commit import CommitConflictError
+    from lance.fragment import write_fragments as lance_write_fragments
+
+    uri = table_uri(warehouse, RELEASES_TABLE)
+    read_version = log.version
+    if read_version is None:  # the first publish: an empty log to compare against
+        if "://" not in warehouse:
+            os.makedirs(warehouse, exist_ok=True)
+        try:
+            read_version = int(lance.write_dataset(releases_to_arrow([]), uri, mode="create").version)
+        except (OSError, ValueError) as error:
+            raise ReleaseConflict(f"another publish created the release log first ({error})") from error
+    table = releases_to_arrow(list(releases))
+    operation = lance.LanceOperation.Overwrite(table.schema, lance_write_fragments(table, uri, schema=table.schema))
+    try:
+        return int(lance.LanceDataset.commit(uri, operation, read_version=read_version).version)
+    except (CommitConflictError, OSError) as error:
+        if isinstance(error, OSError) and "conflict" not in str(error).lower():
+            raise
+        raise ReleaseConflict(f"another publish or rollback changed the release log (read at version {read_version})") from error
 
 
-def rollback_table(warehouse: str, name: str) -> int:
-    """Move `published` back to the release before the current one; returns that version."""
-    ds = dataset(warehouse, name)
-    releases = _release_tags(ds) if ds is not None else []
-    if len(releases) < 2:
-        raise ValueError(f"table '{name}' has no earlier release to roll back to")
-    _, current_tag, _ = releases[-1]
-    _, _, previous_version = releases[-2]
-    ds.tags.update(PUBLISHED_TAG, previous_version)
-    ds.tags.delete(current_tag)  # the next rollback goes one further back
-    return previous_version
+def _mirror_published_tags(warehouse: str, release: Release) -> None:
+    """Point each table's `published` tag at its version in `release`.
+
+    A convenience for tools that open a table by tag; recqa itself reads the release log.
+    The tags are moved after the log's commit, one table at a time, so a crash in between
+    leaves a tag behind until the next publish or rollback.
+    """
+    for name, version in release.tables.items():
+        ds = dataset(warehouse, name)
+        if ds is None:
+            continue
+        if PUBLISHED_TAG in ds.tags.list():
+            ds.tags.update(PUBLISHED_TAG, version)
+        else:
+            ds.tags.create(PUBLISHED_TAG, version)
 
 
-def cleanup_table(warehouse: str, name: str, retain_releases: int) -> int:
-    """Keep the last `retain_releases` releases (and the published one); delete older versions.
+def publish_release(warehouse: str, log: ReleaseLog, versions: Mapping[str, int], retain_releases: int) -> Release:
+    """Append a release of `versions` (other tables keep their published version) in one commit.
 
-    Returns how many versions were removed. Versions newer than the published one (a run
-    not yet published) are kept.
+    Raises ReleaseConflict if the log moved since `log` was read; nothing changes then.
+    Releases beyond the last `retain_releases` leave the log.
+    """
+    current = log.current
+    release = Release(
+        number=current.number + 1 if current is not None else 1,
+        tables={**(current.tables if current is not None else {}), **{k: int(v) for k, v in versions.items()}},
+        action="publish",
+    )
+    _commit_releases(warehouse, log, [*log.releases, release][-max(1, retain_releases) :])
+    _mirror_published_tags(warehouse, release)
+    return release
+
+
+def rollback_release(warehouse: str) -> Release:
+    """Drop the current release from the log, so the one before it is published again."""
+    log = read_releases(warehouse)
+    if len(log.releases) < 2:
+        raise ValueError(f"no earlier release to roll back to in '{warehouse}' ({len(log.releases)} in the log)")
+    previous = log.releases[-2]
+    _commit_releases(warehouse, log, log.releases[:-1])
+    _mirror_published_tags(warehouse, previous)
+    return previous
+
+
+def cleanup_table(warehouse: str, name: str) -> int:
+    """Delete versions of `name` that no release in the log names and that predate them all.
+
+    Returns how many versions were removed. Versions newer than the oldest release kept (a run
+    not yet published, or a release rolled back) are kept.
     """
     ds = dataset(warehouse, name)
-    if ds is None:
+    releases = read_releases(warehouse).releases
+    kept = {release.tables[name] for release in releases if name in release.tables}
+    if ds is None or not kept:
         return 0
-    releases = _release_tags(ds)
-    for _, tag, _ in releases[: max(0, len(releases) - retain_releases)]:
-        ds.tags.delete(tag)
-    kept = {version for _, _, version in releases[-retain_releases:]} if retain_releases else set()
-    published = published_version(warehouse, name)
-    oldest_kept = min(kept | ({published} if published else set()) | {int(ds.version)})
-    doomed = [v["version"] for v in ds.versions() if v["version"] < oldest_kept and v["version"] not in kept]
+    oldest_kept = min(kept)
+    doomed = [v["version"] for v in ds.versions() if v["version"] < oldest_kept]
     if not doomed:
         return 0
     ds.cleanup_old_versions(versions=doomed, error_if_tagged_old_versions=False)

@@ -1,7 +1,9 @@
-"""`recqa publish`: check the latest table versions, then move the `published` tag to them.
+"""`recqa publish`: check the latest table versions, then release them together.
 
-Only this command moves the tag, and only after the checks pass; older releases beyond the
-retention count are cleaned up afterwards. The service follows the tag.
+A release names a version of every table and lands in one compare-and-swap commit of the
+release log, after the checks pass: readers see all of it or none of it, and of two racing
+publishes (or a publish and a rollback) one lands and the other fails, changing nothing.
+Versions no retained release names are cleaned up afterwards. The service follows the log.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pipelines.options import JobResult
 
 ALL_TABLES = (USERS_TABLE, ITEMS_TABLE, ANSWERS_TABLE)
 DEFAULT_RETAIN_RELEASES = 5
-# The service checks the tag every RECQA_RELOAD_SECONDS (10 by default); allow many of those.
+# The service checks the release log every RECQA_RELOAD_SECONDS (10 by default); allow many of those.
 DEFAULT_AWAIT_TIMEOUT_SECONDS = 300.0
 DEFAULT_POLL_SECONDS = 5.0
 
@@ -60,21 +62,47 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
     if args.retain_releases < 1:
         raise InputError("must keep at least one release", field="--retain-releases")
     names = _tables(args.warehouse, args.tables)
-    problems = check_tables(args.warehouse, names, args.ann_min_rows)
+    log = lance_io.read_releases(args.warehouse)  # read first: the release must follow this log
+    versions = lance_io.table_versions(args.warehouse, names)
+    current = log.current.tables if log.current is not None else {}
+    problems = check_tables(args.warehouse, {**current, **versions}, args.ann_min_rows)
     if problems:
         raise PublishError("not published; the tables failed their checks:\n  " + "\n  ".join(problems))
-    versions = {name: lance_io.publish_table(args.warehouse, name) for name in names}
-    for name in names:
-        lance_io.cleanup_table(args.warehouse, name, args.retain_releases)
+    try:
+        release = lance_io.publish_release(args.warehouse, log, versions, args.retain_releases)
+    except lance_io.ReleaseConflict as error:
+        raise PublishError(f"not published: {error}; run publish again to release the latest versions") from error
+    for name in release.tables:
+        lance_io.cleanup_table(args.warehouse, name)
     return JobResult(versions=versions, rows=lance_io.table_rows(args.warehouse, names))
 
 
 def rollback(argv: Sequence[str] | None = None) -> JobResult:
-    """Move `published` back to each table's previous release."""
-    args = _parser("recqa rollback", "Move the published tag back to the previous release.").parse_args(argv)
-    names = _tables(args.warehouse, args.tables)
-    versions = {name: lance_io.rollback_table(args.warehouse, name) for name in names}
-    return JobResult(versions=versions, rows={})
+    """Publish the release before the current one again (every table of it)."""
+    parser = argparse.ArgumentParser(prog="recqa rollback", description="Publish the previous release again.")
+    add_warehouse_argument(parser)
+    args = parser.parse_args(argv)
+    try:
+        release = lance_io.rollback_release(args.warehouse)
+    except lance_io.ReleaseConflict as error:
+        raise PublishError(f"not rolled back: {error}; check `recqa releases` and try again") from error
+    return JobResult(versions=release.tables, rows={})
+
+
+def releases(argv: Sequence[str] | None = None) -> JobResult:
+    """List the release log, oldest first; the last release is the published one."""
+    parser = argparse.ArgumentParser(prog="recqa releases", description="List the retained releases; the last is published.")
+    add_warehouse_argument(parser)
+    args = parser.parse_args(argv)
+    log = lance_io.read_releases(args.warehouse)
+    if log.current is None:
+        raise InputError(f"nothing published yet in '{args.warehouse}'", field="--warehouse")
+    lines = [
+        f"  release {r.number:>4}  {r.created_at:%Y-%m-%d %H:%M:%S}  {r.action:<8}  "
+        + "  ".join(f"{name} v{version}" for name, version in sorted(r.tables.items()))
+        for r in log.releases
+    ]
+    return JobResult(versions=log.current.tables, stages="\n".join(lines))
 
 
 def _served_tables(service_url: str) -> dict[str, int] | str:
@@ -89,14 +117,15 @@ def _served_tables(service_url: str) -> dict[str, int] | str:
 
 
 def await_service(argv: Sequence[str] | None = None) -> JobResult:
-    """Wait until the service at --service-url serves the published versions (it follows the tag)."""
+    """Wait until the service at --service-url serves the published versions (it follows the release log)."""
     parser = _parser("recqa await-service", "Wait until a running service serves the published table versions.")
     parser.add_argument("--service-url", default="", help="base URL of a running `recqa serve`; empty: nothing to wait for")
     parser.add_argument("--timeout-seconds", type=float, default=DEFAULT_AWAIT_TIMEOUT_SECONDS)
     parser.add_argument("--poll-seconds", type=float, default=DEFAULT_POLL_SECONDS)
     args = parser.parse_args(argv)
     names = _tables(args.warehouse, args.tables)
-    published = {name: lance_io.published_version(args.warehouse, name) for name in names}
+    current = lance_io.read_releases(args.warehouse).current
+    published = {name: current.tables.get(name) if current is not None else None for name in names}
     if missing := sorted(name for name, version in published.items() if version is None):
         raise PublishError(f"nothing published yet for {missing} in '{args.warehouse}'")
     if not args.service_url:

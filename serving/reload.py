@@ -1,4 +1,4 @@
-"""Follows the `published` tag: opens a new Store when it moves and swaps it in atomically.
+"""Follows the release log: opens a new Store when the release changes and swaps it in atomically.
 
 Requests take `current()` once and keep that Store to the end, so a swap never changes the
 tables under a request in flight; the old Store goes when its last request finishes. A new
@@ -12,7 +12,8 @@ import threading
 from collections.abc import Callable
 
 from features.errors import TableContractError
-from features.schemas import ANSWERS_TABLE, ITEMS_TABLE, PUBLISHED_TAG, USERS_TABLE, table_uri
+from features.releases import RELEASES_TABLE, releases_from_arrow
+from features.schemas import ANSWERS_TABLE, ITEMS_TABLE, USERS_TABLE, table_uri
 from serving.store import Store
 
 logger = logging.getLogger(__name__)
@@ -20,16 +21,19 @@ SERVED_TABLES = (USERS_TABLE, ITEMS_TABLE, ANSWERS_TABLE)
 
 
 def published_versions(warehouse: str) -> dict[str, int] | None:
-    """The version `published` names for every served table, or None if any has none yet."""
+    """The versions the current release names for the served tables, or None if it lacks any.
+
+    One read of the release log gives one release, so the three versions always belong together.
+    """
     import lance
 
-    versions = {}
-    for name in SERVED_TABLES:
-        try:
-            versions[name] = int(lance.dataset(table_uri(warehouse, name)).tags.get_version(PUBLISHED_TAG))
-        except Exception:  # noqa: BLE001 - a missing table or tag: nothing published yet
-            return None
-    return versions
+    try:
+        releases = releases_from_arrow(lance.dataset(table_uri(warehouse, RELEASES_TABLE)).to_table())
+    except (FileNotFoundError, ValueError, OSError):  # no log: nothing published yet
+        return None
+    if not releases or any(name not in releases[-1].tables for name in SERVED_TABLES):
+        return None
+    return {name: releases[-1].tables[name] for name in SERVED_TABLES}
 
 
 class StoreFollower:
@@ -38,7 +42,7 @@ class StoreFollower:
     def __init__(
         self,
         warehouse: str,
-        open_store: Callable[[], Store],
+        open_store: Callable[[dict[str, int]], Store],
         interval_seconds: float,
         on_swap: Callable[[Store], None] = lambda store: None,
     ) -> None:
@@ -65,13 +69,11 @@ class StoreFollower:
             if self._store is not None and self._store.versions == wanted:
                 return False
             try:
-                store = self._open_store()
+                store = self._open_store(wanted)
             except TableContractError as error:
                 self.not_ready_reason = str(error)
                 logger.error("recqa is not ready: %s" if self._store is None else "kept serving; new version refused: %s", error)
                 return False
-            if store.versions != wanted:  # the tag moved again while we opened: take it next round
-                logger.info("published versions moved during reload: %s -> %s", wanted, store.versions)
             previous, self._store = self._store, store
             self._on_swap(store)
             logger.info("serving table versions %s (was %s)", store.versions, previous.versions if previous else None)

@@ -59,7 +59,7 @@ def _version(request: Request) -> JSONResponse:
 
 
 def _admin_reload(request: Request) -> JSONResponse:
-    """POST /admin/reload: check the `published` tag now instead of at the next poll."""
+    """POST /admin/reload: check the release log now instead of at the next poll."""
     return _admin_answer(bentoml.get_current_service().admin_reload())
 
 
@@ -118,7 +118,7 @@ class RecQA:
                 encoder = IdleFirstEncoder(local, encoder, lambda path: self.question_encodes.labels(path=path).inc())
             self.cache = SemanticCache(encoder.dimension, settings.cache_capacity, settings.cache_threshold)
             self.follower = StoreFollower(
-                settings.warehouse, lambda: Store(settings.warehouse, encoder), settings.reload_seconds, self._report_versions
+                settings.warehouse, lambda versions: Store(settings.warehouse, encoder, versions), settings.reload_seconds, self._report_versions
             )
             self.follower.refresh()  # the published tables open now, not on the first request
             self.follower.start()
@@ -153,7 +153,7 @@ class RecQA:
         }
 
     def admin_reload(self) -> dict[str, Any]:
-        """Re-check the published tag now; says whether the served versions changed."""
+        """Re-check the release log now; says whether the served versions changed."""
         if self.follower is None:
             return {"reason": self.not_ready_reason}
         swapped = self.follower.refresh()

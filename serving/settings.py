@@ -26,7 +26,7 @@ class ServiceSettings:
 
     warehouse: str = DEFAULT_WAREHOUSE
     model_name: str = DEFAULT_MODEL_NAME
-    reload_seconds: float = DEFAULT_RELOAD_SECONDS  # how often the `published` tag is checked
+    reload_seconds: float = DEFAULT_RELOAD_SECONDS  # how often the release log is checked
     cache_capacity: int = DEFAULT_CAPACITY
     cache_threshold: float = DEFAULT_THRESHOLD  # cosine similarity for a semantic-cache hit
     encoder_threads: int = DEFAULT_ENCODER_THREADS

@@ -1,12 +1,14 @@
-"""The served versions of the three tables, opened at the `published` tag, read-only."""
+"""The served versions of the three tables, as one release names them, read-only."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 
 from features.encoders import Encoder
 from features.errors import TableContractError
-from features.schemas import ANSWERS_TABLE, ITEMS_TABLE, PUBLISHED_TAG, USERS_TABLE
+from features.schemas import ANSWERS_TABLE, ITEMS_TABLE, USERS_TABLE
 from serving.answers import AnswerIndex, PendingAnswer
 from serving.recommender import Recommender
 from serving.tables import Hit
@@ -15,7 +17,7 @@ from serving.tables import Hit
 class Store(Recommender):
     """Recommendations over `users` and `items`, answers over `answers`, one published set."""
 
-    def __init__(self, warehouse: str, encoder: Encoder) -> None:
+    def __init__(self, warehouse: str, encoder: Encoder, versions: Mapping[str, int]) -> None:
         import lancedb
 
         db = lancedb.connect(warehouse)
@@ -25,10 +27,12 @@ class Store(Recommender):
                 tables[name] = db.open_table(name)
             except (FileNotFoundError, ValueError) as error:
                 raise TableContractError(f"warehouse '{warehouse}' has no complete set of tables: {error}") from error
+            if name not in versions:
+                raise TableContractError(f"the release names no version of '{name}': run `recqa publish`")
             try:
-                tables[name].checkout(PUBLISHED_TAG)  # a run's versions are served only once published
-            except Exception as error:  # noqa: BLE001 - lance reports a missing tag in several ways
-                raise TableContractError(f"table '{name}' has no '{PUBLISHED_TAG}' version: run `recqa publish`") from error
+                tables[name].checkout(int(versions[name]))  # a run's versions are served only once released
+            except Exception as error:  # noqa: BLE001 - lance reports a missing version in several ways
+                raise TableContractError(f"table '{name}' has no version {versions[name]}: {error}") from error
         super().__init__(tables[USERS_TABLE], tables[ITEMS_TABLE], encoder)
         self._answer_index = AnswerIndex(tables[ANSWERS_TABLE], encoder)
         self.versions = {name: int(table.version) for name, table in tables.items()}

@@ -6,7 +6,7 @@ import lance
 import numpy as np
 import pytest
 
-from features.schemas import ITEMS_TABLE, META_ALS, META_DIMENSION, META_ENCODER, USERS_TABLE
+from features.schemas import ITEMS_TABLE, META_ALS, META_DIMENSION, META_FIT, META_ENCODER, USERS_TABLE
 from tests.conftest import MS_CATALOG
 
 
@@ -60,3 +60,4 @@ def test_tables_record_encoder_and_als_config(items, users):
     assert metadata[META_ENCODER] == b"all-MiniLM-L6-v2" and metadata[META_DIMENSION] == b"384"
     assert b'"random_state": 42' in metadata[META_ALS]
     assert META_ALS in users.schema.metadata
+    assert len(metadata[META_FIT]) == 32 and users.schema.metadata[META_FIT] == metadata[META_FIT]  # one run, one fit id

@@ -1,4 +1,4 @@
-"""Hot reload: publishing (and rolling back) while requests run; no request fails, the version follows."""
+"""Hot reload: publishing (and rolling back) while requests run; no request fails or mixes releases."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def test_publish_and_rollback_under_traffic(warehouse, tmp_path):
     shutil.copytree(warehouse, copy)
     server = start_server(copy, tmp_path, reload_seconds=0.5)
     failures: list[str] = []
-    seen_versions: list[int] = []
+    seen_versions: list[dict[str, int]] = []
     stop = threading.Event()
 
     def traffic() -> None:
@@ -35,28 +35,30 @@ def test_publish_and_rollback_under_traffic(warehouse, tmp_path):
                 if response.status_code != 200:
                     failures.append(f"{route}: {response.status_code} {response.text[:200]}")
                 else:
-                    seen_versions.append(response.json()["version"]["answers"])
+                    seen_versions.append(response.json()["version"])
 
     workers = [threading.Thread(target=traffic) for _ in range(4)]
     try:
-        old = lance_io.published_version(str(copy), "answers")
+        old = lance_io.read_releases(str(copy)).current.tables
         for worker in workers:
             worker.start()
-        answers = lance.dataset(lance_io.table_uri(str(copy), "answers")).to_table()
-        lance_io.write_table(str(copy), "answers", answers.slice(0, 50), answers.schema.metadata)
+        for name in ("users", "items", "answers"):  # a new version of every table, released together
+            table = lance.dataset(lance_io.table_uri(str(copy), name)).to_table()
+            lance_io.write_table(str(copy), name, table.slice(0, 50) if name == "answers" else table, table.schema.metadata)
         lance_io.create_fts_index(str(copy), "answers")
-        new = publish.run(["--warehouse", str(copy), "--tables", "answers"]).versions["answers"]
+        new = publish.run(["--warehouse", str(copy)]).versions
+        assert all(new[name] > old[name] for name in old)
 
-        def wait_for(version: int) -> bool:
+        def wait_for(versions: dict[str, int]) -> bool:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                if server.post("/answer", {"question": "github", "k": 1}).json()["version"]["answers"] == version:
+                if server.post("/answer", {"question": "github", "k": 1}).json()["version"] == versions:
                     return True
                 time.sleep(0.2)
             return False
 
         assert wait_for(new), server.log.read_text()[-3000:]
-        publish.rollback(["--warehouse", str(copy), "--tables", "answers"])
+        publish.rollback(["--warehouse", str(copy)])
         assert wait_for(old)
         time.sleep(1)
     finally:
@@ -66,4 +68,5 @@ def test_publish_and_rollback_under_traffic(warehouse, tmp_path):
         stop_server(server.process)
     assert failures == []
     assert old in seen_versions and new in seen_versions
+    assert all(versions in (old, new) for versions in seen_versions)  # one release per response, never a mix
     assert len(seen_versions) > 20

@@ -6,6 +6,7 @@ import pytest
 from features.errors import TableContractError
 from features.schemas import META_ALS, USERS_TABLE
 from pipelines import lance_io
+from serving.reload import published_versions
 from serving.store import Store
 
 
@@ -27,7 +28,7 @@ class FakeEncoder:
 @pytest.mark.parametrize(("name", "dimension"), [("other-model", 384), ("all-MiniLM-L6-v2", 768)])
 def test_tables_of_another_encoder_are_refused(warehouse, name, dimension):
     with pytest.raises(TableContractError, match="embedded by 'all-MiniLM-L6-v2' \\(384 dims\\)"):
-        Store(str(warehouse), FakeEncoder(name, dimension))
+        Store(str(warehouse), FakeEncoder(name, dimension), published_versions(str(warehouse)))
 
 
 def test_users_and_items_of_different_fits_are_refused(warehouse, tmp_path):
@@ -38,15 +39,15 @@ def test_users_and_items_of_different_fits_are_refused(warehouse, tmp_path):
     copy = tmp_path / "warehouse"
     shutil.copytree(warehouse, copy)
     users = lance.dataset(str(copy / f"{USERS_TABLE}.lance")).to_table()
-    lance_io.write_table(str(copy), USERS_TABLE, users, {META_ALS: b'{"factors": 32, "random_state": 1}'})
-    lance_io.publish_table(str(copy), USERS_TABLE)
+    other_fit = lance_io.write_table(str(copy), USERS_TABLE, users, {META_ALS: b'{"factors": 32, "random_state": 1}'})
+    versions = {**published_versions(str(copy)), USERS_TABLE: other_fit}  # what publish's own check refuses
     with pytest.raises(TableContractError, match="different ALS fits"):
-        Store(str(copy), FakeEncoder("all-MiniLM-L6-v2", 384))
+        Store(str(copy), FakeEncoder("all-MiniLM-L6-v2", 384), versions)
 
 
 def test_missing_tables_are_named(tmp_path):
     with pytest.raises(TableContractError, match="no complete set of tables"):
-        Store(str(tmp_path), FakeEncoder("all-MiniLM-L6-v2", 384))
+        Store(str(tmp_path), FakeEncoder("all-MiniLM-L6-v2", 384), {})
 
 
 def test_a_cold_item_has_no_behaviour_and_falls_back_to_content(warehouse, tmp_path):
@@ -62,7 +63,7 @@ def test_a_cold_item_has_no_behaviour_and_falls_back_to_content(warehouse, tmp_p
     items.write_text("item_id,title\ni0,Red tea mug\ni1,Blue coffee mug\ni2,Steel kettle\ni9,Green tea mug\n")
     build_recs.run(["--warehouse", str(copy), "--input-format", "contract", "--interactions", str(events), "--items", str(items)])
     publish.run(["--warehouse", str(copy), "--tables", "users,items"])
-    store = Store(str(copy), FakeEncoder("all-MiniLM-L6-v2", 384))
+    store = Store(str(copy), FakeEncoder("all-MiniLM-L6-v2", 384), published_versions(str(copy)))
     assert store.is_cold("i9") and not store.is_cold("i0")
     neighbours = [item_id for item_id, _ in store.similar_items("i9", 2, "content")]
     assert neighbours[0] == "i0"  # "Green tea mug" is nearest to "Red tea mug" by text
@@ -77,7 +78,7 @@ def test_recommendations_are_the_exact_top_k_by_dot_product_under_filters_and_hi
 
     from features.schemas import ITEMS_TABLE, PUBLISHED_TAG, table_uri
 
-    store = Store(str(warehouse), FakeEncoder("all-MiniLM-L6-v2", 384))
+    store = Store(str(warehouse), FakeEncoder("all-MiniLM-L6-v2", 384), published_versions(str(warehouse)))
     items = lance.dataset(table_uri(str(warehouse), ITEMS_TABLE), version=PUBLISHED_TAG).to_table(
         columns=["item_id", "category", "vector"]
     )

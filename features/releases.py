@@ -1,0 +1,57 @@
+"""The release log: which version of every table is published, as one record.
+
+A release names a version of every published table at once, so a reader that takes the
+log's last release sees one consistent set, never users of one run with items of another.
+The log is a small Lance table (`releases`) that `publish` rewrites with a compare-and-swap
+commit; the writer (pipelines/lance_io.py) and the reader (serving/reload.py) share this
+schema and its conversions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import pyarrow as pa
+
+RELEASES_TABLE = "releases"
+RELEASES_SCHEMA = pa.schema(
+    [
+        pa.field("release", pa.int64(), nullable=False),  # 1, 2, 3, ... never reused
+        pa.field("action", pa.string(), nullable=False),  # "publish" or "rollback"
+        pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("tables", pa.string(), nullable=False),  # JSON {table: version}
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Release:
+    """One published set: the version of each table, and when and how it was made."""
+
+    number: int
+    tables: dict[str, int] = field(default_factory=dict)
+    action: str = "publish"
+    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+def releases_to_arrow(releases: list[Release]) -> pa.Table:
+    """The log's rows, oldest release first."""
+    return pa.Table.from_pylist(
+        [
+            {"release": r.number, "action": r.action, "created_at": r.created_at, "tables": json.dumps(r.tables, sort_keys=True)}
+            for r in releases
+        ],
+        schema=RELEASES_SCHEMA,
+    )
+
+
+def releases_from_arrow(table: pa.Table) -> list[Release]:
+    """Releases in log order (the last one is what is published)."""
+    rows = table.to_pylist()
+    releases = [
+        Release(int(row["release"]), {k: int(v) for k, v in json.loads(row["tables"]).items()}, row["action"], row["created_at"])
+        for row in rows
+    ]
+    return sorted(releases, key=lambda r: r.number)

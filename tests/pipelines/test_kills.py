@@ -1,0 +1,133 @@
+"""A batch job SIGKILLed at each stage: the release does not change (or lands whole), the published
+tables still serve, and a rerun succeeds.
+
+Each case runs the real job in a child process whose lance_io function for that stage kills the
+process (SIGKILL, no cleanup) on its n-th call, before or after doing its work.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import lance
+import numpy as np
+import pytest
+
+from pipelines import build_qa, build_recs, lance_io, publish
+from serving.reload import published_versions
+from serving.store import Store
+
+pytestmark = pytest.mark.slow
+
+# case -> (job, lance_io function, which call, kill after the call instead of before)
+KILLS = {
+    "recs-after-a-fragment-write": ("recs", "write_fragments", 1, True),
+    "recs-before-its-first-commit": ("recs", "commit_fragments", 1, False),
+    "recs-between-its-two-commits": ("recs", "commit_fragments", 2, False),
+    "recs-before-its-vector-indexes": ("recs", "create_vector_indexes", 1, False),
+    "qa-before-its-commit": ("qa", "commit_fragments", 1, False),
+    "qa-before-its-full-text-index": ("qa", "create_fts_index", 1, False),
+    "publish-before-the-release-commit": ("publish", "publish_release", 1, False),
+    "publish-after-the-release-before-the-tags": ("publish", "_mirror_published_tags", 1, False),
+    "publish-during-cleanup": ("publish", "cleanup_table", 1, False),
+}
+
+
+class FakeEncoder:
+    """The published tables' encoder name and dimension, without the model."""
+
+    name, dimension = "all-MiniLM-L6-v2", 384
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return np.full((len(texts), self.dimension), 1 / np.sqrt(self.dimension), dtype=np.float32)
+
+
+def _job_argv(job: str, warehouse: str, tmp_path) -> list[str]:
+    if job == "recs":
+        events = tmp_path / "events.csv"
+        events.write_text("user_id,item_id,timestamp\n" + "".join(f"u{u},i{(u + j) % 4},{1_600_000_000 + 60 * j}\n" for u in range(10) for j in range(3)))
+        items = tmp_path / "items.csv"
+        items.write_text("item_id,title\n" + "".join(f"i{i},Item number {i}\n" for i in range(4)))
+        return ["--warehouse", warehouse, "--interactions", str(events), "--items", str(items), "--input-format", "contract"]
+    if job == "qa":
+        documents = tmp_path / "docs.jsonl"
+        documents.write_text("".join(json.dumps({"doc_id": f"d{i}", "question": f"How do I fix {i}?", "answer": f"Restart thing {i}."}) + "\n" for i in range(5)))
+        return ["--warehouse", warehouse, "--documents", str(documents), "--input-format", "contract"]
+    return ["--warehouse", warehouse]
+
+
+def _run_killed(job: str, function: str, call: int, after: bool, argv: list[str]) -> subprocess.CompletedProcess:
+    module = {"recs": "build_recs", "qa": "build_qa", "publish": "publish"}[job]
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from pipelines import lance_io, {module}
+        real, calls = lance_io.{function}, []
+        def killing(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == {call} and not {after}:
+                os.kill(os.getpid(), signal.SIGKILL)
+            result = real(*args, **kwargs)
+            if len(calls) == {call} and {after}:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return result
+        lance_io.{function} = killing
+        {module}.{"run"}({argv!r})
+        """
+    )
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+
+
+def _serves(warehouse: str) -> dict[str, int]:
+    """Open what is published, as the service does, and answer from it; returns the versions."""
+    versions = published_versions(warehouse)
+    store = Store(warehouse, FakeEncoder(), versions)
+    assert store.answer("how do I restart", 3, "hybrid")
+    assert store.for_user(next(iter(store._user_index)), 3).items
+    return versions
+
+
+def _new_versions_of_every_table(warehouse: str) -> None:
+    """What a finished build leaves: a new, unpublished version of each table (same rows)."""
+    for name in publish.ALL_TABLES:
+        table = lance.dataset(lance_io.table_uri(warehouse, name)).to_table()
+        lance_io.write_table(warehouse, name, table, table.schema.metadata)
+    lance_io.create_fts_index(warehouse, "answers")
+
+
+@pytest.mark.parametrize("case", list(KILLS))
+def test_a_job_killed_at_each_stage_loses_nothing_and_a_rerun_succeeds(case, warehouse, tmp_path):
+    job, function, call, after = KILLS[case]
+    copy = str(tmp_path / "warehouse")
+    shutil.copytree(warehouse, copy)
+    argv = _job_argv(job, copy, tmp_path)
+    if job == "publish":
+        _new_versions_of_every_table(copy)
+    before = lance_io.read_releases(copy).releases
+    served = _serves(copy)
+
+    killed = _run_killed(job, function, call, after, argv)
+
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    releases = lance_io.read_releases(copy).releases
+    if function in ("_mirror_published_tags", "cleanup_table"):  # killed after the release commit
+        assert releases[:-1] == before and releases[-1].tables == lance_io.table_versions(copy, list(publish.ALL_TABLES))
+        assert _serves(copy) == releases[-1].tables  # the whole release, never a mix
+    else:
+        assert releases == before  # nothing published moved...
+        assert _serves(copy) == served  # ...and it still serves
+    if case == "recs-between-its-two-commits":  # items of the new fit, users of the old: not publishable
+        with pytest.raises(publish.PublishError, match="different ALS fits"):
+            publish.run(["--warehouse", copy])
+    if case == "qa-before-its-full-text-index":
+        with pytest.raises(publish.PublishError, match="no full-text index"):
+            publish.run(["--warehouse", copy])
+    if job != "publish":  # the rerun of the job
+        (build_recs if job == "recs" else build_qa).run(argv)
+    result = publish.run(["--warehouse", copy])
+    assert lance_io.read_releases(copy).current.tables == result.versions
+    assert _serves(copy) == lance_io.table_versions(copy, list(publish.ALL_TABLES))
