@@ -10,7 +10,10 @@ Each setting is taken from the run's params (the trigger form or `--conf`), else
 Airflow Variable `recqa_<name>`, else from the default below (the bundled sample data next to
 this file). In paths and flags `{ds}` / `{ds_nodash}` become the run's data-interval start
 (`2026-01-31` / `20260131`), so `s3://bucket/events/dt={ds}/*.parquet` reads the interval's
-partition. Reports go to `<reports>/<ds>/{recs,qa}` and rejects to
+partition. Flags are data: each `*_flags` setting is split into words by shell quoting rules and
+every word reaches `recqa` quoted, so `;`, `|`, `$(...)` and the like in a flag are never run; a
+setting that does not split, does not start with a `--flag` or holds a bare shell operator
+fails the task (see shell_words). Reports go to `<reports>/<ds>/{recs,qa}` and rejects to
 `<warehouse>/_rejects/<ds>/`, so re-running an interval rewrites its own outputs; runs are
 serialised (max_active_runs=1) because they share the warehouse and its tag.
 No credentials here: storage credentials come from the workers' environment.
@@ -45,7 +48,7 @@ def _default_recqa() -> str:
     return str(beside) if beside.exists() else "recqa"
 
 
-# name -> (default, description). Paths are single values; `*_flags` are shell words.
+# name -> (default, description). Paths are single values; `*_flags` are words (see shell_words).
 SETTINGS: dict[str, tuple[str, str]] = {
     "recqa": (_default_recqa(), "the recqa command, e.g. /opt/recqa/.venv/bin/recqa when Airflow has its own environment"),
     "warehouse": (str(PROJECT_DIR / "warehouse"), "where the Lance tables live: a folder or s3://bucket/prefix"),
@@ -67,32 +70,59 @@ SETTINGS: dict[str, tuple[str, str]] = {
 PATHS = ("recqa", "warehouse", "reports", "interactions", "items", "recs_format", "documents", "qa_format", "service_url")
 
 
-def _setting(name: str) -> str:
+SHELL_OPERATOR_CHARS = frozenset(";&|<>()")
+
+
+def shell_words(value: str, name: str) -> str:
+    """A `*_flags` setting as bash words that are only data: split like a shell, each word quoted.
+
+    Quoting is what keeps a flag from running anything; the refusals only turn what cannot be a
+    recqa flag (a command, a bare `;` or `|`) into an error naming the setting rather than
+    stray words that Beam would drop.
+    """
+    try:
+        words = shlex.split(str(value))
+    except ValueError as error:  # an unbalanced quote or a trailing backslash
+        raise ValueError(f"{name}: cannot split {value!r} into words ({error})") from None
+    if words and not words[0].startswith("--"):
+        raise ValueError(f"{name}: must start with a --flag, not {words[0]!r} (flags are passed to recqa, not run)")
+    for word in words:
+        if word and set(word) <= SHELL_OPERATOR_CHARS:
+            raise ValueError(f"{name}: {word!r} is a shell operator, not a flag value (flags are passed to recqa, not run)")
+    return " ".join(shlex.quote(word) for word in words)
+
+
+def _setting(name: str, then: str = "") -> str:
     """Jinja for a setting: run param, else the Airflow Variable, else the default; {ds} filled in."""
     default, _ = SETTINGS[name]
     return (
         # params[...] rather than params.name: `params.items` would be the dict method
         f"{{{{ (params[{json.dumps(name)}] or var.value.get({json.dumps(VARIABLE_PREFIX + name)}, {json.dumps(default)}))"
-        " | replace('{ds}', ds) | replace('{ds_nodash}', ds_nodash) }}"
+        f" | replace('{{ds}}', ds) | replace('{{ds_nodash}}', ds_nodash){then} }}}}"
     )
 
 
-# Paths reach bash as DAG_<NAME> environment variables (quoted where used); flags as shell words.
+def _flags(name: str) -> str:
+    """Jinja for a `*_flags` setting: its words, each quoted for bash (the `shell_words` filter)."""
+    return _setting(name, then=f" | shell_words({json.dumps(name)})")
+
+
+# Paths reach bash as DAG_<NAME> environment variables (quoted where used); flags as quoted words.
 ENV = {"DS": "{{ ds }}", **{f"DAG_{name.upper()}": _setting(name) for name in PATHS}}
 RECS_INPUTS = '--input-format "$DAG_RECS_FORMAT" --interactions "$DAG_INTERACTIONS" --items "$DAG_ITEMS"'
 QA_INPUTS = '--input-format "$DAG_QA_FORMAT" --documents "$DAG_DOCUMENTS"'
 COMMANDS = {
-    "validate_inputs": f'"$DAG_RECQA" validate recs {RECS_INPUTS} {_setting("recs_flags")}\n'
-    f'"$DAG_RECQA" validate qa {QA_INPUTS} {_setting("qa_flags")}',
+    "validate_inputs": f'"$DAG_RECQA" validate recs {RECS_INPUTS} {_flags("recs_flags")}\n'
+    f'"$DAG_RECQA" validate qa {QA_INPUTS} {_flags("qa_flags")}',
     "build_recs": f'"$DAG_RECQA" build-recs --warehouse "$DAG_WAREHOUSE" {RECS_INPUTS} '
-    f'--rejects "$DAG_WAREHOUSE/_rejects/$DS/build-recs" {_setting("recs_flags")}',
+    f'--rejects "$DAG_WAREHOUSE/_rejects/$DS/build-recs" {_flags("recs_flags")}',
     "build_qa": f'"$DAG_RECQA" build-qa --warehouse "$DAG_WAREHOUSE" {QA_INPUTS} '
-    f'--rejects "$DAG_WAREHOUSE/_rejects/$DS/build-qa" {_setting("qa_flags")}',
+    f'--rejects "$DAG_WAREHOUSE/_rejects/$DS/build-qa" {_flags("qa_flags")}',
     # evaluate recs trains its own copy on a split of the same inputs, in a scratch folder
     "evaluate_recs": 'work="$(mktemp -d)"; trap \'rm -rf "$work"\' EXIT\n'
-    f'"$DAG_RECQA" evaluate recs {RECS_INPUTS} --work "$work" --out "$DAG_REPORTS/$DS/recs" {_setting("recs_evaluate_flags")}',
+    f'"$DAG_RECQA" evaluate recs {RECS_INPUTS} --work "$work" --out "$DAG_REPORTS/$DS/recs" {_flags("recs_evaluate_flags")}',
     # scores the answers table build_qa just wrote (the newest version)
-    "evaluate_qa": f'"$DAG_RECQA" evaluate qa --warehouse "$DAG_WAREHOUSE" --out "$DAG_REPORTS/$DS/qa" {_setting("qa_evaluate_flags")}',
+    "evaluate_qa": f'"$DAG_RECQA" evaluate qa --warehouse "$DAG_WAREHOUSE" --out "$DAG_REPORTS/$DS/qa" {_flags("qa_evaluate_flags")}',
     "publish": '"$DAG_RECQA" publish --warehouse "$DAG_WAREHOUSE"',
     "await_service": '"$DAG_RECQA" await-service --warehouse "$DAG_WAREHOUSE" --service-url "$DAG_SERVICE_URL"',
 }
@@ -113,6 +143,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args={"owner": "recqa", "retries": 0},
+    user_defined_filters={"shell_words": shell_words},
     params={name: Param(None, type=["null", "string"], description=f"{text} (default: {default!r})") for name, (default, text) in SETTINGS.items()},
     tags=["recqa"],
 ) as dag:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -103,14 +106,84 @@ def test_inputs_and_outputs_are_the_partition_of_the_data_interval(dag):
     assert '--out "$DAG_REPORTS/$DS/recs"' in render(dag, "evaluate_recs").command
 
 
-def test_flags_reach_the_command_as_shell_words(dag):
-    params = {"recs_flags": "--map user_id=userId --factors 16", "qa_evaluate_flags": "--beir '/data/my faq' --min-ndcg 0.5"}
-    assert render(dag, "build_recs", params=params).command.rstrip().endswith("--map user_id=userId --factors 16")
-    assert "validate recs" in render(dag, "validate_inputs", params=params).command
-    command = render(dag, "evaluate_qa", params=params).command
-    result = subprocess.run(["bash", "-c", 'printf "%s\\n" ' + command.split("--out", 1)[1]], capture_output=True, text=True,
-                            env={"DAG_REPORTS": "/r", "DS": "d"})
-    assert result.stdout.splitlines() == ["/r/d/qa", "--beir", "/data/my faq", "--min-ndcg", "0.5"]
+# setting -> the tasks whose command it extends, and the recqa subcommand each runs it with
+FLAG_TASKS = {
+    "recs_flags": {"validate_inputs": ["validate", "recs"], "build_recs": ["build-recs"]},
+    "qa_flags": {"validate_inputs": ["validate", "qa"], "build_qa": ["build-qa"]},
+    "recs_evaluate_flags": {"evaluate_recs": ["evaluate", "recs"]},
+    "qa_evaluate_flags": {"evaluate_qa": ["evaluate", "qa"]},
+}
+# Each would run `touch pwned` (or write a file) if bash saw it as syntax; as data it is words.
+INJECTIONS = {
+    "--map 'title=Item Title' --factors 8;touch pwned": ["--map", "title=Item Title", "--factors", "8;touch", "pwned"],
+    "--factors $(touch pwned)": ["--factors", "$(touch", "pwned)"],
+    "--factors `touch pwned`": ["--factors", "`touch", "pwned`"],
+    '--map "a=b; touch pwned" --map "c=d | touch pwned" --map "e=f && touch pwned" --map "g=h > pwned"':
+        ["--map", "a=b; touch pwned", "--map", "c=d | touch pwned", "--map", "e=f && touch pwned", "--map", "g=h > pwned"],
+    '--map "title=$(touch pwned)" --map \'body=`touch pwned`\'': ["--map", "title=$(touch pwned)", "--map", "body=`touch pwned`"],
+    "--beir $HOME/* ~ '#x' \"it's\" --x=${IFS}pwned": ["--beir", "$HOME/*", "~", "#x", "it's", "--x=${IFS}pwned"],
+}
+STUB_RECQA = "#!{python}\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n"
+
+
+def run_in_bash(rendered: SimpleNamespace, folder: Path) -> list[list[str]]:
+    """Run a rendered task with bash in `folder`, `recqa` a stub that prints its argv as JSON."""
+    stub = folder / "recqa-stub"
+    stub.write_text(STUB_RECQA.format(python=sys.executable))
+    stub.chmod(0o755)
+    env = {"PATH": os.environ["PATH"], "HOME": str(folder), **rendered.env, "DAG_RECQA": str(stub),
+           "DAG_WAREHOUSE": str(folder / "wh"), "DAG_REPORTS": str(folder / "reports")}
+    result = subprocess.run(["bash", "-c", rendered.command], cwd=folder, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in folder.iterdir()) == ["recqa-stub"], "the command created a file"
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+@pytest.mark.parametrize("flags", INJECTIONS)
+@pytest.mark.parametrize("setting", FLAG_TASKS)
+def test_shell_syntax_in_flags_reaches_recqa_as_words_and_never_runs(dag, tmp_path, setting, flags):
+    for task_id, subcommand in FLAG_TASKS[setting].items():
+        folder = tmp_path / task_id
+        folder.mkdir()
+        calls = run_in_bash(render(dag, task_id, params={setting: flags}), folder)
+        (argv,) = [call for call in calls if call[: len(subcommand)] == subcommand]
+        assert argv[-len(INJECTIONS[flags]):] == INJECTIONS[flags], task_id
+
+
+def test_flags_from_a_variable_are_words_too_and_ds_is_filled_in(dag, tmp_path):
+    variables = {"recqa_recs_flags": "--map 'title=Item {ds}' --factors $(touch pwned) --tag {ds_nodash}"}
+    (argv,) = run_in_bash(render(dag, "build_recs", variables=variables, ds="2026-01-31"), tmp_path)
+    assert argv[-7:] == ["--map", "title=Item 2026-01-31", "--factors", "$(touch", "pwned)", "--tag", "20260131"]
+
+
+def test_the_default_flags_arrive_as_their_words(dag, tmp_path):
+    (argv,) = run_in_bash(render(dag, "evaluate_qa"), tmp_path)
+    assert argv == ["evaluate", "qa", "--warehouse", str(tmp_path / "wh"), "--out", str(tmp_path / "reports" / "2026-01-31" / "qa"),
+                    "--stackfaq", str(ROOT / "data" / "stackfaq" / "stackExchange-FAQ.json")]
+    (argv,) = run_in_bash(render(dag, "build_recs", params={"recs_flags": ""}), tmp_path)
+    assert argv[-2:] == ["--rejects", f"{tmp_path / 'wh'}/_rejects/2026-01-31/build-recs"]  # an empty setting adds no word
+
+
+@pytest.mark.parametrize(
+    ("flags", "reason"),
+    [
+        ("--factors 8 ; touch pwned", "';' is a shell operator"),
+        ("--factors 8 | touch pwned", "'|' is a shell operator"),
+        ("--factors 8 && touch pwned", "'&&' is a shell operator"),
+        ("--factors 8 > pwned", "'>' is a shell operator"),
+        ("--factors 8 & touch pwned", "'&' is a shell operator"),
+        ("; touch pwned", "must start with a --flag, not ';'"),
+        ("touch pwned", "must start with a --flag, not 'touch'"),
+        ("-f 8", "must start with a --flag, not '-f'"),
+        ("--map 'title=Item", "cannot split"),
+        ("--map title\\", "cannot split"),
+    ],
+)
+@pytest.mark.parametrize("setting", FLAG_TASKS)
+def test_a_flag_setting_that_cannot_be_flags_fails_naming_the_setting(dag, setting, flags, reason):
+    for task_id in FLAG_TASKS[setting]:
+        with pytest.raises(ValueError, match=re.escape(f"{setting}: ") + ".*" + re.escape(reason)):
+            render(dag, task_id, params={setting: flags})
 
 
 def test_no_credentials_or_hosts_in_the_dag_source():
