@@ -3,7 +3,7 @@
 validate_inputs -> build_recs, build_qa (in parallel) -> evaluate_recs, evaluate_qa (gates) ->
 publish -> await_service. Every task runs the `recqa` CLI in bash, so the project may live in
 Airflow's environment or in its own (point the `recqa` setting at that environment's command).
-A failing gate fails its evaluate task; `publish` then never runs and the `published` tag, which
+A failing gate fails its evaluate task; `publish` then never runs and the current release, which
 the service follows, stays where it was.
 
 Each setting is taken from the run's params (the trigger form or `--conf`), else from the
@@ -15,7 +15,7 @@ every word reaches `recqa` quoted, so `;`, `|`, `$(...)` and the like in a flag 
 setting that does not split, does not start with a `--flag` or holds a bare shell operator
 fails the task (see shell_words). Reports go to `<reports>/<ds>/{recs,qa}` and rejects to
 `<warehouse>/_rejects/<ds>/`, so re-running an interval rewrites its own outputs; runs are
-serialised (max_active_runs=1) because they share the warehouse and its tag.
+serialised (max_active_runs=1) because they share the warehouse and its release log.
 No credentials here: storage credentials come from the workers' environment.
 """
 
@@ -65,7 +65,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
         f"--stackfaq {shlex.quote(str(DATA_DIR / 'stackfaq' / 'stackExchange-FAQ.json'))}",
         "evaluate qa flags: judged queries (--stackfaq or --beir) and gates (--min-ndcg, ...)",
     ),
-    "service_url": ("", "a running `recqa serve` to wait for until it serves the new versions; empty: it picks the tag up"),
+    "service_url": ("", "a running `recqa serve` to wait for until it serves the new versions; empty: it picks the release up"),
 }
 PATHS = ("recqa", "warehouse", "reports", "interactions", "items", "recs_format", "documents", "qa_format", "service_url")
 

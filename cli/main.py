@@ -27,7 +27,7 @@ JOBS = {
     "releases": ("pipelines.publish", "releases", "list the retained releases (the last one is published)"),
     "await-service": ("pipelines.publish", "await_service", "wait until a running service serves the published versions"),
 }
-VERBS = {"validate": "checked", "await-service": "served", "releases": "published"}  # what the closing line says instead of "wrote"
+VERBS = {"validate": "checked", "await-service": "served", "releases": "published", "rollback": "published"}  # what the closing line says instead of "wrote"
 # `recqa evaluate <kind>` -> module whose run(argv) returns the report's figures with an exit code
 EVALUATIONS = {
     "recs": ("evaluation.evaluate_recs", "ALS as served against popularity, item-kNN and BPR"),

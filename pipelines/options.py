@@ -78,6 +78,7 @@ class JobResult:
 
     def summary(self) -> str:
         tables = "\n".join(
-            f"  {name:<8} version {self.versions[name]:>4}  rows {self.rows.get(name, 0):>8}" for name in self.versions
+            f"  {name:<8} version {self.versions[name]:>4}" + (f"  rows {self.rows[name]:>8}" if name in self.rows else "")
+            for name in self.versions
         )
         return f"{self.stages}\n\n{tables}" if self.stages else tables

@@ -1,7 +1,7 @@
 """`airflow dags test recqa_daily <date>` for real: Airflow with SQLite, the recqa CLI, the bundled data.
 
 One AIRFLOW_HOME and one warehouse serve both runs: a passing interval publishes, then an
-interval whose gate is impossibly high fails and leaves the `published` tag where it was.
+interval whose gate is impossibly high fails and leaves the current release where it was.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def test_a_failing_gate_fails_the_run_and_publishes_nothing(airflow, good_run):
     assert bad.tasks["publish"] == bad.tasks["await_service"] == "upstream_failed"
     after_latest = latest(airflow.warehouse)
     assert all(after_latest[name] > before[name] for name in TABLES)  # the builds did write new versions...
-    assert published(airflow.warehouse) == before  # ...but the tag did not move
+    assert published(airflow.warehouse) == before  # ...but the release did not change
     report = json.loads((airflow.reports / BAD_DAY / "recs" / "report.json").read_text())
     assert report["gates"]["passed"] is False
     assert any("minimum 1.0100" in failure for failure in report["gates"]["failures"])

@@ -1,17 +1,25 @@
-"""A service started where there are no tables stays alive, says it is not ready, and why."""
+"""A service started where nothing is published yet stays alive, says it is not ready and why,
+and becomes ready once a release appears."""
+
+import shutil
+import time
 
 import pytest
 
+from features.releases import RELEASES_TABLE
+from pipelines import publish
 from tests.serving.conftest import start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
 
-def test_missing_warehouse_is_live_but_not_ready_until_a_version_is_published(tmp_path, warehouse):
-    import shutil
-    import time
-
+@pytest.mark.parametrize("state", ["missing", "empty", "built-not-published"])
+def test_a_warehouse_with_nothing_published_is_live_but_not_ready_until_a_release(state, tmp_path, warehouse):
     target = tmp_path / "warehouse-to-come"
+    if state == "empty":
+        target.mkdir()
+    if state == "built-not-published":  # every table built, no release log yet
+        shutil.copytree(warehouse, target, ignore=shutil.ignore_patterns(f"{RELEASES_TABLE}.lance"))
     server = start_server(target, tmp_path, wait_ready=False, reload_seconds=1)
     try:
         assert server.get("/healthz").status_code == 200
@@ -23,10 +31,14 @@ def test_missing_warehouse_is_live_but_not_ready_until_a_version_is_published(tm
         assert "not ready: no published version of every table" in log
         version = server.get("/version")
         assert version.status_code == 503 and "no published version" in version.json()["reason"]
-        shutil.copytree(warehouse, target)  # a published warehouse appears
+        if state == "built-not-published":
+            publish.run(["--warehouse", str(target)])
+        else:
+            shutil.copytree(warehouse, target, dirs_exist_ok=True)  # a published warehouse appears
         deadline = time.monotonic() + 60
         while server.get("/readyz").status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.5)
         assert server.post("/recommend", {"user_id": "u", "k": 3}).status_code == 200
+        assert server.get("/healthz").status_code == 200
     finally:
         stop_server(server.process)

@@ -184,6 +184,17 @@ def test_answer_modes_filters_and_diversity(server):
     assert server.post("/answer", {"question": question, "diversity": 1.5}).status_code == 400
 
 
+def test_admin_endpoints_do_not_exist_without_an_admin_token(server):
+    """This server was started with no RECQA_ADMIN_TOKEN: any bearer token gets 404, nothing runs."""
+    import requests
+
+    for path in ("/admin/reload", "/admin/cache/flush"):
+        for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer anything"}):
+            response = requests.post(f"{server.base_url}{path}", headers=headers, timeout=30)
+            assert response.status_code == 404, (path, headers, response.text)
+    assert server.get("/readyz").status_code == 200
+
+
 def test_responses_name_the_published_versions(server, warehouse):
     from pipelines import lance_io
 
