@@ -130,3 +130,17 @@ def test_publishing_one_table_checks_it_with_the_published_others(copy):
     lance_io.write_table(copy, "users", users, {META_ALS: b'{"factors": 8, "random_state": 1}'})
     with pytest.raises(publish.PublishError, match="different ALS fits"):
         publish.run(["--warehouse", copy, "--tables", "users"])
+
+
+def test_releases_lists_the_log_and_names_an_empty_warehouse(copy, tmp_path):
+    first = lance_io.read_releases(copy).current
+    answers = lance.dataset(lance_io.table_uri(copy, "answers")).to_table()
+    lance_io.write_table(copy, "answers", answers.slice(0, 10), answers.schema.metadata)
+    lance_io.create_fts_index(copy, "answers")
+    second = publish.run(["--warehouse", copy, "--tables", "answers"]).versions["answers"]
+    listed = publish.releases(["--warehouse", copy])
+    assert listed.versions == {**first.tables, "answers": second}
+    lines = listed.stages.splitlines()
+    assert len(lines) == 2 and f"answers v{first.tables['answers']}" in lines[0] and f"answers v{second}" in lines[1]
+    with pytest.raises(InputError, match="nothing published yet"):
+        publish.releases(["--warehouse", str(tmp_path / "none")])
