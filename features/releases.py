@@ -18,8 +18,8 @@ import pyarrow as pa
 RELEASES_TABLE = "releases"
 RELEASES_SCHEMA = pa.schema(
     [
-        pa.field("release", pa.int64(), nullable=False),  # 1, 2, 3, ... never reused
-        pa.field("action", pa.string(), nullable=False),  # "publish" or "rollback"
+        pa.field("release", pa.int64(), nullable=False),  # 1, 2, 3, ...; after a rollback the dropped number is used again
+        pa.field("action", pa.string(), nullable=False),  # "publish", or "tagged" for a pre-log warehouse's tags
         pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
         pa.field("tables", pa.string(), nullable=False),  # JSON {table: version}
     ]
@@ -55,3 +55,8 @@ def releases_from_arrow(table: pa.Table) -> list[Release]:
         for row in rows
     ]
     return sorted(releases, key=lambda r: r.number)
+
+
+def is_missing_dataset(error: Exception) -> bool:
+    """Whether Lance's error on opening a dataset means it does not exist (not that it is broken)."""
+    return "was not found" in str(error)

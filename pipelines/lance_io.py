@@ -10,16 +10,29 @@ compare-and-swap commit, so every table of a release becomes visible at the same
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
 
-from features.releases import RELEASES_TABLE, Release, releases_from_arrow, releases_to_arrow
-from features.schemas import ANSWER_TEXT_COLUMN, PUBLISHED_TAG, IndexConfig, table_uri
+from features.releases import RELEASES_TABLE, Release, is_missing_dataset, releases_from_arrow, releases_to_arrow
+from features.schemas import (
+    ANSWER_TEXT_COLUMN,
+    ANSWERS_TABLE,
+    ITEMS_TABLE,
+    PUBLISHED_TAG,
+    USERS_TABLE,
+    IndexConfig,
+    table_uri,
+)
+logger = logging.getLogger(__name__)
+LEGACY_RELEASE_TAG_PREFIX = "release-"  # tags an older recqa kept per publish, before the log
+
 
 def to_arrow(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
     """Rows (dicts) to an Arrow table of exactly `schema`; a missing column is an error."""
@@ -167,11 +180,34 @@ class ReleaseLog:
 
 
 def read_releases(warehouse: str) -> ReleaseLog:
-    """The release log's latest version (empty before the first publish)."""
-    ds = dataset(warehouse, RELEASES_TABLE)
-    if ds is None:
-        return ReleaseLog((), None)
+    """The release log's latest version; before the first publish, what the tags published.
+
+    A warehouse published by an older recqa has `published` tags but no log: its tagged
+    versions are the current release, so the first publish keeps them in the log and a
+    service started on it serves them. A log that exists but cannot be read is an error,
+    never taken for an empty one.
+    """
+    import lance
+
+    try:
+        ds = lance.dataset(table_uri(warehouse, RELEASES_TABLE))
+    except ValueError as error:
+        if not is_missing_dataset(error):
+            raise
+        tagged = tagged_release(warehouse)
+        return ReleaseLog((tagged,) if tagged is not None else (), None)
     return ReleaseLog(tuple(releases_from_arrow(ds.to_table())), int(ds.version))
+
+
+def tagged_release(warehouse: str) -> Release | None:
+    """The versions the `published` tags name, for a warehouse that predates the release log."""
+    tables = {}
+    for name in (USERS_TABLE, ITEMS_TABLE, ANSWERS_TABLE):
+        ds = dataset(warehouse, name)
+        if ds is not None and PUBLISHED_TAG in ds.tags.list():
+            tables[name] = int(ds.tags.get_version(PUBLISHED_TAG))
+    unknown = datetime.fromtimestamp(0, timezone.utc)  # tags do not say when they were moved
+    return Release(number=0, tables=tables, action="tagged", created_at=unknown) if tables else None
 
 
 def published_version(warehouse: str, name: str) -> int | None:
@@ -192,20 +228,20 @@ def _commit_releases(warehouse: str, log: ReleaseLog, releases: Sequence[Release
 
     uri = table_uri(warehouse, RELEASES_TABLE)
     read_version = log.version
-    if read_version is None:  # the first publish: an empty log to compare against
+    if read_version is None:  # the first publish: create the log as it was read, then compare against it
         if "://" not in warehouse:
             os.makedirs(warehouse, exist_ok=True)
         try:
-            read_version = int(lance.write_dataset(releases_to_arrow([]), uri, mode="create").version)
-        except (OSError, ValueError) as error:
+            read_version = int(lance.write_dataset(releases_to_arrow(list(log.releases)), uri, mode="create").version)
+        except OSError as error:  # anything but losing the race to create it is a real failure
+            if not any(word in str(error).lower() for word in ("already exists", "conflict")):
+                raise
             raise ReleaseConflict(f"another publish created the release log first ({error})") from error
     table = releases_to_arrow(list(releases))
     operation = lance.LanceOperation.Overwrite(table.schema, lance_write_fragments(table, uri, schema=table.schema))
     try:
         return int(lance.LanceDataset.commit(uri, operation, read_version=read_version).version)
-    except (CommitConflictError, OSError) as error:
-        if isinstance(error, OSError) and "conflict" not in str(error).lower():
-            raise
+    except CommitConflictError as error:
         raise ReleaseConflict(f"another publish or rollback changed the release log (read at version {read_version})") from error
 
 
@@ -220,10 +256,13 @@ def _mirror_published_tags(warehouse: str, release: Release) -> None:
         ds = dataset(warehouse, name)
         if ds is None:
             continue
-        if PUBLISHED_TAG in ds.tags.list():
-            ds.tags.update(PUBLISHED_TAG, version)
-        else:
-            ds.tags.create(PUBLISHED_TAG, version)
+        try:
+            if PUBLISHED_TAG in ds.tags.list():
+                ds.tags.update(PUBLISHED_TAG, version)
+            else:
+                ds.tags.create(PUBLISHED_TAG, version)
+        except Exception as error:  # noqa: BLE001 - the release has landed; a stale tag must not fail it
+            logger.warning("released, but the '%s' tag of %s still names an older version: %s", PUBLISHED_TAG, name, error)
 
 
 def publish_release(warehouse: str, log: ReleaseLog, versions: Mapping[str, int], retain_releases: int) -> Release:
@@ -265,6 +304,8 @@ def cleanup_table(warehouse: str, name: str) -> int:
     kept = {release.tables[name] for release in releases if name in release.tables}
     if ds is None or not kept:
         return 0
+    for tag in [tag for tag in ds.tags.list() if tag.startswith(LEGACY_RELEASE_TAG_PREFIX)]:
+        ds.tags.delete(tag)  # an older recqa's rollback tags; the log holds the releases now
     oldest_kept = min(kept)
     doomed = [v["version"] for v in ds.versions() if v["version"] < oldest_kept]
     if not doomed:

@@ -46,6 +46,8 @@ def _tables(warehouse: str, listed: str | None) -> list[str]:
         unknown = sorted(set(names) - set(ALL_TABLES))
         if unknown:
             raise InputError(f"unknown tables {unknown}; expected some of {list(ALL_TABLES)}", field="--tables")
+        if missing := [name for name in names if lance_io.dataset(warehouse, name) is None]:
+            raise InputError(f"tables {missing} do not exist in '{warehouse}': build them first", field="--tables")
         return names
     names = [name for name in ALL_TABLES if lance_io.dataset(warehouse, name) is not None]
     if not names:

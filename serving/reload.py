@@ -12,8 +12,8 @@ import threading
 from collections.abc import Callable
 
 from features.errors import TableContractError
-from features.releases import RELEASES_TABLE, releases_from_arrow
-from features.schemas import ANSWERS_TABLE, ITEMS_TABLE, USERS_TABLE, table_uri
+from features.releases import RELEASES_TABLE, is_missing_dataset, releases_from_arrow
+from features.schemas import ANSWERS_TABLE, ITEMS_TABLE, PUBLISHED_TAG, USERS_TABLE, table_uri
 from serving.store import Store
 
 logger = logging.getLogger(__name__)
@@ -29,11 +29,26 @@ def published_versions(warehouse: str) -> dict[str, int] | None:
 
     try:
         releases = releases_from_arrow(lance.dataset(table_uri(warehouse, RELEASES_TABLE)).to_table())
-    except (FileNotFoundError, ValueError, OSError):  # no log: nothing published yet
-        return None
+    except ValueError as error:  # no log; any other failure to read it is raised, not taken for "none"
+        if not is_missing_dataset(error):
+            raise
+        return _tagged_versions(warehouse)
     if not releases or any(name not in releases[-1].tables for name in SERVED_TABLES):
         return None
     return {name: releases[-1].tables[name] for name in SERVED_TABLES}
+
+
+def _tagged_versions(warehouse: str) -> dict[str, int] | None:
+    """What the `published` tags name, for a warehouse published before the release log."""
+    import lance
+
+    versions = {}
+    for name in SERVED_TABLES:
+        try:
+            versions[name] = int(lance.dataset(table_uri(warehouse, name)).tags.get_version(PUBLISHED_TAG))
+        except Exception:  # noqa: BLE001 - a missing table or tag: nothing published yet
+            return None
+    return versions
 
 
 class StoreFollower:
@@ -61,7 +76,13 @@ class StoreFollower:
     def refresh(self) -> bool:
         """Open the published versions if they differ from the served ones; True on a swap."""
         with self._lock:
-            wanted = published_versions(self._warehouse)
+            try:
+                wanted = published_versions(self._warehouse)
+            except Exception as error:  # noqa: BLE001 - an unreadable log: keep what is served, say why
+                if self._store is None:
+                    self.not_ready_reason = f"the release log of '{self._warehouse}' cannot be read: {error}"
+                logger.error("cannot read the release log (serving %s): %s", self._store.versions if self._store else None, error)
+                return False
             if wanted is None:
                 if self._store is None:
                     self.not_ready_reason = f"no published version of every table in '{self._warehouse}' (run `recqa publish`)"

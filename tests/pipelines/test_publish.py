@@ -144,3 +144,64 @@ def test_releases_lists_the_log_and_names_an_empty_warehouse(copy, tmp_path):
     assert len(lines) == 2 and f"answers v{first.tables['answers']}" in lines[0] and f"answers v{second}" in lines[1]
     with pytest.raises(InputError, match="nothing published yet"):
         publish.releases(["--warehouse", str(tmp_path / "none")])
+
+
+def test_a_warehouse_published_by_tags_alone_keeps_serving_them_and_its_first_release_keeps_them(copy):
+    """A warehouse published before the release log: its `published` tags are the current release."""
+    from serving.reload import published_versions
+
+    tagged = {name: lance_io.published_version(copy, name) for name in publish.ALL_TABLES}
+    shutil.rmtree(lance_io.table_uri(copy, "releases"))
+    answers_uri = lance_io.table_uri(copy, "answers")
+    lance.dataset(answers_uri).tags.create("release-000001", tagged["answers"])  # an older recqa's rollback tag
+    assert published_versions(copy) == tagged  # the service serves what the tags name
+    assert lance_io.read_releases(copy).current.tables == tagged
+    answers = lance.dataset(answers_uri).to_table()
+    lance_io.write_table(copy, "answers", answers.slice(0, 10), answers.schema.metadata)
+    lance_io.create_fts_index(copy, "answers")
+    publish.run(["--warehouse", copy])
+    assert [r.tables for r in lance_io.read_releases(copy).releases] == [tagged, lance_io.table_versions(copy, list(publish.ALL_TABLES))]
+    assert "release-000001" not in lance.dataset(answers_uri).tags.list()  # no old tag pins versions forever
+    assert publish.rollback(["--warehouse", copy]).versions == tagged
+
+
+def test_a_publish_racing_a_rollback_one_lands_and_nothing_is_lost(copy, monkeypatch):
+    answers = lance.dataset(lance_io.table_uri(copy, "answers")).to_table()
+    for rows in (10, 20):  # two releases, so there is one to roll back to
+        lance_io.write_table(copy, "answers", answers.slice(0, rows), answers.schema.metadata)
+        lance_io.create_fts_index(copy, "answers")
+        publish.run(["--warehouse", copy, "--tables", "answers"])
+    lance_io.write_table(copy, "answers", answers.slice(0, 30), answers.schema.metadata)
+    lance_io.create_fts_index(copy, "answers")
+    before = lance_io.read_releases(copy).releases
+    barrier = threading.Barrier(2)
+    commit = lance_io._commit_releases
+
+    def commit_together(*args, **kwargs):  # both have read the log; now both commit
+        barrier.wait(timeout=60)
+        return commit(*args, **kwargs)
+
+    monkeypatch.setattr(lance_io, "_commit_releases", commit_together)
+
+    def attempt(job) -> str:
+        try:
+            job(["--warehouse", copy])
+            return "landed"
+        except publish.PublishError as error:
+            return str(error)
+
+    with ThreadPoolExecutor(2) as pool:
+        published, rolled_back = pool.map(attempt, (publish.run, publish.rollback))
+    assert sorted([published == "landed", rolled_back == "landed"]) == [False, True], (published, rolled_back)
+    after = lance_io.read_releases(copy).releases
+    if published == "landed":
+        assert after[:-1] == before and after[-1].tables["answers"] == lance_io.table_versions(copy, ["answers"])["answers"]
+        assert "changed the release log" in rolled_back
+    else:
+        assert after == before[:-1] and "changed the release log" in published
+
+
+def test_publishing_a_table_that_was_never_built_names_it(tmp_path):
+    lance_io.write_table(str(tmp_path), "answers", pa.table({"doc_id": ["d1"]}))
+    with pytest.raises(InputError, match=r"tables \['users'\] do not exist"):
+        publish.run(["--warehouse", str(tmp_path), "--tables", "users"])
