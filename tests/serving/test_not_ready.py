@@ -4,9 +4,11 @@ and becomes ready once a release appears."""
 import shutil
 import time
 
+import lance
 import pytest
 
 from features.releases import RELEASES_TABLE
+from features.schemas import PUBLISHED_TAG, table_uri
 from pipelines import publish
 from tests.serving.conftest import start_server, stop_server
 
@@ -18,8 +20,10 @@ def test_a_warehouse_with_nothing_published_is_live_but_not_ready_until_a_releas
     target = tmp_path / "warehouse-to-come"
     if state == "empty":
         target.mkdir()
-    if state == "built-not-published":  # every table built, no release log yet
+    if state == "built-not-published":  # every table built, no release log and no tags yet
         shutil.copytree(warehouse, target, ignore=shutil.ignore_patterns(f"{RELEASES_TABLE}.lance"))
+        for name in publish.ALL_TABLES:
+            lance.dataset(table_uri(str(target), name)).tags.delete(PUBLISHED_TAG)
     server = start_server(target, tmp_path, wait_ready=False, reload_seconds=1)
     try:
         assert server.get("/healthz").status_code == 200
