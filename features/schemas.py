@@ -26,6 +26,12 @@ META_ALS = b"recqa.als"
 META_FIT = b"recqa.fit"  # one id per build-recs run: users and items of one fit share it
 
 
+def fit_of(metadata: dict[bytes, bytes] | None) -> tuple[bytes | None, bytes | None]:
+    """What says two tables hold one ALS fit: its settings and the run's id (publish and service compare it)."""
+    metadata = metadata or {}
+    return metadata.get(META_ALS), metadata.get(META_FIT)
+
+
 @dataclass(frozen=True)
 class Interaction:
     """One user-item event of the input contract."""

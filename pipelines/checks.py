@@ -13,12 +13,11 @@ from features.schemas import (
     ANSWERS_TABLE,
     CONTENT_INDEX,
     ITEMS_TABLE,
-    META_ALS,
-    META_FIT,
     META_DIMENSION,
     META_ENCODER,
     USERS_TABLE,
     IndexConfig,
+    fit_of,
 )
 from pipelines import lance_io
 
@@ -65,8 +64,6 @@ def check_tables(
             if name != USERS_TABLE and rows >= ann_min_rows and config.column not in indexed:
                 problems.append(f"{name}.{config.column}: {rows} rows but no vector index")
     if USERS_TABLE in datasets and ITEMS_TABLE in datasets:
-        user_fit = [(datasets[USERS_TABLE].schema.metadata or {}).get(key) for key in (META_ALS, META_FIT)]
-        item_fit = [(datasets[ITEMS_TABLE].schema.metadata or {}).get(key) for key in (META_ALS, META_FIT)]
-        if user_fit != item_fit:
+        if fit_of(datasets[USERS_TABLE].schema.metadata) != fit_of(datasets[ITEMS_TABLE].schema.metadata):
             problems.append("users and items come from different ALS fits")
     return problems

@@ -21,7 +21,7 @@ from features.factorization import explain_by_similarity, fold_in
 from features.filters import item_condition, sql_string
 from features.interactions import DEFAULT_EVENT, DEFAULT_EVENT_WEIGHTS
 from features.retrieval import distance_to_similarity, take_unseen, top_k
-from features.schemas import ALS_INDEX, CONTENT_INDEX, META_ALS, META_FIT, ALSConfig
+from features.schemas import ALS_INDEX, CONTENT_INDEX, META_ALS, ALSConfig, fit_of
 from serving.tables import check_encoder, vector_query, where
 
 
@@ -182,8 +182,7 @@ def event_weight_default() -> float:
 
 def _check_same_fit(users, items) -> None:  # LanceTables at their served versions
     """Users and items must come from one ALS fit, or their dot products mean nothing."""
-    user_als = [(users.schema.metadata or {}).get(key) for key in (META_ALS, META_FIT)]
-    item_als = [(items.schema.metadata or {}).get(key) for key in (META_ALS, META_FIT)]
+    user_als, item_als = fit_of(users.schema.metadata), fit_of(items.schema.metadata)
     if user_als != item_als:
         raise TableContractError(f"users and items come from different ALS fits ({user_als!r} vs {item_als!r})")
 
