@@ -10,6 +10,7 @@ schema and its conversions.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -55,6 +56,12 @@ def releases_from_arrow(table: pa.Table) -> list[Release]:
         for row in rows
     ]
     return sorted(releases, key=lambda r: r.number)
+
+
+def tagged_release(tags: Mapping[str, int]) -> Release | None:
+    """The `published` tags of a warehouse that predates the log, as its release (None: no tags)."""
+    unknown = datetime.fromtimestamp(0, timezone.utc)  # tags do not say when they were moved
+    return Release(number=0, tables=dict(tags), action="tagged", created_at=unknown) if tags else None
 
 
 def is_missing_dataset(error: Exception) -> bool:

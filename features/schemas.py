@@ -14,6 +14,7 @@ import pyarrow as pa
 USERS_TABLE = "users"
 ITEMS_TABLE = "items"
 ANSWERS_TABLE = "answers"
+RECQA_TABLES = (USERS_TABLE, ITEMS_TABLE, ANSWERS_TABLE)  # what publish releases and the service serves
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 DEFAULT_WAREHOUSE = "./warehouse"

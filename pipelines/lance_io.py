@@ -15,21 +15,20 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
 
-from features.releases import RELEASES_TABLE, Release, is_missing_dataset, releases_from_arrow, releases_to_arrow
-from features.schemas import (
-    ANSWER_TEXT_COLUMN,
-    ANSWERS_TABLE,
-    ITEMS_TABLE,
-    PUBLISHED_TAG,
-    USERS_TABLE,
-    IndexConfig,
-    table_uri,
+from features.releases import (
+    RELEASES_TABLE,
+    Release,
+    is_missing_dataset,
+    releases_from_arrow,
+    releases_to_arrow,
+    tagged_release,
 )
+from features.schemas import ANSWER_TEXT_COLUMN, PUBLISHED_TAG, RECQA_TABLES, IndexConfig, table_uri
+
 logger = logging.getLogger(__name__)
 LEGACY_RELEASE_TAG_PREFIX = "release-"  # tags an older recqa kept per publish, before the log
 
@@ -194,20 +193,19 @@ def read_releases(warehouse: str) -> ReleaseLog:
     except ValueError as error:
         if not is_missing_dataset(error):
             raise
-        tagged = tagged_release(warehouse)
+        tagged = tagged_release(published_tags(warehouse))
         return ReleaseLog((tagged,) if tagged is not None else (), None)
     return ReleaseLog(tuple(releases_from_arrow(ds.to_table())), int(ds.version))
 
 
-def tagged_release(warehouse: str) -> Release | None:
-    """The versions the `published` tags name, for a warehouse that predates the release log."""
+def published_tags(warehouse: str) -> dict[str, int]:
+    """The version each recqa table's `published` tag names (tables without one left out)."""
     tables = {}
-    for name in (USERS_TABLE, ITEMS_TABLE, ANSWERS_TABLE):
+    for name in RECQA_TABLES:
         ds = dataset(warehouse, name)
         if ds is not None and PUBLISHED_TAG in ds.tags.list():
             tables[name] = int(ds.tags.get_version(PUBLISHED_TAG))
-    unknown = datetime.fromtimestamp(0, timezone.utc)  # tags do not say when they were moved
-    return Release(number=0, tables=tables, action="tagged", created_at=unknown) if tables else None
+    return tables
 
 
 def published_version(warehouse: str, name: str) -> int | None:
@@ -293,14 +291,13 @@ def rollback_release(warehouse: str) -> Release:
     return previous
 
 
-def cleanup_table(warehouse: str, name: str) -> int:
-    """Delete versions of `name` that no release in the log names and that predate them all.
+def cleanup_table(warehouse: str, name: str, releases: Sequence[Release]) -> int:
+    """Delete versions of `name` that none of `releases` (the log) names and that predate them all.
 
     Returns how many versions were removed. Versions newer than the oldest release kept (a run
     not yet published, or a release rolled back) are kept.
     """
     ds = dataset(warehouse, name)
-    releases = read_releases(warehouse).releases
     kept = {release.tables[name] for release in releases if name in release.tables}
     if ds is None or not kept:
         return 0

@@ -17,12 +17,12 @@ from collections.abc import Sequence
 
 from features.errors import InputError
 from features.locations import add_warehouse_argument
-from features.schemas import ALS_INDEX, ANSWERS_TABLE, ITEMS_TABLE, USERS_TABLE
+from features.schemas import ALS_INDEX, RECQA_TABLES
 from pipelines import lance_io
 from pipelines.checks import check_tables
 from pipelines.options import JobResult
 
-ALL_TABLES = (USERS_TABLE, ITEMS_TABLE, ANSWERS_TABLE)
+ALL_TABLES = RECQA_TABLES
 DEFAULT_RETAIN_RELEASES = 5
 # The service checks the release log every RECQA_RELOAD_SECONDS (10 by default); allow many of those.
 DEFAULT_AWAIT_TIMEOUT_SECONDS = 300.0
@@ -74,8 +74,9 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
         release = lance_io.publish_release(args.warehouse, log, versions, args.retain_releases)
     except lance_io.ReleaseConflict as error:
         raise PublishError(f"not published: {error}; run publish again to release the latest versions") from error
+    kept = lance_io.read_releases(args.warehouse).releases  # read once, after the commit
     for name in release.tables:
-        lance_io.cleanup_table(args.warehouse, name)
+        lance_io.cleanup_table(args.warehouse, name, kept)
     return JobResult(versions=versions, rows=lance_io.table_rows(args.warehouse, names))
 
 

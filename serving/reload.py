@@ -12,12 +12,11 @@ import threading
 from collections.abc import Callable
 
 from features.errors import TableContractError
-from features.releases import RELEASES_TABLE, is_missing_dataset, releases_from_arrow
-from features.schemas import ANSWERS_TABLE, ITEMS_TABLE, PUBLISHED_TAG, USERS_TABLE, table_uri
+from features.releases import RELEASES_TABLE, is_missing_dataset, releases_from_arrow, tagged_release
+from features.schemas import PUBLISHED_TAG, RECQA_TABLES, table_uri
 from serving.store import Store
 
 logger = logging.getLogger(__name__)
-SERVED_TABLES = (USERS_TABLE, ITEMS_TABLE, ANSWERS_TABLE)
 
 
 def published_versions(warehouse: str) -> dict[str, int] | None:
@@ -28,27 +27,27 @@ def published_versions(warehouse: str) -> dict[str, int] | None:
     import lance
 
     try:
-        releases = releases_from_arrow(lance.dataset(table_uri(warehouse, RELEASES_TABLE)).to_table())
+        current = releases_from_arrow(lance.dataset(table_uri(warehouse, RELEASES_TABLE)).to_table())[-1:]
     except ValueError as error:  # no log; any other failure to read it is raised, not taken for "none"
         if not is_missing_dataset(error):
             raise
-        return _tagged_versions(warehouse)
-    if not releases or any(name not in releases[-1].tables for name in SERVED_TABLES):
+        current = [tagged] if (tagged := tagged_release(_published_tags(warehouse))) else []
+    if not current or any(name not in current[0].tables for name in RECQA_TABLES):
         return None
-    return {name: releases[-1].tables[name] for name in SERVED_TABLES}
+    return {name: current[0].tables[name] for name in RECQA_TABLES}
 
 
-def _tagged_versions(warehouse: str) -> dict[str, int] | None:
-    """What the `published` tags name, for a warehouse published before the release log."""
+def _published_tags(warehouse: str) -> dict[str, int]:
+    """The version each table's `published` tag names, for a warehouse that predates the log."""
     import lance
 
-    versions = {}
-    for name in SERVED_TABLES:
+    tags = {}
+    for name in RECQA_TABLES:
         try:
-            versions[name] = int(lance.dataset(table_uri(warehouse, name)).tags.get_version(PUBLISHED_TAG))
-        except Exception:  # noqa: BLE001 - a missing table or tag: nothing published yet
-            return None
-    return versions
+            tags[name] = int(lance.dataset(table_uri(warehouse, name)).tags.get_version(PUBLISHED_TAG))
+        except Exception:  # noqa: BLE001 - a missing table or tag: that table has no published version
+            continue
+    return tags
 
 
 class StoreFollower:

@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -14,6 +15,21 @@ DATA = ROOT / "data"
 MS_USAGE = DATA / "ms-store" / "demoUsage.csv"
 MS_CATALOG = DATA / "ms-store" / "demoCatalog.csv"
 STACKFAQ = DATA / "stackfaq" / "stackExchange-FAQ.json"
+
+class FakeEncoder:
+    """Deterministic stand-in for the encoder: no model, a fixed name and dimension (the bundled model's by default)."""
+
+    def __init__(self, name: str = "all-MiniLM-L6-v2", dimension: int = 384) -> None:
+        self.name = name
+        self._dimension = dimension
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return np.ones((len(texts), self._dimension), dtype=np.float32) / np.sqrt(self._dimension)
+
 
 # Keep third-party state out of the home directory and off the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

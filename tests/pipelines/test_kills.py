@@ -14,12 +14,12 @@ import sys
 import textwrap
 
 import lance
-import numpy as np
 import pytest
 
 from pipelines import build_qa, build_recs, lance_io, publish
 from serving.reload import published_versions
 from serving.store import Store
+from tests.conftest import FakeEncoder
 
 pytestmark = pytest.mark.slow
 
@@ -37,15 +37,6 @@ KILLS = {
     # a warehouse published by tags only (before the release log): killed after creating the log
     "first-publish-after-creating-the-log": ("publish", "lance.LanceDataset.commit", 1, False),
 }
-
-
-class FakeEncoder:
-    """The published tables' encoder name and dimension, without the model."""
-
-    name, dimension = "all-MiniLM-L6-v2", 384
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        return np.full((len(texts), self.dimension), 1 / np.sqrt(self.dimension), dtype=np.float32)
 
 
 def _job_argv(job: str, warehouse: str, tmp_path) -> list[str]:

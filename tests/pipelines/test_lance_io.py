@@ -81,7 +81,7 @@ def test_cleanup_keeps_the_retained_releases_and_anything_newer(tmp_path):
     for n in range(1, 5):
         published.append(_publish(warehouse, retain=2, t=lance_io.write_table(warehouse, "t", _table(n))).tables["t"])
     unpublished = lance_io.write_table(warehouse, "t", _table(9))
-    removed = lance_io.cleanup_table(warehouse, "t")
+    removed = lance_io.cleanup_table(warehouse, "t", lance_io.read_releases(warehouse).releases)
     assert removed == 2
     uri = lance_io.table_uri(warehouse, "t")
     remaining = {v["version"] for v in lance.dataset(uri).versions()}

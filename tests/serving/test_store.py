@@ -8,21 +8,7 @@ from features.schemas import META_ALS, USERS_TABLE
 from pipelines import lance_io
 from serving.reload import published_versions
 from serving.store import Store
-
-
-class FakeEncoder:
-    """Deterministic stand-in: no model, a fixed name and dimension."""
-
-    def __init__(self, name: str, dimension: int) -> None:
-        self.name = name
-        self._dimension = dimension
-
-    @property
-    def dimension(self) -> int:
-        return self._dimension
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        return np.ones((len(texts), self._dimension), dtype=np.float32) / np.sqrt(self._dimension)
+from tests.conftest import FakeEncoder
 
 
 @pytest.mark.parametrize(("name", "dimension"), [("other-model", 384), ("all-MiniLM-L6-v2", 768)])
