@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from features.encoders import SentenceTransformerEncoder
     from features.onnx_encoder import OnnxEncoder
-    from serving.reload import published_versions
+    from registry.log import published_versions
     from serving.store import Store
 
     torch.set_num_threads(args.threads)

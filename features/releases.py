@@ -62,8 +62,3 @@ def tagged_release(tags: Mapping[str, int]) -> Release | None:
     """The `published` tags of a warehouse that predates the log, as its release (None: no tags)."""
     unknown = datetime.fromtimestamp(0, timezone.utc)  # tags do not say when they were moved
     return Release(number=0, tables=dict(tags), action="tagged", created_at=unknown) if tags else None
-
-
-def is_missing_dataset(error: Exception) -> bool:
-    """Whether Lance's error on opening a dataset means it does not exist (not that it is broken)."""
-    return "was not found" in str(error)

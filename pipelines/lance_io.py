@@ -14,20 +14,14 @@ import logging
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
-from features.releases import (
-    RELEASES_TABLE,
-    Release,
-    is_missing_dataset,
-    releases_from_arrow,
-    releases_to_arrow,
-    tagged_release,
-)
-from features.schemas import ANSWER_TEXT_COLUMN, PUBLISHED_TAG, RECQA_TABLES, IndexConfig, table_uri
+from features.candidates import CANDIDATES_SCHEMA, CANDIDATES_TABLE
+from features.releases import RELEASES_TABLE, Release, releases_to_arrow
+from features.schemas import ANSWER_TEXT_COLUMN, PUBLISHED_TAG, IndexConfig, table_uri
+from registry.log import ReleaseLog, read_releases
 
 logger = logging.getLogger(__name__)
 LEGACY_RELEASE_TAG_PREFIX = "release-"  # tags an older recqa kept per publish, before the log
@@ -166,54 +160,6 @@ class ReleaseConflict(RuntimeError):
     """Another publish or rollback changed the release log after this one read it."""
 
 
-@dataclass(frozen=True)
-class ReleaseLog:
-    """The release log as read, and the log version a change to it must directly follow."""
-
-    releases: tuple[Release, ...]
-    version: int | None  # None: no log yet (nothing ever published)
-
-    @property
-    def current(self) -> Release | None:
-        return self.releases[-1] if self.releases else None
-
-
-def read_releases(warehouse: str) -> ReleaseLog:
-    """The release log's latest version; before the first publish, what the tags published.
-
-    A warehouse published by an older recqa has `published` tags but no log: its tagged
-    versions are the current release, so the first publish keeps them in the log and a
-    service started on it serves them. A log that exists but cannot be read is an error,
-    never taken for an empty one.
-    """
-    import lance
-
-    try:
-        ds = lance.dataset(table_uri(warehouse, RELEASES_TABLE))
-    except ValueError as error:
-        if not is_missing_dataset(error):
-            raise
-        tagged = tagged_release(published_tags(warehouse))
-        return ReleaseLog((tagged,) if tagged is not None else (), None)
-    return ReleaseLog(tuple(releases_from_arrow(ds.to_table())), int(ds.version))
-
-
-def published_tags(warehouse: str) -> dict[str, int]:
-    """The version each recqa table's `published` tag names (tables without one left out)."""
-    tables = {}
-    for name in RECQA_TABLES:
-        ds = dataset(warehouse, name)
-        if ds is not None and PUBLISHED_TAG in ds.tags.list():
-            tables[name] = int(ds.tags.get_version(PUBLISHED_TAG))
-    return tables
-
-
-def published_version(warehouse: str, name: str) -> int | None:
-    """The version of `name` in the current release, or None before it is first published."""
-    current = read_releases(warehouse).current
-    return current.tables.get(name) if current is not None else None
-
-
 def _commit_releases(warehouse: str, log: ReleaseLog, releases: Sequence[Release]) -> int:
     """Replace the log with `releases`, only if nobody changed it since `log` was read.
 
@@ -309,3 +255,42 @@ def cleanup_table(warehouse: str, name: str, releases: Sequence[Release]) -> int
         return 0
     ds.cleanup_old_versions(versions=doomed, error_if_tagged_old_versions=False)
     return len(doomed)
+
+
+def append_candidate_events(warehouse: str, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Append events to the candidates table (created by the first); returns its new version.
+
+    Appends commit without conflict against each other, so build-recs and build-qa running
+    side by side both record their candidates. Two first writes racing to create the table:
+    the loser appends instead.
+    """
+    import lance
+
+    from features.candidates import rows_to_arrow
+
+    table = rows_to_arrow(rows)
+    uri = table_uri(warehouse, CANDIDATES_TABLE)
+    if "://" not in warehouse:
+        os.makedirs(warehouse, exist_ok=True)
+    if dataset(warehouse, CANDIDATES_TABLE) is None:
+        try:
+            return int(lance.write_dataset(table, uri, schema=CANDIDATES_SCHEMA, mode="create").version)
+        except OSError as error:
+            if not any(word in str(error).lower() for word in ("already exists", "conflict")):
+                raise
+    return int(lance.write_dataset(table, uri, schema=CANDIDATES_SCHEMA, mode="append").version)
+
+
+def cleanup_history(warehouse: str, name: str) -> int:
+    """Remove every version but the latest of a bookkeeping table (the release log, the candidates).
+
+    Their rows hold everything worth keeping, so old versions are only files that grow one per
+    publish or build.
+    """
+    from datetime import timedelta
+
+    ds = dataset(warehouse, name)
+    if ds is None:
+        return 0
+    stats = ds.cleanup_old_versions(older_than=timedelta(seconds=0), error_if_tagged_old_versions=False)
+    return int(getattr(stats, "old_versions", 0))

@@ -21,6 +21,7 @@ from features.schemas import ALS_INDEX, RECQA_TABLES
 from pipelines import lance_io
 from pipelines.checks import check_tables
 from pipelines.options import JobResult
+from registry.log import read_releases
 
 ALL_TABLES = RECQA_TABLES
 DEFAULT_RETAIN_RELEASES = 5
@@ -64,7 +65,7 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
     if args.retain_releases < 1:
         raise InputError("must keep at least one release", field="--retain-releases")
     names = _tables(args.warehouse, args.tables)
-    log = lance_io.read_releases(args.warehouse)  # read first: the release must follow this log
+    log = read_releases(args.warehouse)  # read first: the release must follow this log
     versions = lance_io.table_versions(args.warehouse, names)
     current = log.current.tables if log.current is not None else {}
     problems = check_tables(args.warehouse, {**current, **versions}, args.ann_min_rows)
@@ -74,7 +75,7 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
         release = lance_io.publish_release(args.warehouse, log, versions, args.retain_releases)
     except lance_io.ReleaseConflict as error:
         raise PublishError(f"not published: {error}; run publish again to release the latest versions") from error
-    kept = lance_io.read_releases(args.warehouse).releases  # read once, after the commit
+    kept = read_releases(args.warehouse).releases  # read once, after the commit
     for name in release.tables:
         lance_io.cleanup_table(args.warehouse, name, kept)
     return JobResult(versions=versions, rows=lance_io.table_rows(args.warehouse, names))
@@ -97,7 +98,7 @@ def releases(argv: Sequence[str] | None = None) -> JobResult:
     parser = argparse.ArgumentParser(prog="recqa releases", description="List the retained releases; the last is published.")
     add_warehouse_argument(parser)
     args = parser.parse_args(argv)
-    log = lance_io.read_releases(args.warehouse)
+    log = read_releases(args.warehouse)
     if log.current is None:
         raise InputError(f"nothing published yet in '{args.warehouse}'", field="--warehouse")
     lines = [
@@ -127,7 +128,7 @@ def await_service(argv: Sequence[str] | None = None) -> JobResult:
     parser.add_argument("--poll-seconds", type=float, default=DEFAULT_POLL_SECONDS)
     args = parser.parse_args(argv)
     names = _tables(args.warehouse, args.tables)
-    current = lance_io.read_releases(args.warehouse).current
+    current = read_releases(args.warehouse).current
     published = {name: current.tables.get(name) if current is not None else None for name in names}
     if missing := sorted(name for name, version in published.items() if version is None):
         raise PublishError(f"nothing published yet for {missing} in '{args.warehouse}'")

@@ -12,42 +12,10 @@ import threading
 from collections.abc import Callable
 
 from features.errors import TableContractError
-from features.releases import RELEASES_TABLE, is_missing_dataset, releases_from_arrow, tagged_release
-from features.schemas import PUBLISHED_TAG, RECQA_TABLES, table_uri
+from registry.log import published_versions
 from serving.store import Store
 
 logger = logging.getLogger(__name__)
-
-
-def published_versions(warehouse: str) -> dict[str, int] | None:
-    """The versions the current release names for the served tables, or None if it lacks any.
-
-    One read of the release log gives one release, so the three versions always belong together.
-    """
-    import lance
-
-    try:
-        current = releases_from_arrow(lance.dataset(table_uri(warehouse, RELEASES_TABLE)).to_table())[-1:]
-    except ValueError as error:  # no log; any other failure to read it is raised, not taken for "none"
-        if not is_missing_dataset(error):
-            raise
-        current = [tagged] if (tagged := tagged_release(_published_tags(warehouse))) else []
-    if not current or any(name not in current[0].tables for name in RECQA_TABLES):
-        return None
-    return {name: current[0].tables[name] for name in RECQA_TABLES}
-
-
-def _published_tags(warehouse: str) -> dict[str, int]:
-    """The version each table's `published` tag names, for a warehouse that predates the log."""
-    import lance
-
-    tags = {}
-    for name in RECQA_TABLES:
-        try:
-            tags[name] = int(lance.dataset(table_uri(warehouse, name)).tags.get_version(PUBLISHED_TAG))
-        except Exception:  # noqa: BLE001 - a missing table or tag: that table has no published version
-            continue
-    return tags
 
 
 class StoreFollower:

@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = {
     "features": {"apache_beam", "bentoml", "airflow", "lancedb", "lance", "pipelines", "serving", "cli", "requests"},
     "pipelines": {"bentoml", "serving", "airflow", "cli"},
+    # the one reader of the release log and the candidates, for pipelines and serving alike
+    "registry": {"apache_beam", "bentoml", "airflow", "pipelines", "serving", "evaluation", "cli"},
     "serving": {"pipelines", "apache_beam", "airflow", "cli"},
     "cli": {"serving", "bentoml", "airflow"},  # `recqa serve` starts the service as a process
     # evaluation trains with the real jobs and ranks with serving's read-side classes, never the service

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from features.schemas import ANSWERS_TABLE
+from registry.log import read_releases
 from pipelines import lance_io, publish
 
 
@@ -20,7 +21,7 @@ def published(tmp_path) -> tuple[str, int]:
     warehouse = str(tmp_path / "warehouse")
     for rows in (1, 2):
         version = lance_io.write_table(warehouse, ANSWERS_TABLE, pa.table({"doc_id": [str(i) for i in range(rows)]}))
-    lance_io.publish_release(warehouse, lance_io.read_releases(warehouse), {ANSWERS_TABLE: version}, retain_releases=5)
+    lance_io.publish_release(warehouse, read_releases(warehouse), {ANSWERS_TABLE: version}, retain_releases=5)
     return warehouse, version
 
 

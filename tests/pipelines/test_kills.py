@@ -17,7 +17,7 @@ import lance
 import pytest
 
 from pipelines import build_qa, build_recs, lance_io, publish
-from serving.reload import published_versions
+from registry.log import published_versions, read_releases
 from serving.store import Store
 from tests.conftest import FakeEncoder
 
@@ -103,13 +103,13 @@ def test_a_job_killed_at_each_stage_loses_nothing_and_a_rerun_succeeds(case, war
         _new_versions_of_every_table(copy)
     if case.startswith("first-publish"):
         shutil.rmtree(lance_io.table_uri(copy, "releases"))  # only the `published` tags say what is published
-    before = lance_io.read_releases(copy).releases
+    before = read_releases(copy).releases
     served = _serves(copy)
 
     killed = _run_killed(job, function, call, after, argv)
 
     assert killed.returncode == -9, killed.stderr[-3000:]
-    releases = lance_io.read_releases(copy).releases
+    releases = read_releases(copy).releases
     if function.endswith(("_mirror_published_tags", "cleanup_table")):  # killed after the release commit
         assert releases[:-1] == before and releases[-1].tables == lance_io.table_versions(copy, list(publish.ALL_TABLES))
         assert _serves(copy) == releases[-1].tables  # the whole release, never a mix
@@ -127,7 +127,7 @@ def test_a_job_killed_at_each_stage_loses_nothing_and_a_rerun_succeeds(case, war
     if job != "publish":  # the rerun of the job
         (build_recs if job == "recs" else build_qa).run(argv)
     result = publish.run(["--warehouse", copy])
-    assert lance_io.read_releases(copy).current.tables == result.versions
+    assert read_releases(copy).current.tables == result.versions
     assert _serves(copy) == lance_io.table_versions(copy, list(publish.ALL_TABLES)) == _tags(copy)  # ...until the rerun
 
 

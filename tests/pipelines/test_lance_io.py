@@ -2,6 +2,7 @@ import lance
 import pyarrow as pa
 import pytest
 
+from registry.log import read_releases
 from pipelines import lance_io
 
 
@@ -33,7 +34,7 @@ def test_row_missing_a_schema_column_is_named():
 
 
 def _publish(warehouse: str, retain: int = 5, **versions: int):
-    return lance_io.publish_release(warehouse, lance_io.read_releases(warehouse), versions, retain)
+    return lance_io.publish_release(warehouse, read_releases(warehouse), versions, retain)
 
 
 def test_publish_moves_the_tag_and_rollback_walks_back_through_releases(tmp_path):
@@ -59,19 +60,19 @@ def test_a_release_names_every_table_and_keeps_the_ones_it_does_not_change(tmp_p
     _publish(warehouse, a=a1, b=b1)
     a2 = lance_io.write_table(warehouse, "a", _table(2))
     assert _publish(warehouse, a=a2).tables == {"a": a2, "b": b1}
-    assert [r.tables for r in lance_io.read_releases(warehouse).releases] == [{"a": a1, "b": b1}, {"a": a2, "b": b1}]
+    assert [r.tables for r in read_releases(warehouse).releases] == [{"a": a1, "b": b1}, {"a": a2, "b": b1}]
 
 
 def test_a_release_over_a_stale_log_is_refused_and_changes_nothing(tmp_path):
     warehouse = str(tmp_path)
     first = lance_io.write_table(warehouse, "t", _table(1))
     _publish(warehouse, t=first)
-    stale = lance_io.read_releases(warehouse)
+    stale = read_releases(warehouse)
     second = lance_io.write_table(warehouse, "t", _table(2))
     winner = lance_io.publish_release(warehouse, stale, {"t": second}, 5)
     with pytest.raises(lance_io.ReleaseConflict, match="changed the release log"):
         lance_io.publish_release(warehouse, stale, {"t": first}, 5)
-    log = lance_io.read_releases(warehouse)
+    log = read_releases(warehouse)
     assert log.current == winner and [r.number for r in log.releases] == [1, 2]
 
 
@@ -81,12 +82,12 @@ def test_cleanup_keeps_the_retained_releases_and_anything_newer(tmp_path):
     for n in range(1, 5):
         published.append(_publish(warehouse, retain=2, t=lance_io.write_table(warehouse, "t", _table(n))).tables["t"])
     unpublished = lance_io.write_table(warehouse, "t", _table(9))
-    removed = lance_io.cleanup_table(warehouse, "t", lance_io.read_releases(warehouse).releases)
+    removed = lance_io.cleanup_table(warehouse, "t", read_releases(warehouse).releases)
     assert removed == 2
     uri = lance_io.table_uri(warehouse, "t")
     remaining = {v["version"] for v in lance.dataset(uri).versions()}
     assert remaining == {published[2], published[3], unpublished}
-    assert [r.tables["t"] for r in lance_io.read_releases(warehouse).releases] == published[2:]
+    assert [r.tables["t"] for r in read_releases(warehouse).releases] == published[2:]
     assert lance.dataset(uri, version=lance_io.PUBLISHED_TAG).count_rows() == 4
     assert lance_io.rollback_release(warehouse).tables == {"t": published[2]}
 

@@ -14,6 +14,7 @@ import pytest
 from features.errors import InputError
 from features.schemas import META_ALS
 from pipelines import lance_io, publish
+from registry.log import read_releases
 from pipelines.checks import check_tables
 
 
@@ -72,7 +73,7 @@ def test_publish_names_unknown_tables_and_empty_warehouses(tmp_path):
 
 def test_racing_publishes_one_wins_the_others_fail_clearly_and_nothing_is_lost(copy, monkeypatch):
     """Four publishes read the log, then all commit at once: Lance's commit lets exactly one land."""
-    before = lance_io.read_releases(copy)
+    before = read_releases(copy)
     answers = lance.dataset(lance_io.table_uri(copy, "answers")).to_table()
     lance_io.write_table(copy, "answers", answers.slice(0, 20), answers.schema.metadata)
     lance_io.create_fts_index(copy, "answers")
@@ -98,13 +99,13 @@ def test_racing_publishes_one_wins_the_others_fail_clearly_and_nothing_is_lost(c
         outcomes = list(pool.map(lambda _: one(), range(racers)))
     assert outcomes.count("published") == 1, outcomes
     assert all("another publish or rollback changed the release log" in o for o in outcomes if o != "published")
-    after = lance_io.read_releases(copy)
+    after = read_releases(copy)
     assert after.releases[:-1] == before.releases  # nothing lost...
     assert after.current.number == before.current.number + 1  # ...and exactly one release added
     assert after.current.tables["answers"] == lance_io.table_versions(copy, ["answers"])["answers"]
     monkeypatch.setattr(publish, "check_tables", checked)
     publish.run(["--warehouse", copy, "--tables", "answers"])  # a loser's rerun succeeds
-    assert lance_io.read_releases(copy).current.number == before.current.number + 2
+    assert read_releases(copy).current.number == before.current.number + 2
 
 
 def test_a_run_committed_after_the_checks_is_not_released(copy, monkeypatch):
@@ -133,7 +134,7 @@ def test_publishing_one_table_checks_it_with_the_published_others(copy):
 
 
 def test_releases_lists_the_log_and_names_an_empty_warehouse(copy, tmp_path):
-    first = lance_io.read_releases(copy).current
+    first = read_releases(copy).current
     answers = lance.dataset(lance_io.table_uri(copy, "answers")).to_table()
     lance_io.write_table(copy, "answers", answers.slice(0, 10), answers.schema.metadata)
     lance_io.create_fts_index(copy, "answers")
@@ -148,19 +149,19 @@ def test_releases_lists_the_log_and_names_an_empty_warehouse(copy, tmp_path):
 
 def test_a_warehouse_published_by_tags_alone_keeps_serving_them_and_its_first_release_keeps_them(copy):
     """A warehouse published before the release log: its `published` tags are the current release."""
-    from serving.reload import published_versions
+    from registry.log import published_versions
 
     tagged = {name: lance_io.published_version(copy, name) for name in publish.ALL_TABLES}
     shutil.rmtree(lance_io.table_uri(copy, "releases"))
     answers_uri = lance_io.table_uri(copy, "answers")
     lance.dataset(answers_uri).tags.create("release-000001", tagged["answers"])  # an older recqa's rollback tag
     assert published_versions(copy) == tagged  # the service serves what the tags name
-    assert lance_io.read_releases(copy).current.tables == tagged
+    assert read_releases(copy).current.tables == tagged
     answers = lance.dataset(answers_uri).to_table()
     lance_io.write_table(copy, "answers", answers.slice(0, 10), answers.schema.metadata)
     lance_io.create_fts_index(copy, "answers")
     publish.run(["--warehouse", copy])
-    assert [r.tables for r in lance_io.read_releases(copy).releases] == [tagged, lance_io.table_versions(copy, list(publish.ALL_TABLES))]
+    assert [r.tables for r in read_releases(copy).releases] == [tagged, lance_io.table_versions(copy, list(publish.ALL_TABLES))]
     assert "release-000001" not in lance.dataset(answers_uri).tags.list()  # no old tag pins versions forever
     assert publish.rollback(["--warehouse", copy]).versions == tagged
 
@@ -173,7 +174,7 @@ def test_a_publish_racing_a_rollback_one_lands_and_nothing_is_lost(copy, monkeyp
         publish.run(["--warehouse", copy, "--tables", "answers"])
     lance_io.write_table(copy, "answers", answers.slice(0, 30), answers.schema.metadata)
     lance_io.create_fts_index(copy, "answers")
-    before = lance_io.read_releases(copy).releases
+    before = read_releases(copy).releases
     barrier = threading.Barrier(2)
     commit = lance_io._commit_releases
 
@@ -193,7 +194,7 @@ def test_a_publish_racing_a_rollback_one_lands_and_nothing_is_lost(copy, monkeyp
     with ThreadPoolExecutor(2) as pool:
         published, rolled_back = pool.map(attempt, (publish.run, publish.rollback))
     assert sorted([published == "landed", rolled_back == "landed"]) == [False, True], (published, rolled_back)
-    after = lance_io.read_releases(copy).releases
+    after = read_releases(copy).releases
     if published == "landed":
         assert after[:-1] == before and after[-1].tables["answers"] == lance_io.table_versions(copy, ["answers"])["answers"]
         assert "changed the release log" in rolled_back

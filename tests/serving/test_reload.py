@@ -10,6 +10,7 @@ import lance
 import pytest
 import requests
 
+from registry.log import read_releases
 from pipelines import lance_io, publish
 from tests.serving.conftest import start_server, stop_server
 
@@ -39,7 +40,7 @@ def test_publish_and_rollback_under_traffic(warehouse, tmp_path):
 
     workers = [threading.Thread(target=traffic) for _ in range(4)]
     try:
-        old = lance_io.read_releases(str(copy)).current.tables
+        old = read_releases(str(copy)).current.tables
         for worker in workers:
             worker.start()
         for name in ("users", "items", "answers"):  # a new version of every table, released together

@@ -6,7 +6,7 @@ import pytest
 from features.errors import TableContractError
 from features.schemas import META_ALS, USERS_TABLE
 from pipelines import lance_io
-from serving.reload import published_versions
+from registry.log import published_versions
 from serving.store import Store
 from tests.conftest import FakeEncoder
 

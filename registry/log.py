@@ -1,0 +1,92 @@
+"""Read the release log and the candidates of a warehouse (read-only; lance_io writes them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from features.candidates import CANDIDATES_TABLE, Candidate, candidates_from_arrow, resolve_candidate
+from features.releases import RELEASES_TABLE, Release, releases_from_arrow, tagged_release
+from features.schemas import PUBLISHED_TAG, RECQA_TABLES, table_uri
+
+
+@dataclass(frozen=True)
+class ReleaseLog:
+    """The release log as read, and the log version a change to it must directly follow."""
+
+    releases: tuple[Release, ...]
+    version: int | None  # None: no log yet (nothing ever published)
+
+    @property
+    def current(self) -> Release | None:
+        return self.releases[-1] if self.releases else None
+
+
+def is_missing_dataset(error: Exception) -> bool:
+    """Whether Lance's error on opening a dataset means it does not exist (not that it is broken)."""
+    return "was not found" in str(error)
+
+
+def _open(warehouse: str, name: str):
+    """The latest version of a warehouse table, or None when it does not exist (other errors raise)."""
+    import lance
+
+    try:
+        return lance.dataset(table_uri(warehouse, name))
+    except ValueError as error:
+        if not is_missing_dataset(error):
+            raise
+        return None
+
+
+def read_releases(warehouse: str) -> ReleaseLog:
+    """The release log's latest version; before the first publish, what the tags published.
+
+    A warehouse published by an older recqa has `published` tags but no log: its tagged
+    versions are the current release, so the first publish keeps them in the log and a
+    service started on it serves them. A log that exists but cannot be read is an error,
+    never taken for an empty one.
+    """
+    ds = _open(warehouse, RELEASES_TABLE)
+    if ds is None:
+        tagged = tagged_release(published_tags(warehouse))
+        return ReleaseLog((tagged,) if tagged is not None else (), None)
+    return ReleaseLog(tuple(releases_from_arrow(ds.to_table())), int(ds.version))
+
+
+def published_tags(warehouse: str) -> dict[str, int]:
+    """The version each recqa table's `published` tag names (tables without one left out)."""
+    import lance
+
+    tables = {}
+    for name in RECQA_TABLES:
+        try:
+            ds = lance.dataset(table_uri(warehouse, name))
+        except (FileNotFoundError, ValueError, OSError):
+            continue
+        if PUBLISHED_TAG in ds.tags.list():
+            tables[name] = int(ds.tags.get_version(PUBLISHED_TAG))
+    return tables
+
+
+def published_versions(warehouse: str) -> dict[str, int] | None:
+    """The recqa tables the current release names, with their versions; None before any release.
+
+    One read of the log gives one release, so the versions always belong together. A release
+    may name only some tables (a QA-only or recs-only warehouse).
+    """
+    current = read_releases(warehouse).current
+    if current is None:
+        return None
+    tables = {name: current.tables[name] for name in RECQA_TABLES if name in current.tables}
+    return tables or None
+
+
+def read_candidates(warehouse: str) -> list[Candidate]:
+    """Every candidate of the warehouse, oldest first (none before the first build)."""
+    ds = _open(warehouse, CANDIDATES_TABLE)
+    return candidates_from_arrow(ds.to_table()) if ds is not None else []
+
+
+def find_candidate(warehouse: str, ref: str, kind: str | None = None, flag: str = "--candidate") -> Candidate:
+    """The candidate `ref` (an id or `latest`) names, or an InputError naming the flag."""
+    return resolve_candidate(read_candidates(warehouse), ref, kind, flag)
