@@ -8,17 +8,15 @@ code the service answers with (exclusion of seen items and the popular fallback 
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import itertools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from features.adapters import interaction_from_mapping, item_from_mapping, ms_store_interaction, ms_store_item
 from features.factorization import fit_als
 from features.interactions import InteractionMatrix, build_matrix
 from features.metrics import coverage, mean_at_k, mean_popularity
@@ -34,34 +32,12 @@ KNN_GRID = {"K": (20, 50, 100)}
 
 @dataclass(frozen=True)
 class Dataset:
+    """Events and items as the build read them, the files they came from, and per input its hash and counts."""
+
     events: list[Interaction]
     items: list[Item]
-    files: tuple[Path, ...]
-
-
-def load_ms_store(interactions: str | Path, catalogue: str | Path) -> Dataset:
-    """The ms-store CSVs; exact duplicate events dropped, as build-recs drops them."""
-    with open(interactions, newline="") as handle:
-        events = list(dict.fromkeys(ms_store_interaction(row, f"{Path(interactions).name}:{n}") for n, row in enumerate(csv.reader(handle), 1)))
-    with open(catalogue, newline="") as handle:
-        items = [ms_store_item(row, f"{Path(catalogue).name}:{n}") for n, row in enumerate(csv.reader(handle), 1)]
-    return Dataset(events, items, (Path(interactions), Path(catalogue)))
-
-
-def load_contract(interactions: str | Path, catalogue: str | Path) -> Dataset:
-    """Contract files (CSV with header, JSON lines or Parquet, by extension)."""
-
-    def rows(path: Path) -> list[dict]:
-        import pyarrow.csv as pa_csv
-        import pyarrow.json as pa_json
-        import pyarrow.parquet as pq
-
-        reader = {".parquet": pq.read_table, ".jsonl": pa_json.read_json, ".json": pa_json.read_json}.get(path.suffix, pa_csv.read_csv)
-        return reader(path).to_pylist()
-
-    events = list(dict.fromkeys(interaction_from_mapping(r, f"{Path(interactions).name}:{n}") for n, r in enumerate(rows(Path(interactions)), 1)))
-    items = [item_from_mapping(r, f"{Path(catalogue).name}:{n}") for n, r in enumerate(rows(Path(catalogue)), 1)]
-    return Dataset(events, items, (Path(interactions), Path(catalogue)))
+    files: tuple[str, ...]
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 # A method takes the training matrix and its parameters and returns a ranker:

@@ -12,17 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from apache_beam.io import fileio
-from apache_beam.io.filesystems import FileSystems
-
 from features.errors import InputError
 from pipelines import build_qa, build_recs
 from pipelines.transforms.quality import check_reject_fraction
-from pipelines.transforms.read import InputSpec, check_spec, parse_source, read_file, reject
+from pipelines.transforms.read import InputSpec, read_input
 
 # validate <kind> -> the job whose inputs it checks
 JOBS = {"recs": build_recs, "qa": build_qa}
-_SAMPLE_REJECTS = 3
 
 
 @dataclass(frozen=True)
@@ -50,18 +46,8 @@ class ValidationResult:
 
 def count_input(spec: InputSpec) -> InputCounts:
     """Parse every row of the input's files with the build's reader; count valid and rejected rows."""
-    check_spec(spec)
-    valid, rejected, sample = 0, 0, []
-    for metadata in FileSystems.match([spec.path])[0].metadata_list:
-        for source in read_file(fileio.ReadableFile(metadata), spec):
-            try:
-                parse_source(source, spec)
-                valid += 1
-            except InputError as error:
-                rejected += 1
-                if len(sample) < _SAMPLE_REJECTS:
-                    sample.append(reject(source, spec, error))
-    return InputCounts(spec.kind, spec.path, valid, rejected, sample)
+    read = read_input(spec, keep_records=False)
+    return InputCounts(spec.kind, spec.path, read.valid, read.rejected, read.sample)
 
 
 def run(argv: Sequence[str] | None = None) -> ValidationResult:

@@ -182,6 +182,63 @@ def _read_stackfaq(readable: fileio.ReadableFile, path: str) -> Iterator[SourceR
         yield SourceRecord(path, number, record)
 
 
+_SAMPLE_REJECTS = 3
+
+
+@dataclass(frozen=True)
+class InputRead:
+    """An input read whole in this process: its valid records, the count rejected, a few rejects."""
+
+    records: list[Any]
+    valid: int
+    rejected: int
+    sample: list[dict[str, Any]]
+    files: list[str]
+
+
+def read_input(spec: InputSpec, keep_records: bool = True) -> InputRead:
+    """Every row of an input, parsed with the same readers and rules as ReadRecords, without Beam.
+
+    For what runs in one process on one input (validate, evaluation, tuning): the same file
+    systems (local, s3://, gs://), layouts, --map and parse options as the build, so ids stay
+    the strings they are and a row the build rejects is rejected here too.
+    """
+    check_spec(spec)
+    records: list[Any] = []
+    valid, rejected, sample, files = 0, 0, [], []
+    for metadata in FileSystems.match([spec.path])[0].metadata_list:
+        files.append(metadata.path)
+        for source in read_file(fileio.ReadableFile(metadata), spec):
+            try:
+                record = parse_source(source, spec)
+            except InputError as error:
+                rejected += 1
+                if len(sample) < _SAMPLE_REJECTS:
+                    sample.append(reject(source, spec, error))
+                continue
+            valid += 1
+            if keep_records:
+                records.append(record)
+    return InputRead(records, valid, rejected, sample, sorted(files))
+
+
+def files_sha256(path: str) -> dict[str, Any]:
+    """sha256 over the bytes of every file the input matches (in name order), and their count.
+
+    Ties a candidate or a report to the exact data it was built or scored on; read through
+    Beam's file systems, so remote inputs hash the same way as local ones.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    files = sorted(m.path for m in FileSystems.match([path])[0].metadata_list)
+    for name in files:
+        with FileSystems.open(name) as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    return {"path": path, "sha256": digest.hexdigest(), "files": len(files)}
+
+
 class ParseRecordDoFn(beam.DoFn):
     """SourceRecord -> contract record, or a reject (the row, the file and line, the reason)."""
 

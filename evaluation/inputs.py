@@ -1,0 +1,38 @@
+"""The inputs of an evaluation or a tuning run, read exactly as the build reads them.
+
+The build's own flags (`--input-format`, `--map`, `--timestamp-format`, `--event-weight`,
+local or `s3://`) and readers, the same reject threshold: an id such as `0003000098E85347`
+or `00123` stays the string it is, and a bad row is named with its file and line.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from evaluation.recs import Dataset
+from pipelines import build_recs
+from pipelines.transforms.quality import check_reject_fraction
+from pipelines.transforms.read import files_sha256, read_input
+
+
+def read_recs(args: argparse.Namespace) -> Dataset:
+    """Interactions and items as build-recs reads them (exact duplicate events dropped as it drops them).
+
+    `args` are build-recs' parsed flags. Raises InputError when an input matches nothing or more
+    than `--max-reject-fraction` of its rows are rejected, with example rows.
+    """
+    interactions_spec, items_spec = build_recs.input_specs(args)
+    reads = {}
+    for spec in (interactions_spec, items_spec):
+        read = read_input(spec)
+        check_reject_fraction(read.valid, read.rejected, read.sample, spec.kind, args.max_reject_fraction,
+                              "(not written: evaluation keeps no rejects; `recqa validate recs` lists them)")
+        reads[spec.kind] = read
+    events = list(dict.fromkeys(reads["interactions"].records))
+    return Dataset(
+        events=events,
+        items=reads["items"].records,
+        files=tuple([*reads["interactions"].files, *reads["items"].files]),
+        inputs={spec.kind: {**files_sha256(spec.path), "rows": reads[spec.kind].valid, "rejected": reads[spec.kind].rejected}
+                for spec in (interactions_spec, items_spec)},
+    )
