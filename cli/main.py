@@ -22,12 +22,13 @@ JOBS = {
     "build-recs": ("pipelines.build_recs", "run", "interactions + items -> ALS vectors and content embeddings (users, items)"),
     "build-qa": ("pipelines.build_qa", "run", "QA documents -> embeddings + full-text index (answers)"),
     "validate": ("pipelines.validate", "run", "recs | qa: read a build's inputs as it would (same flags), write nothing"),
-    "publish": ("pipelines.publish", "run", "check the new table versions and release them together"),
+    "publish": ("pipelines.publish", "run", "release evaluated candidates' table versions together"),
     "rollback": ("pipelines.publish", "rollback", "publish the previous release again"),
-    "releases": ("pipelines.publish", "releases", "list the retained releases (the last one is published)"),
+    "releases": ("pipelines.listing", "releases", "list the retained releases (the last one is published)"),
+    "candidates": ("pipelines.listing", "candidates", "list the built candidates, their verdicts and which is published"),
     "await-service": ("pipelines.publish", "await_service", "wait until a running service serves the published versions"),
 }
-VERBS = {"validate": "checked", "await-service": "served", "releases": "published", "rollback": "published"}  # what the closing line says instead of "wrote"
+VERBS = {"validate": "checked", "await-service": "served", "releases": "published", "rollback": "published", "candidates": "listed"}  # what the closing line says instead of "wrote"
 # `recqa evaluate <kind>` -> module whose run(argv) returns the report's figures with an exit code
 EVALUATIONS = {
     "recs": ("evaluation.evaluate_recs", "ALS as served against popularity, item-kNN and BPR"),

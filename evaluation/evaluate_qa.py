@@ -1,26 +1,33 @@
 """`recqa evaluate qa`: keyword, vector, hybrid and hybrid+MMR on judged questions, with gates.
 
-    recqa evaluate qa                                    # bundled StackFAQ against ./warehouse
+    recqa evaluate qa --candidate latest                 # the newest build-qa candidate of ./warehouse, on StackFAQ
     recqa evaluate qa --beir ../shared/datasets/scifact --split train --warehouse /tmp/scifact
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from evaluation import report
 from evaluation.gates import add_gate_arguments, gates_from_args
 from evaluation.paths import existing_dir, existing_file
+from evaluation.verdict import add_candidate_arguments, decision, gate_rows, record_verdict
 from evaluation.qa import MMR_LAMBDA, MODES, ann_quality, cache_curve, evaluate_modes, load_beir, load_stackfaq, open_answers, table_encoder_name
 from features.retrieval import BM25_WEIGHT
 from features.locations import add_warehouse_argument
-from features.schemas import ANSWER_INDEX, DEFAULT_MODEL_NAME
+from features.candidates import QA
+from features.errors import InputError
+from features.schemas import ANSWER_INDEX, ANSWERS_TABLE, DEFAULT_MODEL_NAME
+from registry.log import find_candidate, read_releases
 
 DEFAULT_STACKFAQ = "data/stackfaq/stackExchange-FAQ.json"
 CANDIDATE = "hybrid"  # the service's default mode is what a gate judges
+DEFAULT_BASELINE_GATE = "keyword"  # with nothing published, hybrid must at least beat BM25 alone
 GATED = {"ndcg": "ndcg@10", "recall": "recall@10", "mrr": "mrr@10"}
 BAR_METRICS = ["ndcg@10", "recall@10", "recall@100", "mrr@10"]
 
@@ -28,7 +35,8 @@ BAR_METRICS = ["ndcg@10", "recall@10", "recall@100", "mrr@10"]
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recqa evaluate qa", description=__doc__.splitlines()[0])
     add_warehouse_argument(parser, "where the answers table is")
-    parser.add_argument("--version", default=None, help="table version number or tag (default: the newest)")
+    add_candidate_arguments(parser, QA)
+    parser.add_argument("--version", default=None, help="without --candidate: a table version number or tag (default: the newest)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--stackfaq", default=None, type=existing_file, help=f"StackFAQ JSON (default {DEFAULT_STACKFAQ})")
     source.add_argument("--beir", default=None, type=existing_dir, help="BEIR folder with corpus.jsonl, queries*.jsonl, qrels/")
@@ -54,23 +62,44 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     qa = load_beir(args.beir, args.split) if args.beir else load_stackfaq(args.stackfaq or DEFAULT_STACKFAQ)
     if args.max_queries:
         qa = qa.sample(args.max_queries, args.seed)
-    table = open_answers(args.warehouse, args.version)
+    candidate = find_candidate(args.warehouse, args.candidate, QA) if args.candidate else None
+    if candidate is not None and args.version is not None:
+        raise InputError("a candidate names its own table version; drop --version", field="--version")
+    table = open_answers(args.warehouse, candidate.tables[ANSWERS_TABLE] if candidate else args.version)
     encoder = SentenceTransformerEncoder(table_encoder_name(table) or args.model)
     results = evaluate_modes(table, encoder, qa, modes, args.bm25_weight)
+    release = read_releases(args.warehouse).current if candidate is not None else None
+    published = None
+    if release is not None and ANSWERS_TABLE in release.tables:
+        if release.tables[ANSWERS_TABLE] == int(table.version):
+            published = (release, results[CANDIDATE]["ndcg@10"]) if CANDIDATE in results else None
+        else:  # the published version, scored in the same run on the same queries
+            old = evaluate_modes(open_answers(args.warehouse, release.tables[ANSWERS_TABLE]), encoder, qa, [CANDIDATE], args.bm25_weight)
+            results["published"] = old[CANDIDATE]
+            published = (release, old[CANDIDATE]["ndcg@10"])
     ann = ann_quality(table, encoder, qa, args.ann_queries, args.seed) if args.ann_queries > 0 else None
     cache = cache_curve(encoder, qa, seed=args.seed) if qa.groups else None
+    if CANDIDATE not in results:
+        raise InputError(f"mode '{CANDIDATE}' (what is served and gated) must be evaluated", field="--modes")
     gates = gates_from_args(args, GATED, "ndcg@10")
-    failures = gates.check(CANDIDATE, results) if CANDIDATE in results else [f"mode '{CANDIDATE}' was not evaluated"]
+    if published is None and not gates.must_beat and DEFAULT_BASELINE_GATE in results:
+        gates = dataclasses.replace(gates, must_beat=(DEFAULT_BASELINE_GATE,))
+    rows = gate_rows(gates, CANDIDATE, results, published[1] if published else None, args.max_regression if published else None)
+    baselines = {m: results[m]["ndcg@10"] for m in modes if m != CANDIDATE}
     figures = {
         "kind": "qa",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "candidate": {"id": candidate.id, "tables": candidate.tables, "created_at": candidate.created_at} if candidate else None,
+        "decision": decision(candidate, QA, "ndcg@10", results[CANDIDATE]["ndcg@10"], published, rows, baselines),
+        "published": {"release": published[0].number, "candidate": published[0].candidates.get(QA)} if published else None,
         "dataset": {"name": qa.name, "files": [str(p) for p in qa.files], "sha256": report.file_hash(qa.files), "queries": len(qa.queries), "seed": args.seed},
         "table": {"warehouse": args.warehouse, "version": int(table.version), "rows": table.count_rows(), "encoder": encoder.name},
-        "configuration": {"hybrid_fusion": "score", "bm25_weight": args.bm25_weight,
+        "configuration": {"build": candidate.config if candidate else None, "hybrid_fusion": "score", "bm25_weight": args.bm25_weight,
                           "nprobes": ANSWER_INDEX.nprobes, "refine_factor": ANSWER_INDEX.refine_factor, "mmr_lambda": MMR_LAMBDA},
         "results": results,
         "ann": ann,
         "cache": cache,
-        "gates": gates.summary(failures),
+        "gates": {"gates": rows, "failures": [g["text"] for g in rows if not g["passed"]], "passed": all(g["passed"] for g in rows)},
         "git_commit": report.git_commit(),
     }
     table_text = report.table_text(results, [*BAR_METRICS, "ms_per_query"])
@@ -92,7 +121,10 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         text = "\n".join(f"threshold {c['threshold']:.2f}: hit rate {c['hit_rate']:.3f}, hit precision {c['hit_precision']:.3f}" for c in cache)
         lines = {"hit rate": [(c["threshold"], c["hit_rate"]) for c in cache], "hit precision": [(c["threshold"], c["hit_precision"]) for c in cache]}
         sections.append(("Semantic cache threshold (paraphrases replayed)", text, [report.line_plot("cache", lines, "cosine threshold", "share")]))
-    return report.finish(Path(args.out), figures, sections, table_text)
+    figures = report.finish(Path(args.out), figures, sections, table_text)
+    if candidate is not None:
+        record_verdict(args.warehouse, candidate, figures, Path(args.out) / "report.json")
+    return figures
 
 
 def _fmt(value: float | None) -> str:

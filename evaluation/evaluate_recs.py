@@ -1,121 +1,179 @@
-"""`recqa evaluate recs`: ALS as served against popularity, item-kNN and BPR, with gates.
+"""`recqa evaluate recs`: a candidate's ALS, exactly as built and served, against baselines and the published release.
 
-    recqa evaluate recs                                  # bundled ms-store, temporal split
-    recqa evaluate recs --split random --fraction 0.2 --seed 1 --min-ndcg 0.05 --must-beat popularity
+    recqa evaluate recs --candidate latest --must-beat popularity   # the newest build-recs candidate of ./warehouse
+    recqa evaluate recs --candidate recs-20261130T101500-3fa9c1 --split temporal --fraction 0.2
+    recqa evaluate recs --input-format contract --interactions events.parquet --items items.csv --factors 64
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
+import dataclasses
 import time
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from evaluation import report
 from evaluation.gates import add_gate_arguments, gates_from_args
-from evaluation.paths import existing_file
-from evaluation.recs import METHODS, RECS_METRICS, Dataset, load_contract, load_ms_store, rankings_by_id, score, tune
+from evaluation.inputs import combined_hash, read_recs
+from evaluation.recs import METHODS, RECS_METRICS, Dataset, rankings_by_id, score, tune
+from evaluation.verdict import add_candidate_arguments, decision, gate_rows, record_verdict
+from features.candidates import RECS, Candidate
+from features.errors import InputError
+from features.factorization import fit_als
 from features.interactions import build_matrix
-from features.schemas import DEFAULT_MODEL_NAME, ITEMS_TABLE, USERS_TABLE, Interaction
+from features.locations import add_warehouse_argument
+from features.ranking import RecommenderCore
+from features.releases import Release
+from features.schemas import ITEMS_TABLE, USERS_TABLE, Interaction
 from features.splits import Split, random_split, temporal_split
+from pipelines import build_recs
+from registry.log import find_candidate, read_candidates, read_releases
 
-DEFAULT_INTERACTIONS = "data/ms-store/demoUsage.csv"
-DEFAULT_ITEMS = "data/ms-store/demoCatalog.csv"
+CANDIDATE = "als"  # the candidate's row in the results
+BASELINES = ("popularity", "item_knn", "bpr")
+DEFAULT_BASELINE_GATE = "popularity"  # with nothing published, the candidate must at least beat this
 GATED = {"ndcg": "ndcg", "recall": "recall", "precision": "precision", "map": "map"}
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="recqa evaluate recs", description=__doc__.splitlines()[0])
-    parser.add_argument("--interactions", default=DEFAULT_INTERACTIONS, type=existing_file, help="local file")
-    parser.add_argument("--items", default=DEFAULT_ITEMS, type=existing_file, help="local file")
-    parser.add_argument("--input-format", default="ms-store", choices=["ms-store", "contract"])
-    parser.add_argument("--split", default="temporal", choices=["temporal", "random"], help="per-user leave-last-n-out or random holdout")
-    parser.add_argument("--last-n", type=int, default=1, help="temporal split: items held out per user")
-    parser.add_argument("--fraction", type=float, default=0.2, help="random split: share of each user's items held out")
-    parser.add_argument("--seed", type=int, default=0, help="split and model seed")
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from " + ", ".join(METHODS))
-    parser.add_argument("--model", default=DEFAULT_MODEL_NAME, help="encoder for the items' content vectors (build-recs)")
-    parser.add_argument("--out", default="reports/recs", help="folder for report.json and report.html")
-    parser.add_argument("--work", default=None, help="folder for the training-split tables (default: a temp dir)")
-    add_gate_arguments(parser, GATED, "fail unless ALS beats this method on nDCG@k (repeatable)")
+    parser = argparse.ArgumentParser(
+        prog="recqa evaluate recs", description=__doc__.splitlines()[0],
+        epilog="Without --candidate, every build-recs flag (inputs, --map, --factors, --config, ...) describes what to evaluate.",
+    )
+    add_warehouse_argument(parser, "where the candidate and the published release are")
+    add_candidate_arguments(parser, RECS)
+    parser.add_argument("--split", default="temporal", choices=["temporal", "random"], help="per-user holdout by time or at random (default temporal)")
+    parser.add_argument("--last-n", type=int, default=1, help="temporal split: items held out per user (default 1)")
+    parser.add_argument("--fraction", type=float, default=None, help="share of each user's items held out: the last by time (temporal) or at random (random, default 0.2)")
+    parser.add_argument("--split-file", default=None, help="score this split instead: an interactions file (same format and --map as the inputs) whose user-item pairs are the test part")
+    parser.add_argument("--seed", type=int, default=0, help="random split and baseline seed (default 0)")
+    parser.add_argument("--k", type=int, default=10, help="cutoff (default 10)")
+    parser.add_argument("--methods", default=",".join(BASELINES), help="baselines, comma-separated, from " + ", ".join(BASELINES))
+    parser.add_argument("--out", default="reports/recs", help="folder for report.json and report.html (default reports/recs)")
+    add_gate_arguments(parser, GATED, "fail unless the candidate beats this baseline on nDCG@k (repeatable)")
     return parser
 
 
-def _split(args: argparse.Namespace, events: list[Interaction]) -> Split:
+def _build_args(candidate: Candidate | None, rest: list[str]) -> argparse.Namespace:
+    """build-recs' flags: the candidate's own, or those given here."""
+    if candidate is not None:
+        if rest:
+            raise InputError(f"{rest[:3]}: a candidate is evaluated with its own inputs and settings; drop these flags", field="--candidate")
+        args, _ = build_recs.parse_args([])
+        vars(args).update(candidate.config["flags"])
+        if dataclasses.asdict(build_recs.als_config(args)) != candidate.config["als"]:
+            raise InputError(f"candidate {candidate.id}: its flags do not give its recorded ALS settings", field="--candidate")
+        return args
+    args, unknown = build_recs.parse_args(rest, prog="recqa evaluate recs")
+    if unknown:
+        raise InputError(f"unknown flags {unknown}; see recqa evaluate recs --help", field=unknown[0])
+    return args
+
+
+def _split(args: argparse.Namespace, events: list[Interaction], held_file: list[Interaction] | None = None) -> Split:
+    if held_file is not None:
+        from features.splits import split_from_pairs
+
+        return split_from_pairs(events, {(e.user_id, e.item_id) for e in held_file})
+    if args.split == "temporal" and args.fraction is not None:
+        from features.splits import temporal_fraction_split
+
+        return temporal_fraction_split(events, args.fraction)
     if args.split == "temporal":
         return temporal_split(events, args.last_n)
-    return random_split(events, args.fraction, args.seed)
+    return random_split(events, 0.2 if args.fraction is None else args.fraction, args.seed)
 
 
-def served_als(train: Split, dataset: Dataset, params: dict[str, Any], args: argparse.Namespace, work: Path) -> dict[str, list[str]]:
-    """Train ALS with the real build-recs job on the training events; rank as the service does."""
-    import lancedb
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def served_rankings(build_args: argparse.Namespace, split: Split, dataset: Dataset, k: int) -> dict[str, list[str]]:
+    """Fit ALS on the training part with exactly these build settings; rank as the service does."""
+    weights = build_recs.weight_config(build_args)
+    als = build_recs.als_config(build_args)
+    matrix = build_matrix(split.train, [item.item_id for item in dataset.items], weights)
+    core = RecommenderCore.from_fit(matrix, fit_als(matrix.matrix, als), als, {item.item_id: item.category for item in dataset.items})
+    return {user_id: [item_id for item_id, _ in core.for_user(user_id, k).items] for user_id in split.test_items()}
 
-    from features.encoders import SentenceTransformerEncoder
-    from pipelines import build_recs
-    from serving.recommender import Recommender
 
-    data = work / "train"
-    data.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist([e.__dict__ for e in train.train]), data / "interactions.parquet")
-    pq.write_table(pa.Table.from_pylist([i.__dict__ for i in dataset.items]), data / "items.parquet")
-    warehouse = str(work / "warehouse")
-    build_recs.run([
-        "--warehouse", warehouse, "--input-format", "contract", "--timestamp-format", "epoch_s", "--model", args.model,
-        "--interactions", str(data / "interactions.parquet"), "--items", str(data / "items.parquet"),
-        "--rejects", str(work / "rejects"), "--random-state", str(args.seed),
-        *(f"--{name}={value}" for name, value in params.items()),
-    ])
-    db = lancedb.connect(warehouse)
-    recommender = Recommender(db.open_table(USERS_TABLE), db.open_table(ITEMS_TABLE), SentenceTransformerEncoder(args.model))
-    return {user_id: [i for i, _ in recommender.for_user(user_id, args.k).items] for user_id in train.test_items()}
+def _published(warehouse: str) -> tuple[Release, Candidate | None] | None:
+    """The release being served, with the recs candidate it released (None for a pre-candidate release)."""
+    current = read_releases(warehouse).current
+    if current is None or USERS_TABLE not in current.tables or ITEMS_TABLE not in current.tables:
+        return None
+    wanted = current.candidates.get(RECS)
+    return current, next((c for c in read_candidates(warehouse) if c.id == wanted), None)
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = _parser().parse_args(argv)
+    args, rest = _parser().parse_known_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or "als" not in methods:
-        raise SystemExit(f"--methods: unknown {unknown}" if unknown else "--methods: 'als' (the candidate) is required")
-    loader = load_ms_store if args.input_format == "ms-store" else load_contract
-    dataset = loader(args.interactions, args.items)
-    split = _split(args, dataset.events)
-    validation = _split(args, split.train)  # tuning never sees the test split
+    if unknown := [m for m in methods if m not in BASELINES]:
+        raise InputError(f"unknown baselines {unknown}; expected some of {list(BASELINES)}", field="--methods")
+    candidate = find_candidate(args.warehouse, args.candidate, RECS) if args.candidate else None
+    build_args = _build_args(candidate, rest)
+    dataset = read_recs(build_args)
+    held = None
+    if args.split_file:
+        from pipelines.transforms.read import read_input
+
+        spec = dataclasses.replace(build_recs.input_specs(build_args)[0], path=args.split_file)
+        held = read_input(spec).records
+    split = _split(args, dataset.events, held)
+    if not split.test:
+        raise InputError("the split holds nothing out: no user has enough items", field="--split")
     item_ids = [item.item_id for item in dataset.items]
     matrix = build_matrix(split.train, item_ids)
-    work = Path(args.work or tempfile.mkdtemp(prefix="recqa-eval-recs-"))
     results, tuning = {}, {}
+    started = time.perf_counter()
+    results[CANDIDATE] = score(served_rankings(build_args, split, dataset, args.k), split, matrix, args.k)
+    results[CANDIDATE]["seconds"] = time.perf_counter() - started
+    published = _published(args.warehouse) if candidate is not None else None
+    published_figure = None
+    if published is not None and published[1] is not None and published[1].id != (candidate.id if candidate else None):
+        old_args = _build_args(published[1], [])
+        results["published"] = score(served_rankings(old_args, split, dataset, args.k), split, matrix, args.k)
+        published_figure = (published[0], results["published"]["ndcg"])
+    elif published is not None and published[1] is not None:
+        published_figure = (published[0], results[CANDIDATE]["ndcg"])  # the candidate is what is published
+    validation = _split(args, split.train) if not args.split_file else random_split(split.train, 0.2, args.seed)
     for method in methods:
         started = time.perf_counter()
-        params, tried = tune(method, validation, item_ids, args.k, args.seed)
-        if method == "als":
-            rankings = served_als(split, dataset, params, args, work)
-        else:
-            factory, _ = METHODS[method]
-            rankings = rankings_by_id(matrix, factory(matrix.matrix, seed=args.seed, **params), list(split.test_items()), args.k)
+        params, tried = tune(method, validation, item_ids, args.k, args.seed)  # baselines tuned on train only
+        factory, _ = METHODS[method]
+        rankings = rankings_by_id(matrix, factory(matrix.matrix, seed=args.seed, **params), list(split.test_items()), args.k)
         results[method] = score(rankings, split, matrix, args.k)
         results[method]["seconds"] = time.perf_counter() - started
         tuning[method] = {"chosen": params, "validation_ndcg": tried}
     gates = gates_from_args(args, GATED, "ndcg")
-    failures = gates.check("als", results)
+    if published_figure is None and not gates.must_beat and DEFAULT_BASELINE_GATE in results:
+        gates = dataclasses.replace(gates, must_beat=(DEFAULT_BASELINE_GATE,))
+    rows = gate_rows(gates, CANDIDATE, results, published_figure[1] if published_figure else None,
+                     args.max_regression if published_figure else None)
     figures = {
         "kind": "recs",
-        "dataset": {"files": [str(p) for p in dataset.files], "sha256": report.file_hash(dataset.files),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "candidate": {"id": candidate.id, "tables": candidate.tables, "created_at": candidate.created_at} if candidate else None,
+        "decision": decision(candidate, RECS, f"ndcg@{args.k}", results[CANDIDATE]["ndcg"], published_figure, rows,
+                             {m: results[m]["ndcg"] for m in methods}),
+        "dataset": {"files": list(dataset.files), "inputs": dataset.inputs, "sha256": combined_hash(dataset.inputs),
                     "events": len(dataset.events), "items": len(dataset.items)},
-        "split": {"kind": args.split, "last_n": args.last_n, "fraction": args.fraction, "seed": args.seed,
-                  "train_events": len(split.train), "test_events": len(split.test), "test_users": len(split.test_items())},
+        "split": {"kind": "file" if args.split_file else args.split, "last_n": args.last_n, "fraction": args.fraction,
+                  "seed": args.seed, "file": args.split_file, "train_events": len(split.train), "test_events": len(split.test),
+                  "test_users": len(split.test_items())},
+        "configuration": {"als": dataclasses.asdict(build_recs.als_config(build_args)),
+                          "weights": dataclasses.asdict(build_recs.weight_config(build_args)), "encoder": build_args.model},
+        "published": {"release": published[0].number, "candidate": published[1].id if published[1] else None} if published else None,
         "k": args.k,
         "results": results,
         "tuning": tuning,
-        "gates": gates.summary(failures),
+        "gates": {"gates": rows, "failures": [g["text"] for g in rows if not g["passed"]], "passed": all(g["passed"] for g in rows)},
         "git_commit": report.git_commit(),
     }
     columns = [*RECS_METRICS, "coverage", "mean_popularity"]
     table = report.table_text(results, columns)
-    plot = report.bar_plot(f"Recommendations, {args.split} split, @{args.k}", results, [*RECS_METRICS, "coverage"])
-    return report.finish(Path(args.out), figures, [(f"Methods at k={args.k} on the test split", table, [plot])], table)
+    plot = report.bar_plot(f"Recommendations, {figures['split']['kind']} split, @{args.k}", results, [*RECS_METRICS, "coverage"])
+    figures = report.finish(Path(args.out), figures, [(f"Methods at k={args.k} on the test split", table, [plot])], table)
+    if candidate is not None:
+        record_verdict(args.warehouse, candidate, figures, Path(args.out) / "report.json")
+    return figures

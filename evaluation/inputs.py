@@ -8,6 +8,9 @@ or `00123` stays the string it is, and a bad row is named with its file and line
 from __future__ import annotations
 
 import argparse
+import hashlib
+from collections.abc import Mapping
+from typing import Any
 
 from evaluation.recs import Dataset
 from pipelines import build_recs
@@ -36,3 +39,11 @@ def read_recs(args: argparse.Namespace) -> Dataset:
         inputs={spec.kind: {**files_sha256(spec.path), "rows": reads[spec.kind].valid, "rejected": reads[spec.kind].rejected}
                 for spec in (interactions_spec, items_spec)},
     )
+
+
+def combined_hash(inputs: Mapping[str, Mapping[str, Any]]) -> str:
+    """One sha256 for a dataset of several inputs: over each input's kind and content hash."""
+    digest = hashlib.sha256()
+    for kind in sorted(inputs):
+        digest.update(f"{kind}:{inputs[kind]['sha256']}\n".encode())
+    return digest.hexdigest()

@@ -25,6 +25,7 @@ META_ENCODER = b"recqa.encoder"
 META_DIMENSION = b"recqa.dimension"
 META_ALS = b"recqa.als"
 META_FIT = b"recqa.fit"  # one id per build-recs run: users and items of one fit share it
+META_CANDIDATE = b"recqa.candidate"  # the candidate (features/candidates.py) whose build wrote this version
 
 
 def fit_of(metadata: dict[bytes, bytes] | None) -> tuple[bytes | None, bytes | None]:

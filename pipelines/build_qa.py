@@ -10,23 +10,27 @@ import apache_beam as beam
 import pyarrow as pa
 
 from features.adapters import ParseOptions
+from features.candidates import QA, new_candidate_id
 from features.errors import InputError
 from features.schemas import (
     ANSWER_INDEX,
     ANSWER_TEXT_COLUMN,
     ANSWERS_TABLE,
     DEFAULT_MODEL_NAME,
+    META_CANDIDATE,
     QADocument,
     TableMetadata,
     answers_schema,
 )
 from features.text import DEFAULT_CHUNK_OVERLAP_WORDS, DEFAULT_CHUNK_WORDS, chunk_words, normalize_text
 from pipelines import lance_io
-from pipelines.options import JobResult, job_parser, pipeline_options, rejects_dir
+from pipelines.candidates import build_flags, input_rows, record_build
+from pipelines.options import JobResult, job_parser, parse_job_args, pipeline_options, rejects_dir
+from pipelines.summary import stage_rows
 from pipelines.transforms.encode import EncodeTexts
 from pipelines.transforms.lance_write import WriteTable
 from pipelines.transforms.quality import CheckRejects
-from pipelines.transforms.read import STACKFAQ, InputSpec, ReadRecords, parse_mapping
+from pipelines.transforms.read import STACKFAQ, InputSpec, ReadRecords, files_sha256, parse_mapping
 
 PROG = "recqa build-qa"
 DEFAULT_DOCUMENTS = "data/stackfaq/stackExchange-FAQ.json"
@@ -41,7 +45,7 @@ def parse_args(argv: Sequence[str] | None, prog: str = PROG) -> tuple[Any, list[
     parser.add_argument("--chunk-words", type=int, default=DEFAULT_CHUNK_WORDS, help="words per chunk of a long answer")
     parser.add_argument("--chunk-overlap", type=int, default=DEFAULT_CHUNK_OVERLAP_WORDS, help="words shared by consecutive chunks")
     parser.add_argument("--model", default=DEFAULT_MODEL_NAME, help="sentence-transformers model name or folder")
-    return parser.parse_known_args(argv)
+    return parse_job_args(parser, argv, QA)
 
 
 def chunk_rows(element: tuple[str, Iterable[QADocument]], size: int, overlap: int) -> Iterator[dict[str, Any]]:
@@ -75,11 +79,12 @@ def _answers_schema(row: dict[str, Any]) -> pa.Schema:
     return answers_schema(len(row[ANSWER_INDEX.column]))
 
 
-def _commit(written: list, ok: bool, *, warehouse: str, model: str, ann_min_rows: int) -> None:
+def _commit(written: list, ok: bool, *, warehouse: str, model: str, ann_min_rows: int, candidate: str) -> None:
     """The run's only visible change: one commit, then the BM25 and (when large) vector indexes."""
     assert ok
     dimension = written[0][0].field(ANSWER_INDEX.column).type.list_size if written else 0
-    lance_io.commit_fragments(warehouse, ANSWERS_TABLE, written, TableMetadata(model, dimension).to_arrow())
+    metadata = TableMetadata(model, dimension, {META_CANDIDATE: candidate.encode()}).to_arrow()
+    lance_io.commit_fragments(warehouse, ANSWERS_TABLE, written, metadata)
     lance_io.create_fts_index(warehouse, ANSWERS_TABLE)
     lance_io.create_vector_indexes(warehouse, ANSWERS_TABLE, [dataclasses.replace(ANSWER_INDEX, min_rows_for_ann=ann_min_rows)])
 
@@ -90,11 +95,23 @@ def input_specs(args: Any) -> tuple[InputSpec]:
     return (InputSpec("documents", args.documents, args.input_format, parse_mapping(args.map), parse),)
 
 
+def candidate_config(args: Any) -> dict[str, Any]:
+    """What a candidate records as its configuration: every setting the build used."""
+    return {
+        "flags": build_flags(args, ("documents",)),
+        "chunking": {"chunk_words": args.chunk_words, "chunk_overlap": args.chunk_overlap},
+        "encoder": args.model,
+        "index": {"ann_min_rows": args.ann_min_rows, "vector": dataclasses.asdict(ANSWER_INDEX), "full_text": ANSWER_TEXT_COLUMN},
+    }
+
+
 def run(argv: Sequence[str] | None = None) -> JobResult:
-    """Build the `answers` table as a new version; returns it and the stage table."""
+    """Build the `answers` table as a new version, recorded as a candidate."""
     args, beam_args = parse_args(argv)
     chunk_words(" ".join(["x"] * 3), args.chunk_words, args.chunk_overlap)  # refuse bad sizes before running
     (spec,) = input_specs(args)
+    candidate = new_candidate_id(QA)
+    hashes = {spec.kind: files_sha256(spec.path)}
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
     documents = pipeline | "ReadDocuments" >> ReadRecords(spec)
     checked = documents | "CheckDocuments" >> CheckRejects("documents", args.max_reject_fraction, rejects_dir(args, "build-qa"))
@@ -113,11 +130,15 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
         | "WriteAnswers" >> WriteTable(args.warehouse, ANSWERS_TABLE, _answers_schema)
     )
     _ = written | "Commit" >> beam.Map(
-        _commit, beam.pvalue.AsSingleton(checked), warehouse=args.warehouse, model=args.model, ann_min_rows=args.ann_min_rows
+        _commit, beam.pvalue.AsSingleton(checked), warehouse=args.warehouse, model=args.model, ann_min_rows=args.ann_min_rows,
+        candidate=candidate,
     )
     result = pipeline.run()
     result.wait_until_finish()
-    return JobResult.of(args.warehouse, [ANSWERS_TABLE], result)
+    counts = input_rows(stage_rows(result), ("documents",))
+    inputs = {kind: {**hashes[kind], **counts.get(kind, {})} for kind in hashes}
+    built = record_build(args.warehouse, candidate, QA, [ANSWERS_TABLE], candidate_config(args), inputs)
+    return JobResult.of_candidate(built, result)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +16,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from features.adapters import ParseOptions
+from features.candidates import RECS, new_candidate_id
 from features.interactions import DEFAULT_EVENT_WEIGHTS, WeightConfig
 from features.schemas import (
     ALS_INDEX,
@@ -24,6 +24,7 @@ from features.schemas import (
     DEFAULT_MODEL_NAME,
     ITEMS_TABLE,
     META_ALS,
+    META_CANDIDATE,
     META_FIT,
     USERS_TABLE,
     ALSConfig,
@@ -34,11 +35,13 @@ from features.schemas import (
 from features.text import item_text
 from features.timestamps import AUTO, check_timestamp_format
 from pipelines import lance_io
-from pipelines.options import JobResult, job_parser, pipeline_options, rejects_dir
+from pipelines.candidates import build_flags, input_rows, record_build
+from pipelines.options import JobResult, job_parser, parse_job_args, pipeline_options, rejects_dir
+from pipelines.summary import stage_rows
 from pipelines.transforms.encode import EncodeTexts
 from pipelines.transforms.lance_write import WriteTable
 from pipelines.transforms.quality import CheckRejects
-from pipelines.transforms.read import MS_STORE, InputSpec, ReadRecords, parse_mapping
+from pipelines.transforms.read import MS_STORE, InputSpec, ReadRecords, files_sha256, parse_mapping
 from pipelines.transforms.recs import DropDuplicateEvents, item_factors, item_row, merge_item, train, user_rows
 
 PROG = "recqa build-recs"
@@ -65,7 +68,7 @@ def parse_args(argv: Sequence[str] | None, prog: str = PROG) -> tuple[Any, list[
     parser.add_argument("--alpha", type=float, default=defaults.alpha)
     parser.add_argument("--iterations", type=int, default=defaults.iterations)
     parser.add_argument("--random-state", type=int, default=defaults.random_state)
-    return parser.parse_known_args(argv)
+    return parse_job_args(parser, argv, RECS)
 
 
 def _event_weights(pairs: list[str] | None) -> dict[str, float]:
@@ -84,11 +87,15 @@ def _items_schema(row: dict[str, Any], factors: int) -> pa.Schema:
 
 
 def _commit(
-    items_written: list, users_written: list, *checks: bool, warehouse: str, als: ALSConfig, model: str, ann_min_rows: int
+    items_written: list, users_written: list, *checks: bool, warehouse: str, als: ALSConfig, model: str, ann_min_rows: int,
+    candidate: str,
 ) -> None:
-    """The run's only visible change: one commit per table, after every check passed."""
+    """The run's only visible change: one commit per table, after every check passed.
+
+    The candidate id doubles as the fit id: users and items of one run carry the same one.
+    """
     assert all(checks)  # CheckRejects raises rather than return False; this makes the wait explicit
-    als_meta = {META_ALS: json.dumps(dataclasses.asdict(als)).encode(), META_FIT: uuid.uuid4().hex.encode()}
+    als_meta = {META_ALS: json.dumps(dataclasses.asdict(als)).encode(), META_FIT: candidate.encode(), META_CANDIDATE: candidate.encode()}
     dimension = items_written[0][0].field(CONTENT_INDEX.column).type.list_size if items_written else 0
     lance_io.commit_fragments(warehouse, ITEMS_TABLE, items_written, {**TableMetadata(model, dimension).to_arrow(), **als_meta})
     lance_io.commit_fragments(warehouse, USERS_TABLE, users_written, als_meta)
@@ -110,12 +117,36 @@ def input_specs(args: Any) -> tuple[InputSpec, InputSpec]:
     )
 
 
+def als_config(args: Any) -> ALSConfig:
+    """The ALS settings the flags (and --config) ask for."""
+    return ALSConfig(args.factors, args.regularization, args.alpha, args.iterations, args.random_state)
+
+
+def weight_config(args: Any) -> WeightConfig:
+    """How events become confidences, from the flags: what build, tune and evaluate all fit with."""
+    return _weights(args)
+
+
+def candidate_config(args: Any) -> dict[str, Any]:
+    """What a candidate records as its configuration: every setting the build used."""
+    weights = weight_config(args)
+    return {
+        "flags": build_flags(args, ("interactions", "items")),
+        "als": dataclasses.asdict(als_config(args)),
+        "weights": {**dataclasses.asdict(weights), "event_weights": dict(weights.event_weights)},
+        "encoder": args.model,
+        "index": {"ann_min_rows": args.ann_min_rows, "als": dataclasses.asdict(ALS_INDEX), "content": dataclasses.asdict(CONTENT_INDEX)},
+    }
+
+
 def run(argv: Sequence[str] | None = None) -> JobResult:
-    """Build the `users` and `items` tables as new versions; returns them and the stage table."""
+    """Build the `users` and `items` tables as new versions, recorded as one candidate."""
     args, beam_args = parse_args(argv)
-    als = ALSConfig(args.factors, args.regularization, args.alpha, args.iterations, args.random_state)
-    weights = _weights(args)
+    als = als_config(args)
+    weights = weight_config(args)
     interactions_spec, items_spec = input_specs(args)
+    candidate = new_candidate_id(RECS)
+    hashes = {spec.kind: files_sha256(spec.path) for spec in (interactions_spec, items_spec)}  # what this run reads
     rejects = rejects_dir(args, "build-recs")
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
     events = pipeline | "ReadInteractions" >> ReadRecords(interactions_spec)
@@ -163,10 +194,14 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
         als=als,
         model=args.model,
         ann_min_rows=args.ann_min_rows,
+        candidate=candidate,
     )
     result = pipeline.run()
     result.wait_until_finish()
-    return JobResult.of(args.warehouse, [USERS_TABLE, ITEMS_TABLE], result)
+    counts = input_rows(stage_rows(result), ("interactions", "items"))
+    inputs = {kind: {**hashes[kind], **counts.get(kind, {})} for kind in hashes}
+    built = record_build(args.warehouse, candidate, RECS, [USERS_TABLE, ITEMS_TABLE], candidate_config(args), inputs)
+    return JobResult.of_candidate(built, result)
 
 
 if __name__ == "__main__":

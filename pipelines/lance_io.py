@@ -209,17 +209,30 @@ def _mirror_published_tags(warehouse: str, release: Release) -> None:
             logger.warning("released, but the '%s' tag of %s still names an older version: %s", PUBLISHED_TAG, name, error)
 
 
-def publish_release(warehouse: str, log: ReleaseLog, versions: Mapping[str, int], retain_releases: int) -> Release:
+def publish_release(
+    warehouse: str,
+    log: ReleaseLog,
+    versions: Mapping[str, int],
+    retain_releases: int,
+    candidates: Mapping[str, str] | None = None,
+    forced: bool = False,
+    reports: Mapping[str, str] | None = None,
+) -> Release:
     """Append a release of `versions` (other tables keep their published version) in one commit.
 
-    Raises ReleaseConflict if the log moved since `log` was read; nothing changes then.
-    Releases beyond the last `retain_releases` leave the log.
+    `candidates` ({kind: id}) and `reports` ({kind: sha256}) name what was released and what
+    judged it; kinds not released keep the current release's. Raises ReleaseConflict if the log
+    moved since `log` was read; nothing changes then. Releases beyond the last
+    `retain_releases` leave the log.
     """
     current = log.current
     release = Release(
         number=current.number + 1 if current is not None else 1,
         tables={**(current.tables if current is not None else {}), **{k: int(v) for k, v in versions.items()}},
         action="publish",
+        candidates={**(current.candidates if current is not None else {}), **dict(candidates or {})},
+        forced=forced,
+        reports={**(current.reports if current is not None else {}), **dict(reports or {})},
     )
     _commit_releases(warehouse, log, [*log.releases, release][-max(1, retain_releases) :])
     _mirror_published_tags(warehouse, release)
@@ -282,15 +295,16 @@ def append_candidate_events(warehouse: str, rows: Sequence[Mapping[str, Any]]) -
 
 
 def cleanup_history(warehouse: str, name: str) -> int:
-    """Remove every version but the latest of a bookkeeping table (the release log, the candidates).
+    """Remove the old versions of an append-only bookkeeping table (the candidates).
 
-    Their rows hold everything worth keeping, so old versions are only files that grow one per
-    publish or build.
+    Its rows hold everything worth keeping, so old versions are only files that grow one per
+    build or evaluation. Only versions older than an hour go: a concurrent append's files are
+    not yet in any version, and an age limit is what keeps Lance's cleanup off them.
     """
     from datetime import timedelta
 
     ds = dataset(warehouse, name)
     if ds is None:
         return 0
-    stats = ds.cleanup_old_versions(older_than=timedelta(seconds=0), error_if_tagged_old_versions=False)
+    stats = ds.cleanup_old_versions(older_than=timedelta(hours=1), error_if_tagged_old_versions=False)
     return int(getattr(stats, "old_versions", 0))

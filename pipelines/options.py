@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from features.adapters import DEFAULT_MAX_TEXT_CHARS
+from features.errors import InputError
 from features.locations import add_warehouse_argument
 from features.schemas import ALS_INDEX
 from pipelines.transforms.quality import DEFAULT_MAX_REJECT_FRACTION
@@ -27,6 +30,12 @@ def job_parser(prog: str, description: str) -> argparse.ArgumentParser:
     )
     add_warehouse_argument(parser)
     parser.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="JSON whose 'config' gives this job's flag defaults (as `recqa tune` writes it); flags given here still win",
+    )
+    parser.add_argument(
         "--max-reject-fraction",
         type=float,
         default=DEFAULT_MAX_REJECT_FRACTION,
@@ -41,6 +50,36 @@ def job_parser(prog: str, description: str) -> argparse.ArgumentParser:
         help="build IVF-PQ indexes on tables with at least this many rows; smaller ones are searched exactly",
     )
     return parser
+
+
+def read_config(path: str, parser: argparse.ArgumentParser, kind: str) -> dict[str, Any]:
+    """The flag defaults a tuned-configuration file gives, checked against the job's flags.
+
+    Accepts `recqa tune`'s output (`{"kind": ..., "config": {dest: value}}`) or a bare
+    `{dest: value}` object. An unknown key or a file of the other kind fails at once, naming it.
+    """
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+    except (OSError, json.JSONDecodeError) as error:
+        raise InputError(f"cannot read '{path}': {error}", field="--config") from error
+    if not isinstance(data, dict):
+        raise InputError(f"'{path}' is not a JSON object", field="--config")
+    if data.get("kind", kind) != kind:
+        raise InputError(f"'{path}' configures {data['kind']}, not {kind}", field="--config")
+    config = data.get("config", data if "kind" not in data else {})
+    dests = {action.dest for action in parser._actions} - {"help", "config", "warehouse"}
+    if unknown := sorted(set(config) - dests):
+        raise InputError(f"'{path}' sets unknown settings {unknown}; known: {sorted(dests)}", field="--config")
+    return dict(config)
+
+
+def parse_job_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None, kind: str) -> tuple[argparse.Namespace, list[str]]:
+    """The job's flags over the --config file's defaults, and the rest for Beam."""
+    args, _ = parser.parse_known_args(argv)
+    if args.config:
+        parser.set_defaults(**read_config(args.config, parser, kind))
+    return parser.parse_known_args(argv)
 
 
 def rejects_dir(args: argparse.Namespace, job: str) -> str:
@@ -63,6 +102,7 @@ class JobResult:
     versions: dict[str, int] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
     stages: str = ""  # the per-stage summary table
+    candidate: str | None = None  # the build's candidate id: what evaluate and publish take
 
     @classmethod
     def of(cls, warehouse: str, names: Sequence[str], result=None) -> "JobResult":
@@ -76,9 +116,18 @@ class JobResult:
             stages=format_table(stage_rows(result)) if result is not None else "",
         )
 
+    @classmethod
+    def of_candidate(cls, candidate, result) -> "JobResult":
+        """A build's result: exactly the versions its candidate recorded, and the run's stage table."""
+        from pipelines.summary import format_table, stage_rows
+
+        return cls(versions=dict(candidate.tables), rows=dict(candidate.rows), stages=format_table(stage_rows(result)), candidate=candidate.id)
+
     def summary(self) -> str:
         tables = "\n".join(
             f"  {name:<8} version {self.versions[name]:>4}" + (f"  rows {self.rows[name]:>8}" if name in self.rows else "")
             for name in self.versions
         )
-        return f"{self.stages}\n\n{tables}" if self.stages else tables
+        text = f"{self.stages}\n\n{tables}" if self.stages else tables
+        # last, alone on its line: scripts and Airflow's XCom take the id from here
+        return f"{text}\ncandidate {self.candidate}" if self.candidate else text

@@ -1,9 +1,12 @@
-"""`recqa publish`: check the latest table versions, then release them together.
+"""`recqa publish`: release the table versions of evaluated candidates, together.
 
-A release names a version of every table and lands in one compare-and-swap commit of the
-release log, after the checks pass: readers see all of it or none of it, and of two racing
-publishes (or a publish and a rollback) one lands and the other fails, changing nothing.
-Versions no retained release names are cleaned up afterwards. The service follows the log.
+Publish takes candidates by id (`--candidate`), never "the latest tables": the versions
+released are exactly those the candidate's evaluation judged, and a candidate whose
+evaluation failed, or that was never evaluated, is refused unless `--force` (recorded in
+the release). A release names a version of every table and lands in one compare-and-swap
+commit of the release log, after the checks pass: readers see all of it or none of it, and
+of two racing publishes (or a publish and a rollback) one lands and the other fails, changing
+nothing. Versions no retained release names are cleaned up afterwards. The service follows the log.
 """
 
 from __future__ import annotations
@@ -15,16 +18,19 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
+from features.candidates import CANDIDATES_TABLE, KINDS, LATEST, Candidate, resolve_candidate
 from features.errors import InputError
 from features.locations import add_warehouse_argument
+from features.releases import Release
 from features.schemas import ALS_INDEX, RECQA_TABLES
 from pipelines import lance_io
 from pipelines.checks import check_tables
 from pipelines.options import JobResult
-from registry.log import read_releases
+from registry.log import read_candidates, read_releases
 
 ALL_TABLES = RECQA_TABLES
 DEFAULT_RETAIN_RELEASES = 5
+DEFAULT_MAX_SHRINK = 0.20  # a table losing more than this share of the published rows is refused
 # The service checks the release log every RECQA_RELOAD_SECONDS (10 by default); allow many of those.
 DEFAULT_AWAIT_TIMEOUT_SECONDS = 300.0
 DEFAULT_POLL_SECONDS = 5.0
@@ -56,29 +62,93 @@ def _tables(warehouse: str, listed: str | None) -> list[str]:
     return names
 
 
+def chosen_candidates(warehouse: str, refs: Sequence[str]) -> list[Candidate]:
+    """The candidates `--candidate` names; `latest` is the newest candidate of each kind built."""
+    known = read_candidates(warehouse)
+    chosen: dict[str, Candidate] = {}
+    for ref in refs:
+        found = [c for kind in KINDS if any(k.kind == kind for k in known) for c in [resolve_candidate(known, LATEST, kind)]] \
+            if ref == LATEST else [resolve_candidate(known, ref)]
+        if ref == LATEST and not found:
+            raise InputError(f"no candidate has been built in '{warehouse}': run build-recs or build-qa first", field="--candidate")
+        for candidate in found:
+            if candidate.kind in chosen and chosen[candidate.kind].id != candidate.id:
+                raise InputError(f"two {candidate.kind} candidates named ({chosen[candidate.kind].id}, {candidate.id}): a release takes one of each kind", field="--candidate")
+            chosen[candidate.kind] = candidate
+    return list(chosen.values())
+
+
+def verdict_problems(candidates: Sequence[Candidate]) -> list[str]:
+    """Why each candidate may not be published without --force: never evaluated, or failed."""
+    problems = []
+    for candidate in candidates:
+        evaluation = candidate.evaluation
+        if evaluation is None:
+            problems.append(f"{candidate.id}: never evaluated (run `recqa evaluate {candidate.kind} --candidate {candidate.id}`)")
+        elif not evaluation.passed:
+            failed = "; ".join(g.get("text", g.get("name", "?")) for g in evaluation.gates if not g.get("passed"))
+            problems.append(f"{candidate.id}: its evaluation failed ({failed}); report {evaluation.report}")
+    return problems
+
+
+def shrink_problems(warehouse: str, current: Release | None, candidates: Sequence[Candidate], max_shrink: float) -> list[str]:
+    """Tables that would lose more than `max_shrink` of the published release's rows."""
+    problems = []
+    for candidate in candidates:
+        for name, version in candidate.tables.items():
+            if current is None or name not in current.tables:
+                continue
+            published = lance_io.dataset(warehouse, name, current.tables[name])
+            if published is None:
+                continue
+            before, after = int(published.count_rows()), candidate.rows.get(name, 0)
+            if before and after < before * (1 - max_shrink):
+                problems.append(f"{name}: {after} rows against {before} published ({1 - after / before:.0%} fewer, limit {max_shrink:.0%})")
+    return problems
+
+
 def run(argv: Sequence[str] | None = None) -> JobResult:
-    """Publish the latest versions of the tables, or raise PublishError listing what failed."""
-    parser = _parser("recqa publish", __doc__.splitlines()[0])
-    parser.add_argument("--retain-releases", type=int, default=DEFAULT_RETAIN_RELEASES, help="releases kept for rollback")
+    """Publish the candidates' table versions, or raise PublishError listing what failed."""
+    parser = argparse.ArgumentParser(prog="recqa publish", description=__doc__.splitlines()[0])
+    add_warehouse_argument(parser)
+    parser.add_argument("--candidate", action="append", required=True, metavar="ID|latest",
+                        help="a candidate to release (repeatable, one per kind); `latest`: the newest of each kind built")
+    parser.add_argument("--force", action="store_true", help="publish candidates that failed or never had an evaluation (recorded in the release)")
+    parser.add_argument("--max-shrink", type=float, default=DEFAULT_MAX_SHRINK,
+                        help=f"refuse a table with this share fewer rows than the published release's (default {DEFAULT_MAX_SHRINK})")
+    parser.add_argument("--allow-shrink", action="store_true", help="publish even when a table shrank more than --max-shrink")
+    parser.add_argument("--retain-releases", type=int, default=DEFAULT_RETAIN_RELEASES, help=f"releases kept for rollback (default {DEFAULT_RETAIN_RELEASES})")
     parser.add_argument("--ann-min-rows", type=int, default=ALS_INDEX.min_rows_for_ann, help="tables this large must have a vector index")
     args = parser.parse_args(argv)
     if args.retain_releases < 1:
         raise InputError("must keep at least one release", field="--retain-releases")
-    names = _tables(args.warehouse, args.tables)
+    if not 0 <= args.max_shrink < 1:
+        raise InputError(f"must be in [0, 1), got {args.max_shrink}", field="--max-shrink")
     log = read_releases(args.warehouse)  # read first: the release must follow this log
-    versions = lance_io.table_versions(args.warehouse, names)
+    candidates = chosen_candidates(args.warehouse, args.candidate)
+    if (problems := verdict_problems(candidates)) and not args.force:
+        raise PublishError("not published:\n  " + "\n  ".join(problems) + "\n(--force publishes anyway and records it in the release)")
+    if (problems := shrink_problems(args.warehouse, log.current, candidates, args.max_shrink)) and not args.allow_shrink:
+        raise PublishError("not published; tables shrank:\n  " + "\n  ".join(problems) + "\n(--allow-shrink publishes anyway)")
+    versions = {name: version for candidate in candidates for name, version in candidate.tables.items()}
     current = log.current.tables if log.current is not None else {}
     problems = check_tables(args.warehouse, {**current, **versions}, args.ann_min_rows)
     if problems:
         raise PublishError("not published; the tables failed their checks:\n  " + "\n  ".join(problems))
     try:
-        release = lance_io.publish_release(args.warehouse, log, versions, args.retain_releases)
+        release = lance_io.publish_release(
+            args.warehouse, log, versions, args.retain_releases,
+            candidates={c.kind: c.id for c in candidates},
+            forced=bool(args.force and verdict_problems(candidates)),
+            reports={c.kind: c.evaluation.report_sha256 for c in candidates if c.evaluation is not None},
+        )
     except lance_io.ReleaseConflict as error:
-        raise PublishError(f"not published: {error}; run publish again to release the latest versions") from error
+        raise PublishError(f"not published: {error}; run publish again") from error
     kept = read_releases(args.warehouse).releases  # read once, after the commit
     for name in release.tables:
         lance_io.cleanup_table(args.warehouse, name, kept)
-    return JobResult(versions=versions, rows=lance_io.table_rows(args.warehouse, names))
+    lance_io.cleanup_history(args.warehouse, CANDIDATES_TABLE)  # its rows are the history; old versions are only files
+    return JobResult(versions=versions, rows={name: c.rows[name] for c in candidates for name in c.tables if name in c.rows})
 
 
 def rollback(argv: Sequence[str] | None = None) -> JobResult:
@@ -91,22 +161,6 @@ def rollback(argv: Sequence[str] | None = None) -> JobResult:
     except lance_io.ReleaseConflict as error:
         raise PublishError(f"not rolled back: {error}; check `recqa releases` and try again") from error
     return JobResult(versions=release.tables, rows={})
-
-
-def releases(argv: Sequence[str] | None = None) -> JobResult:
-    """List the release log, oldest first; the last release is the published one."""
-    parser = argparse.ArgumentParser(prog="recqa releases", description="List the retained releases; the last is published.")
-    add_warehouse_argument(parser)
-    args = parser.parse_args(argv)
-    log = read_releases(args.warehouse)
-    if log.current is None:
-        raise InputError(f"nothing published yet in '{args.warehouse}'", field="--warehouse")
-    lines = [
-        f"  release {r.number:>4}  {r.created_at:%Y-%m-%d %H:%M:%S}  {r.action:<8}  "
-        + "  ".join(f"{name} v{version}" for name, version in sorted(r.tables.items()))
-        for r in log.releases
-    ]
-    return JobResult(versions=log.current.tables, stages="\n".join(lines))
 
 
 def _served_tables(service_url: str) -> dict[str, int] | str:

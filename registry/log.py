@@ -81,6 +81,12 @@ def published_versions(warehouse: str) -> dict[str, int] | None:
     return tables or None
 
 
+def published_version(warehouse: str, name: str) -> int | None:
+    """The version of `name` in the current release, or None before it is first published."""
+    current = read_releases(warehouse).current
+    return current.tables.get(name) if current is not None else None
+
+
 def read_candidates(warehouse: str) -> list[Candidate]:
     """Every candidate of the warehouse, oldest first (none before the first build)."""
     ds = _open(warehouse, CANDIDATES_TABLE)

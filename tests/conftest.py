@@ -58,5 +58,24 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("warehouse")
     build_recs.run(["--warehouse", str(path), "--interactions", str(MS_USAGE), "--items", str(MS_CATALOG)])
     build_qa.run(["--warehouse", str(path), "--documents", str(STACKFAQ)])
-    publish.run(["--warehouse", str(path)])
+    publish.run(["--warehouse", str(path), "--candidate", "latest", "--force"])
     return path
+
+
+def register_candidate(warehouse, tables: list[str], passed: bool | None = True) -> str:
+    """A candidate naming the latest versions of `tables`, as a build records one, judged `passed` (None: never evaluated).
+
+    For tests that write table versions by hand and then exercise publish.
+    """
+    from features.candidates import QA, RECS, Candidate, Evaluation, built_row, evaluated_row, new_candidate_id
+    from pipelines import lance_io
+
+    kind = QA if "answers" in tables else RECS
+    versions = lance_io.table_versions(str(warehouse), tables)
+    candidate = Candidate(new_candidate_id(kind), kind, versions, lance_io.table_rows(str(warehouse), tables))
+    rows = [built_row(candidate)]
+    if passed is not None:
+        gate = {"name": "min-ndcg", "threshold": 0.5, "figure": 0.9 if passed else 0.1, "passed": passed, "text": "ndcg against 0.5"}
+        rows.append(evaluated_row(candidate, Evaluation(passed, [gate], "0" * 64, "report.json")))
+    lance_io.append_candidate_events(str(warehouse), rows)
+    return candidate.id

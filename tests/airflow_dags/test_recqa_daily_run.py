@@ -21,6 +21,7 @@ from features.schemas import ANSWERS_TABLE, ITEMS_TABLE, USERS_TABLE
 from pipelines import lance_io
 from tests.airflow_dags.conftest import DAGS
 from tests.conftest import MS_USAGE, STACKFAQ
+from registry.log import published_version
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +71,7 @@ class Airflow:
 
 
 def published(warehouse: Path) -> dict[str, int | None]:
-    return {name: lance_io.published_version(str(warehouse), name) for name in TABLES}
+    return {name: published_version(str(warehouse), name) for name in TABLES}
 
 
 def latest(warehouse: Path) -> dict[str, int]:

@@ -2,7 +2,7 @@ import lance
 import pyarrow as pa
 import pytest
 
-from registry.log import read_releases
+from registry.log import published_version, read_releases
 from pipelines import lance_io
 
 
@@ -40,15 +40,15 @@ def _publish(warehouse: str, retain: int = 5, **versions: int):
 def test_publish_moves_the_tag_and_rollback_walks_back_through_releases(tmp_path):
     warehouse = str(tmp_path)
     versions = [lance_io.write_table(warehouse, "t", _table(n)) for n in (1, 2, 3)]
-    assert lance_io.published_version(warehouse, "t") is None
+    assert published_version(warehouse, "t") is None
     for number, version in enumerate(versions, start=1):
         release = _publish(warehouse, t=version)
         assert (release.number, release.tables) == (number, {"t": version})
-    assert lance_io.published_version(warehouse, "t") == versions[2]
+    assert published_version(warehouse, "t") == versions[2]
     assert lance.dataset(lance_io.table_uri(warehouse, "t"), version=lance_io.PUBLISHED_TAG).count_rows() == 3
     assert lance_io.rollback_release(warehouse).tables == {"t": versions[1]}
     assert lance_io.rollback_release(warehouse).tables == {"t": versions[0]}
-    assert lance_io.published_version(warehouse, "t") == versions[0]
+    assert published_version(warehouse, "t") == versions[0]
     assert lance.dataset(lance_io.table_uri(warehouse, "t"), version=lance_io.PUBLISHED_TAG).count_rows() == 1
     with pytest.raises(ValueError, match="no earlier release"):
         lance_io.rollback_release(warehouse)

@@ -12,6 +12,7 @@ import pytest
 
 from features.errors import InputError
 from pipelines import build_recs, lance_io, publish
+from registry.log import published_version
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def published(warehouse, tmp_path):
 
 
 def _state(path) -> dict:
-    return {name: (lance_io.table_versions(str(path), [name])[name], lance_io.published_version(str(path), name)) for name in ("users", "items")}
+    return {name: (lance_io.table_versions(str(path), [name])[name], published_version(str(path), name)) for name in ("users", "items")}
 
 
 def _inputs(tmp_path, bad_rows: int, duplicates: int = 0):

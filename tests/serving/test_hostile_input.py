@@ -15,6 +15,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from tests.serving.conftest import start_server, stop_server
+from registry.log import published_version
 
 pytestmark = pytest.mark.slow
 
@@ -172,7 +173,7 @@ def test_admin_reload_rechecks_the_published_tag(client, warehouse):
 
     response = client.post("/admin/reload", token=ADMIN_TOKEN)
     assert response.status_code == 200
-    expected = {name: lance_io.published_version(str(warehouse), name) for name in ("users", "items", "answers")}
+    expected = {name: published_version(str(warehouse), name) for name in ("users", "items", "answers")}
     assert response.json() == {"swapped": False, "tables": expected}
 
 

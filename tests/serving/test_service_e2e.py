@@ -9,6 +9,7 @@ import pytest
 
 from features.adapters import stackfaq_queries
 from tests.conftest import MS_CATALOG
+from registry.log import published_version
 
 pytestmark = pytest.mark.slow
 
@@ -198,7 +199,7 @@ def test_admin_endpoints_do_not_exist_without_an_admin_token(server):
 def test_responses_name_the_published_versions(server, warehouse):
     from pipelines import lance_io
 
-    expected = {name: lance_io.published_version(str(warehouse), name) for name in ("users", "items", "answers")}
+    expected = {name: published_version(str(warehouse), name) for name in ("users", "items", "answers")}
     assert server.post("/recommend", {"user_id": "nobody", "k": 1}).json()["version"] == expected
     assert server.post("/answer", {"question": "github", "k": 1}).json()["version"] == expected
 
@@ -275,7 +276,7 @@ def test_version_names_tables_model_and_index_parameters(server, warehouse):
     assert response.status_code == 200
     body = response.json()
     assert body["ready"] is True and body["model"] == "all-MiniLM-L6-v2"
-    assert body["tables"] == {name: lance_io.published_version(str(warehouse), name) for name in ("users", "items", "answers")}
+    assert body["tables"] == {name: published_version(str(warehouse), name) for name in ("users", "items", "answers")}
     assert body["indexes"]["items.vector"]["distance_type"] == "dot"
     assert body["indexes"]["answers.vector"]["distance_type"] == "cosine"
     assert server.get("/docs.json").status_code == 200 and server.get("/healthz").status_code == 200

@@ -1,0 +1,52 @@
+"""`recqa releases` and `recqa candidates`: what the warehouse holds, read-only."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from features.candidates import KINDS
+from features.errors import InputError
+from features.locations import add_warehouse_argument
+from pipelines.options import JobResult
+from registry.log import read_candidates, read_releases
+
+
+def releases(argv: Sequence[str] | None = None) -> JobResult:
+    """List the release log, oldest first; the last release is the published one."""
+    parser = argparse.ArgumentParser(prog="recqa releases", description="List the retained releases; the last is published.")
+    add_warehouse_argument(parser)
+    args = parser.parse_args(argv)
+    log = read_releases(args.warehouse)
+    if log.current is None:
+        raise InputError(f"nothing published yet in '{args.warehouse}'", field="--warehouse")
+    lines = [
+        f"  release {r.number:>4}  {r.created_at:%Y-%m-%d %H:%M:%S}  {r.action:<8}  "
+        + "  ".join(f"{name} v{version}" for name, version in sorted(r.tables.items()))
+        + ("".join(f"  {kind}={cid}" for kind, cid in sorted(r.candidates.items())))
+        + ("  FORCED" if r.forced else "")
+        for r in log.releases
+    ]
+    return JobResult(versions=log.current.tables, stages="\n".join(lines))
+
+
+def candidates(argv: Sequence[str] | None = None) -> JobResult:
+    """List the candidates, oldest first, with their tables, verdict and whether they are published."""
+    parser = argparse.ArgumentParser(prog="recqa candidates", description="List the built candidates and their verdicts.")
+    add_warehouse_argument(parser)
+    parser.add_argument("--kind", choices=KINDS, default=None, help="only candidates of this kind")
+    parser.add_argument("--last", type=int, default=20, help="show the newest N (default 20)")
+    args = parser.parse_args(argv)
+    found = [c for c in read_candidates(args.warehouse) if args.kind is None or c.kind == args.kind]
+    if not found:
+        raise InputError(f"no candidates in '{args.warehouse}': run build-recs or build-qa first", field="--warehouse")
+    current = read_releases(args.warehouse).current
+    published = set(current.candidates.values()) if current is not None else set()
+    lines = []
+    for c in found[-args.last :]:
+        verdict = "not evaluated" if c.evaluation is None else ("passed" if c.evaluation.passed else "FAILED")
+        headline = "".join(f"  {m} {v:.4f}" for m, v in (c.evaluation.headline if c.evaluation else {}).items())
+        tables = "  ".join(f"{name} v{version}" for name, version in sorted(c.tables.items()))
+        lines.append(f"  {c.id:<30} {c.created_at:%Y-%m-%d %H:%M:%S}  {tables}  {verdict}{headline}"
+                     + ("  PUBLISHED" if c.id in published else ""))
+    return JobResult(stages="\n".join(lines))
