@@ -46,9 +46,18 @@ Ranker = Callable[[np.ndarray, int], list[list[int]]]
 
 
 def _implicit_ranker(model, matrix) -> Ranker:
+    """implicit's recommend, keeping only real unseen items.
+
+    implicit pads a short list with the user's seen items (item-kNN at score 0, BPR at -inf)
+    and with -1 ids; a served list never holds either, so neither may a baseline's.
+    """
+
     def rank(users: np.ndarray, k: int) -> list[list[int]]:
-        ids, _ = model.recommend(users, matrix[users], N=k, filter_already_liked_items=True)
-        return [[int(i) for i in row if i >= 0] for row in np.atleast_2d(ids)]
+        ids, scores = model.recommend(users, matrix[users], N=k, filter_already_liked_items=True)
+        return [
+            [int(i) for i, s in zip(row, score_row) if i >= 0 and np.isfinite(s) and i not in set(matrix[u].indices.tolist())]
+            for u, row, score_row in zip(users, np.atleast_2d(ids), np.atleast_2d(scores))
+        ]
 
     return rank
 
@@ -76,7 +85,8 @@ def bpr(matrix, factors: int = 64, learning_rate: float = 0.01, seed: int = 0, *
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1, "blas"):
-        model = BayesianPersonalizedRanking(factors=factors, learning_rate=learning_rate, iterations=100, random_state=seed)
+        # one thread: implicit's lock-free parallel SGD gives different factors for the same seed
+        model = BayesianPersonalizedRanking(factors=factors, learning_rate=learning_rate, iterations=100, random_state=seed, num_threads=1)
         model.fit(matrix, show_progress=False)
     return _implicit_ranker(model, matrix)
 

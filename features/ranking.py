@@ -61,6 +61,11 @@ class RecommenderCore:
         self._user_index = {user_id: i for i, user_id in enumerate(user_ids)}
         self._user_vectors = _matrix(user_vectors, len(user_ids))
         self._user_seen = list(user_seen)
+        # items in id order, whatever order the rows came in: equal scores (cold items, equal
+        # popularity) then rank the same from a table as from a fit
+        order = sorted(range(len(item_ids)), key=lambda i: item_ids[i])
+        item_ids, item_vectors = [item_ids[i] for i in order], np.asarray(item_vectors)[order] if len(order) else item_vectors
+        popularity, categories, titles = ([seq[i] for i in order] for seq in (popularity, categories, titles))
         self._item_ids = list(item_ids)
         self._item_index = {item_id: i for i, item_id in enumerate(self._item_ids)}
         self._item_vectors = _matrix(item_vectors, len(self._item_ids))

@@ -147,20 +147,10 @@ RANKERS: dict[str, tuple[Callable[..., Ranker], bool]] = {
 # Contract breaches this suite found in evaluation/recs.py, and the smallest k that shows each.
 # Strict xfails: a fix shows up as XPASS and the mark must go.
 KNOWN_BREACHES: dict[tuple[str, str], tuple[str, int]] = {
-    ("item_knn", "unseen"): (
-        "implicit's ItemItemRecommender pads a list with the user's seen items (score 0.0) once k exceeds the items "
-        "with a neighbour, and evaluation.recs._implicit_ranker keeps them (it drops only ids < 0)",
-        MISSED + 1,
-    ),
     ("item_knn", "count"): (
-        "item-kNN returns only items with a neighbour among the user's (seen ones included, see above); the others "
-        "come back as -1 and are dropped, so the list is short: here nothing of the other group or the cold items",
+        "item-kNN scores only items with a neighbour among the user's; the others come back as -1 and are dropped, "
+        "so the list is short: here nothing of the other group or the cold items (inherent to item-kNN, not padded)",
         ITEMS_PER_GROUP + 1,
-    ),
-    ("bpr", "unseen"): (
-        "implicit's BPR returns seen items with score -inf once k exceeds the unseen items, "
-        "and evaluation.recs._implicit_ranker keeps them",
-        ALL_UNSEEN + 1,
     ),
 }
 
@@ -220,14 +210,10 @@ def test_popularity_ranks_unseen_items_by_distinct_users(matrix, ranking):
         assert list(counts[items]) == sorted(counts[items], reverse=True)
 
 
-NOT_DETERMINISTIC = {
-    "bpr": "evaluation.recs.bpr fits implicit's BPR on every core (num_threads=0, lock-free SGD): the same seed "
-    "gives different factors from run to run; with num_threads=1 it is reproducible. threadpool_limits pins BLAS only",
-}
 
 
 @pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.xfail(reason=NOT_DETERMINISTIC[n], strict=False)) if n in NOT_DETERMINISTIC else n for n in RANKERS]
+    "name", list(RANKERS)
 )
 def test_a_fresh_fit_of_the_same_data_ranks_the_same(name, matrix, ranking, request):
     """Deterministic: built again from scratch (same data, same seed), every list is the same."""
@@ -272,15 +258,8 @@ def test_the_served_recommender_gives_the_cores_items_and_scores_whole_catalogue
         assert score == pytest.approx(dict(theirs.items)[item_id], rel=1e-5, abs=1e-6)
 
 
-TIES_FOLLOW_ROW_ORDER = (
-    "RecommenderCore breaks equal scores by row position: top_k keeps index order and popular() is a stable argsort "
-    "of popularity. from_fit's rows are the matrix vocabulary; the service's are the Lance rows, in whatever order "
-    "build-recs wrote them. So cold items (all-zero ALS vectors, score 0.0) and the cold-start popular list come in "
-    "a different order from the service than from the core evaluation measures"
-)
 
 
-@pytest.mark.xfail(reason=TIES_FOLLOW_ROW_ORDER, strict=True)
 @pytest.mark.parametrize(("user_id", "k"), [("u000", ALL_UNSEEN), ("nobody", 5)], ids=["cold-items-tie-at-zero", "popular-fallback"])
 def test_the_served_recommender_orders_equal_scores_as_the_core(served, core, user_id, k):
     _same(served.for_user(user_id, k), core.for_user(user_id, k))
