@@ -108,15 +108,15 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if ann and not ann["indexed"]:
         sections.append(("ANN (IVF-PQ) against exact search", "no vector index on this table (below --ann-min-rows): searched exactly", []))
     elif ann:
-        curve = {f"refine_factor={r}": [(p["ms_per_query"], p["recall@10"]) for p in ann["curve"] if p["refine_factor"] == r]
-                 for r in sorted({p["refine_factor"] for p in ann["curve"]})}
+        points = [{"x": p["ms_per_query"], "y": p["recall@10"], "label": f"nprobes {p['nprobes']}", "group": f"refine {p['refine_factor']}"}
+                  for p in ann["curve"]]
         text = (f"served settings (nprobes {ANSWER_INDEX.nprobes}, refine {ANSWER_INDEX.refine_factor}) on {ann['queries']} sampled queries: "
                 f"recall@10 vs exact {_fmt(ann['served_recall@10'])}, nDCG@10 {_fmt(ann['served_ndcg@10'])} "
                 f"against {ann['exact_ndcg@10']:.4f} with exact search\n"
                 + "\n".join(f"nprobes {p['nprobes']:>3} refine {p['refine_factor']:>3}: recall@10 {p['recall@10']:.3f}, "
                             f"nDCG@10 {p['ndcg@10']:.4f}, {p['ms_per_query']:.1f} ms" for p in ann["curve"]))
         sections.append(("ANN (IVF-PQ) against exact search", text,
-                         [report.line_plot("recall@10 against latency (nprobes 1..50)", curve, "ms per query", "recall@10 vs exact")]))
+                         [report.points_plot("recall@10 against latency", points, "ms per query", "recall@10 vs exact")]))
     if cache:
         text = "\n".join(f"threshold {c['threshold']:.2f}: hit rate {c['hit_rate']:.3f}, hit precision {c['hit_precision']:.3f}" for c in cache)
         lines = {"hit rate": [(c["threshold"], c["hit_rate"]) for c in cache], "hit precision": [(c["threshold"], c["hit_precision"]) for c in cache]}

@@ -45,17 +45,17 @@ def gate_rows(
     for name, minimum in gates.minimums.items():
         figure = mine.get(name, float("nan"))
         rows.append({"name": f"min-{name}", "threshold": minimum, "figure": figure, "passed": bool(figure >= minimum),
-                     "text": f"{name} {figure:.4f} against a minimum of {minimum:.4f}"})
+                     "text": f"min-{name}: {name} {figure:.4f} against a minimum of {minimum:.4f}"})
     for baseline in gates.must_beat:
         other = results.get(baseline, {}).get(gates.metric)
         passed = other is not None and mine[gates.metric] > other
-        text = (f"baseline '{baseline}' was not evaluated" if other is None
-                else f"{gates.metric} {mine[gates.metric]:.4f} against {baseline}'s {other:.4f}")
+        text = f"must-beat {baseline}: " + (f"baseline '{baseline}' was not evaluated" if other is None
+                                             else f"{gates.metric} {mine[gates.metric]:.4f} against {baseline}'s {other:.4f}")
         rows.append({"name": f"must-beat {baseline}", "threshold": other, "figure": mine[gates.metric], "passed": passed, "text": text})
     if published is not None and max_regression is not None:
         fall = published - mine[gates.metric]
         rows.append({"name": "max-regression", "threshold": max_regression, "figure": fall, "passed": bool(fall <= max_regression),
-                     "text": f"{gates.metric} {mine[gates.metric]:.4f} is {fall:+.4f} below the published release's {published:.4f} "
+                     "text": f"max-regression: {gates.metric} {mine[gates.metric]:.4f} is {fall:+.4f} below the published release's {published:.4f} "
                              f"(allowed {max_regression:.4f})"})
     return rows
 

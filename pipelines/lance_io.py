@@ -58,7 +58,9 @@ def write_fragments(warehouse: str, name: str, table: pa.Table) -> list[str]:
 
     if "://" not in warehouse:
         os.makedirs(warehouse, exist_ok=True)
-    fragments = lance_write_fragments(table, table_uri(warehouse, name), schema=table.schema)
+    # "overwrite": the commit replaces the table, so a new schema (other factor counts, another
+    # encoder dimension) is allowed; "append" would check the fragments against the old one
+    fragments = lance_write_fragments(table, table_uri(warehouse, name), schema=table.schema, mode="overwrite")
     return [json.dumps(fragment.to_json()) for fragment in fragments]
 
 
@@ -182,7 +184,7 @@ def _commit_releases(warehouse: str, log: ReleaseLog, releases: Sequence[Release
                 raise
             raise ReleaseConflict(f"another publish created the release log first ({error})") from error
     table = releases_to_arrow(list(releases))
-    operation = lance.LanceOperation.Overwrite(table.schema, lance_write_fragments(table, uri, schema=table.schema))
+    operation = lance.LanceOperation.Overwrite(table.schema, lance_write_fragments(table, uri, schema=table.schema, mode="overwrite"))
     try:
         return int(lance.LanceDataset.commit(uri, operation, read_version=read_version).version)
     except CommitConflictError as error:
