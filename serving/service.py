@@ -20,7 +20,7 @@ from starlette.routing import Route
 from threadpoolctl import threadpool_limits
 
 from features.locations import check_warehouse
-from features.schemas import ALS_INDEX, ANSWER_INDEX, CONTENT_INDEX
+from features.schemas import ALS_INDEX, ANSWER_INDEX, ANSWERS_TABLE, CONTENT_INDEX, ITEMS_TABLE
 from serving.api import (
     AnswerFilters,
     AnswerRequest,
@@ -38,9 +38,10 @@ from serving.api import (
 from serving.cache import SemanticCache
 from serving.encoder_service import IdleFirstEncoder, QueryEncoder, RemoteEncoder, load_query_encoder
 from serving.guard import GuardMiddleware
+from serving.recommender import Recommender
 from serving.reload import StoreFollower
 from serving.settings import ENV_WAREHOUSE, ServiceSettings
-from serving.store import Store
+from serving.store import ANSWER_TABLES, RECOMMENDATION_TABLES, Store
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class RecQA:
             logger.exception("recqa is not ready")
 
     def version_info(self) -> dict[str, Any]:
-        """Served table versions, the encoder, and the search parameters of each vector index."""
+        """Served table versions, the encoder, and the search parameters of each served vector index."""
         store = self.follower.current() if self.follower is not None else None
         reason = self.follower.not_ready_reason if self.follower is not None else self.not_ready_reason
         return {
@@ -135,14 +136,15 @@ class RecQA:
             "reason": None if store is not None else reason,
             "tables": store.versions if store is not None else {},
             "model": self.settings.model_name,
-            "indexes": {
+            "indexes": {  # before a release, every index the service would search
                 f"{table}.{config.column}": {
                     "distance_type": config.distance_type,
                     "nprobes": config.nprobes,
                     "refine_factor": config.refine_factor,
                     "ann_min_rows": config.min_rows_for_ann,
                 }
-                for table, config in (("items", ALS_INDEX), ("items", CONTENT_INDEX), ("answers", ANSWER_INDEX))
+                for table, config in ((ITEMS_TABLE, ALS_INDEX), (ITEMS_TABLE, CONTENT_INDEX), (ANSWERS_TABLE, ANSWER_INDEX))
+                if store is None or table in store.versions
             },
             "encoder": {
                 "backend": self.settings.encoder_backend,
@@ -189,18 +191,30 @@ class RecQA:
             self.served_version.labels(table=table).set(version)
 
     @staticmethod
-    def _items(store: Store, ranked: list[tuple[str, float]]) -> list[ScoredItem]:
-        return [ScoredItem(item_id=i, title=store.title(i), score=s) for i, s in ranked]
+    def _absent(store: Store, needed: tuple[str, ...]) -> JSONResponse | None:
+        """503 naming the missing tables when the release has none of what an endpoint reads."""
+        reason = store.absent(needed)
+        if reason is None:
+            return None
+        # A JSON body of our own: BentoML replaces the message of any 5xx it raises with a generic one.
+        return JSONResponse({"error": reason, "missing_tables": [t for t in needed if t not in store.versions]}, status_code=503)
+
+    @staticmethod
+    def _items(recommender: Recommender, ranked: list[tuple[str, float]]) -> list[ScoredItem]:
+        return [ScoredItem(item_id=i, title=recommender.title(i), score=s) for i, s in ranked]
 
     @bentoml.api(route="/recommend", input_spec=RecommendRequest)
     def recommend(self, **fields: Any) -> RecommendResponse:
         """Items for a user, excluding what they already have; unknown users get popular items."""
         req = RecommendRequest.model_construct(**fields)
         store = self._store()
+        if refused := self._absent(store, RECOMMENDATION_TABLES):
+            return refused
+        recommender = store.recommender
         filters = req.filters or ItemFilters()
-        found = store.for_user(req.user_id, req.k, req.exclude_seen, req.recent_item_ids, filters.category, filters.exclude_item_ids)
+        found = recommender.for_user(req.user_id, req.k, req.exclude_seen, req.recent_item_ids, filters.category, filters.exclude_item_ids)
         items = [
-            ScoredItem(item_id=i, title=store.title(i), score=s, reason=store.reason(found.known, i) if found.known else None)
+            ScoredItem(item_id=i, title=recommender.title(i), score=s, reason=recommender.reason(found.known, i) if found.known else None)
             for i, s in found.items
         ]
         return RecommendResponse(user_id=req.user_id, version=store.versions, strategy=found.strategy, items=items)
@@ -210,28 +224,35 @@ class RecQA:
         """Items whose content is closest to the given item's."""
         req = SimilarItemsRequest.model_construct(**fields)
         store = self._store()
-        if not store.has_item(req.item_id):
+        if refused := self._absent(store, RECOMMENDATION_TABLES):
+            return refused
+        recommender = store.recommender
+        if not recommender.has_item(req.item_id):
             raise NotFound(f"item_id: unknown item_id '{req.item_id}'")
-        signal = "content" if req.signal == "behaviour" and store.is_cold(req.item_id) else req.signal
-        ranked = store.similar_items(req.item_id, req.k, signal)
-        return SimilarItemsResponse(item_id=req.item_id, signal=signal, items=self._items(store, ranked))
+        signal = "content" if req.signal == "behaviour" and recommender.is_cold(req.item_id) else req.signal
+        ranked = recommender.similar_items(req.item_id, req.k, signal)
+        return SimilarItemsResponse(item_id=req.item_id, signal=signal, items=self._items(recommender, ranked))
 
     @bentoml.api(route="/search_items", input_spec=SearchItemsRequest)
     def search_items(self, **fields: Any) -> SearchItemsResponse:
         """Items whose title and text are closest to free text."""
         req = SearchItemsRequest.model_construct(**fields)
         store = self._store()
+        if refused := self._absent(store, RECOMMENDATION_TABLES):
+            return refused
         filters = req.filters or ItemFilters()
-        ranked = store.search_items(store.encode(req.query), req.k, filters.category, filters.exclude_item_ids)
-        return SearchItemsResponse(query=req.query, items=self._items(store, ranked))
+        ranked = store.recommender.search_items(store.encode(req.query), req.k, filters.category, filters.exclude_item_ids)
+        return SearchItemsResponse(query=req.query, items=self._items(store.recommender, ranked))
 
     @bentoml.api(route="/answer", input_spec=AnswerRequest)
     def answer(self, **fields: Any) -> AnswerResponse:
         """Answers whose embedding is nearest to the question's."""
         req = AnswerRequest.model_construct(**fields)
         store = self._store()
+        if refused := self._absent(store, ANSWER_TABLES):
+            return refused
         filters = req.filters or AnswerFilters()
-        pending = store.start_answer(req.question, req.k, req.mode, filters.source, filters.tags, req.diversity)
+        pending = store.answers.start(req.question, req.k, req.mode, filters.source, filters.tags, req.diversity)
         vector = store.encode(req.question)  # the keyword search runs meanwhile
         params = (req.k, req.mode, _frozen(filters.source), _frozen(filters.tags), req.diversity)
         assert self.cache is not None  # set before the store that _store() returned
