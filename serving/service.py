@@ -7,7 +7,9 @@ A warehouse that cannot be opened leaves the process up (liveness) but not ready
 
 from __future__ import annotations
 
+import functools
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import bentoml
@@ -50,6 +52,31 @@ REQUEST_TIMEOUT_SECONDS = 30
 # time). Handlers mostly wait on Lance (Rust, GIL released) or on the encoder service, so
 # concurrent requests overlap, and their questions reach the encoder together to be batched.
 API_THREADS = 32
+SERVED_VERSION_METRIC = "recqa_served_table_version"
+
+
+@dataclass(frozen=True)
+class ServiceMetrics:
+    cache_lookups: Any
+    question_encodes: Any
+
+
+@functools.cache
+def _service_metrics() -> ServiceMetrics:
+    """The service's Prometheus counters, made once per process.
+
+    Not at import: the worker sets PROMETHEUS_MULTIPROC_DIR after importing this module, and
+    a counter made before that is never exported. Not per instance either: Prometheus refuses
+    a second registration, and a process may start the service more than once (in-process tests).
+    """
+    return ServiceMetrics(
+        cache_lookups=bentoml.metrics.Counter(
+            name="recqa_answer_cache_lookups", documentation="Semantic cache lookups of /answer", labelnames=["result"]
+        ),
+        question_encodes=bentoml.metrics.Counter(
+            name="recqa_question_encodes", documentation="Questions encoded in the API process or batched", labelnames=["path"]
+        ),
+    )
 
 
 def _version(request: Request) -> JSONResponse:
@@ -96,18 +123,9 @@ class RecQA:
         threadpool_limits(1, "blas")
         settings = ServiceSettings.from_env()
         self.settings = settings
-        self.cache_lookups = bentoml.metrics.Counter(
-            name="recqa_answer_cache_lookups", documentation="Semantic cache lookups of /answer", labelnames=["result"]
-        )
-        self.served_version = bentoml.metrics.Gauge(
-            name="recqa_served_table_version",
-            documentation="Lance table version being served",
-            labelnames=["table"],
-            multiprocess_mode="livemostrecent",  # one value per table across workers, the latest set
-        )
-        self.question_encodes = bentoml.metrics.Counter(
-            name="recqa_question_encodes", documentation="Questions encoded in the API process or batched", labelnames=["path"]
-        )
+        metrics = _service_metrics()
+        self.cache_lookups = metrics.cache_lookups
+        self.question_encodes = metrics.question_encodes
         self.follower: StoreFollower | None = None
         self.cache: SemanticCache | None = None
         self.not_ready_reason = ""
@@ -118,14 +136,18 @@ class RecQA:
                 local = load_query_encoder(settings.model_name, settings.encoder_backend, settings.encoder_threads)
                 encoder = IdleFirstEncoder(local, encoder, lambda path: self.question_encodes.labels(path=path).inc())
             self.cache = SemanticCache(encoder.dimension, settings.cache_capacity, settings.cache_threshold)
-            self.follower = StoreFollower(
-                settings.warehouse, lambda versions: Store(settings.warehouse, encoder, versions), settings.reload_seconds, self._report_versions
-            )
+            self.follower = StoreFollower(settings.warehouse, lambda versions: Store(settings.warehouse, encoder, versions), settings.reload_seconds)
             self.follower.refresh()  # the published tables open now, not on the first request
             self.follower.start()
         except Exception as error:  # noqa: BLE001 - stay up (liveness) and say why we are not ready
             self.not_ready_reason = f"{type(error).__name__}: {error}"
             logger.exception("recqa is not ready")
+
+    @bentoml.on_shutdown
+    def stop_following(self) -> None:
+        """Stop polling the release log: a stopped service (or one of an in-process test) keeps no poller."""
+        if self.follower is not None:
+            self.follower.stop()
 
     def version_info(self) -> dict[str, Any]:
         """Served table versions, the encoder, and the search parameters of each served vector index."""
@@ -185,10 +207,14 @@ class RecQA:
             raise ServiceUnavailable(f"not ready: {reason}")
         return store
 
-    def _report_versions(self, store: Store) -> None:
-        """Runs once per swap: the served-version gauge changes only when the tables do."""
-        for table, version in store.versions.items():
-            self.served_version.labels(table=table).set(version)
+    def __metrics__(self, exported: str) -> str:
+        """BentoML's /metrics text plus the served version of each served table, read at scrape
+        time: a gauge set at each swap would keep a table a later release dropped (Prometheus
+        cannot remove a label set in multiprocess mode)."""
+        store = self.follower.current() if self.follower is not None else None
+        lines = [f"# HELP {SERVED_VERSION_METRIC} Lance table version being served", f"# TYPE {SERVED_VERSION_METRIC} gauge"]
+        lines += [f'{SERVED_VERSION_METRIC}{{table="{table}"}} {version}' for table, version in (store.versions if store else {}).items()]
+        return exported + "\n".join(lines) + "\n"
 
     @staticmethod
     def _absent(store: Store, needed: tuple[str, ...]) -> JSONResponse | None:
