@@ -55,9 +55,9 @@ def main(argv: list[str] | None = None) -> None:
     onnx = OnnxEncoder(model, threads=args.threads).load()
     store = Store(args.warehouse, onnx, published_versions(args.warehouse))
     rng = random.Random(0)
-    answers = store._answer_index._dataset.to_table(columns=["question"]).column("question").to_pylist()
+    answers = store.answers._dataset.to_table(columns=["question"]).column("question").to_pylist()
     questions = rng.sample(sorted(set(answers)), args.calls)
-    users = rng.sample(sorted(store._user_index), args.calls)
+    users = rng.sample(sorted(store.recommender._user_index), args.calls)
     vectors = onnx.encode(questions)
 
     rows = [
@@ -65,9 +65,9 @@ def main(argv: list[str] | None = None) -> None:
         ("encode 1 question, ONNX Runtime", p50_ms([lambda q=q: onnx.encode([q]) for q in questions])),
     ]
     for mode in ("vector", "keyword", "hybrid"):
-        calls = [lambda q=q, v=v: store.answer(q, 10, mode, vector=v) for q, v in zip(questions, vectors)]
+        calls = [lambda q=q, v=v: store.answers.answer(q, 10, mode, vector=v) for q, v in zip(questions, vectors)]
         rows.append((f"answer search k=10, {mode}", p50_ms(calls)))
-    rows.append(("Recommender.for_user k=10", p50_ms([lambda u=u: store.for_user(u, 10) for u in users])))
+    rows.append(("Recommender.for_user k=10", p50_ms([lambda u=u: store.recommender.for_user(u, 10) for u in users])))
     print(f"{args.warehouse}: {args.calls} calls per stage, {args.threads} thread(s) per forward pass")
     for name, ms in rows:
         print(f"{name:<36}{ms:8.2f} ms p50")

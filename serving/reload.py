@@ -52,7 +52,10 @@ class StoreFollower:
                 return False
             if wanted is None:
                 if self._store is None:
-                    self.not_ready_reason = f"no published version of every table in '{self._warehouse}' (run `recqa publish`)"
+                    self.not_ready_reason = (
+                        f"nothing is published in '{self._warehouse}' yet "
+                        "(build tables with `recqa build-recs` or `recqa build-qa`, then run `recqa publish`)"
+                    )
                 return False
             if self._store is not None and self._store.versions == wanted:
                 return False

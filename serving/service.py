@@ -7,7 +7,9 @@ A warehouse that cannot be opened leaves the process up (liveness) but not ready
 
 from __future__ import annotations
 
+import functools
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import bentoml
@@ -20,7 +22,7 @@ from starlette.routing import Route
 from threadpoolctl import threadpool_limits
 
 from features.locations import check_warehouse
-from features.schemas import ALS_INDEX, ANSWER_INDEX, CONTENT_INDEX
+from features.schemas import ALS_INDEX, ANSWER_INDEX, ANSWERS_TABLE, CONTENT_INDEX, ITEMS_TABLE
 from serving.api import (
     AnswerFilters,
     AnswerRequest,
@@ -38,9 +40,10 @@ from serving.api import (
 from serving.cache import SemanticCache
 from serving.encoder_service import IdleFirstEncoder, QueryEncoder, RemoteEncoder, load_query_encoder
 from serving.guard import GuardMiddleware
+from serving.recommender import Recommender
 from serving.reload import StoreFollower
 from serving.settings import ENV_WAREHOUSE, ServiceSettings
-from serving.store import Store
+from serving.store import ANSWER_TABLES, RECOMMENDATION_TABLES, Store
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,31 @@ REQUEST_TIMEOUT_SECONDS = 30
 # time). Handlers mostly wait on Lance (Rust, GIL released) or on the encoder service, so
 # concurrent requests overlap, and their questions reach the encoder together to be batched.
 API_THREADS = 32
+SERVED_VERSION_METRIC = "recqa_served_table_version"
+
+
+@dataclass(frozen=True)
+class ServiceMetrics:
+    cache_lookups: Any
+    question_encodes: Any
+
+
+@functools.cache
+def _service_metrics() -> ServiceMetrics:
+    """The service's Prometheus counters, made once per process.
+
+    Not at import: the worker sets PROMETHEUS_MULTIPROC_DIR after importing this module, and
+    a counter made before that is never exported. Not per instance either: Prometheus refuses
+    a second registration, and a process may start the service more than once (in-process tests).
+    """
+    return ServiceMetrics(
+        cache_lookups=bentoml.metrics.Counter(
+            name="recqa_answer_cache_lookups", documentation="Semantic cache lookups of /answer", labelnames=["result"]
+        ),
+        question_encodes=bentoml.metrics.Counter(
+            name="recqa_question_encodes", documentation="Questions encoded in the API process or batched", labelnames=["path"]
+        ),
+    )
 
 
 def _version(request: Request) -> JSONResponse:
@@ -95,18 +123,9 @@ class RecQA:
         threadpool_limits(1, "blas")
         settings = ServiceSettings.from_env()
         self.settings = settings
-        self.cache_lookups = bentoml.metrics.Counter(
-            name="recqa_answer_cache_lookups", documentation="Semantic cache lookups of /answer", labelnames=["result"]
-        )
-        self.served_version = bentoml.metrics.Gauge(
-            name="recqa_served_table_version",
-            documentation="Lance table version being served",
-            labelnames=["table"],
-            multiprocess_mode="livemostrecent",  # one value per table across workers, the latest set
-        )
-        self.question_encodes = bentoml.metrics.Counter(
-            name="recqa_question_encodes", documentation="Questions encoded in the API process or batched", labelnames=["path"]
-        )
+        metrics = _service_metrics()
+        self.cache_lookups = metrics.cache_lookups
+        self.question_encodes = metrics.question_encodes
         self.follower: StoreFollower | None = None
         self.cache: SemanticCache | None = None
         self.not_ready_reason = ""
@@ -117,17 +136,21 @@ class RecQA:
                 local = load_query_encoder(settings.model_name, settings.encoder_backend, settings.encoder_threads)
                 encoder = IdleFirstEncoder(local, encoder, lambda path: self.question_encodes.labels(path=path).inc())
             self.cache = SemanticCache(encoder.dimension, settings.cache_capacity, settings.cache_threshold)
-            self.follower = StoreFollower(
-                settings.warehouse, lambda versions: Store(settings.warehouse, encoder, versions), settings.reload_seconds, self._report_versions
-            )
+            self.follower = StoreFollower(settings.warehouse, lambda versions: Store(settings.warehouse, encoder, versions), settings.reload_seconds)
             self.follower.refresh()  # the published tables open now, not on the first request
             self.follower.start()
         except Exception as error:  # noqa: BLE001 - stay up (liveness) and say why we are not ready
             self.not_ready_reason = f"{type(error).__name__}: {error}"
             logger.exception("recqa is not ready")
 
+    @bentoml.on_shutdown
+    def stop_following(self) -> None:
+        """Stop polling the release log: a stopped service (or one of an in-process test) keeps no poller."""
+        if self.follower is not None:
+            self.follower.stop()
+
     def version_info(self) -> dict[str, Any]:
-        """Served table versions, the encoder, and the search parameters of each vector index."""
+        """Served table versions, the encoder, and the search parameters of each served vector index."""
         store = self.follower.current() if self.follower is not None else None
         reason = self.follower.not_ready_reason if self.follower is not None else self.not_ready_reason
         return {
@@ -135,14 +158,15 @@ class RecQA:
             "reason": None if store is not None else reason,
             "tables": store.versions if store is not None else {},
             "model": self.settings.model_name,
-            "indexes": {
+            "indexes": {  # before a release, every index the service would search
                 f"{table}.{config.column}": {
                     "distance_type": config.distance_type,
                     "nprobes": config.nprobes,
                     "refine_factor": config.refine_factor,
                     "ann_min_rows": config.min_rows_for_ann,
                 }
-                for table, config in (("items", ALS_INDEX), ("items", CONTENT_INDEX), ("answers", ANSWER_INDEX))
+                for table, config in ((ITEMS_TABLE, ALS_INDEX), (ITEMS_TABLE, CONTENT_INDEX), (ANSWERS_TABLE, ANSWER_INDEX))
+                if store is None or table in store.versions
             },
             "encoder": {
                 "backend": self.settings.encoder_backend,
@@ -183,24 +207,40 @@ class RecQA:
             raise ServiceUnavailable(f"not ready: {reason}")
         return store
 
-    def _report_versions(self, store: Store) -> None:
-        """Runs once per swap: the served-version gauge changes only when the tables do."""
-        for table, version in store.versions.items():
-            self.served_version.labels(table=table).set(version)
+    def __metrics__(self, exported: str) -> str:
+        """BentoML's /metrics text plus the served version of each served table, read at scrape
+        time: a gauge set at each swap would keep a table a later release dropped (Prometheus
+        cannot remove a label set in multiprocess mode)."""
+        store = self.follower.current() if self.follower is not None else None
+        lines = [f"# HELP {SERVED_VERSION_METRIC} Lance table version being served", f"# TYPE {SERVED_VERSION_METRIC} gauge"]
+        lines += [f'{SERVED_VERSION_METRIC}{{table="{table}"}} {version}' for table, version in (store.versions if store else {}).items()]
+        return exported + "\n".join(lines) + "\n"
 
     @staticmethod
-    def _items(store: Store, ranked: list[tuple[str, float]]) -> list[ScoredItem]:
-        return [ScoredItem(item_id=i, title=store.title(i), score=s) for i, s in ranked]
+    def _absent(store: Store, needed: tuple[str, ...]) -> JSONResponse | None:
+        """503 naming the missing tables when the release has none of what an endpoint reads."""
+        reason = store.absent(needed)
+        if reason is None:
+            return None
+        # A JSON body of our own: BentoML replaces the message of any 5xx it raises with a generic one.
+        return JSONResponse({"error": reason, "missing_tables": [t for t in needed if t not in store.versions]}, status_code=503)
+
+    @staticmethod
+    def _items(recommender: Recommender, ranked: list[tuple[str, float]]) -> list[ScoredItem]:
+        return [ScoredItem(item_id=i, title=recommender.title(i), score=s) for i, s in ranked]
 
     @bentoml.api(route="/recommend", input_spec=RecommendRequest)
     def recommend(self, **fields: Any) -> RecommendResponse:
         """Items for a user, excluding what they already have; unknown users get popular items."""
         req = RecommendRequest.model_construct(**fields)
         store = self._store()
+        if refused := self._absent(store, RECOMMENDATION_TABLES):
+            return refused
+        recommender = store.recommender
         filters = req.filters or ItemFilters()
-        found = store.for_user(req.user_id, req.k, req.exclude_seen, req.recent_item_ids, filters.category, filters.exclude_item_ids)
+        found = recommender.for_user(req.user_id, req.k, req.exclude_seen, req.recent_item_ids, filters.category, filters.exclude_item_ids)
         items = [
-            ScoredItem(item_id=i, title=store.title(i), score=s, reason=store.reason(found.known, i) if found.known else None)
+            ScoredItem(item_id=i, title=recommender.title(i), score=s, reason=recommender.reason(found.known, i) if found.known else None)
             for i, s in found.items
         ]
         return RecommendResponse(user_id=req.user_id, version=store.versions, strategy=found.strategy, items=items)
@@ -210,28 +250,35 @@ class RecQA:
         """Items whose content is closest to the given item's."""
         req = SimilarItemsRequest.model_construct(**fields)
         store = self._store()
-        if not store.has_item(req.item_id):
+        if refused := self._absent(store, RECOMMENDATION_TABLES):
+            return refused
+        recommender = store.recommender
+        if not recommender.has_item(req.item_id):
             raise NotFound(f"item_id: unknown item_id '{req.item_id}'")
-        signal = "content" if req.signal == "behaviour" and store.is_cold(req.item_id) else req.signal
-        ranked = store.similar_items(req.item_id, req.k, signal)
-        return SimilarItemsResponse(item_id=req.item_id, signal=signal, items=self._items(store, ranked))
+        signal = "content" if req.signal == "behaviour" and recommender.is_cold(req.item_id) else req.signal
+        ranked = recommender.similar_items(req.item_id, req.k, signal)
+        return SimilarItemsResponse(item_id=req.item_id, signal=signal, items=self._items(recommender, ranked))
 
     @bentoml.api(route="/search_items", input_spec=SearchItemsRequest)
     def search_items(self, **fields: Any) -> SearchItemsResponse:
         """Items whose title and text are closest to free text."""
         req = SearchItemsRequest.model_construct(**fields)
         store = self._store()
+        if refused := self._absent(store, RECOMMENDATION_TABLES):
+            return refused
         filters = req.filters or ItemFilters()
-        ranked = store.search_items(store.encode(req.query), req.k, filters.category, filters.exclude_item_ids)
-        return SearchItemsResponse(query=req.query, items=self._items(store, ranked))
+        ranked = store.recommender.search_items(store.encode(req.query), req.k, filters.category, filters.exclude_item_ids)
+        return SearchItemsResponse(query=req.query, items=self._items(store.recommender, ranked))
 
     @bentoml.api(route="/answer", input_spec=AnswerRequest)
     def answer(self, **fields: Any) -> AnswerResponse:
         """Answers whose embedding is nearest to the question's."""
         req = AnswerRequest.model_construct(**fields)
         store = self._store()
+        if refused := self._absent(store, ANSWER_TABLES):
+            return refused
         filters = req.filters or AnswerFilters()
-        pending = store.start_answer(req.question, req.k, req.mode, filters.source, filters.tags, req.diversity)
+        pending = store.answers.start(req.question, req.k, req.mode, filters.source, filters.tags, req.diversity)
         vector = store.encode(req.question)  # the keyword search runs meanwhile
         params = (req.k, req.mode, _frozen(filters.source), _frozen(filters.tags), req.diversity)
         assert self.cache is not None  # set before the store that _store() returned

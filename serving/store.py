@@ -1,4 +1,9 @@
-"""The served versions of the three tables, as one release names them, read-only."""
+"""The served versions of the tables one release names, read-only.
+
+A warehouse may hold the recommendation tables (`users` + `items`, from build-recs), the
+`answers` table (from build-qa), or both; a release names some of them, and the Store opens
+exactly those. What needs an absent table is refused by `absent()`, naming it.
+"""
 
 from __future__ import annotations
 
@@ -8,42 +13,63 @@ import numpy as np
 
 from features.encoders import Encoder
 from features.errors import TableContractError
-from features.schemas import ANSWERS_TABLE, ITEMS_TABLE, USERS_TABLE
-from serving.answers import AnswerIndex, PendingAnswer
+from features.schemas import ANSWERS_TABLE, ITEMS_TABLE, RECQA_TABLES, USERS_TABLE
+from serving.answers import AnswerIndex
 from serving.recommender import Recommender
-from serving.tables import Hit
+
+# What each kind of endpoint reads, and the job that builds it.
+RECOMMENDATION_TABLES = (USERS_TABLE, ITEMS_TABLE)
+ANSWER_TABLES = (ANSWERS_TABLE,)
+_BUILT_BY = {RECOMMENDATION_TABLES: ("build-recs", "answers only"), ANSWER_TABLES: ("build-qa", "recommendations only")}
 
 
-class Store(Recommender):
-    """Recommendations over `users` and `items`, answers over `answers`, one published set."""
+class Store:
+    """One published set: a recommender over `users` + `items` and an answer index over
+    `answers`, either of which is None when the release does not name its tables."""
 
     def __init__(self, warehouse: str, encoder: Encoder, versions: Mapping[str, int]) -> None:
         import lancedb
 
+        named = [name for name in RECQA_TABLES if name in versions]
+        if not named:
+            raise TableContractError(f"the release of '{warehouse}' names none of the tables {list(RECQA_TABLES)}: run `recqa publish`")
+        if (USERS_TABLE in named) != (ITEMS_TABLE in named):
+            present, missing = (USERS_TABLE, ITEMS_TABLE) if USERS_TABLE in named else (ITEMS_TABLE, USERS_TABLE)
+            raise TableContractError(
+                f"the release names '{present}' but no '{missing}': users and items come from one build-recs run "
+                f"and are published together (run `recqa build-recs`, then publish both)"
+            )
         db = lancedb.connect(warehouse)
-        tables = {}
-        for name in (USERS_TABLE, ITEMS_TABLE, ANSWERS_TABLE):
-            try:
-                tables[name] = db.open_table(name)
-            except (FileNotFoundError, ValueError) as error:
-                raise TableContractError(f"warehouse '{warehouse}' has no complete set of tables: {error}") from error
-            if name not in versions:
-                raise TableContractError(f"the release names no version of '{name}': run `recqa publish`")
-            try:
-                tables[name].checkout(int(versions[name]))  # a run's versions are served only once released
-            except Exception as error:  # noqa: BLE001 - lance reports a missing version in several ways
-                raise TableContractError(f"table '{name}' has no version {versions[name]}: {error}") from error
-        super().__init__(tables[USERS_TABLE], tables[ITEMS_TABLE], encoder)
-        self._answer_index = AnswerIndex(tables[ANSWERS_TABLE], encoder)
+        tables = {name: _open_version(db, warehouse, name, int(versions[name])) for name in named}
+        self._encoder = encoder
+        self.recommender = Recommender(tables[USERS_TABLE], tables[ITEMS_TABLE], encoder) if USERS_TABLE in tables else None
+        self.answers = AnswerIndex(tables[ANSWERS_TABLE], encoder) if ANSWERS_TABLE in tables else None
         self.versions = {name: int(table.version) for name, table in tables.items()}
+
+    def absent(self, needed: tuple[str, ...]) -> str | None:
+        """Why this Store cannot serve what reads the `needed` tables, or None when it can."""
+        missing = [name for name in needed if name not in self.versions]
+        if not missing:
+            return None
+        job, serves = _BUILT_BY[needed]  # the other part is what is served: a release names one at least
+        names = " and ".join(f"'{name}'" for name in missing)
+        return (
+            f"the published release has no {names} table{'s' if len(missing) > 1 else ''}: "
+            f"this warehouse serves {serves} (run `recqa {job}`, then publish)"
+        )
 
     def encode(self, text: str) -> np.ndarray:
         return self._encoder.encode([text])[0]
 
-    def answer(self, *args, **kwargs) -> list[Hit]:
-        """See AnswerIndex.answer: the answers table is searched by its own class."""
-        return self._answer_index.answer(*args, **kwargs)
 
-    def start_answer(self, *args, **kwargs) -> PendingAnswer:
-        """See AnswerIndex.start: the keyword half begins while the caller encodes."""
-        return self._answer_index.start(*args, **kwargs)
+def _open_version(db, warehouse: str, name: str, version: int):
+    """The table at the released version; a table or version that is gone breaks the contract."""
+    try:
+        table = db.open_table(name)
+    except (FileNotFoundError, ValueError) as error:
+        raise TableContractError(f"warehouse '{warehouse}' has no table '{name}', which the release names: {error}") from error
+    try:
+        table.checkout(version)  # a run's versions are served only once released
+    except Exception as error:  # noqa: BLE001 - lance reports a missing version in several ways
+        raise TableContractError(f"table '{name}' has no version {version}: {error}") from error
+    return table

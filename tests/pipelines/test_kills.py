@@ -80,8 +80,8 @@ def _serves(warehouse: str) -> dict[str, int]:
     """Open what is published, as the service does, and answer from it; returns the versions."""
     versions = published_versions(warehouse)
     store = Store(warehouse, FakeEncoder(), versions)
-    assert store.answer("how do I restart", 3, "hybrid")
-    assert store.for_user(next(iter(store._user_index)), 3).items
+    assert store.answers.answer("how do I restart", 3, "hybrid")
+    assert store.recommender.for_user(next(iter(store.recommender._user_index)), 3).items
     return versions
 
 

@@ -1,17 +1,21 @@
-"""A real `recqa serve` process on a free loopback port over the pipelines' warehouse."""
+"""The service under test: a real `recqa serve` process on a free loopback port, or in-process
+through its ASGI app."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
+from starlette.testclient import TestClient
 
 STARTUP_TIMEOUT_SECONDS = 180
 
@@ -87,3 +91,40 @@ def server(warehouse: Path, tmp_path_factory: pytest.TempPathFactory):
     running = start_server(warehouse, tmp_path_factory.mktemp("server"))
     yield running
     stop_server(running.process)
+
+
+@pytest.fixture(scope="session")
+def service_app(tmp_path_factory: pytest.TempPathFactory):
+    """The RecQA ASGI app, made once per test process (BentoML registers its request metrics
+    when the app is made, and Prometheus refuses a second registration); each `in_process`
+    client starts a new service instance in it, reading the environment as `recqa serve` would."""
+    from serving.service import RecQA
+
+    with pytest.MonkeyPatch.context() as patch:
+        # In-process, BentoML's /metrics reads the multiprocess directory `bentoml serve` would
+        # make; BentoML's own pytest plugin sets it for the session the same way.
+        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            patch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path_factory.mktemp("prometheus")))
+        yield RecQA.to_asgi()
+
+
+@contextlib.contextmanager
+def in_process(app, warehouse: Path, reload_seconds: float = 10.0) -> Iterator[TestClient]:
+    """A client of a service instance started in this process over `warehouse` (lifespan run).
+
+    Questions are encoded with the real model through PyTorch, in the encoder dependency only:
+    no ONNX export and no second copy of the model in the API instance.
+    """
+    env = {
+        "RECQA_WAREHOUSE": str(warehouse),
+        "RECQA_RELOAD_SECONDS": str(reload_seconds),
+        "RECQA_ENCODER_BACKEND": "torch",
+        "RECQA_LOCAL_ENCODE": "0",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        for name in ("RECQA_API_TOKEN", "RECQA_ADMIN_TOKEN"):
+            patch.delenv(name, raising=False)
+        with TestClient(app) as client:
+            yield client

@@ -169,8 +169,6 @@ def test_admin_endpoints_need_the_admin_token(client):
 
 
 def test_admin_reload_rechecks_the_published_tag(client, warehouse):
-    from pipelines import lance_io
-
     response = client.post("/admin/reload", token=ADMIN_TOKEN)
     assert response.status_code == 200
     expected = {name: published_version(str(warehouse), name) for name in ("users", "items", "answers")}

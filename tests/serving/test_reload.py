@@ -1,4 +1,5 @@
-"""Hot reload: publishing (and rolling back) while requests run; no request fails or mixes releases."""
+"""Hot reload: the follower opens what each new release names; publishing (and rolling back)
+while requests run, no request fails or mixes releases."""
 
 from __future__ import annotations
 
@@ -10,13 +11,43 @@ import lance
 import pytest
 import requests
 
+from features.schemas import PUBLISHED_TAG, RECQA_TABLES
 from registry.log import read_releases
 from pipelines import lance_io, publish
+from serving.reload import StoreFollower
+from serving.store import Store
+from tests.conftest import FakeEncoder
 from tests.serving.conftest import start_server, stop_server
 
-pytestmark = pytest.mark.slow
+
+def test_the_follower_serves_a_recs_only_release_then_picks_up_answers_released_later(warehouse, tmp_path):
+    copy = tmp_path / "warehouse"
+    for name in RECQA_TABLES:  # every table built, nothing published: no release log, no tags
+        shutil.copytree(warehouse / f"{name}.lance", copy / f"{name}.lance")
+        lance.dataset(lance_io.table_uri(str(copy), name)).tags.delete(PUBLISHED_TAG)
+    follower = StoreFollower(str(copy), lambda versions: Store(str(copy), FakeEncoder(), versions), interval_seconds=60)
+    assert follower.refresh() is False and follower.current() is None
+    assert "nothing is published" in follower.not_ready_reason
+
+    def release(names: list[str]) -> dict[str, int]:
+        versions = lance_io.table_versions(str(copy), names)
+        return lance_io.publish_release(str(copy), read_releases(str(copy)), versions, retain_releases=5).tables
+
+    recs = release(["users", "items"])
+    assert follower.refresh() is True
+    store = follower.current()
+    assert store.versions == recs and set(recs) == {"users", "items"}
+    assert store.answers is None and store.recommender is not None
+    assert follower.refresh() is False and follower.current() is store  # same release: nothing reopened
+
+    both = release(["answers"])
+    assert follower.refresh() is True
+    assert follower.current().versions == both == {**recs, "answers": both["answers"]}
+    assert follower.current().answers.answer("github strikethrough", 1, "keyword")
+    assert store.answers is None  # a request holding the old Store keeps the tables it started with
 
 
+@pytest.mark.slow
 def test_publish_and_rollback_under_traffic(warehouse, tmp_path):
     copy = tmp_path / "warehouse"
     shutil.copytree(warehouse, copy)

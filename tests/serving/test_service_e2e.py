@@ -197,8 +197,6 @@ def test_admin_endpoints_do_not_exist_without_an_admin_token(server):
 
 
 def test_responses_name_the_published_versions(server, warehouse):
-    from pipelines import lance_io
-
     expected = {name: published_version(str(warehouse), name) for name in ("users", "items", "answers")}
     assert server.post("/recommend", {"user_id": "nobody", "k": 1}).json()["version"] == expected
     assert server.post("/answer", {"question": "github", "k": 1}).json()["version"] == expected
@@ -270,8 +268,6 @@ def test_semantic_cache_hits_near_duplicates_and_metrics_count_it(server):
 
 
 def test_version_names_tables_model_and_index_parameters(server, warehouse):
-    from pipelines import lance_io
-
     response = server.get("/version")
     assert response.status_code == 200
     body = response.json()

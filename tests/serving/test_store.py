@@ -1,4 +1,4 @@
-"""The Store refuses tables it cannot serve correctly."""
+"""The Store opens the tables a release names and refuses tables it cannot serve correctly."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from features.errors import TableContractError
 from features.schemas import META_ALS, USERS_TABLE
 from pipelines import lance_io
 from registry.log import published_versions
-from serving.store import Store
+from serving.store import ANSWER_TABLES, RECOMMENDATION_TABLES, Store
 from tests.conftest import FakeEncoder
 
 
@@ -31,9 +31,47 @@ def test_users_and_items_of_different_fits_are_refused(warehouse, tmp_path):
         Store(str(copy), FakeEncoder("all-MiniLM-L6-v2", 384), versions)
 
 
-def test_missing_tables_are_named(tmp_path):
-    with pytest.raises(TableContractError, match="no complete set of tables"):
+def test_a_release_naming_no_table_is_refused(tmp_path):
+    with pytest.raises(TableContractError, match="names none of the tables"):
         Store(str(tmp_path), FakeEncoder("all-MiniLM-L6-v2", 384), {})
+
+
+def test_a_released_table_missing_from_the_warehouse_is_named(warehouse, tmp_path):
+    import shutil
+
+    for name in ("users", "items"):
+        shutil.copytree(warehouse / f"{name}.lance", tmp_path / f"{name}.lance")
+    with pytest.raises(TableContractError, match="has no table 'answers', which the release names"):
+        Store(str(tmp_path), FakeEncoder("all-MiniLM-L6-v2", 384), published_versions(str(warehouse)))
+
+
+def test_only_the_answers_table_is_opened_when_the_release_names_only_it(warehouse):
+    versions = {"answers": published_versions(str(warehouse))["answers"]}
+    store = Store(str(warehouse), FakeEncoder("all-MiniLM-L6-v2", 384), versions)
+    assert store.versions == versions and store.recommender is None
+    assert store.answers.answer("github strikethrough", 2, "keyword")
+    assert store.absent(ANSWER_TABLES) is None
+    reason = store.absent(RECOMMENDATION_TABLES)
+    assert reason.startswith("the published release has no 'users' and 'items' tables: this warehouse serves answers only")
+    assert "recqa build-recs" in reason
+
+
+def test_only_users_and_items_are_opened_when_the_release_names_only_them(warehouse):
+    versions = {name: v for name, v in published_versions(str(warehouse)).items() if name != "answers"}
+    store = Store(str(warehouse), FakeEncoder("all-MiniLM-L6-v2", 384), versions)
+    assert store.versions == versions and set(versions) == {"users", "items"} and store.answers is None
+    assert store.recommender.popular(2)
+    assert store.absent(RECOMMENDATION_TABLES) is None
+    assert store.absent(ANSWER_TABLES) == (
+        "the published release has no 'answers' table: this warehouse serves recommendations only (run `recqa build-qa`, then publish)"
+    )
+
+
+@pytest.mark.parametrize(("released", "missing"), [("users", "items"), ("items", "users")])
+def test_users_without_items_or_items_without_users_break_the_contract(warehouse, released, missing):
+    versions = {name: v for name, v in published_versions(str(warehouse)).items() if name != missing}
+    with pytest.raises(TableContractError, match=f"names '{released}' but no '{missing}'"):
+        Store(str(warehouse), FakeEncoder("all-MiniLM-L6-v2", 384), versions)
 
 
 def test_a_cold_item_has_no_behaviour_and_falls_back_to_content(warehouse, tmp_path):
@@ -49,7 +87,7 @@ def test_a_cold_item_has_no_behaviour_and_falls_back_to_content(warehouse, tmp_p
     items.write_text("item_id,title\ni0,Red tea mug\ni1,Blue coffee mug\ni2,Steel kettle\ni9,Green tea mug\n")
     build_recs.run(["--warehouse", str(copy), "--input-format", "contract", "--interactions", str(events), "--items", str(items)])
     publish.run(["--warehouse", str(copy), "--tables", "users,items"])
-    store = Store(str(copy), FakeEncoder("all-MiniLM-L6-v2", 384), published_versions(str(copy)))
+    store = Store(str(copy), FakeEncoder("all-MiniLM-L6-v2", 384), published_versions(str(copy))).recommender
     assert store.is_cold("i9") and not store.is_cold("i0")
     neighbours = [item_id for item_id, _ in store.similar_items("i9", 2, "content")]
     assert neighbours[0] == "i0"  # "Green tea mug" is nearest to "Red tea mug" by text
@@ -64,7 +102,7 @@ def test_recommendations_are_the_exact_top_k_by_dot_product_under_filters_and_hi
 
     from features.schemas import ITEMS_TABLE, PUBLISHED_TAG, table_uri
 
-    store = Store(str(warehouse), FakeEncoder("all-MiniLM-L6-v2", 384), published_versions(str(warehouse)))
+    store = Store(str(warehouse), FakeEncoder("all-MiniLM-L6-v2", 384), published_versions(str(warehouse))).recommender
     items = lance.dataset(table_uri(str(warehouse), ITEMS_TABLE), version=PUBLISHED_TAG).to_table(
         columns=["item_id", "category", "vector"]
     )
