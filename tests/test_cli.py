@@ -20,7 +20,7 @@ def test_top_level_help_lists_the_commands():
         assert command in result.stdout
 
 
-@pytest.mark.parametrize("command", ["build-recs", "build-qa", "serve", "publish", "await-service"])
+@pytest.mark.parametrize("command", ["build-recs", "build-qa", "serve", "publish", "await-service", "candidates", "releases"])
 def test_every_command_has_help_with_warehouse(command):
     result = _recqa(command, "--help")
     assert result.returncode == 0, result.stderr
@@ -65,12 +65,16 @@ def test_an_unsupported_warehouse_scheme_fails_before_any_work(argv, tmp_path):
     [
         (["evaluate", "qa", "--beir", "no-such-folder"], "argument --beir: no such folder: 'no-such-folder'"),
         (["evaluate", "qa", "--stackfaq", "none.json"], "argument --stackfaq: no such file: 'none.json'"),
-        (["evaluate", "recs", "--interactions", "none.csv"], "argument --interactions: no such file: 'none.csv'"),
     ],
 )
 def test_missing_local_inputs_of_evaluate_are_named(argv, message, tmp_path):
     result = subprocess.run([RECQA, *argv], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_evaluate_recs_reads_its_inputs_as_the_build_does_and_names_a_missing_one(tmp_path):
+    result = subprocess.run([RECQA, "evaluate", "recs", "--interactions", "none.csv"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 1 and "interactions input 'none.csv' matches no file" in result.stderr, result.stderr
 
 
 def test_validate_names_a_missing_input(tmp_path):

@@ -76,5 +76,5 @@ def test_a_run_killed_before_its_commit_changes_nothing_and_a_rerun_succeeds(pub
     assert _state(published) == before  # ...but no version refers to them
     result = build_recs.run(args)
     assert result.rows["users"] == 10
-    publish.run(["--warehouse", str(published), "--tables", "users,items"])
+    publish.run(["--warehouse", str(published), "--candidate", result.candidate, "--force", "--allow-shrink"])
     assert _state(published)["users"][1] == result.versions["users"]

@@ -53,7 +53,7 @@ def test_jobs_read_inputs_from_s3_and_write_published_tables_there(s3):
 
     recs = build_recs.run([*common, "--interactions", f"s3://{BUCKET}/in/events.csv", "--items", f"s3://{BUCKET}/in/items.csv"])
     qa = build_qa.run([*common, "--documents", f"s3://{BUCKET}/in/*.jsonl"])
-    published = publish.run(["--warehouse", warehouse])
+    published = publish.run(["--warehouse", warehouse, "--candidate", recs.candidate, "--candidate", qa.candidate, "--force"])
 
     assert recs.rows == {"users": 6, "items": 3} and qa.rows == {"answers": 2}
     assert published.versions == {**recs.versions, **{"answers": qa.versions["answers"]}}

@@ -13,6 +13,7 @@ import requests
 
 from features.schemas import PUBLISHED_TAG, RECQA_TABLES
 from registry.log import read_releases
+from tests.conftest import register_candidate
 from pipelines import lance_io, publish
 from serving.reload import StoreFollower
 from serving.store import Store
@@ -78,7 +79,8 @@ def test_publish_and_rollback_under_traffic(warehouse, tmp_path):
             table = lance.dataset(lance_io.table_uri(str(copy), name)).to_table()
             lance_io.write_table(str(copy), name, table.slice(0, 50) if name == "answers" else table, table.schema.metadata)
         lance_io.create_fts_index(str(copy), "answers")
-        new = publish.run(["--warehouse", str(copy)]).versions
+        candidates = [register_candidate(copy, ["users", "items"]), register_candidate(copy, ["answers"])]
+        new = publish.run(["--warehouse", str(copy), "--allow-shrink", *(f"--candidate={c}" for c in candidates)]).versions
         assert all(new[name] > old[name] for name in old)
 
         def wait_for(versions: dict[str, int]) -> bool:

@@ -85,8 +85,8 @@ def test_a_cold_item_has_no_behaviour_and_falls_back_to_content(warehouse, tmp_p
     events.write_text("user_id,item_id,timestamp\n" + "".join(f"u{u},i{(u + j) % 3},{1_600_000_000 + j}\n" for u in range(6) for j in range(2)))
     items = tmp_path / "items.csv"
     items.write_text("item_id,title\ni0,Red tea mug\ni1,Blue coffee mug\ni2,Steel kettle\ni9,Green tea mug\n")
-    build_recs.run(["--warehouse", str(copy), "--input-format", "contract", "--interactions", str(events), "--items", str(items)])
-    publish.run(["--warehouse", str(copy), "--tables", "users,items"])
+    built = build_recs.run(["--warehouse", str(copy), "--input-format", "contract", "--interactions", str(events), "--items", str(items)])
+    publish.run(["--warehouse", str(copy), "--candidate", built.candidate, "--force", "--allow-shrink"])
     store = Store(str(copy), FakeEncoder("all-MiniLM-L6-v2", 384), published_versions(str(copy))).recommender
     assert store.is_cold("i9") and not store.is_cold("i0")
     neighbours = [item_id for item_id, _ in store.similar_items("i9", 2, "content")]
