@@ -7,6 +7,10 @@ REPORTS ?= ./reports
 HOST ?= 127.0.0.1
 PORT ?= 3000
 STAMP := $(VENV)/.recqa-installed
+TRIALS ?= 30
+# bash, so a failing build inside a pipe (`| tee`) stops the recipe
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 
 export HF_HUB_OFFLINE ?= 1
 export BENTOML_DO_NOT_TRACK ?= True
@@ -26,13 +30,17 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,airflow]'
 	touch $@
 
-# Build, evaluate the new versions (the gates stop a worse model here), then publish them.
+# Tune ALS on a validation split of the training part, build candidates with the tuned
+# configuration, evaluate exactly those candidates (the gates stop a worse one here), then
+# publish them by id: what the gate judged is what is served.
 build: install
-	$(BIN)/recqa build-recs --warehouse $(WAREHOUSE)
-	$(BIN)/recqa build-qa --warehouse $(WAREHOUSE)
-	$(BIN)/recqa evaluate recs --out $(REPORTS)/recs --must-beat popularity
-	$(BIN)/recqa evaluate qa --warehouse $(WAREHOUSE) --out $(REPORTS)/qa
-	$(BIN)/recqa publish --warehouse $(WAREHOUSE)
+	mkdir -p $(REPORTS)
+	$(BIN)/recqa tune recs --out $(REPORTS)/tuned-recs.json --trials $(TRIALS)
+	recs=$$($(BIN)/recqa build-recs --warehouse $(WAREHOUSE) --config $(REPORTS)/tuned-recs.json | tee /dev/stderr | sed -n 's/^candidate //p'); \
+	qa=$$($(BIN)/recqa build-qa --warehouse $(WAREHOUSE) | tee /dev/stderr | sed -n 's/^candidate //p'); \
+	$(BIN)/recqa evaluate recs --warehouse $(WAREHOUSE) --candidate "$$recs" --out $(REPORTS)/recs; \
+	$(BIN)/recqa evaluate qa --warehouse $(WAREHOUSE) --candidate "$$qa" --out $(REPORTS)/qa; \
+	$(BIN)/recqa publish --warehouse $(WAREHOUSE) --candidate "$$recs" --candidate "$$qa"
 	@echo "Evaluation reports: $(REPORTS)/recs/report.html and $(REPORTS)/qa/report.html"
 
 serve: install
