@@ -102,6 +102,23 @@ ANSWER_INDEX = IndexConfig(column="vector", distance_type="cosine", refine_facto
 ANSWER_TEXT_COLUMN = "text"
 
 
+@dataclass(frozen=True)
+class FTSConfig:
+    """How the answers' text is tokenized for the full-text (BM25) index; the writer and the tuning share it.
+
+    The index keeps its tokenizer and applies it to every query, so a reader needs nothing but
+    the index: build-qa builds with this, `recqa tune qa` rebuilds scratch indexes with it.
+    The defaults are LanceDB's own (and what every answers table was built with before).
+    """
+
+    stem: bool = True  # "running" and "runs" both index as "run"
+    remove_stop_words: bool = True  # "the", "and", ... are not indexed
+    language: str = "English"  # of the stemmer and the stop-word list
+
+
+ANSWER_FTS = FTSConfig()
+
+
 def table_uri(warehouse: str, name: str) -> str:
     """Where LanceDB keeps table `name` of a warehouse: `<warehouse>/<name>.lance`."""
     return f"{warehouse.rstrip('/')}/{name}.lance"

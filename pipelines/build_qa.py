@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -11,11 +12,14 @@ import pyarrow as pa
 
 from features.adapters import ParseOptions
 from features.errors import InputError
+from features.retrieval import BM25_WEIGHT
 from features.schemas import (
+    ANSWER_FTS,
     ANSWER_INDEX,
     ANSWER_TEXT_COLUMN,
     ANSWERS_TABLE,
     DEFAULT_MODEL_NAME,
+    FTSConfig,
     QADocument,
     TableMetadata,
     answers_schema,
@@ -41,7 +45,18 @@ def parse_args(argv: Sequence[str] | None, prog: str = PROG) -> tuple[Any, list[
     parser.add_argument("--chunk-words", type=int, default=DEFAULT_CHUNK_WORDS, help="words per chunk of a long answer")
     parser.add_argument("--chunk-overlap", type=int, default=DEFAULT_CHUNK_OVERLAP_WORDS, help="words shared by consecutive chunks")
     parser.add_argument("--model", default=DEFAULT_MODEL_NAME, help="sentence-transformers model name or folder")
+    parser.add_argument("--fts-stem", action=argparse.BooleanOptionalAction, default=ANSWER_FTS.stem,
+                        help="stem words in the full-text (BM25) index; its queries are tokenized the same way")
+    parser.add_argument("--fts-stop-words", action=argparse.BooleanOptionalAction, default=ANSWER_FTS.remove_stop_words,
+                        help="leave stop words out of the full-text (BM25) index")
+    parser.add_argument("--bm25-weight", type=float, default=BM25_WEIGHT,
+                        help=f"hybrid score fusion for the service: BM25 points per unit of cosine (default {BM25_WEIGHT})")
     return parser.parse_known_args(argv)
+
+
+def fts_config(args: Any) -> FTSConfig:
+    """The full-text tokenizer the flags ask for (what `recqa tune qa` chose, through --config)."""
+    return FTSConfig(stem=args.fts_stem, remove_stop_words=args.fts_stop_words)
 
 
 def chunk_rows(element: tuple[str, Iterable[QADocument]], size: int, overlap: int) -> Iterator[dict[str, Any]]:
