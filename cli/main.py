@@ -36,6 +36,7 @@ EVALUATIONS = {
 # `recqa tune <kind>` -> module whose run(argv) writes --out and returns the result
 TUNINGS = {
     "recs": ("evaluation.tune_recs", "search ALS and event weighting on a validation split -> build-recs --config"),
+    "qa": ("evaluation.tune_qa", "search the hybrid BM25 weight, full-text tokenizer and chunk size on train queries -> build-qa --config"),
 }
 SERVICE = "serving.service:RecQA"
 DEFAULT_HOST = "127.0.0.1"
