@@ -99,7 +99,7 @@ def _tune(argv: Sequence[str]) -> int:
         print(f"recqa tune {argv[0]}: {error}", file=sys.stderr)
         return 1
     edge = f", on the edge: {', '.join(result['on_edge'])}" if result["on_edge"] else ""
-    print(f"recqa tune {argv[0]}: wrote {result['out']}\n  {result['metric']} on validation: "
+    print(f"recqa tune {argv[0]}: wrote {result['out']}\n  {result['metric']} on the tuning queries: "
           f"{result['best']:.4f} tuned against {result['default']:.4f} with the starting flags ({len(result['trials'])} trials{edge})")
     return 0
 
