@@ -9,20 +9,23 @@ import numpy as np
 import pytest
 
 from evaluation.qa import QASet, evaluate_modes, split_by_group
-from evaluation.tune_qa import ScratchTables, parse_args, run, tune
+from evaluation.search import Range
+from evaluation.tune_qa import ScratchTables, parse_args, qa_space, run, tune
 from features.schemas import ANSWERS_TABLE, FTSConfig, QADocument, TableMetadata, answers_schema
 from pipelines import build_qa, lance_io
 from tests.conftest import STACKFAQ, FakeEncoder
 
+# Each thread has a plain answer and a chatty one: its topic word among stop words. A question
+# asks about its own topic in another thread's chatty words, so bag-of-words vectors (which count
+# stop words) rank the other thread's chatty answer first, and BM25 (which drops them) does not:
+# how much BM25 counts in the hybrid changes the score.
+TOPICS = ("password", "account", "invoice", "export")
+CHATTY = ("how do i do this and what is it for", "where is it and why is it there",
+          "can you tell me what it is about", "is there any way to do it at all")
 THREADS = {
-    "t0": ("How do I reset my password?", ["Open settings and choose reset password.", "Use the forgot password link on the login page."],
-           ["forgot my password", "change password at login", "password reset steps"]),
-    "t1": ("How do I delete my account?", ["Go to account settings and press delete account.", "Contact support to remove the account permanently."],
-           ["remove my account", "delete profile permanently", "close account"]),
-    "t2": ("Why is the app running slowly?", ["Close other programs; the app runs faster with free memory.", "Update the app: older versions run slowly."],
-           ["app runs slow", "program running slowly", "speed up the app"]),
-    "t3": ("How can I export my data?", ["Choose export in the file menu to save a CSV.", "Data export is under privacy settings."],
-           ["download my data", "save data as csv", "export information"]),
+    f"t{i}": (f"Question about {topic}?", [f"{topic} settings explained step by step", f"{CHATTY[i]} {topic}"],
+              [f"{CHATTY[(i + 1) % 4]} {topic}", f"{CHATTY[(i + 2) % 4]} {topic}", f"{topic} help"])
+    for i, topic in enumerate(TOPICS)
 }
 
 
@@ -66,18 +69,22 @@ def writer(tmp_path, documents, encoder, overlap: int):
     return build
 
 
-def _tune(tmp_path, *flags: str, encoder=None):
+def _tune(tmp_path, *flags: str, encoder=None, space=None):
     documents, qa = judged()
     encoder = encoder or HashingEncoder()
     tune_args, build_args, _ = parse_args(["--out", "unused.json", "--chunk-overlap", "4", "--chunk-words-grid", "8,160", *flags])
     tables = ScratchTables(writer(tmp_path, documents, HashingEncoder(), 4))
-    return tune(qa, tables, encoder, tune_args, build_args), tables, qa
+    return tune(qa, tables, encoder, tune_args, build_args, space=space), tables, qa
 
 
 def test_the_chosen_bm25_weight_scores_best_on_the_train_threads_among_those_tried(tmp_path):
-    result, tables, qa = _tune(tmp_path, "--trials", "10")
+    # BM25 scores of an 8-answer corpus are small: the weights that matter lie above the served range
+    space = {**qa_space((8, 160)), "bm25_weight": Range(0.01, 10.0)}
+    result, tables, qa = _tune(tmp_path, "--trials", "10", space=space)
     scores = [t["ndcg@10"] for t in result["trials"]]
-    assert result["best"] == max(scores) and result["config"]["bm25_weight"] == result["best_params"]["bm25_weight"]
+    assert len(set(scores)) > 2, scores  # the knobs change the score: choosing among them means something
+    assert result["chosen"] == "search" and result["best"] == max(scores)
+    assert result["config"]["bm25_weight"] == result["best_params"]["bm25_weight"]
     assert len({t["params"]["bm25_weight"] for t in result["trials"]}) == 10
     # scored again, independently, on the train threads: the same figures, and none above the chosen one
     train, _ = split_by_group(qa, 0.5, 0)
@@ -87,8 +94,10 @@ def test_the_chosen_bm25_weight_scores_best_on_the_train_threads_among_those_tri
         table = tables.open(p["chunk_words"], FTSConfig(stem=p["fts_stem"], remove_stop_words=p["fts_stop_words"]))
         again = evaluate_modes(table, HashingEncoder(), train, ["hybrid"], p["bm25_weight"], metrics=[("ndcg", 10)])["hybrid"]["ndcg@10"]
         assert again == pytest.approx(trial["ndcg@10"]) and again <= result["best"] + 1e-12
-    assert result["default"] == scores[0] and result["trials"][0]["params"] == {"chunk_words": 160, "fts_stem": True,
-                                                                                 "fts_stop_words": True, "bm25_weight": 0.004}
+    # the starting flags (bm25 weight 0.004) are tried first, clipped into the space, and scored as they are for `default`
+    assert result["trials"][0]["params"] == {"chunk_words": 160, "fts_stem": True, "fts_stop_words": True, "bm25_weight": 0.01}
+    default = evaluate_modes(tables.open(160, FTSConfig()), HashingEncoder(), train, ["hybrid"], 0.004, metrics=[("ndcg", 10)])
+    assert result["default"] == pytest.approx(default["hybrid"]["ndcg@10"])
     assert best["chunk_words"] in (8, 160) and result["scratch"]["chunk_sizes_built"] == sorted(tables.warehouses)
 
 
