@@ -34,6 +34,11 @@ EVALUATIONS = {
     "recs": ("evaluation.evaluate_recs", "ALS as served against popularity, item-kNN and BPR"),
     "qa": ("evaluation.evaluate_qa", "keyword, vector, hybrid and hybrid+MMR answer retrieval"),
 }
+# `recqa tune <kind>` -> module whose run(argv) writes --out and returns the result
+TUNINGS = {
+    "recs": ("evaluation.tune_recs", "search ALS and event weighting on a validation split -> build-recs --config"),
+    "qa": ("evaluation.tune_qa", "search the hybrid BM25 weight, full-text tokenizer and chunk size on train queries -> build-qa --config"),
+}
 SERVICE = "serving.service:RecQA"
 DEFAULT_HOST = "127.0.0.1"
 # Defaults a user's environment may override: the bundled model loads offline, no telemetry,
@@ -80,11 +85,31 @@ def _evaluate(argv: Sequence[str]) -> int:
     return int(figures["exit_code"])
 
 
+def _tune(argv: Sequence[str]) -> int:
+    kinds = "\n".join(f"  {kind:<5} {help_}" for kind, (_, help_) in TUNINGS.items())
+    if not argv or argv[0] not in TUNINGS:
+        print(f"usage: recqa tune <kind> --out FILE [--help] [flags]\n\nkinds:\n{kinds}", file=sys.stderr if argv else sys.stdout)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    for key, value in DEFAULT_ENV.items():
+        os.environ.setdefault(key, value)
+    run = importlib.import_module(TUNINGS[argv[0]][0]).run
+    try:
+        result = run(argv[1:])
+    except (InputError, ValueError, RuntimeError, FileNotFoundError) as error:
+        print(f"recqa tune {argv[0]}: {error}", file=sys.stderr)
+        return 1
+    edge = f", on the edge: {', '.join(result['on_edge'])}" if result["on_edge"] else ""
+    print(f"recqa tune {argv[0]}: wrote {result['out']}\n  {result['metric']} on the tuning queries: "
+          f"{result['best']:.4f} tuned against {result['default']:.4f} with the starting flags ({len(result['trials'])} trials{edge})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `recqa` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = "\n".join(f"  {name:<11} {help_}" for name, (_, _, help_) in JOBS.items())
-    usage = f"usage: recqa <command> [--help] [flags]\n\ncommands:\n{commands}\n  evaluate    recs | qa: offline metrics against baselines, report and gates\n  serve       serve the HTTP API on {DEFAULT_HOST}:{DEFAULT_PORT}\n"
+    usage = f"usage: recqa <command> [--help] [flags]\n\ncommands:\n{commands}\n  evaluate    recs | qa: offline metrics against baselines, report and gates\n  tune        recs | qa: search the build's settings on a validation split -> --config JSON\n  serve       serve the HTTP API on {DEFAULT_HOST}:{DEFAULT_PORT}\n"
     if not argv or argv[0] in ("-h", "--help"):
         print(usage)
         return 0 if argv else 2
@@ -93,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(rest)
     if command == "evaluate":
         return _evaluate(rest)
+    if command == "tune":
+        return _tune(rest)
     if command not in JOBS:
         print(f"recqa: unknown command '{command}'\n\n{usage}", file=sys.stderr)
         return 2

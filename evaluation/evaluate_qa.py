@@ -18,7 +18,7 @@ from evaluation.gates import add_gate_arguments, gates_from_args
 from evaluation.paths import existing_dir, existing_file
 from evaluation.verdict import add_candidate_arguments, decision, gate_rows, record_verdict
 from evaluation.qa import MMR_LAMBDA, MODES, ann_quality, cache_curve, evaluate_modes, load_beir, load_stackfaq, open_answers, table_encoder_name
-from features.retrieval import BM25_WEIGHT
+from features.retrieval import BM25_WEIGHT, bm25_weight_of
 from features.locations import add_warehouse_argument
 from features.candidates import QA
 from features.errors import InputError
@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="query sample and ANN sample seed")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated, from " + ", ".join(MODES))
     parser.add_argument("--ann-queries", type=int, default=200, help="queries for the ANN-vs-exact figures (0: skip)")
-    parser.add_argument("--bm25-weight", type=float, default=BM25_WEIGHT, help=f"hybrid score fusion: BM25 points per unit of cosine (default {BM25_WEIGHT})")
+    parser.add_argument("--bm25-weight", type=float, default=None,
+                        help=f"hybrid score fusion: BM25 points per unit of cosine (default: the table's, as served; {BM25_WEIGHT} if it names none)")
     parser.add_argument("--model", default=DEFAULT_MODEL_NAME, help="encoder, when the table does not name one")
     parser.add_argument("--out", default="reports/qa", help="folder for report.json and report.html")
     add_gate_arguments(parser, GATED, f"fail unless {CANDIDATE} beats this mode on nDCG@10 (repeatable)")
@@ -94,7 +95,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "published": {"release": published[0].number, "candidate": published[0].candidates.get(QA)} if published else None,
         "dataset": {"name": qa.name, "files": [str(p) for p in qa.files], "sha256": report.file_hash(qa.files), "queries": len(qa.queries), "seed": args.seed},
         "table": {"warehouse": args.warehouse, "version": int(table.version), "rows": table.count_rows(), "encoder": encoder.name},
-        "configuration": {"build": candidate.config if candidate else None, "hybrid_fusion": "score", "bm25_weight": args.bm25_weight,
+        "configuration": {"build": candidate.config if candidate else None, "hybrid_fusion": "score",
+                          "bm25_weight": args.bm25_weight if args.bm25_weight is not None else bm25_weight_of(table.schema.metadata),
                           "nprobes": ANSWER_INDEX.nprobes, "refine_factor": ANSWER_INDEX.refine_factor, "mmr_lambda": MMR_LAMBDA},
         "results": results,
         "ann": ann,

@@ -57,6 +57,30 @@ class QASet:
         )
 
 
+def split_by_group(qa: QASet, train_share: float = 0.5, seed: int = 0) -> tuple[QASet, QASet]:
+    """(train, test): a seeded `train_share` of the paraphrase groups (StackFAQ threads) and the rest.
+
+    Whole groups go to one side, so no rephrasing of a tuned thread is scored on the other:
+    `recqa tune qa` tunes on train, evaluation can score test with the same seed and share.
+    """
+    if not qa.groups:
+        raise ValueError(f"'{qa.name}' has no paraphrase groups to split by")
+    if not 0.0 < train_share < 1.0:
+        raise ValueError(f"train_share must be in (0, 1), got {train_share}")
+    groups = sorted(set(qa.groups.values()))
+    random.Random(seed).shuffle(groups)
+    count = min(len(groups) - 1, max(1, round(train_share * len(groups))))
+    train_groups = set(groups[:count])
+
+    def part(name: str, keep) -> QASet:
+        ids = {i for i, group in qa.groups.items() if keep(group)}
+        return dataclasses.replace(qa, name=f"{qa.name}/{name}", queries={i: t for i, t in qa.queries.items() if i in ids},
+                                   qrels={i: r for i, r in qa.qrels.items() if i in ids},
+                                   groups={i: g for i, g in qa.groups.items() if i in ids})
+
+    return part("train", lambda g: g in train_groups), part("test", lambda g: g not in train_groups)
+
+
 def load_beir(folder: str | Path, split: str = "train") -> QASet:
     """A BEIR folder's queries that have judgements in `qrels/<split>.tsv`."""
     folder = Path(folder)
@@ -110,9 +134,10 @@ def _rankings(index, questions: Mapping[str, str], vectors: Mapping[str, np.ndar
 
 
 def evaluate_modes(
-    table, encoder, qa: QASet, modes: Sequence[str] = MODES, bm25_weight: float = BM25_WEIGHT
+    table, encoder, qa: QASet, modes: Sequence[str] = MODES, bm25_weight: float | None = None,
+    metrics: Sequence[tuple[str, int]] = QA_METRICS,
 ) -> dict[str, dict[str, float]]:
-    """nDCG@10, Recall@10, Recall@100 and MRR@10 of each mode, with mean latency in ms.
+    """nDCG@10, Recall@10, Recall@100 and MRR@10 (or `metrics`) of each mode, with mean latency in ms.
 
     Each cutoff is asked for as a request would ask (k=10, then k=100): the candidate depth
     follows k, so @10 figures are those of a k=10 request, as served.
@@ -125,9 +150,9 @@ def evaluate_modes(
     results = {}
     for mode in modes:
         index = indexes["rrf" if mode == "hybrid-rrf" else "score"]
-        runs = {k: _rankings(index, qa.queries, vectors, mode, k) for k in sorted({k for _, k in QA_METRICS})}
-        row = {f"{name}@{k}": mean_at_k(runs[k][0], qa.qrels, k, [name])[name] for name, k in QA_METRICS}
-        results[mode] = {**row, "queries": float(len(ids)), "ms_per_query": 1000 * runs[10][1]}
+        runs = {k: _rankings(index, qa.queries, vectors, mode, k) for k in sorted({k for _, k in metrics})}
+        row = {f"{name}@{k}": mean_at_k(runs[k][0], qa.qrels, k, [name])[name] for name, k in metrics}
+        results[mode] = {**row, "queries": float(len(ids)), "ms_per_query": 1000 * runs[min(runs)][1]}
     return results
 
 

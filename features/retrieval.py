@@ -108,3 +108,11 @@ def mmr(
         available[best] = False
         redundancy = np.maximum(redundancy, vectors @ vectors[best])  # one product per pick, not per pair
     return [(candidates[i], float(relevance[i])) for i in picked]
+
+
+def bm25_weight_of(metadata: dict[bytes, bytes] | None) -> float:
+    """The hybrid BM25 weight an answers table was built to be served with (BM25_WEIGHT if it names none)."""
+    from features.schemas import META_BM25_WEIGHT
+
+    value = (metadata or {}).get(META_BM25_WEIGHT)
+    return float(value) if value else BM25_WEIGHT

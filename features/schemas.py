@@ -25,6 +25,7 @@ META_ENCODER = b"recqa.encoder"
 META_DIMENSION = b"recqa.dimension"
 META_ALS = b"recqa.als"
 META_FIT = b"recqa.fit"  # one id per build-recs run: users and items of one fit share it
+META_BM25_WEIGHT = b"recqa.bm25_weight"  # the hybrid fusion weight build-qa was told to serve with (tuned)
 META_CANDIDATE = b"recqa.candidate"  # the candidate (features/candidates.py) whose build wrote this version
 
 
@@ -101,6 +102,23 @@ CONTENT_INDEX = IndexConfig(column="content_vector", distance_type="cosine")
 # has refine 10's nDCG@10 (0.6736 against 0.6773 exact).
 ANSWER_INDEX = IndexConfig(column="vector", distance_type="cosine", refine_factor=5)
 ANSWER_TEXT_COLUMN = "text"
+
+
+@dataclass(frozen=True)
+class FTSConfig:
+    """How the answers' text is tokenized for the full-text (BM25) index; the writer and the tuning share it.
+
+    The index keeps its tokenizer and applies it to every query, so a reader needs nothing but
+    the index: build-qa builds with this, `recqa tune qa` rebuilds scratch indexes with it.
+    The defaults are LanceDB's own (and what every answers table was built with before).
+    """
+
+    stem: bool = True  # "running" and "runs" both index as "run"
+    remove_stop_words: bool = True  # "the", "and", ... are not indexed
+    language: str = "English"  # of the stemmer and the stop-word list
+
+
+ANSWER_FTS = FTSConfig()
 
 
 def table_uri(warehouse: str, name: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -12,12 +13,16 @@ import pyarrow as pa
 from features.adapters import ParseOptions
 from features.candidates import QA, new_candidate_id
 from features.errors import InputError
+from features.retrieval import BM25_WEIGHT
 from features.schemas import (
+    ANSWER_FTS,
     ANSWER_INDEX,
     ANSWER_TEXT_COLUMN,
     ANSWERS_TABLE,
     DEFAULT_MODEL_NAME,
+    META_BM25_WEIGHT,
     META_CANDIDATE,
+    FTSConfig,
     QADocument,
     TableMetadata,
     answers_schema,
@@ -45,7 +50,18 @@ def parse_args(argv: Sequence[str] | None, prog: str = PROG) -> tuple[Any, list[
     parser.add_argument("--chunk-words", type=int, default=DEFAULT_CHUNK_WORDS, help="words per chunk of a long answer")
     parser.add_argument("--chunk-overlap", type=int, default=DEFAULT_CHUNK_OVERLAP_WORDS, help="words shared by consecutive chunks")
     parser.add_argument("--model", default=DEFAULT_MODEL_NAME, help="sentence-transformers model name or folder")
+    parser.add_argument("--fts-stem", action=argparse.BooleanOptionalAction, default=ANSWER_FTS.stem,
+                        help="stem words in the full-text (BM25) index; its queries are tokenized the same way")
+    parser.add_argument("--fts-stop-words", action=argparse.BooleanOptionalAction, default=ANSWER_FTS.remove_stop_words,
+                        help="leave stop words out of the full-text (BM25) index")
+    parser.add_argument("--bm25-weight", type=float, default=BM25_WEIGHT,
+                        help=f"hybrid score fusion for the service: BM25 points per unit of cosine (default {BM25_WEIGHT})")
     return parse_job_args(parser, argv, QA)
+
+
+def fts_config(args: Any) -> FTSConfig:
+    """The full-text tokenizer the flags ask for (what `recqa tune qa` chose, through --config)."""
+    return FTSConfig(stem=args.fts_stem, remove_stop_words=args.fts_stop_words)
 
 
 def chunk_rows(element: tuple[str, Iterable[QADocument]], size: int, overlap: int) -> Iterator[dict[str, Any]]:
@@ -79,13 +95,16 @@ def _answers_schema(row: dict[str, Any]) -> pa.Schema:
     return answers_schema(len(row[ANSWER_INDEX.column]))
 
 
-def _commit(written: list, ok: bool, *, warehouse: str, model: str, ann_min_rows: int, candidate: str) -> None:
+def _commit(
+    written: list, ok: bool, *, warehouse: str, model: str, ann_min_rows: int, candidate: str, fts: FTSConfig, bm25_weight: float
+) -> None:
     """The run's only visible change: one commit, then the BM25 and (when large) vector indexes."""
     assert ok
     dimension = written[0][0].field(ANSWER_INDEX.column).type.list_size if written else 0
-    metadata = TableMetadata(model, dimension, {META_CANDIDATE: candidate.encode()}).to_arrow()
+    extra = {META_CANDIDATE: candidate.encode(), META_BM25_WEIGHT: repr(float(bm25_weight)).encode()}
+    metadata = TableMetadata(model, dimension, extra).to_arrow()
     lance_io.commit_fragments(warehouse, ANSWERS_TABLE, written, metadata)
-    lance_io.create_fts_index(warehouse, ANSWERS_TABLE)
+    lance_io.create_fts_index(warehouse, ANSWERS_TABLE, config=fts)
     lance_io.create_vector_indexes(warehouse, ANSWERS_TABLE, [dataclasses.replace(ANSWER_INDEX, min_rows_for_ann=ann_min_rows)])
 
 
@@ -100,6 +119,8 @@ def candidate_config(args: Any) -> dict[str, Any]:
     return {
         "flags": build_flags(args, ("documents",)),
         "chunking": {"chunk_words": args.chunk_words, "chunk_overlap": args.chunk_overlap},
+        "full_text": dataclasses.asdict(fts_config(args)),
+        "bm25_weight": args.bm25_weight,
         "encoder": args.model,
         "index": {"ann_min_rows": args.ann_min_rows, "vector": dataclasses.asdict(ANSWER_INDEX), "full_text": ANSWER_TEXT_COLUMN},
     }
@@ -131,7 +152,7 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
     )
     _ = written | "Commit" >> beam.Map(
         _commit, beam.pvalue.AsSingleton(checked), warehouse=args.warehouse, model=args.model, ann_min_rows=args.ann_min_rows,
-        candidate=candidate,
+        candidate=candidate, fts=fts_config(args), bm25_weight=args.bm25_weight,
     )
     result = pipeline.run()
     result.wait_until_finish()

@@ -103,8 +103,12 @@ def _commit(
     lance_io.create_vector_indexes(warehouse, ITEMS_TABLE, configs)
 
 
-def _weights(args: Any) -> WeightConfig:
+def weight_config(args: Any) -> WeightConfig:
+    """How the flags turn events into confidences: the build's, and what `recqa tune recs` scores with."""
     return WeightConfig(_event_weights(args.event_weight), args.half_life_days, args.min_user_interactions, args.min_item_interactions)
+
+
+_weights = weight_config
 
 
 def input_specs(args: Any) -> tuple[InputSpec, InputSpec]:

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from features.candidates import CANDIDATES_SCHEMA, CANDIDATES_TABLE
 from features.releases import RELEASES_TABLE, Release, releases_to_arrow
-from features.schemas import ANSWER_TEXT_COLUMN, PUBLISHED_TAG, IndexConfig, table_uri
+from features.schemas import ANSWER_FTS, ANSWER_TEXT_COLUMN, PUBLISHED_TAG, FTSConfig, IndexConfig, table_uri
 from registry.log import ReleaseLog, read_releases
 
 logger = logging.getLogger(__name__)
@@ -138,13 +138,14 @@ def create_vector_indexes(warehouse: str, name: str, configs: Sequence[IndexConf
     return built
 
 
-def create_fts_index(warehouse: str, name: str, column: str = ANSWER_TEXT_COLUMN) -> int:
-    """Build the full-text (BM25) index on `column`; returns the table version after it."""
+def create_fts_index(warehouse: str, name: str, column: str = ANSWER_TEXT_COLUMN, config: FTSConfig = ANSWER_FTS) -> int:
+    """Build (or rebuild) the full-text (BM25) index on `column` with `config`'s tokenizer; returns the table version after it."""
     import lancedb
     from lancedb.index import FTS
 
     table = lancedb.connect(warehouse).open_table(name)
-    table.create_index(column, config=FTS(), replace=True)
+    fts = FTS(stem=config.stem, remove_stop_words=config.remove_stop_words, language=config.language)
+    table.create_index(column, config=fts, replace=True)
     return int(table.version)
 
 

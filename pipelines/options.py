@@ -95,6 +95,21 @@ def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     return PipelineOptions(args)
 
 
+def unknown_flags(beam_args: Sequence[str]) -> list[str]:
+    """The flags among `beam_args` that no Beam options class knows either.
+
+    For commands that take a job's flags but run no pipeline (`recqa tune`): a typo there
+    would otherwise pass silently as a Beam flag.
+    """
+    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():  # as PipelineOptions.get_all_options does
+        cls._add_argparse_args(parser)
+    _, unknown = parser.parse_known_args(list(beam_args))
+    return list(unknown)
+
+
 @dataclass(frozen=True)
 class JobResult:
     """What a job wrote: the new version and row count of each table."""

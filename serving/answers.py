@@ -9,7 +9,7 @@ from lance.query import MatchQuery
 
 from features.encoders import Encoder
 from features.filters import answer_condition
-from features.retrieval import BM25_WEIGHT, distance_to_similarity, mmr, rrf_fuse, score_fuse
+from features.retrieval import bm25_weight_of, distance_to_similarity, mmr, rrf_fuse, score_fuse
 from features.schemas import ANSWER_INDEX, ANSWER_TEXT_COLUMN, IndexConfig
 from serving.tables import Hit, check_encoder, nearest
 
@@ -34,7 +34,7 @@ class AnswerIndex:
         index: IndexConfig = ANSWER_INDEX,
         exact: bool = False,
         fusion: str = "score",
-        bm25_weight: float = BM25_WEIGHT,
+        bm25_weight: float | None = None,  # None: the weight the table was built with (build-qa --bm25-weight)
     ) -> None:
         check_encoder(table, encoder)
         if fusion not in ("score", "rrf"):
@@ -46,7 +46,7 @@ class AnswerIndex:
         self._index = index
         self._exact = exact  # brute force over every row: the reference ANN recall is measured against
         self._fusion = fusion
-        self._bm25_weight = bm25_weight
+        self._bm25_weight = bm25_weight if bm25_weight is not None else bm25_weight_of(table.schema.metadata)
 
     def answer(
         self,

@@ -33,6 +33,14 @@ def test_unknown_command_fails_with_usage():
     assert "unknown command 'train-everything'" in result.stderr
 
 
+def test_tune_needs_a_kind_and_names_an_unknown_flag(tmp_path):
+    result = _recqa("tune")
+    assert result.returncode == 2 and "recqa tune <kind>" in result.stdout
+    result = _recqa("tune", "recs", "--out", str(tmp_path / "tuned.json"), "--fctors", "3")
+    assert result.returncode == 2 and "unrecognized arguments: --fctors 3" in result.stderr
+    assert not (tmp_path / "tuned.json").exists()
+
+
 def test_missing_input_fails_with_the_path(tmp_path):
     result = _recqa("build-qa", "--warehouse", str(tmp_path), "--documents", str(tmp_path / "none.json"))
     assert result.returncode == 1

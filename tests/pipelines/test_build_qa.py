@@ -32,3 +32,14 @@ def test_full_text_index_finds_a_keyword(warehouse):
     hits = table.search("strikethrough", query_type="fts").limit(5).select(["doc_id", "text"]).to_arrow()
     assert hits.num_rows > 0
     assert all("strikethrough" in text.lower() for text in hits.column("text").to_pylist())
+
+
+def test_the_full_text_and_fusion_flags_default_to_todays_behaviour():
+    from features.retrieval import BM25_WEIGHT
+    from features.schemas import ANSWER_FTS, FTSConfig
+    from pipelines.build_qa import fts_config, parse_args
+
+    args, _ = parse_args([])
+    assert (fts_config(args), args.bm25_weight) == (ANSWER_FTS, BM25_WEIGHT)
+    args, rest = parse_args(["--no-fts-stem", "--no-fts-stop-words", "--bm25-weight", "0.01"])
+    assert (fts_config(args), args.bm25_weight, rest) == (FTSConfig(stem=False, remove_stop_words=False), 0.01, [])

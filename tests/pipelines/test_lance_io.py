@@ -97,3 +97,23 @@ def test_ivf_pq_parameters_follow_the_table_shape(rows, dimension, partitions, s
     parameters = lance_io.ivf_pq_parameters(rows, dimension)
     assert parameters == {"num_partitions": partitions, "num_sub_vectors": sub_vectors}
     assert dimension % parameters["num_sub_vectors"] == 0
+
+
+def _matches(warehouse: str, query: str) -> list[str]:
+    import lancedb
+    from lance.query import MatchQuery
+
+    dataset = lancedb.connect(warehouse).open_table("answers").to_lance()
+    return [row["doc_id"] for row in dataset.to_table(columns=["doc_id"], full_text_query=MatchQuery(query, "text"), limit=5).to_pylist()]
+
+
+def test_the_full_text_index_tokenizes_as_its_config_says(tmp_path):
+    from features.schemas import ANSWER_FTS, FTSConfig
+
+    warehouse = str(tmp_path)
+    lance_io.write_table(warehouse, "answers", pa.table({"doc_id": ["a", "b"], "text": ["she runs every morning", "the cat sat"]}))
+    lance_io.create_fts_index(warehouse, "answers")  # today's behaviour: stemmed, stop words dropped
+    assert ANSWER_FTS == FTSConfig(stem=True, remove_stop_words=True)
+    assert (_matches(warehouse, "running"), _matches(warehouse, "the")) == (["a"], [])
+    lance_io.create_fts_index(warehouse, "answers", "text", FTSConfig(stem=False, remove_stop_words=False))
+    assert (_matches(warehouse, "running"), _matches(warehouse, "runs"), _matches(warehouse, "the")) == ([], ["a"], ["b"])
