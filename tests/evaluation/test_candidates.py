@@ -137,8 +137,18 @@ def test_a_tuned_candidate_is_built_evaluated_and_published_exactly(tmp_path):
 def test_a_qa_candidate_is_scored_on_its_own_version_and_a_qa_only_warehouse_publishes(tmp_path):
     warehouse = str(tmp_path / "warehouse")
     built = build_qa.run(["--warehouse", warehouse, "--documents", str(STACKFAQ)])
-    later = build_qa.run(["--warehouse", warehouse, "--documents", str(STACKFAQ), "--chunk-words", "20", "--chunk-overlap", "5"])
+    tuned = tmp_path / "tuned-qa.json"  # as `recqa tune qa --out` writes it
+    tuned.write_text(json.dumps({"kind": "qa", "config": {"chunk_words": 20, "chunk_overlap": 5, "fts_stem": False, "bm25_weight": 0.02}}))
+    later = build_qa.run(["--warehouse", warehouse, "--documents", str(STACKFAQ), "--config", str(tuned)])
     assert later.versions["answers"] > built.versions["answers"]
+    config = find_candidate(warehouse, later.candidate, QA).config
+    assert config["chunking"]["chunk_words"] == 20 and config["full_text"]["stem"] is False and config["bm25_weight"] == 0.02
+    from serving.answers import AnswerIndex
+    from evaluation.qa import open_answers
+    from tests.conftest import FakeEncoder
+
+    assert AnswerIndex(open_answers(warehouse, later.versions["answers"]), FakeEncoder())._bm25_weight == 0.02  # served as tuned
+    assert AnswerIndex(open_answers(warehouse, built.versions["answers"]), FakeEncoder())._bm25_weight == 0.004
     figures = evaluate_qa.run(["--warehouse", warehouse, "--candidate", built.candidate, "--out", str(tmp_path / "r"),
                                "--ann-queries", "0", "--max-queries", "100", "--modes", "keyword,hybrid"])
     assert figures["table"]["version"] == built.versions["answers"]  # not the newest
