@@ -60,4 +60,4 @@ def test_tables_record_encoder_and_als_config(items, users):
     assert metadata[META_ENCODER] == b"all-MiniLM-L6-v2" and metadata[META_DIMENSION] == b"384"
     assert b'"random_state": 42' in metadata[META_ALS]
     assert META_ALS in users.schema.metadata
-    assert len(metadata[META_FIT]) == 32 and users.schema.metadata[META_FIT] == metadata[META_FIT]  # one run, one fit id
+    assert metadata[META_FIT].startswith(b"recs-") and users.schema.metadata[META_FIT] == metadata[META_FIT]  # one run, one fit id: its candidate
