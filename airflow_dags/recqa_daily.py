@@ -66,6 +66,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "recs_format": ("ms-store", "layout of interactions and items: ms-store (bundled) or contract"),
     "documents": (str(DATA_DIR / "stackfaq" / "stackExchange-FAQ.json"), "QA documents file, glob or URI; {ds} is the interval"),
     "qa_format": ("stackfaq", "layout of the documents: stackfaq (bundled) or contract"),
+    "recs_config": ("", "a tuned configuration file for build-recs (`recqa tune recs --out FILE`), given as --config; empty: none"),
     "recs_flags": ("", "more build-recs flags, also given to `validate recs` (e.g. --map user_id=userId --factors 64)"),
     "qa_flags": ("", "more build-qa flags, also given to `validate qa` (e.g. --map doc_id=_id --chunk-words 160)"),
     "recs_evaluate_flags": ("--must-beat popularity", "evaluate recs flags: split and gates (--min-ndcg, --must-beat, ...)"),
@@ -75,7 +76,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     ),
     "service_url": ("", "a running `recqa serve` to wait for until it serves the new versions; empty: it picks the release up"),
 }
-PATHS = ("recqa", "warehouse", "reports", "interactions", "items", "recs_format", "documents", "qa_format", "service_url")
+PATHS = ("recqa", "warehouse", "reports", "interactions", "items", "recs_format", "recs_config", "documents", "qa_format", "service_url")
 
 
 SHELL_OPERATOR_CHARS = frozenset(";&|<>()")
@@ -163,8 +164,9 @@ QA_CANDIDATE = _candidate("build_qa", "qa")
 COMMANDS = {
     "validate_inputs": f'"$DAG_RECQA" validate recs {RECS_INPUTS} {_flags("recs_flags")}\n'
     f'"$DAG_RECQA" validate qa {QA_INPUTS} {_flags("qa_flags")}',
+    # --config only when recs_config is set; its value stays one quoted word
     "build_recs": _candidate_line_last(
-        f'"$DAG_RECQA" build-recs --warehouse "$DAG_WAREHOUSE" {RECS_INPUTS} '
+        f'"$DAG_RECQA" build-recs --warehouse "$DAG_WAREHOUSE" {RECS_INPUTS} ${{DAG_RECS_CONFIG:+--config "$DAG_RECS_CONFIG"}} '
         f'--rejects "$DAG_WAREHOUSE/_rejects/$DS/build-recs" {_flags("recs_flags")}'
     ),
     "build_qa": _candidate_line_last(

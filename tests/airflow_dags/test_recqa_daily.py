@@ -262,6 +262,22 @@ def test_a_candidate_line_with_surrounding_whitespace_is_accepted(dag):
     assert "--candidate recs-20260131T010203-0a1b2c --candidate qa-20260131T010204-3d4e5f" in command
 
 
+@pytest.mark.parametrize(("params", "variables"), [({"recs_config": "/conf/{ds}/tuned recs*.json"}, {}),
+                                                   ({}, {"recqa_recs_config": "/conf/{ds}/tuned recs*.json"})])
+def test_recs_config_reaches_build_recs_as_one_config_word(dag, tmp_path, params, variables):
+    (argv,) = run_in_bash(render(dag, "build_recs", params=params, variables=variables), tmp_path).calls
+    assert argv.count("--config") == 1
+    assert argv[argv.index("--config") + 1] == "/conf/2026-01-31/tuned recs*.json"  # {ds} filled in; no split, no glob
+
+
+def test_without_recs_config_build_recs_gets_no_config_flag(dag, tmp_path):
+    (argv,) = run_in_bash(render(dag, "build_recs"), tmp_path).calls
+    assert "--config" not in argv
+    (folder := tmp_path / "qa").mkdir()
+    (argv,) = run_in_bash(render(dag, "build_qa", params={"recs_config": "/conf/tuned.json"}), folder).calls
+    assert "--config" not in argv  # a recs setting only
+
+
 @pytest.mark.parametrize(
     ("flags", "reason"),
     [
