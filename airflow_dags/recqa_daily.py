@@ -3,8 +3,15 @@
 validate_inputs -> build_recs, build_qa (in parallel) -> evaluate_recs, evaluate_qa (gates) ->
 publish -> await_service. Every task runs the `recqa` CLI in bash, so the project may live in
 Airflow's environment or in its own (point the `recqa` setting at that environment's command).
-A failing gate fails its evaluate task; `publish` then never runs and the current release, which
-the service follows, stays where it was.
+
+One candidate per build moves through the run: each build prints `candidate <ID>` as its last
+line, which Airflow pushes to XCom; its evaluate task judges exactly that candidate (its table
+versions, its configuration, the inputs its build read) and records the verdict in it, and
+`publish` releases exactly the two candidates, only if both verdicts passed. A later build in
+the same warehouse cannot slip into the release. An XCom that is not `candidate <ID>` with a
+well-formed id fails the task that reads it, naming the build (see candidate_id). A failing
+gate fails its evaluate task; `publish` then never runs and the current release, which the
+service follows, stays where it was.
 
 Each setting is taken from the run's params (the trigger form or `--conf`), else from the
 Airflow Variable `recqa_<name>`, else from the default below (the bundled sample data next to
@@ -22,6 +29,7 @@ No credentials here: storage credentials come from the workers' environment.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import sys
 from datetime import datetime, timedelta, timezone
@@ -58,6 +66,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "recs_format": ("ms-store", "layout of interactions and items: ms-store (bundled) or contract"),
     "documents": (str(DATA_DIR / "stackfaq" / "stackExchange-FAQ.json"), "QA documents file, glob or URI; {ds} is the interval"),
     "qa_format": ("stackfaq", "layout of the documents: stackfaq (bundled) or contract"),
+    "recs_config": ("", "a tuned configuration file for build-recs (`recqa tune recs --out FILE`), given as --config; empty: none"),
     "recs_flags": ("", "more build-recs flags, also given to `validate recs` (e.g. --map user_id=userId --factors 64)"),
     "qa_flags": ("", "more build-qa flags, also given to `validate qa` (e.g. --map doc_id=_id --chunk-words 160)"),
     "recs_evaluate_flags": ("--must-beat popularity", "evaluate recs flags: split and gates (--min-ndcg, --must-beat, ...)"),
@@ -67,7 +76,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     ),
     "service_url": ("", "a running `recqa serve` to wait for until it serves the new versions; empty: it picks the release up"),
 }
-PATHS = ("recqa", "warehouse", "reports", "interactions", "items", "recs_format", "documents", "qa_format", "service_url")
+PATHS = ("recqa", "warehouse", "reports", "interactions", "items", "recs_format", "recs_config", "documents", "qa_format", "service_url")
 
 
 SHELL_OPERATOR_CHARS = frozenset(";&|<>()")
@@ -92,6 +101,30 @@ def shell_words(value: str, name: str) -> str:
     return " ".join(shlex.quote(word) for word in words)
 
 
+# A build prints `candidate <ID>` last; the ID as recqa makes it: kind, UTC time, 6 hex digits.
+CANDIDATE_LINE = re.compile(r"candidate (\S+)")
+CANDIDATE_ID = re.compile(r"^(recs|qa)-[0-9]{8}T[0-9]{6}-[0-9a-f]{6}$")
+
+
+def candidate_id(xcom: object, task_id: str, kind: str) -> str:
+    """The candidate id in a build's XCom (`candidate <ID>`), quoted for bash; else a ValueError.
+
+    The XCom is whatever the build printed last, so anything but a well-formed id of the
+    expected kind fails the task reading it, naming the build, before bash sees a word of it.
+    """
+    line = CANDIDATE_LINE.fullmatch(xcom.strip()) if isinstance(xcom, str) else None
+    shown = repr(xcom) if len(repr(xcom)) <= 200 else f"{repr(xcom)[:200]}..."
+    where = f"{task_id}: its XCom (the last line it printed) is {shown}"
+    if line is None:
+        raise ValueError(f"{where}, not 'candidate <ID>'; does its recqa print the candidate it built?")
+    candidate = CANDIDATE_ID.fullmatch(line[1])
+    if candidate is None:
+        raise ValueError(f"{where}, whose id does not match {CANDIDATE_ID.pattern} (e.g. {kind}-20261130T101500-3fa9c1)")
+    if candidate[1] != kind:
+        raise ValueError(f"{task_id}: its XCom names the {candidate[1]} candidate {line[1]!r}, expected a {kind} candidate")
+    return shlex.quote(line[1])
+
+
 def _setting(name: str, then: str = "") -> str:
     """Jinja for a setting: run param, else the Airflow Variable, else the default; {ds} filled in."""
     default, _ = SETTINGS[name]
@@ -107,23 +140,46 @@ def _flags(name: str) -> str:
     return _setting(name, then=f" | shell_words({json.dumps(name)})")
 
 
+def _candidate(build: str, kind: str) -> str:
+    """Jinja for the id of the candidate `build` made in this run, checked and quoted (`candidate_id`)."""
+    return f"{{{{ ti.xcom_pull(task_ids={json.dumps(build)}) | candidate_id({json.dumps(build)}, {json.dumps(kind)}) }}}}"
+
+
+def _candidate_line_last(command: str) -> str:
+    """A build's command that ends by printing the build's last stdout line (`candidate <ID>`) again.
+
+    Airflow pushes the last line of the task's output, where the command's stderr is merged in:
+    a log line written after the candidate would otherwise take its place. The build's stdout is
+    still logged as it comes (tee to fd 3, the task's stdout).
+    """
+    return f'exec 3>&1\nlast="$({command} 3>&- | tee /dev/fd/3 | tail -n 1)"\nprintf \'%s\\n\' "$last"'
+
+
 # Paths reach bash as DAG_<NAME> environment variables (quoted where used); flags as quoted words.
 ENV = {"DS": "{{ ds }}", **{f"DAG_{name.upper()}": _setting(name) for name in PATHS}}
 RECS_INPUTS = '--input-format "$DAG_RECS_FORMAT" --interactions "$DAG_INTERACTIONS" --items "$DAG_ITEMS"'
 QA_INPUTS = '--input-format "$DAG_QA_FORMAT" --documents "$DAG_DOCUMENTS"'
+RECS_CANDIDATE = _candidate("build_recs", "recs")
+QA_CANDIDATE = _candidate("build_qa", "qa")
 COMMANDS = {
     "validate_inputs": f'"$DAG_RECQA" validate recs {RECS_INPUTS} {_flags("recs_flags")}\n'
     f'"$DAG_RECQA" validate qa {QA_INPUTS} {_flags("qa_flags")}',
-    "build_recs": f'"$DAG_RECQA" build-recs --warehouse "$DAG_WAREHOUSE" {RECS_INPUTS} '
-    f'--rejects "$DAG_WAREHOUSE/_rejects/$DS/build-recs" {_flags("recs_flags")}',
-    "build_qa": f'"$DAG_RECQA" build-qa --warehouse "$DAG_WAREHOUSE" {QA_INPUTS} '
-    f'--rejects "$DAG_WAREHOUSE/_rejects/$DS/build-qa" {_flags("qa_flags")}',
-    # evaluate recs trains its own copy on a split of the same inputs, in a scratch folder
-    "evaluate_recs": 'work="$(mktemp -d)"; trap \'rm -rf "$work"\' EXIT\n'
-    f'"$DAG_RECQA" evaluate recs {RECS_INPUTS} --work "$work" --out "$DAG_REPORTS/$DS/recs" {_flags("recs_evaluate_flags")}',
-    # scores the answers table build_qa just wrote (the newest version)
-    "evaluate_qa": f'"$DAG_RECQA" evaluate qa --warehouse "$DAG_WAREHOUSE" --out "$DAG_REPORTS/$DS/qa" {_flags("qa_evaluate_flags")}',
-    "publish": '"$DAG_RECQA" publish --warehouse "$DAG_WAREHOUSE"',
+    # --config only when recs_config is set; its value stays one quoted word
+    "build_recs": _candidate_line_last(
+        f'"$DAG_RECQA" build-recs --warehouse "$DAG_WAREHOUSE" {RECS_INPUTS} ${{DAG_RECS_CONFIG:+--config "$DAG_RECS_CONFIG"}} '
+        f'--rejects "$DAG_WAREHOUSE/_rejects/$DS/build-recs" {_flags("recs_flags")}'
+    ),
+    "build_qa": _candidate_line_last(
+        f'"$DAG_RECQA" build-qa --warehouse "$DAG_WAREHOUSE" {QA_INPUTS} '
+        f'--rejects "$DAG_WAREHOUSE/_rejects/$DS/build-qa" {_flags("qa_flags")}'
+    ),
+    # the candidate carries its configuration and inputs: evaluate reads the same files, the same way
+    "evaluate_recs": f'"$DAG_RECQA" evaluate recs --warehouse "$DAG_WAREHOUSE" --candidate {RECS_CANDIDATE} '
+    f'--out "$DAG_REPORTS/$DS/recs" {_flags("recs_evaluate_flags")}',
+    "evaluate_qa": f'"$DAG_RECQA" evaluate qa --warehouse "$DAG_WAREHOUSE" --candidate {QA_CANDIDATE} '
+    f'--out "$DAG_REPORTS/$DS/qa" {_flags("qa_evaluate_flags")}',
+    # exactly the two judged candidates; recqa refuses one whose evaluation did not pass
+    "publish": f'"$DAG_RECQA" publish --warehouse "$DAG_WAREHOUSE" --candidate {RECS_CANDIDATE} --candidate {QA_CANDIDATE}',
     "await_service": '"$DAG_RECQA" await-service --warehouse "$DAG_WAREHOUSE" --service-url "$DAG_SERVICE_URL"',
 }
 BUILDS = ("build_recs", "build_qa")
@@ -143,7 +199,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args={"owner": "recqa", "retries": 0},
-    user_defined_filters={"shell_words": shell_words},
+    user_defined_filters={"shell_words": shell_words, "candidate_id": candidate_id},
     params={name: Param(None, type=["null", "string"], description=f"{text} (default: {default!r})") for name, (default, text) in SETTINGS.items()},
     tags=["recqa"],
 ) as dag:

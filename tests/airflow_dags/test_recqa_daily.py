@@ -34,15 +34,22 @@ def dag(airflow_home):
     return bag.dags["recqa_daily"]
 
 
-def render(dag, task_id: str, params: dict | None = None, variables: dict | None = None, ds: str = "2026-01-31") -> SimpleNamespace:
+# What the builds of a run pushed to XCom (their last output line), for the tasks that read it.
+XCOMS = {"build_recs": "candidate recs-20260131T010203-0a1b2c", "build_qa": "candidate qa-20260131T010204-3d4e5f"}
+
+
+def render(dag, task_id: str, params: dict | None = None, variables: dict | None = None, ds: str = "2026-01-31",
+           xcoms: dict | None = None) -> SimpleNamespace:
     """The task's command and environment as a run of interval `ds` would render them."""
     task = dag.get_task(task_id)
     variables = variables or {}
+    xcoms = XCOMS if xcoms is None else xcoms
     context = {
         "params": {**{name: None for name in dag.params}, **(params or {})},
         "ds": ds,
         "ds_nodash": ds.replace("-", ""),
         "var": SimpleNamespace(value=SimpleNamespace(get=lambda key, default=None: variables.get(key, default))),
+        "ti": SimpleNamespace(xcom_pull=lambda task_ids, key="return_value": xcoms.get(task_ids)),
     }
     env = dag.get_template_env()
     return SimpleNamespace(command=task.render_template(task.bash_command, context, jinja_env=env),
@@ -123,20 +130,36 @@ INJECTIONS = {
     '--map "title=$(touch pwned)" --map \'body=`touch pwned`\'': ["--map", "title=$(touch pwned)", "--map", "body=`touch pwned`"],
     "--beir $HOME/* ~ '#x' \"it's\" --x=${IFS}pwned": ["--beir", "$HOME/*", "~", "#x", "it's", "--x=${IFS}pwned"],
 }
-STUB_RECQA = "#!{python}\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n"
+# Prints its argv as JSON; a build then prints a new candidate as its last stdout line, as recqa
+# does, and logs a line to stderr after it (Airflow merges stderr into the output it takes the XCom from).
+STUB_RECQA = """#!{python}
+import json, secrets, sys, time
+print(json.dumps(sys.argv[1:]), flush=True)
+kind = {{"build-recs": "recs", "build-qa": "qa"}}.get(sys.argv[1])
+if kind:
+    print(f"candidate {{kind}}-{{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}}-{{secrets.token_hex(3)}}", flush=True)
+    print("INFO a log line after the candidate", file=sys.stderr, flush=True)
+"""
 
 
-def run_in_bash(rendered: SimpleNamespace, folder: Path) -> list[list[str]]:
-    """Run a rendered task with bash in `folder`, `recqa` a stub that prints its argv as JSON."""
+def run_in_bash(rendered: SimpleNamespace, folder: Path) -> SimpleNamespace:
+    """Run a rendered task with bash in `folder`, `recqa` a stub (STUB_RECQA), as Airflow runs it.
+
+    stderr is merged into stdout as Airflow's SubprocessHook does; `calls` are the stub's argvs,
+    `xcom` the last line of the output (what BashOperator pushes).
+    """
     stub = folder / "recqa-stub"
     stub.write_text(STUB_RECQA.format(python=sys.executable))
     stub.chmod(0o755)
     env = {"PATH": os.environ["PATH"], "HOME": str(folder), **rendered.env, "DAG_RECQA": str(stub),
            "DAG_WAREHOUSE": str(folder / "wh"), "DAG_REPORTS": str(folder / "reports")}
-    result = subprocess.run(["bash", "-c", rendered.command], cwd=folder, env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+    result = subprocess.run(["bash", "-c", rendered.command], cwd=folder, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout
     assert sorted(path.name for path in folder.iterdir()) == ["recqa-stub"], "the command created a file"
-    return [json.loads(line) for line in result.stdout.splitlines()]
+    lines = result.stdout.splitlines()
+    calls = [json.loads(line) for line in lines if line.startswith("[")]
+    return SimpleNamespace(calls=calls, xcom=lines[-1].rstrip() if lines else "")
 
 
 @pytest.mark.parametrize("flags", INJECTIONS)
@@ -145,23 +168,114 @@ def test_shell_syntax_in_flags_reaches_recqa_as_words_and_never_runs(dag, tmp_pa
     for task_id, subcommand in FLAG_TASKS[setting].items():
         folder = tmp_path / task_id
         folder.mkdir()
-        calls = run_in_bash(render(dag, task_id, params={setting: flags}), folder)
+        calls = run_in_bash(render(dag, task_id, params={setting: flags}), folder).calls
         (argv,) = [call for call in calls if call[: len(subcommand)] == subcommand]
         assert argv[-len(INJECTIONS[flags]):] == INJECTIONS[flags], task_id
 
 
 def test_flags_from_a_variable_are_words_too_and_ds_is_filled_in(dag, tmp_path):
     variables = {"recqa_recs_flags": "--map 'title=Item {ds}' --factors $(touch pwned) --tag {ds_nodash}"}
-    (argv,) = run_in_bash(render(dag, "build_recs", variables=variables, ds="2026-01-31"), tmp_path)
+    (argv,) = run_in_bash(render(dag, "build_recs", variables=variables, ds="2026-01-31"), tmp_path).calls
     assert argv[-7:] == ["--map", "title=Item 2026-01-31", "--factors", "$(touch", "pwned)", "--tag", "20260131"]
 
 
 def test_the_default_flags_arrive_as_their_words(dag, tmp_path):
-    (argv,) = run_in_bash(render(dag, "evaluate_qa"), tmp_path)
-    assert argv == ["evaluate", "qa", "--warehouse", str(tmp_path / "wh"), "--out", str(tmp_path / "reports" / "2026-01-31" / "qa"),
-                    "--stackfaq", str(ROOT / "data" / "stackfaq" / "stackExchange-FAQ.json")]
-    (argv,) = run_in_bash(render(dag, "build_recs", params={"recs_flags": ""}), tmp_path)
+    (argv,) = run_in_bash(render(dag, "evaluate_qa"), tmp_path).calls
+    assert argv == ["evaluate", "qa", "--warehouse", str(tmp_path / "wh"), "--candidate", "qa-20260131T010204-3d4e5f",
+                    "--out", str(tmp_path / "reports" / "2026-01-31" / "qa"), "--stackfaq", str(ROOT / "data" / "stackfaq" / "stackExchange-FAQ.json")]
+    (argv,) = run_in_bash(render(dag, "build_recs", params={"recs_flags": ""}), tmp_path).calls
     assert argv[-2:] == ["--rejects", f"{tmp_path / 'wh'}/_rejects/2026-01-31/build-recs"]  # an empty setting adds no word
+
+
+def test_each_evaluate_judges_the_candidate_its_build_printed_and_publish_releases_both(dag, tmp_path):
+    """The ids go build -> XCom -> evaluate and publish, each as exactly one word after --candidate."""
+    folders = {task_id: tmp_path / task_id for task_id in TASKS}
+    for folder in folders.values():
+        folder.mkdir()
+    built = {task_id: run_in_bash(render(dag, task_id), folders[task_id]) for task_id in ("build_recs", "build_qa")}
+    # the stub logs after its candidate line: the XCom is still the candidate line
+    ids = {task_id: run.xcom.removeprefix("candidate ") for task_id, run in built.items()}
+    assert all(re.fullmatch(r"(recs|qa)-[0-9]{8}T[0-9]{6}-[0-9a-f]{6}", candidate) for candidate in ids.values()), ids
+    xcoms = {task_id: run.xcom for task_id, run in built.items()}
+
+    def argv_of(task_id: str) -> list[str]:
+        (argv,) = run_in_bash(render(dag, task_id, xcoms=xcoms), folders[task_id]).calls
+        return argv
+
+    warehouse = str(folders["evaluate_recs"] / "wh")
+    assert argv_of("evaluate_recs") == ["evaluate", "recs", "--warehouse", warehouse, "--candidate", ids["build_recs"],
+                                        "--out", str(folders["evaluate_recs"] / "reports" / "2026-01-31" / "recs"),
+                                        "--must-beat", "popularity"]  # no inputs, no --work: the candidate has them
+    warehouse = str(folders["evaluate_qa"] / "wh")
+    assert argv_of("evaluate_qa")[:6] == ["evaluate", "qa", "--warehouse", warehouse, "--candidate", ids["build_qa"]]
+    assert argv_of("evaluate_qa").count("--candidate") == 1
+    warehouse = str(folders["publish"] / "wh")
+    assert argv_of("publish") == ["publish", "--warehouse", warehouse, "--candidate", ids["build_recs"], "--candidate", ids["build_qa"]]
+
+
+def test_a_build_task_fails_when_its_recqa_fails_even_though_it_prints_after(dag, tmp_path):
+    """The build's last line is printed again at the end; a failed build must still fail the task."""
+    stub = tmp_path / "recqa-stub"
+    stub.write_text(f"#!{sys.executable}\nimport sys\nprint('candidate recs-20260131T010203-0a1b2c')\nsys.exit(3)\n")
+    stub.chmod(0o755)
+    rendered = render(dag, "build_recs")
+    env = {"PATH": os.environ["PATH"], **rendered.env, "DAG_RECQA": str(stub), "DAG_WAREHOUSE": str(tmp_path / "wh")}
+    result = subprocess.run(["bash", "-c", rendered.command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3
+
+
+MALFORMED_XCOMS = {
+    None: "is None",  # the build pushed nothing
+    "": "is ''",
+    "| users | 9 | 0 | 0 | 9 | 1.2 |": "not 'candidate <ID>'",  # what a recqa without candidates prints last
+    "recs-20260131T010203-0a1b2c": "not 'candidate <ID>'",
+    "candidate recs-20260131T010203-0A1B2C": "whose id does not match ^(recs|qa)-[0-9]{8}T[0-9]{6}-[0-9a-f]{6}$",
+    "candidate recs-2026-01-31T010203-0a1b2c": "whose id does not match",
+    "candidate recs-20260131T010203-0a1b2c extra": "not 'candidate <ID>'",
+    "candidate recs-20260131T010203-0a1b2c; touch pwned": "not 'candidate <ID>'",
+    "candidate $(touch pwned)": "not 'candidate <ID>'",
+    "candidate $(touch${IFS}pwned)": "whose id does not match",
+    "candidate ../../recs-20260131T010203-0a1b2c": "whose id does not match",
+    "candidate recs-20260131T010203-0a1b2c\ncandidate qa-20260131T010203-0a1b2c": "not 'candidate <ID>'",
+}
+
+
+@pytest.mark.parametrize("xcom", MALFORMED_XCOMS)
+@pytest.mark.parametrize(("build", "readers"), [("build_recs", ("evaluate_recs", "publish")), ("build_qa", ("evaluate_qa", "publish"))])
+def test_a_malformed_candidate_xcom_fails_the_task_naming_the_build(dag, build, readers, xcom):
+    """Rendering fails (so the task does, before bash runs), and the message names the build and why."""
+    for task_id in readers:
+        with pytest.raises(ValueError, match=re.escape(f"{build}: its XCom (the last line it printed) ") + ".*" + re.escape(MALFORMED_XCOMS[xcom])):
+            render(dag, task_id, xcoms={**XCOMS, build: xcom})
+
+
+def test_a_candidate_of_the_other_kind_fails_the_task(dag):
+    swapped = {"build_recs": XCOMS["build_qa"], "build_qa": XCOMS["build_recs"]}
+    with pytest.raises(ValueError, match=re.escape("build_recs: its XCom names the qa candidate 'qa-20260131T010204-3d4e5f', expected a recs candidate")):
+        render(dag, "evaluate_recs", xcoms=swapped)
+    with pytest.raises(ValueError, match="build_qa: its XCom names the recs candidate"):
+        render(dag, "evaluate_qa", xcoms=swapped)
+
+
+def test_a_candidate_line_with_surrounding_whitespace_is_accepted(dag):
+    command = render(dag, "publish", xcoms={"build_recs": " candidate recs-20260131T010203-0a1b2c\r", "build_qa": XCOMS["build_qa"]}).command
+    assert "--candidate recs-20260131T010203-0a1b2c --candidate qa-20260131T010204-3d4e5f" in command
+
+
+@pytest.mark.parametrize(("params", "variables"), [({"recs_config": "/conf/{ds}/tuned recs*.json"}, {}),
+                                                   ({}, {"recqa_recs_config": "/conf/{ds}/tuned recs*.json"})])
+def test_recs_config_reaches_build_recs_as_one_config_word(dag, tmp_path, params, variables):
+    (argv,) = run_in_bash(render(dag, "build_recs", params=params, variables=variables), tmp_path).calls
+    assert argv.count("--config") == 1
+    assert argv[argv.index("--config") + 1] == "/conf/2026-01-31/tuned recs*.json"  # {ds} filled in; no split, no glob
+
+
+def test_without_recs_config_build_recs_gets_no_config_flag(dag, tmp_path):
+    (argv,) = run_in_bash(render(dag, "build_recs"), tmp_path).calls
+    assert "--config" not in argv
+    (folder := tmp_path / "qa").mkdir()
+    (argv,) = run_in_bash(render(dag, "build_qa", params={"recs_config": "/conf/tuned.json"}), folder).calls
+    assert "--config" not in argv  # a recs setting only
 
 
 @pytest.mark.parametrize(
