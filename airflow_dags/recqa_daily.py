@@ -1,6 +1,6 @@
 """recqa_daily: rebuild, evaluate and publish the recqa tables once per daily data interval.
 
-validate_inputs -> build_recs, build_qa (in parallel) -> evaluate_recs, evaluate_qa (gates) ->
+validate_inputs -> tune_recs -> build_recs, and build_qa (in parallel) -> evaluate_recs, evaluate_qa (gates) ->
 publish -> await_service. Every task runs the `recqa` CLI in bash, so the project may live in
 Airflow's environment or in its own (point the `recqa` setting at that environment's command).
 
@@ -66,7 +66,9 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "recs_format": ("ms-store", "layout of interactions and items: ms-store (bundled) or contract"),
     "documents": (str(DATA_DIR / "stackfaq" / "stackExchange-FAQ.json"), "QA documents file, glob or URI; {ds} is the interval"),
     "qa_format": ("stackfaq", "layout of the documents: stackfaq (bundled) or contract"),
-    "recs_config": ("", "a tuned configuration file for build-recs (`recqa tune recs --out FILE`), given as --config; empty: none"),
+    "recs_config": ("", "a tuned configuration file for build-recs (`recqa tune recs --out FILE`), given as --config; "
+                    "empty: tune_recs tunes on the interval's inputs and build-recs takes its result"),
+    "recs_tune_trials": ("30", "trials of tune_recs (Optuna) when recs_config is empty"),
     "recs_flags": ("", "more build-recs flags, also given to `validate recs` (e.g. --map user_id=userId --factors 64)"),
     "qa_flags": ("", "more build-qa flags, also given to `validate qa` (e.g. --map doc_id=_id --chunk-words 160)"),
     "recs_evaluate_flags": ("--must-beat popularity", "evaluate recs flags: split and gates (--min-ndcg, --must-beat, ...)"),
@@ -76,7 +78,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
     ),
     "service_url": ("", "a running `recqa serve` to wait for until it serves the new versions; empty: it picks the release up"),
 }
-PATHS = ("recqa", "warehouse", "reports", "interactions", "items", "recs_format", "recs_config", "documents", "qa_format", "service_url")
+PATHS = ("recqa", "warehouse", "reports", "interactions", "items", "recs_format", "recs_config", "recs_tune_trials", "documents",
+         "qa_format", "service_url")
 
 
 SHELL_OPERATOR_CHARS = frozenset(";&|<>()")
@@ -161,12 +164,16 @@ RECS_INPUTS = '--input-format "$DAG_RECS_FORMAT" --interactions "$DAG_INTERACTIO
 QA_INPUTS = '--input-format "$DAG_QA_FORMAT" --documents "$DAG_DOCUMENTS"'
 RECS_CANDIDATE = _candidate("build_recs", "recs")
 QA_CANDIDATE = _candidate("build_qa", "qa")
+TUNED_RECS = '"$DAG_REPORTS/$DS/tuned-recs.json"'
 COMMANDS = {
     "validate_inputs": f'"$DAG_RECQA" validate recs {RECS_INPUTS} {_flags("recs_flags")}\n'
     f'"$DAG_RECQA" validate qa {QA_INPUTS} {_flags("qa_flags")}',
-    # --config only when recs_config is set; its value stays one quoted word
+    # the build is what gets judged, so it is built tuned: recs_config, or this interval's tuning
+    "tune_recs": f'if [ -n "$DAG_RECS_CONFIG" ]; then echo "recs_config is set: build-recs takes $DAG_RECS_CONFIG"; exit 0; fi\n'
+    f'"$DAG_RECQA" tune recs {RECS_INPUTS} --out {TUNED_RECS} --trials "$DAG_RECS_TUNE_TRIALS" {_flags("recs_flags")}',
+    # --config: recs_config when set, else tune_recs' output; either way one quoted word
     "build_recs": _candidate_line_last(
-        f'"$DAG_RECQA" build-recs --warehouse "$DAG_WAREHOUSE" {RECS_INPUTS} ${{DAG_RECS_CONFIG:+--config "$DAG_RECS_CONFIG"}} '
+        f'"$DAG_RECQA" build-recs --warehouse "$DAG_WAREHOUSE" {RECS_INPUTS} --config "${{DAG_RECS_CONFIG:-{TUNED_RECS[1:-1]}}}" '
         f'--rejects "$DAG_WAREHOUSE/_rejects/$DS/build-recs" {_flags("recs_flags")}'
     ),
     "build_qa": _candidate_line_last(
@@ -204,6 +211,7 @@ with DAG(
     tags=["recqa"],
 ) as dag:
     validate_inputs = _bash("validate_inputs")
+    tune_recs = _bash("tune_recs", execution_timeout=BUILD_TIMEOUT)
     builds = [
         _bash(
             task_id,
@@ -220,7 +228,8 @@ with DAG(
     publish = _bash("publish")
     await_service = _bash("await_service")
 
-    validate_inputs >> builds
+    validate_inputs >> tune_recs >> builds[0]
+    validate_inputs >> builds[1]
     builds[0] >> evaluate_recs
     builds[1] >> evaluate_qa
     [evaluate_recs, evaluate_qa] >> publish >> await_service

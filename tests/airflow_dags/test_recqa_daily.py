@@ -16,7 +16,8 @@ from tests.airflow_dags.conftest import DAGS, ROOT
 
 TASKS = {
     "validate_inputs": set(),
-    "build_recs": {"validate_inputs"},
+    "tune_recs": {"validate_inputs"},
+    "build_recs": {"tune_recs"},
     "build_qa": {"validate_inputs"},
     "evaluate_recs": {"build_recs"},
     "evaluate_qa": {"build_qa"},
@@ -115,7 +116,7 @@ def test_inputs_and_outputs_are_the_partition_of_the_data_interval(dag):
 
 # setting -> the tasks whose command it extends, and the recqa subcommand each runs it with
 FLAG_TASKS = {
-    "recs_flags": {"validate_inputs": ["validate", "recs"], "build_recs": ["build-recs"]},
+    "recs_flags": {"validate_inputs": ["validate", "recs"], "tune_recs": ["tune", "recs"], "build_recs": ["build-recs"]},
     "qa_flags": {"validate_inputs": ["validate", "qa"], "build_qa": ["build-qa"]},
     "recs_evaluate_flags": {"evaluate_recs": ["evaluate", "recs"]},
     "qa_evaluate_flags": {"evaluate_qa": ["evaluate", "qa"]},
@@ -265,14 +266,18 @@ def test_a_candidate_line_with_surrounding_whitespace_is_accepted(dag):
 @pytest.mark.parametrize(("params", "variables"), [({"recs_config": "/conf/{ds}/tuned recs*.json"}, {}),
                                                    ({}, {"recqa_recs_config": "/conf/{ds}/tuned recs*.json"})])
 def test_recs_config_reaches_build_recs_as_one_config_word(dag, tmp_path, params, variables):
+    assert run_in_bash(render(dag, "tune_recs", params=params, variables=variables), tmp_path).calls == []  # nothing to tune
     (argv,) = run_in_bash(render(dag, "build_recs", params=params, variables=variables), tmp_path).calls
     assert argv.count("--config") == 1
     assert argv[argv.index("--config") + 1] == "/conf/2026-01-31/tuned recs*.json"  # {ds} filled in; no split, no glob
 
 
-def test_without_recs_config_build_recs_gets_no_config_flag(dag, tmp_path):
+def test_without_recs_config_tune_recs_tunes_and_build_recs_takes_its_output(dag, tmp_path):
+    (tuned,) = run_in_bash(render(dag, "tune_recs"), tmp_path).calls
+    out = str(tmp_path / "reports" / "2026-01-31" / "tuned-recs.json")
+    assert tuned[:2] == ["tune", "recs"] and tuned[tuned.index("--out") + 1] == out and tuned[tuned.index("--trials") + 1] == "30"
     (argv,) = run_in_bash(render(dag, "build_recs"), tmp_path).calls
-    assert "--config" not in argv
+    assert argv.count("--config") == 1 and argv[argv.index("--config") + 1] == out
     (folder := tmp_path / "qa").mkdir()
     (argv,) = run_in_bash(render(dag, "build_qa", params={"recs_config": "/conf/tuned.json"}), folder).calls
     assert "--config" not in argv  # a recs setting only

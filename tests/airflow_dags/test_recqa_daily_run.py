@@ -122,7 +122,7 @@ def test_a_daily_run_succeeds_publishes_and_writes_reports(airflow, good_run):
     assert good_run.result.returncode == 0, good_run.result.stderr[-3000:]
     assert good_run.state == "success"
     assert good_run.tasks == dict.fromkeys(
-        ["validate_inputs", "build_recs", "build_qa", "evaluate_recs", "evaluate_qa", "publish", "await_service"], "success"
+        ["validate_inputs", "tune_recs", "build_recs", "build_qa", "evaluate_recs", "evaluate_qa", "publish", "await_service"], "success"
     )
     assert published(airflow.warehouse) == latest(airflow.warehouse)  # every table's new version is the published one
     for kind in ("recs", "qa"):
