@@ -68,39 +68,35 @@ def _serve(argv: Sequence[str]) -> int:
     return 0  # pragma: no cover
 
 
-def _evaluate(argv: Sequence[str]) -> int:
-    kinds = "\n".join(f"  {kind:<5} {help_}" for kind, (_, help_) in EVALUATIONS.items())
-    if not argv or argv[0] not in EVALUATIONS:
-        print(f"usage: recqa evaluate <kind> [--help] [flags]\n\nkinds:\n{kinds}", file=sys.stderr if argv else sys.stdout)
+def _kind_command(command: str, kinds_table: dict, argv: Sequence[str], usage: str) -> tuple[str, dict] | int:
+    """`recqa <command> <kind> ...`: run the kind's module; (kind, its result), or an exit code."""
+    kinds = "\n".join(f"  {kind:<5} {help_}" for kind, (_, help_) in kinds_table.items())
+    if not argv or argv[0] not in kinds_table:
+        print(f"usage: recqa {command} <kind> {usage}\n\nkinds:\n{kinds}", file=sys.stderr if argv else sys.stdout)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     for key, value in DEFAULT_ENV.items():
         os.environ.setdefault(key, value)
-    run = importlib.import_module(EVALUATIONS[argv[0]][0]).run
+    run = importlib.import_module(kinds_table[argv[0]][0]).run
     try:
-        figures = run(argv[1:])
+        return argv[0], run(argv[1:])
     except (InputError, ValueError, RuntimeError, FileNotFoundError) as error:
-        print(f"recqa evaluate {argv[0]}: {error}", file=sys.stderr)
+        print(f"recqa {command} {argv[0]}: {error}", file=sys.stderr)
         return 1
-    return int(figures["exit_code"])
+
+
+def _evaluate(argv: Sequence[str]) -> int:
+    outcome = _kind_command("evaluate", EVALUATIONS, argv, "[--help] [flags]")
+    return outcome if isinstance(outcome, int) else int(outcome[1]["exit_code"])
 
 
 def _tune(argv: Sequence[str]) -> int:
-    kinds = "\n".join(f"  {kind:<5} {help_}" for kind, (_, help_) in TUNINGS.items())
-    if not argv or argv[0] not in TUNINGS:
-        print(f"usage: recqa tune <kind> --out FILE [--help] [flags]\n\nkinds:\n{kinds}", file=sys.stderr if argv else sys.stdout)
-        return 2
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    for key, value in DEFAULT_ENV.items():
-        os.environ.setdefault(key, value)
-    run = importlib.import_module(TUNINGS[argv[0]][0]).run
-    try:
-        result = run(argv[1:])
-    except (InputError, ValueError, RuntimeError, FileNotFoundError) as error:
-        print(f"recqa tune {argv[0]}: {error}", file=sys.stderr)
-        return 1
+    outcome = _kind_command("tune", TUNINGS, argv, "--out FILE [--help] [flags]")
+    if isinstance(outcome, int):
+        return outcome
+    kind, result = outcome
     edge = f", on the edge: {', '.join(result['on_edge'])}" if result["on_edge"] else ""
-    print(f"recqa tune {argv[0]}: wrote {result['out']}\n  {result['metric']} on the tuning queries: "
+    print(f"recqa tune {kind}: wrote {result['out']}\n  {result['metric']} on the tuning queries: "
           f"{result['best']:.4f} tuned against {result['default']:.4f} with the starting flags ({len(result['trials'])} trials{edge})")
     return 0
 

@@ -17,7 +17,7 @@ from evaluation import report
 from evaluation.gates import add_gate_arguments, gates_from_args
 from evaluation.paths import existing_dir, existing_file
 from evaluation.verdict import add_candidate_arguments, decision, gate_rows, record_verdict
-from evaluation.qa import MMR_LAMBDA, MODES, ann_quality, cache_curve, evaluate_modes, load_beir, load_stackfaq, open_answers, table_encoder_name
+from evaluation.qa import MMR_LAMBDA, MODES, ann_quality, cache_curve, evaluate_modes, load_beir, load_stackfaq, open_answers, table_encoder_name, without_groups
 from features.retrieval import BM25_WEIGHT, bm25_weight_of
 from features.locations import add_warehouse_argument
 from features.candidates import QA
@@ -61,9 +61,14 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if unknown := [m for m in modes if m not in MODES]:
         raise SystemExit(f"--modes: unknown {unknown}")
     qa = load_beir(args.beir, args.split) if args.beir else load_stackfaq(args.stackfaq or DEFAULT_STACKFAQ)
+    candidate = find_candidate(args.warehouse, args.candidate, QA) if args.candidate else None
+    tuned_on = ((candidate.config.get("tuned") or {}).get("split") or {}) if candidate else {}
+    if tuned_on.get("by") == "thread" and qa.groups:  # never score a candidate on the threads it was tuned on
+        qa = without_groups(qa, set(tuned_on.get("train_groups", [])), "threads its tuning did not score")
+        if not qa.queries:
+            raise InputError("every judged thread was used to tune this candidate: nothing is left to evaluate it on", field="--candidate")
     if args.max_queries:
         qa = qa.sample(args.max_queries, args.seed)
-    candidate = find_candidate(args.warehouse, args.candidate, QA) if args.candidate else None
     if candidate is not None and args.version is not None:
         raise InputError("a candidate names its own table version; drop --version", field="--version")
     table = open_answers(args.warehouse, candidate.tables[ANSWERS_TABLE] if candidate else args.version)

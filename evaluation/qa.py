@@ -81,6 +81,13 @@ def split_by_group(qa: QASet, train_share: float = 0.5, seed: int = 0) -> tuple[
     return part("train", lambda g: g in train_groups), part("test", lambda g: g not in train_groups)
 
 
+def without_groups(qa: QASet, groups: set[str], why: str) -> QASet:
+    """The queries of every paraphrase group but `groups` (e.g. the threads a tuning run scored)."""
+    kept = {i for i, group in qa.groups.items() if group not in groups}
+    return dataclasses.replace(qa, name=f"{qa.name} ({why})", queries={i: t for i, t in qa.queries.items() if i in kept},
+                               qrels={i: r for i, r in qa.qrels.items() if i in kept}, groups={i: g for i, g in qa.groups.items() if i in kept})
+
+
 def load_beir(folder: str | Path, split: str = "train") -> QASet:
     """A BEIR folder's queries that have judgements in `qrels/<split>.tsv`."""
     folder = Path(folder)

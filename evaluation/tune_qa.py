@@ -30,10 +30,11 @@ import numpy as np
 
 from evaluation.paths import existing_dir, existing_file
 from evaluation.qa import QASet, evaluate_modes, load_beir, load_stackfaq, open_answers, split_by_group
-from evaluation.search import Choice, Range, Space, best_trial, edge_warning, on_edge, parse_bounds, search, start_point, write_json
+from evaluation.search import (
+    Choice, Range, Space, best_trial, edge_warning, on_edge, parse_bounds, parse_tune_args, tune_parser, search, start_point, write_json,
+)
 from features.schemas import ANSWER_TEXT_COLUMN, ANSWERS_TABLE, FTSConfig
 from pipelines import build_qa, lance_io
-from pipelines.options import unknown_flags
 
 PROG = "recqa tune qa"
 DEFAULT_TRIALS = 30
@@ -58,12 +59,7 @@ def _chunk_grid(value: str) -> tuple[int, ...]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, add_help=False, allow_abbrev=False,
-                                     description=__doc__.splitlines()[0], usage=f"{PROG} --out FILE [tune flags] [build-qa flags]")
-    parser.add_argument("--out", required=True, help="where to write the tuning result (JSON); its `config` feeds build-qa --config")
-    parser.add_argument("--trials", type=int, default=DEFAULT_TRIALS, help=f"points to try, the starting flags first (default {DEFAULT_TRIALS})")
-    parser.add_argument("--timeout-seconds", type=float, default=None, help="stop starting trials after this long")
-    parser.add_argument("--seed", type=int, default=0, help="train split, query sample and search seed")
+    parser = tune_parser(PROG, __doc__.splitlines()[0], "build-qa", DEFAULT_TRIALS, "train split, query sample and search seed")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--stackfaq", default=None, type=existing_file, help=f"StackFAQ JSON (default {DEFAULT_STACKFAQ}); pass the same file as --documents")
     source.add_argument("--beir", default=None, type=existing_dir, help="BEIR folder: its --split qrels are the judged queries")
@@ -79,17 +75,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse.Namespace, list[str]]:
     """(tune flags, build-qa flags, the argv for build-qa runs). Flags neither knows, nor Beam, are an error."""
-    argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
-    if "-h" in argv or "--help" in argv:
-        print(parser.format_help())
-        build_qa.parse_args(["--help"], prog=PROG)  # prints the build flags and exits
-    tune_args, rest = parser.parse_known_args(argv)
-    build_args, leftovers = build_qa.parse_args(rest, prog=PROG)
-    if unknown := unknown_flags(leftovers):
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    if tune_args.trials < 1:
-        parser.error(f"--trials must be >= 1, got {tune_args.trials}")
+    tune_args, build_args, rest = parse_tune_args(parser, build_qa, argv, PROG)
     if tune_args.beir and tune_args.split == "test":
         parser.error("--split test: tuning on the test queries would leave nothing honest to evaluate on")
     grid = tune_args.chunk_words_grid or tuple(max(1, round(f * build_args.chunk_words)) for f in CHUNK_GRID_FACTORS)

@@ -21,7 +21,9 @@ from typing import Any
 
 from evaluation.inputs import read_recs
 from evaluation.recs import Dataset
-from evaluation.search import Choice, Range, Space, best_trial, edge_warning, on_edge, parse_bounds, search, start_point, write_json
+from evaluation.search import (
+    Choice, Range, Space, best_trial, edge_warning, on_edge, parse_bounds, parse_tune_args, tune_parser, search, start_point, write_json,
+)
 from features.factorization import fit_als
 from features.interactions import DEFAULT_EVENT, SECONDS_PER_DAY, WeightConfig, build_matrix
 from features.metrics import mean_at_k
@@ -29,7 +31,6 @@ from features.ranking import RecommenderCore
 from features.schemas import ALSConfig, Interaction
 from features.splits import Split, random_split, temporal_split
 from pipelines import build_recs
-from pipelines.options import unknown_flags
 
 PROG = "recqa tune recs"
 DEFAULT_TRIALS = 40
@@ -54,12 +55,7 @@ EVENT_PREFIX = "event_weight."
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, add_help=False, allow_abbrev=False,
-                                     description=__doc__.splitlines()[0], usage=f"{PROG} --out FILE [tune flags] [build-recs flags]")
-    parser.add_argument("--out", required=True, help="where to write the tuning result (JSON); its `config` feeds build-recs --config")
-    parser.add_argument("--trials", type=int, default=DEFAULT_TRIALS, help=f"points to try, the starting flags first (default {DEFAULT_TRIALS})")
-    parser.add_argument("--timeout-seconds", type=float, default=None, help="stop starting trials after this long")
-    parser.add_argument("--seed", type=int, default=0, help="split and search seed (ALS fits use --random-state, as the build does)")
+    parser = tune_parser(PROG, __doc__.splitlines()[0], "build-recs", DEFAULT_TRIALS, "split and search seed (ALS fits use --random-state, as the build does)")
     parser.add_argument("--k", type=int, default=10, help="nDCG cutoff")
     parser.add_argument("--split", default="temporal", choices=["temporal", "random"], help="as `recqa evaluate recs`")
     parser.add_argument("--last-n", type=int, default=1, help="temporal split: items held out per user")
@@ -70,17 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse.Namespace]:
     """(tune flags, build-recs flags). Flags neither knows, nor Beam, are an error naming them."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _parser()
-    if "-h" in argv or "--help" in argv:
-        print(parser.format_help())
-        build_recs.parse_args(["--help"], prog=PROG)  # prints the build flags and exits
-    tune_args, rest = parser.parse_known_args(argv)
-    build_args, leftovers = build_recs.parse_args(rest, prog=PROG)
-    if unknown := unknown_flags(leftovers):
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    if tune_args.trials < 1:
-        parser.error(f"--trials must be >= 1, got {tune_args.trials}")
+    tune_args, build_args, _ = parse_tune_args(_parser(), build_recs, argv, PROG)
     return tune_args, build_args
 
 

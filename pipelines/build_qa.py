@@ -30,7 +30,7 @@ from features.schemas import (
 from features.text import DEFAULT_CHUNK_OVERLAP_WORDS, DEFAULT_CHUNK_WORDS, chunk_words, normalize_text
 from pipelines import lance_io
 from pipelines.candidates import build_flags, input_rows, record_build
-from pipelines.options import JobResult, job_parser, parse_job_args, pipeline_options, rejects_dir
+from pipelines.options import JobResult, job_parser, parse_job_args, pipeline_options, rejects_dir, tuned_record
 from pipelines.summary import stage_rows
 from pipelines.transforms.encode import EncodeTexts
 from pipelines.transforms.lance_write import WriteTable
@@ -122,6 +122,7 @@ def candidate_config(args: Any) -> dict[str, Any]:
         "full_text": dataclasses.asdict(fts_config(args)),
         "bm25_weight": args.bm25_weight,
         "encoder": args.model,
+        "tuned": tuned_record(args),
         "index": {"ann_min_rows": args.ann_min_rows, "vector": dataclasses.asdict(ANSWER_INDEX), "full_text": ANSWER_TEXT_COLUMN},
     }
 

@@ -36,7 +36,7 @@ from features.text import item_text
 from features.timestamps import AUTO, check_timestamp_format
 from pipelines import lance_io
 from pipelines.candidates import build_flags, input_rows, record_build
-from pipelines.options import JobResult, job_parser, parse_job_args, pipeline_options, rejects_dir
+from pipelines.options import JobResult, job_parser, parse_job_args, pipeline_options, rejects_dir, tuned_record
 from pipelines.summary import stage_rows
 from pipelines.transforms.encode import EncodeTexts
 from pipelines.transforms.lance_write import WriteTable
@@ -139,6 +139,7 @@ def candidate_config(args: Any) -> dict[str, Any]:
         "als": dataclasses.asdict(als_config(args)),
         "weights": {**dataclasses.asdict(weights), "event_weights": dict(weights.event_weights)},
         "encoder": args.model,
+        "tuned": tuned_record(args),
         "index": {"ann_min_rows": args.ann_min_rows, "als": dataclasses.asdict(ALS_INDEX), "content": dataclasses.asdict(CONTENT_INDEX)},
     }
 

@@ -74,6 +74,20 @@ def read_config(path: str, parser: argparse.ArgumentParser, kind: str) -> dict[s
     return dict(config)
 
 
+def tuned_record(args: argparse.Namespace) -> dict[str, Any] | None:
+    """What a candidate keeps of the --config file it was built from: where, what tuning chose, on which split.
+
+    Evaluation reads the split so that it never scores a candidate on the queries it was tuned on.
+    """
+    if not getattr(args, "config", None):
+        return None
+    import os
+
+    with open(args.config) as handle:
+        data = json.load(handle)
+    return {"file": os.path.abspath(args.config), "config": data.get("config", data), "split": data.get("split"), "best": data.get("best")}
+
+
 def parse_job_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None, kind: str) -> tuple[argparse.Namespace, list[str]]:
     """The job's flags over the --config file's defaults, and the rest for Beam."""
     args, _ = parser.parse_known_args(argv)

@@ -138,7 +138,11 @@ def test_a_qa_candidate_is_scored_on_its_own_version_and_a_qa_only_warehouse_pub
     warehouse = str(tmp_path / "warehouse")
     built = build_qa.run(["--warehouse", warehouse, "--documents", str(STACKFAQ)])
     tuned = tmp_path / "tuned-qa.json"  # as `recqa tune qa --out` writes it
-    tuned.write_text(json.dumps({"kind": "qa", "config": {"chunk_words": 20, "chunk_overlap": 5, "fts_stem": False, "bm25_weight": 0.02}}))
+    from evaluation.qa import load_stackfaq, split_by_group
+
+    tuned_on, held_out = split_by_group(load_stackfaq(STACKFAQ), 0.5, 0)
+    tuned.write_text(json.dumps({"kind": "qa", "config": {"chunk_words": 20, "chunk_overlap": 5, "fts_stem": False, "bm25_weight": 0.02},
+                                 "split": {"by": "thread", "train_groups": sorted(set(tuned_on.groups.values()))}}))
     later = build_qa.run(["--warehouse", warehouse, "--documents", str(STACKFAQ), "--config", str(tuned)])
     assert later.versions["answers"] > built.versions["answers"]
     config = find_candidate(warehouse, later.candidate, QA).config
@@ -149,6 +153,9 @@ def test_a_qa_candidate_is_scored_on_its_own_version_and_a_qa_only_warehouse_pub
 
     assert AnswerIndex(open_answers(warehouse, later.versions["answers"]), FakeEncoder())._bm25_weight == 0.02  # served as tuned
     assert AnswerIndex(open_answers(warehouse, built.versions["answers"]), FakeEncoder())._bm25_weight == 0.004
+    scored = evaluate_qa.run(["--warehouse", warehouse, "--candidate", later.candidate, "--out", str(tmp_path / "r2"),
+                              "--ann-queries", "0", "--modes", "keyword,hybrid"])
+    assert scored["dataset"]["queries"] == len(held_out.queries) < len(tuned_on.queries) + len(held_out.queries)  # tuned threads left out
     figures = evaluate_qa.run(["--warehouse", warehouse, "--candidate", built.candidate, "--out", str(tmp_path / "r"),
                                "--ann-queries", "0", "--max-queries", "100", "--modes", "keyword,hybrid"])
     assert figures["table"]["version"] == built.versions["answers"]  # not the newest
