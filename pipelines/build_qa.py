@@ -133,8 +133,8 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
     chunk_words(" ".join(["x"] * 3), args.chunk_words, args.chunk_overlap)  # refuse bad sizes before running
     (spec,) = input_specs(args)
     candidate = new_candidate_id(QA)
-    hashes = {spec.kind: files_sha256(spec.path)}
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
+    hashes = {spec.kind: files_sha256(spec.path)}  # what this run reads (after the pipeline set the file systems' options)
     documents = pipeline | "ReadDocuments" >> ReadRecords(spec)
     checked = documents | "CheckDocuments" >> CheckRejects("documents", args.max_reject_fraction, rejects_dir(args, "build-qa"))
     rows = (

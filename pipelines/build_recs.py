@@ -151,9 +151,9 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
     weights = weight_config(args)
     interactions_spec, items_spec = input_specs(args)
     candidate = new_candidate_id(RECS)
-    hashes = {spec.kind: files_sha256(spec.path) for spec in (interactions_spec, items_spec)}  # what this run reads
     rejects = rejects_dir(args, "build-recs")
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
+    hashes = {spec.kind: files_sha256(spec.path) for spec in (interactions_spec, items_spec)}  # what this run reads
     events = pipeline | "ReadInteractions" >> ReadRecords(interactions_spec)
     catalogue = pipeline | "ReadItems" >> ReadRecords(items_spec)
     events_ok = events | "CheckInteractions" >> CheckRejects("interactions", args.max_reject_fraction, rejects)

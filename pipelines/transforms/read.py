@@ -73,8 +73,22 @@ def parse_mapping(pairs: list[str] | None) -> dict[str, str]:
     return mapping
 
 
+def ensure_filesystem_options() -> None:
+    """Give Beam's file systems default options when no pipeline has set any.
+
+    Reading outside a pipeline (validate, evaluation, tuning, hashing inputs) would otherwise
+    fail on s3:// with "Must provide one of client or options"; defaults take credentials and
+    the endpoint from the environment, as the pipelines do. Options a pipeline set are kept.
+    """
+    if getattr(FileSystems, "_pipeline_options", None) is None:
+        from apache_beam.options.pipeline_options import PipelineOptions
+
+        FileSystems.set_options(PipelineOptions([]))
+
+
 def check_input(path: str, what: str) -> str:
     """Fail early, naming the path, when an input matches no file or only empty ones."""
+    ensure_filesystem_options()
     try:
         matches = FileSystems.match([path])[0].metadata_list
     except Exception as error:  # noqa: BLE001 - each file system raises its own types
@@ -230,6 +244,7 @@ def files_sha256(path: str) -> dict[str, Any]:
     """
     import hashlib
 
+    ensure_filesystem_options()
     digest = hashlib.sha256()
     files = sorted(m.path for m in FileSystems.match([path])[0].metadata_list)
     for name in files:

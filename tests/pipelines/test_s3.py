@@ -42,7 +42,7 @@ def s3(monkeypatch):
     server.stop()
 
 
-def test_jobs_read_inputs_from_s3_and_write_published_tables_there(s3):
+def test_jobs_read_inputs_from_s3_and_write_published_tables_there(s3, tmp_path):
     events = "user_id,item_id,timestamp\n" + "".join(f"u{u},i{(u + j) % 3},{1_600_000_000 + j}\n" for u in range(6) for j in range(20))
     events += "u9,i1,yesterday\n"  # one bad row of 121: under 1%, and its reject lands on S3
     s3.put_object(Bucket=BUCKET, Key="in/events.csv", Body=events.encode())
@@ -63,3 +63,12 @@ def test_jobs_read_inputs_from_s3_and_write_published_tables_there(s3):
     assert b"yesterday" in s3.get_object(Bucket=BUCKET, Key=rejects)["Body"].read()
     items = lance.dataset(lance_io.table_uri(warehouse, "items"), version=lance_io.PUBLISHED_TAG).to_table()
     assert sorted(items.column("title").to_pylist()) == ["Blue mug", "Green kettle", "Red mug"]
+
+    # evaluation reads the candidate's own inputs from S3 with the build's readers, and its verdict lands there
+    from evaluation import evaluate_recs
+    from registry.log import find_candidate
+
+    figures = evaluate_recs.run(["--warehouse", warehouse, "--candidate", recs.candidate, "--methods", "popularity", "--out", str(tmp_path)])
+    assert figures["dataset"]["events"] == 120 and figures["dataset"]["inputs"]["interactions"]["rejected"] == 1
+    assert figures["dataset"]["inputs"]["interactions"]["path"] == f"s3://{BUCKET}/in/events.csv"
+    assert find_candidate(warehouse, recs.candidate).evaluation is not None
