@@ -44,8 +44,9 @@ def gate_rows(
     rows = []
     for name, minimum in gates.minimums.items():
         figure = mine.get(name, float("nan"))
-        rows.append({"name": f"min-{name}", "threshold": minimum, "figure": figure, "passed": bool(figure >= minimum),
-                     "text": f"min-{name}: {name} {figure:.4f} against a minimum of {minimum:.4f}"})
+        flag = f"min-{name.split('@')[0]}"  # named as its flag: --min-ndcg gates ndcg@10 for qa
+        rows.append({"name": flag, "threshold": minimum, "figure": figure, "passed": bool(figure >= minimum),
+                     "text": f"{flag}: {name} {figure:.4f} against a minimum of {minimum:.4f}"})
     for baseline in gates.must_beat:
         other = results.get(baseline, {}).get(gates.metric)
         passed = other is not None and mine[gates.metric] > other
