@@ -231,6 +231,9 @@ def test_a_candidate_never_evaluated_or_failed_is_refused_and_force_is_recorded(
     publish.run(["--warehouse", copy, "--candidate", passed])
     current = read_releases(copy).current
     assert not current.forced and current.candidates["qa"] == passed and current.reports["qa"] == "0" * 64
+    lines = {line.split()[0]: line for line in listing.candidates(["--warehouse", copy, "--kind", "qa"]).stages.splitlines()}
+    assert "not evaluated" in lines[never] and "FAILED" in lines[failed] and "passed" in lines[passed]
+    assert "PUBLISHED" in lines[passed] and "PUBLISHED" not in lines[failed]  # the current release's, not an older one's
 
 
 def test_a_table_that_shrank_is_refused_unless_allowed(copy):
