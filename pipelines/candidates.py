@@ -74,7 +74,10 @@ def record_build(
 ) -> Candidate:
     """Append the `built` event of a finished build: its versions, row counts, configuration, inputs."""
     tables = candidate_versions(warehouse, names, candidate_id)
-    rows = {name: int(lance_io.dataset(warehouse, name, version).count_rows()) for name, version in tables.items()}
+    datasets = {name: lance_io.dataset(warehouse, name, version) for name, version in tables.items()}
+    rows = {name: int(ds.count_rows()) for name, ds in datasets.items()}
+    built = {name: [{"name": i["name"], "type": i["type"], "fields": list(i["fields"])} for i in ds.list_indices()] for name, ds in datasets.items()}
+    config = {**config, "indexes_built": built}  # what the build's index settings produced at this size
     candidate = Candidate(id=candidate_id, kind=kind, tables=tables, rows=rows, config=dict(config), inputs=dict(inputs))
     lance_io.append_candidate_events(warehouse, [built_row(candidate)])
     return candidate
