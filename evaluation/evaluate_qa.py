@@ -16,7 +16,7 @@ from typing import Any
 from evaluation import report
 from evaluation.gates import add_gate_arguments, gates_from_args
 from evaluation.paths import existing_dir, existing_file
-from evaluation.verdict import add_candidate_arguments, decision, gate_rows, record_verdict
+from evaluation.verdict import add_candidate_arguments, decision, gate_rows, keep_report, record_verdict
 from evaluation.qa import MMR_LAMBDA, MODES, ann_quality, cache_curve, evaluate_modes, load_beir, load_stackfaq, open_answers, table_encoder_name, without_groups
 from features.retrieval import BM25_WEIGHT, bm25_weight_of
 from features.locations import add_warehouse_argument
@@ -61,36 +61,52 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if unknown := [m for m in modes if m not in MODES]:
         raise SystemExit(f"--modes: unknown {unknown}")
     qa = load_beir(args.beir, args.split) if args.beir else load_stackfaq(args.stackfaq or DEFAULT_STACKFAQ)
+    if not 0 <= args.max_regression < 1:
+        raise InputError(f"must be in [0, 1), got {args.max_regression}", field="--max-regression")
     candidate = find_candidate(args.warehouse, args.candidate, QA) if args.candidate else None
+    if candidate is not None and args.version is not None:
+        raise InputError("a candidate names its own table version; drop --version", field="--version")
+    if candidate is not None and args.bm25_weight is not None:  # the gate must judge what the service will run
+        raise InputError("a candidate is judged with the BM25 weight it was built to serve with; drop --bm25-weight "
+                         "(build-qa --bm25-weight sets it)", field="--bm25-weight")
     tuned_on = ((candidate.config.get("tuned") or {}).get("split") or {}) if candidate else {}
     if tuned_on.get("by") == "thread" and qa.groups:  # never score a candidate on the threads it was tuned on
         qa = without_groups(qa, set(tuned_on.get("train_groups", [])), "threads its tuning did not score")
         if not qa.queries:
             raise InputError("every judged thread was used to tune this candidate: nothing is left to evaluate it on", field="--candidate")
+    if tuned_on.get("by") == "qrels split" and args.beir and tuned_on.get("qrels_split", args.split) == args.split:
+        raise InputError(f"candidate {candidate.id} was tuned on the '{args.split}' judgements; evaluate it on another split "
+                         "(e.g. --split test)", field="--split")
     if args.max_queries:
         qa = qa.sample(args.max_queries, args.seed)
-    if candidate is not None and args.version is not None:
-        raise InputError("a candidate names its own table version; drop --version", field="--version")
+    if CANDIDATE not in modes:
+        raise InputError(f"mode '{CANDIDATE}' (what is served and gated) must be evaluated", field="--modes")
     table = open_answers(args.warehouse, candidate.tables[ANSWERS_TABLE] if candidate else args.version)
     encoder = SentenceTransformerEncoder(table_encoder_name(table) or args.model)
-    results = evaluate_modes(table, encoder, qa, modes, args.bm25_weight)
     release = read_releases(args.warehouse).current if candidate is not None else None
     published = None
+    if release is not None and ANSWERS_TABLE in release.tables and release.tables[ANSWERS_TABLE] != int(table.version):
+        old_table = open_answers(args.warehouse, release.tables[ANSWERS_TABLE])  # scored in the same run on the same queries
+        old_name = table_encoder_name(old_table) or args.model
+        old_encoder = encoder if old_name == encoder.name else SentenceTransformerEncoder(old_name)
+        results_old = evaluate_modes(old_table, old_encoder, qa, [CANDIDATE], args.bm25_weight)
+    if not args.must_beat and DEFAULT_BASELINE_GATE not in modes and (release is None or ANSWERS_TABLE not in release.tables):
+        modes.append(DEFAULT_BASELINE_GATE)  # the gate when nothing is published: always judged
+    results = evaluate_modes(table, encoder, qa, modes, args.bm25_weight)
     if release is not None and ANSWERS_TABLE in release.tables:
         if release.tables[ANSWERS_TABLE] == int(table.version):
-            published = (release, results[CANDIDATE]["ndcg@10"]) if CANDIDATE in results else None
-        else:  # the published version, scored in the same run on the same queries
-            old = evaluate_modes(open_answers(args.warehouse, release.tables[ANSWERS_TABLE]), encoder, qa, [CANDIDATE], args.bm25_weight)
-            results["published"] = old[CANDIDATE]
-            published = (release, old[CANDIDATE]["ndcg@10"])
+            published = (release, results[CANDIDATE]["ndcg@10"])
+        else:
+            results["published"] = results_old[CANDIDATE]
+            published = (release, results_old[CANDIDATE]["ndcg@10"])
     ann = ann_quality(table, encoder, qa, args.ann_queries, args.seed) if args.ann_queries > 0 else None
     cache = cache_curve(encoder, qa, seed=args.seed) if qa.groups else None
-    if CANDIDATE not in results:
-        raise InputError(f"mode '{CANDIDATE}' (what is served and gated) must be evaluated", field="--modes")
     gates = gates_from_args(args, GATED, "ndcg@10")
     if published is None and not gates.must_beat and DEFAULT_BASELINE_GATE in results:
         gates = dataclasses.replace(gates, must_beat=(DEFAULT_BASELINE_GATE,))
     rows = gate_rows(gates, CANDIDATE, results, published[1] if published else None, args.max_regression if published else None)
+    if not rows:  # a verdict with nothing judged would pass anything
+        raise InputError("no gate was judged; name one (--must-beat, --min-ndcg, ...)", field="--must-beat")
     baselines = {m: results[m]["ndcg@10"] for m in modes if m != CANDIDATE}
     figures = {
         "kind": "qa",
@@ -130,7 +146,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         sections.append(("Semantic cache threshold (paraphrases replayed)", text, [report.line_plot("cache", lines, "cosine threshold", "share")]))
     figures = report.finish(Path(args.out), figures, sections, table_text)
     if candidate is not None:
-        record_verdict(args.warehouse, candidate, figures, Path(args.out) / "report.json")
+        record_verdict(args.warehouse, candidate, figures, keep_report(Path(args.out), candidate), release)
     return figures
 
 

@@ -19,7 +19,7 @@ from evaluation import report
 from evaluation.gates import add_gate_arguments, gates_from_args
 from evaluation.inputs import combined_hash, read_recs
 from evaluation.recs import METHODS, RECS_METRICS, Dataset, rankings_by_id, score, tune
-from evaluation.verdict import add_candidate_arguments, decision, gate_rows, record_verdict
+from evaluation.verdict import add_candidate_arguments, decision, gate_rows, keep_report, record_verdict
 from features.candidates import RECS, Candidate
 from features.errors import InputError
 from features.factorization import fit_als
@@ -28,7 +28,7 @@ from features.locations import add_warehouse_argument
 from features.ranking import RecommenderCore
 from features.releases import Release
 from features.schemas import ITEMS_TABLE, USERS_TABLE, Interaction
-from features.splits import Split, random_split, temporal_split
+from features.splits import Split, SplitSpec, random_split, split_from_pairs
 from pipelines import build_recs
 from registry.log import find_candidate, read_candidates, read_releases
 
@@ -64,8 +64,13 @@ def _build_args(candidate: Candidate | None, rest: list[str]) -> argparse.Namesp
             raise InputError(f"{rest[:3]}: a candidate is evaluated with its own inputs and settings; drop these flags", field="--candidate")
         args, _ = build_recs.parse_args([])
         vars(args).update(candidate.config["flags"])
-        if dataclasses.asdict(build_recs.als_config(args)) != candidate.config["als"]:
-            raise InputError(f"candidate {candidate.id}: its flags do not give its recorded ALS settings", field="--candidate")
+        weights = build_recs.weight_config(args)
+        rebuilt = {"als": dataclasses.asdict(build_recs.als_config(args)),
+                   "weights": {**dataclasses.asdict(weights), "event_weights": dict(weights.event_weights)}}
+        for part, value in rebuilt.items():  # e.g. default event weights changed since the build
+            if value != candidate.config.get(part):
+                raise InputError(f"candidate {candidate.id}: its flags give {part} {value}, not the recorded {candidate.config.get(part)}; "
+                                 "rebuild it with this recqa", field="--candidate")
         return args
     args, unknown = build_recs.parse_args(rest, prog="recqa evaluate recs")
     if unknown:
@@ -73,18 +78,29 @@ def _build_args(candidate: Candidate | None, rest: list[str]) -> argparse.Namesp
     return args
 
 
-def _split(args: argparse.Namespace, events: list[Interaction], held_file: list[Interaction] | None = None) -> Split:
-    if held_file is not None:
-        from features.splits import split_from_pairs
+def _spec(args: argparse.Namespace) -> SplitSpec:
+    return SplitSpec(args.split, args.last_n, args.fraction, args.seed)
 
-        return split_from_pairs(events, {(e.user_id, e.item_id) for e in held_file})
-    if args.split == "temporal" and args.fraction is not None:
-        from features.splits import temporal_fraction_split
 
-        return temporal_fraction_split(events, args.fraction)
-    if args.split == "temporal":
-        return temporal_split(events, args.last_n)
-    return random_split(events, 0.2 if args.fraction is None else args.fraction, args.seed)
+def _check_tuned_split(args: argparse.Namespace, candidate: Candidate | None) -> None:
+    """A candidate tuned on a validation split of one split's training part is scored on that split's test part only."""
+    tuned = ((candidate.config.get("tuned") or {}).get("split") or {}) if candidate else {}
+    if not tuned:
+        return
+    keys = ("kind", "last_n", "fraction", "seed")
+    tuned_on = {k: tuned[k] for k in keys if k in tuned}
+    if args.split_file or tuned_on != _spec(args).described():
+        raise InputError(f"candidate {candidate.id} was tuned inside the training part of the split {tuned_on}; evaluate it on "
+                         f"that split (e.g. --split {tuned_on.get('kind')}), or its test part may have been tuned on", field="--split")
+
+
+def _check_inputs(candidate: Candidate | None, dataset: Dataset) -> None:
+    """The inputs read now must be the ones the candidate's build read (same content hash)."""
+    for kind, recorded in (candidate.inputs if candidate else {}).items():
+        now = dataset.inputs.get(kind, {}).get("sha256")
+        if recorded.get("sha256") and now != recorded["sha256"]:
+            raise InputError(f"{kind} input '{recorded.get('path')}' changed since candidate {candidate.id} was built "
+                             f"(sha256 {now} now, {recorded['sha256']} then): evaluate a candidate built from these files", field="--candidate")
 
 
 def served_rankings(build_args: argparse.Namespace, split: Split, dataset: Dataset, k: int) -> dict[str, list[str]]:
@@ -110,16 +126,20 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if unknown := [m for m in methods if m not in BASELINES]:
         raise InputError(f"unknown baselines {unknown}; expected some of {list(BASELINES)}", field="--methods")
+    if not 0 <= args.max_regression < 1:
+        raise InputError(f"must be in [0, 1), got {args.max_regression}", field="--max-regression")
     candidate = find_candidate(args.warehouse, args.candidate, RECS) if args.candidate else None
     build_args = _build_args(candidate, rest)
+    _check_tuned_split(args, candidate)
     dataset = read_recs(build_args)
-    held = None
+    _check_inputs(candidate, dataset)
     if args.split_file:
         from pipelines.transforms.read import read_input
 
         spec = dataclasses.replace(build_recs.input_specs(build_args)[0], path=args.split_file)
-        held = read_input(spec).records
-    split = _split(args, dataset.events, held)
+        split = split_from_pairs(dataset.events, {(e.user_id, e.item_id) for e in read_input(spec).records})
+    else:
+        split = _spec(args).apply(dataset.events)
     if not split.test:
         raise InputError("the split holds nothing out: no user has enough items", field="--split")
     item_ids = [item.item_id for item in dataset.items]
@@ -136,7 +156,9 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         published_figure = (published[0], results["published"]["ndcg"])
     elif published is not None and published[1] is not None:
         published_figure = (published[0], results[CANDIDATE]["ndcg"])  # the candidate is what is published
-    validation = _split(args, split.train) if not args.split_file else random_split(split.train, 0.2, args.seed)
+    validation = _spec(args).apply(split.train) if not args.split_file else random_split(split.train, 0.2, args.seed)
+    if published_figure is None and not args.must_beat and DEFAULT_BASELINE_GATE not in methods:
+        methods.append(DEFAULT_BASELINE_GATE)  # the gate when nothing is published: always judged
     for method in methods:
         started = time.perf_counter()
         params, tried = tune(method, validation, item_ids, args.k, args.seed)  # baselines tuned on train only
@@ -150,6 +172,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         gates = dataclasses.replace(gates, must_beat=(DEFAULT_BASELINE_GATE,))
     rows = gate_rows(gates, CANDIDATE, results, published_figure[1] if published_figure else None,
                      args.max_regression if published_figure else None)
+    if not rows:  # a verdict with nothing judged would pass anything
+        raise InputError("no gate was judged; name one (--must-beat, --min-ndcg, ...)", field="--must-beat")
     figures = {
         "kind": "recs",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -173,7 +197,9 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     columns = [*RECS_METRICS, "coverage", "mean_popularity"]
     table = report.table_text(results, columns)
     plot = report.bar_plot(f"Recommendations, {figures['split']['kind']} split, @{args.k}", results, [*RECS_METRICS, "coverage"])
-    figures = report.finish(Path(args.out), figures, [(f"Methods at k={args.k} on the test split", table, [plot])], table)
+    sections = [(f"Methods at k={args.k} on the test split", table, [plot])]
+    figures = report.finish(Path(args.out), figures, sections, table)
     if candidate is not None:
-        record_verdict(args.warehouse, candidate, figures, Path(args.out) / "report.json")
+        kept = keep_report(Path(args.out), candidate)
+        record_verdict(args.warehouse, candidate, figures, kept, published[0] if published else None)
     return figures

@@ -188,6 +188,8 @@ def tune(
     """The tuning result; only the train part of `qa` is ever scored."""
     started = time.perf_counter()
     train, described = train_part(qa, tune_args.train_share, tune_args.seed, tune_args.max_queries)
+    if not qa.groups:
+        described["qrels_split"] = tune_args.split  # evaluation refuses to score a candidate on these judgements
     del qa  # from here on only the train part
     if not train.queries:
         raise ValueError(f"no judged train queries in '{train.name}'")

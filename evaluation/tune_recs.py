@@ -29,7 +29,7 @@ from features.interactions import DEFAULT_EVENT, SECONDS_PER_DAY, WeightConfig, 
 from features.metrics import mean_at_k
 from features.ranking import RecommenderCore
 from features.schemas import ALSConfig, Interaction
-from features.splits import Split, random_split, temporal_split
+from features.splits import Split, SplitSpec
 from pipelines import build_recs
 
 PROG = "recqa tune recs"
@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--k", type=int, default=10, help="nDCG cutoff")
     parser.add_argument("--split", default="temporal", choices=["temporal", "random"], help="as `recqa evaluate recs`")
     parser.add_argument("--last-n", type=int, default=1, help="temporal split: items held out per user")
-    parser.add_argument("--fraction", type=float, default=0.2, help="random split: share of each user's items held out")
+    parser.add_argument("--fraction", type=float, default=None, help="as `recqa evaluate recs`: each user's last share by time (temporal) or a share at random (random, default 0.2)")
     parser.add_argument("--space", action="append", metavar="NAME=LOW:HIGH", help="replace the bounds of a searched range (repeatable)")
     return parser
 
@@ -70,9 +70,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse
     return tune_args, build_args
 
 
-def split_events(events: Sequence[Interaction], kind: str, last_n: int, fraction: float, seed: int) -> Split:
-    """The split `recqa evaluate recs` makes with the same flags."""
-    return temporal_split(events, last_n) if kind == "temporal" else random_split(events, fraction, seed)
+def split_events(events: Sequence[Interaction], kind: str, last_n: int, fraction: float | None, seed: int) -> Split:
+    """The split `recqa evaluate recs` makes with the same flags (features.splits.SplitSpec)."""
+    return SplitSpec(kind, last_n, fraction, seed).apply(events)
 
 
 def search_space(events: Sequence[Interaction], weights: WeightConfig) -> tuple[dict[str, Range | Choice], dict[str, Any]]:
@@ -189,7 +189,7 @@ def tune(
         "trials": tried,
         "space": {name: dim.to_json() for name, dim in space.items()},
         "weighting": notes,
-        "split": {"kind": tune_args.split, "last_n": tune_args.last_n, "fraction": tune_args.fraction, "seed": tune_args.seed,
+        "split": {**SplitSpec(tune_args.split, tune_args.last_n, tune_args.fraction, tune_args.seed).described(),
                   "tuned_on": "validation split of the training part; the test part is not read",
                   "train_events": len(validation.train), "validation_events": len(validation.test),
                   "validation_users": len(validation.test_items())},

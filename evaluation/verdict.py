@@ -85,12 +85,34 @@ def decision(
     }
 
 
+def keep_report(out: Path, candidate: Candidate) -> Path:
+    """Copy the report into `<out>/<candidate id>/`, where no other candidate's evaluation overwrites it.
+
+    The verdict names this copy and its hash, so the report a release names stays readable
+    after the next evaluation writes `<out>/report.*` again.
+    """
+    import shutil
+
+    folder = out / candidate.id
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("report.json", "report.html"):
+        shutil.copyfile(out / name, folder / name)
+    return folder / "report.json"
+
+
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def record_verdict(warehouse: str, candidate: Candidate, figures: Mapping[str, Any], report_json: Path) -> Evaluation:
-    """Store the evaluation's verdict, gates and report hash in the candidate."""
+def published_for(candidate: Candidate, release: Release | None) -> dict[str, int]:
+    """The versions of the candidate's tables that `release` serves (what its verdict is relative to)."""
+    return {name: release.tables[name] for name in candidate.tables if release is not None and name in release.tables}
+
+
+def record_verdict(
+    warehouse: str, candidate: Candidate, figures: Mapping[str, Any], report_json: Path, release: Release | None
+) -> Evaluation:
+    """Store the evaluation's verdict, gates, report hash and the release it was judged against in the candidate."""
     from pipelines import lance_io
 
     block = figures["decision"]

@@ -49,6 +49,9 @@ class Evaluation:
     report: str  # where report.json was written
     headline: dict[str, float] = field(default_factory=dict)  # e.g. {"ndcg": 0.31}
     created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    # what was published for the candidate's tables when it was judged ({} = nothing): a verdict
+    # against another release no longer says the candidate is no worse than what is served
+    against: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ def built_row(candidate: Candidate) -> dict[str, Any]:
 def evaluated_row(candidate: Candidate, evaluation: Evaluation) -> dict[str, Any]:
     """An `evaluated` event of a candidate, as a row of CANDIDATES_SCHEMA."""
     record = {"passed": evaluation.passed, "gates": evaluation.gates, "report_sha256": evaluation.report_sha256,
-              "report": evaluation.report, "headline": evaluation.headline}
+              "report": evaluation.report, "headline": evaluation.headline, "against": evaluation.against}
     return {"candidate": candidate.id, "kind": candidate.kind, "event": EVALUATED, "created_at": evaluation.created_at,
             "record": json.dumps(record, sort_keys=True, default=str)}
 
@@ -117,6 +120,7 @@ def candidates_from_arrow(table: pa.Table) -> list[Candidate]:
             evaluations.setdefault(row["candidate"], []).append(Evaluation(
                 passed=bool(record["passed"]), gates=list(record.get("gates", [])), report_sha256=record.get("report_sha256", ""),
                 report=record.get("report", ""), headline=dict(record.get("headline", {})), created_at=row["created_at"],
+                against={k: int(v) for k, v in record.get("against", {}).items()},
             ))
     return [
         Candidate(**{**c.__dict__, "evaluations": tuple(evaluations.get(c.id, ()))})

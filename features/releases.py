@@ -25,7 +25,7 @@ RELEASES_SCHEMA = pa.schema(
         pa.field("tables", pa.string(), nullable=False),  # JSON {table: version}
         # JSON {kind: candidate id} of the candidates released (empty for a pre-candidate release)
         pa.field("candidates", pa.string(), nullable=True),
-        pa.field("forced", pa.bool_(), nullable=True),  # published with --force: without a passed evaluation
+        pa.field("forced", pa.string(), nullable=True),  # JSON [kind]: served with --force, without a passed evaluation
         pa.field("reports", pa.string(), nullable=True),  # JSON {kind: sha256 of the report that judged it}
     ]
 )
@@ -40,7 +40,7 @@ class Release:
     action: str = "publish"
     created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     candidates: dict[str, str] = field(default_factory=dict)  # kind -> the candidate whose tables these are
-    forced: bool = False
+    forced: list[str] = field(default_factory=list)  # kinds served with --force, without a passed evaluation
     reports: dict[str, str] = field(default_factory=dict)  # kind -> sha256 of the evaluation report
 
 
@@ -49,7 +49,7 @@ def releases_to_arrow(releases: list[Release]) -> pa.Table:
     return pa.Table.from_pylist(
         [
             {"release": r.number, "action": r.action, "created_at": r.created_at, "tables": json.dumps(r.tables, sort_keys=True),
-             "candidates": json.dumps(r.candidates, sort_keys=True), "forced": r.forced, "reports": json.dumps(r.reports, sort_keys=True)}
+             "candidates": json.dumps(r.candidates, sort_keys=True), "forced": json.dumps(sorted(r.forced)), "reports": json.dumps(r.reports, sort_keys=True)}
             for r in releases
         ],
         schema=RELEASES_SCHEMA,
@@ -61,7 +61,7 @@ def releases_from_arrow(table: pa.Table) -> list[Release]:
     rows = table.to_pylist()
     releases = [  # a log written before candidates lacks their columns
         Release(int(row["release"]), {k: int(v) for k, v in json.loads(row["tables"]).items()}, row["action"], row["created_at"],
-                json.loads(row.get("candidates") or "{}"), bool(row.get("forced") or False), json.loads(row.get("reports") or "{}"))
+                json.loads(row.get("candidates") or "{}"), json.loads(row.get("forced") or "[]"), json.loads(row.get("reports") or "{}"))
         for row in rows
     ]
     return sorted(releases, key=lambda r: r.number)

@@ -141,3 +141,30 @@ def random_split(events: Sequence[Interaction], fraction: float = 0.2, seed: int
         if count := _held_count(len(items), fraction):
             held[user_id] = set(rng.sample(items, count))
     return _partition(events, held)
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """How a split is made, as `recqa tune recs` and `recqa evaluate recs` both take it from flags.
+
+    One definition, so the validation split tuning carves from the training part and the test
+    split evaluation scores are the same split, and a candidate tuned on one can be checked
+    against the split it is evaluated on.
+    """
+
+    kind: str = "temporal"  # temporal | random
+    last_n: int = 1  # temporal: items held out per user, unless `fraction` is set
+    fraction: float | None = None  # temporal: each user's last share by time; random: share (default 0.2)
+    seed: int = 0  # random only
+
+    def apply(self, events: Sequence[Interaction]) -> Split:
+        if self.kind == "temporal":
+            return temporal_fraction_split(events, self.fraction) if self.fraction is not None else temporal_split(events, self.last_n)
+        if self.kind == "random":
+            return random_split(events, 0.2 if self.fraction is None else self.fraction, self.seed)
+        raise InputError(f"unknown split '{self.kind}'; expected temporal or random", field="--split")
+
+    def described(self) -> dict:
+        """What identifies the split (the seed only where it matters)."""
+        by = {"last_n": self.last_n} if self.kind == "temporal" and self.fraction is None else {"fraction": self.fraction if self.fraction is not None else 0.2}
+        return {"kind": self.kind, **by, **({"seed": self.seed} if self.kind == "random" else {})}

@@ -218,13 +218,14 @@ def publish_release(
     versions: Mapping[str, int],
     retain_releases: int,
     candidates: Mapping[str, str] | None = None,
-    forced: bool = False,
+    forced: Sequence[str] = (),
     reports: Mapping[str, str] | None = None,
 ) -> Release:
     """Append a release of `versions` (other tables keep their published version) in one commit.
 
-    `candidates` ({kind: id}) and `reports` ({kind: sha256}) name what was released and what
-    judged it; kinds not released keep the current release's. Raises ReleaseConflict if the log
+    `candidates` ({kind: id}), `reports` ({kind: sha256, "" when never evaluated}) and `forced`
+    (the kinds released with --force) describe the kinds released; the other kinds keep the
+    current release's. Raises ReleaseConflict if the log
     moved since `log` was read; nothing changes then. Releases beyond the last
     `retain_releases` leave the log.
     """
@@ -234,7 +235,7 @@ def publish_release(
         tables={**(current.tables if current is not None else {}), **{k: int(v) for k, v in versions.items()}},
         action="publish",
         candidates={**(current.candidates if current is not None else {}), **dict(candidates or {})},
-        forced=forced,
+        forced=sorted((set(current.forced if current is not None else ()) - set(candidates or {})) | set(forced)),
         reports={**(current.reports if current is not None else {}), **dict(reports or {})},
     )
     _commit_releases(warehouse, log, [*log.releases, release][-max(1, retain_releases) :])
@@ -274,27 +275,33 @@ def cleanup_table(warehouse: str, name: str, releases: Sequence[Release]) -> int
 
 
 def append_candidate_events(warehouse: str, rows: Sequence[Mapping[str, Any]]) -> int:
-    """Append events to the candidates table (created by the first); returns its new version.
+    """Append events to the candidates table; returns the version that holds them.
 
     Appends commit without conflict against each other, so build-recs and build-qa running
-    side by side both record their candidates. Two first writes racing to create the table:
-    the loser appends instead.
+    side by side both record their candidates. Lance's create is not a compare-and-swap, so
+    the table is first created empty (two racing creates lose nothing), then every event is
+    appended, and read back: an event missing after its append is appended again.
     """
     import lance
 
     from features.candidates import rows_to_arrow
 
-    table = rows_to_arrow(rows)
     uri = table_uri(warehouse, CANDIDATES_TABLE)
     if "://" not in warehouse:
         os.makedirs(warehouse, exist_ok=True)
     if dataset(warehouse, CANDIDATES_TABLE) is None:
         try:
-            return int(lance.write_dataset(table, uri, schema=CANDIDATES_SCHEMA, mode="create").version)
+            lance.write_dataset(rows_to_arrow([]), uri, schema=CANDIDATES_SCHEMA, mode="create")
         except OSError as error:
             if not any(word in str(error).lower() for word in ("already exists", "conflict")):
                 raise
-    return int(lance.write_dataset(table, uri, schema=CANDIDATES_SCHEMA, mode="append").version)
+    keys = {(row["candidate"], row["event"], row["record"]) for row in rows}
+    for _ in range(3):
+        version = int(lance.write_dataset(rows_to_arrow(rows), uri, schema=CANDIDATES_SCHEMA, mode="append").version)
+        written = lance.dataset(uri).to_table(columns=["candidate", "event", "record"]).to_pylist()
+        if keys <= {(r["candidate"], r["event"], r["record"]) for r in written}:
+            return version
+    raise RuntimeError(f"candidate events for {sorted({row['candidate'] for row in rows})} did not stay in '{uri}' after 3 appends")
 
 
 def cleanup_history(warehouse: str, name: str) -> int:
@@ -306,8 +313,11 @@ def cleanup_history(warehouse: str, name: str) -> int:
     """
     from datetime import timedelta
 
+    import lance
+
     ds = dataset(warehouse, name)
     if ds is None:
         return 0
-    stats = ds.cleanup_old_versions(older_than=timedelta(hours=1), error_if_tagged_old_versions=False)
+    ds.optimize.compact_files()  # one small fragment per event otherwise: every read opens them all
+    stats = lance.dataset(ds.uri).cleanup_old_versions(older_than=timedelta(hours=1), error_if_tagged_old_versions=False)
     return int(getattr(stats, "old_versions", 0))

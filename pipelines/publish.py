@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from features.candidates import CANDIDATES_TABLE, KINDS, LATEST, Candidate, resolve_candidate
+from features.candidates import CANDIDATES_TABLE, LATEST, Candidate, resolve_candidate
 from features.errors import InputError
 from features.locations import add_warehouse_argument
 from features.releases import Release
@@ -63,31 +63,35 @@ def _tables(warehouse: str, listed: str | None) -> list[str]:
 
 
 def chosen_candidates(warehouse: str, refs: Sequence[str]) -> list[Candidate]:
-    """The candidates `--candidate` names; `latest` is the newest candidate of each kind built."""
+    """The candidates `--candidate` names, one per kind (ids only: publish never means "the newest")."""
     known = read_candidates(warehouse)
     chosen: dict[str, Candidate] = {}
     for ref in refs:
-        found = [c for kind in KINDS if any(k.kind == kind for k in known) for c in [resolve_candidate(known, LATEST, kind)]] \
-            if ref == LATEST else [resolve_candidate(known, ref)]
-        if ref == LATEST and not found:
-            raise InputError(f"no candidate has been built in '{warehouse}': run build-recs or build-qa first", field="--candidate")
-        for candidate in found:
-            if candidate.kind in chosen and chosen[candidate.kind].id != candidate.id:
-                raise InputError(f"two {candidate.kind} candidates named ({chosen[candidate.kind].id}, {candidate.id}): a release takes one of each kind", field="--candidate")
-            chosen[candidate.kind] = candidate
+        if ref == LATEST:
+            raise InputError("publish takes candidate ids, not 'latest': name what was evaluated (`recqa candidates` lists them)",
+                             field="--candidate")
+        candidate = resolve_candidate(known, ref)
+        if candidate.kind in chosen and chosen[candidate.kind].id != candidate.id:
+            raise InputError(f"two {candidate.kind} candidates named ({chosen[candidate.kind].id}, {candidate.id}): a release takes one of each kind", field="--candidate")
+        chosen[candidate.kind] = candidate
     return list(chosen.values())
 
 
-def verdict_problems(candidates: Sequence[Candidate]) -> list[str]:
-    """Why each candidate may not be published without --force: never evaluated, or failed."""
+def verdict_problems(candidates: Sequence[Candidate], current: Release | None) -> list[str]:
+    """Why each candidate may not be published without --force: never evaluated, failed, or judged
+    against another release than the one now served (its verdict no longer says it is no worse)."""
     problems = []
     for candidate in candidates:
         evaluation = candidate.evaluation
+        served = {name: current.tables[name] for name in candidate.tables if current is not None and name in current.tables}
         if evaluation is None:
             problems.append(f"{candidate.id}: never evaluated (run `recqa evaluate {candidate.kind} --candidate {candidate.id}`)")
         elif not evaluation.passed:
             failed = "; ".join(g.get("text", g.get("name", "?")) for g in evaluation.gates if not g.get("passed"))
             problems.append(f"{candidate.id}: its evaluation failed ({failed}); report {evaluation.report}")
+        elif evaluation.against != served and served != candidate.tables:  # (a candidate already served needs no comparison)
+            problems.append(f"{candidate.id}: judged against {evaluation.against or 'nothing published'}, but {served or 'nothing'} "
+                            f"is published now; evaluate it again (`recqa evaluate {candidate.kind} --candidate {candidate.id}`)")
     return problems
 
 
@@ -111,8 +115,8 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
     """Publish the candidates' table versions, or raise PublishError listing what failed."""
     parser = argparse.ArgumentParser(prog="recqa publish", description=__doc__.splitlines()[0])
     add_warehouse_argument(parser)
-    parser.add_argument("--candidate", action="append", required=True, metavar="ID|latest",
-                        help="a candidate to release (repeatable, one per kind); `latest`: the newest of each kind built")
+    parser.add_argument("--candidate", action="append", required=True, metavar="ID",
+                        help="a candidate to release (repeatable, one per kind); `recqa candidates` lists them")
     parser.add_argument("--force", action="store_true", help="publish candidates that failed or never had an evaluation (recorded in the release)")
     parser.add_argument("--max-shrink", type=float, default=DEFAULT_MAX_SHRINK,
                         help=f"refuse a table with this share fewer rows than the published release's (default {DEFAULT_MAX_SHRINK})")
@@ -126,8 +130,9 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
         raise InputError(f"must be in [0, 1), got {args.max_shrink}", field="--max-shrink")
     log = read_releases(args.warehouse)  # read first: the release must follow this log
     candidates = chosen_candidates(args.warehouse, args.candidate)
-    if (problems := verdict_problems(candidates)) and not args.force:
-        raise PublishError("not published:\n  " + "\n  ".join(problems) + "\n(--force publishes anyway and records it in the release)")
+    unjudged = verdict_problems(candidates, log.current)
+    if unjudged and not args.force:
+        raise PublishError("not published:\n  " + "\n  ".join(unjudged) + "\n(--force publishes anyway and records it in the release)")
     if (problems := shrink_problems(args.warehouse, log.current, candidates, args.max_shrink)) and not args.allow_shrink:
         raise PublishError("not published; tables shrank:\n  " + "\n  ".join(problems) + "\n(--allow-shrink publishes anyway)")
     versions = {name: version for candidate in candidates for name, version in candidate.tables.items()}
@@ -139,8 +144,8 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
         release = lance_io.publish_release(
             args.warehouse, log, versions, args.retain_releases,
             candidates={c.kind: c.id for c in candidates},
-            forced=bool(args.force and verdict_problems(candidates)),
-            reports={c.kind: c.evaluation.report_sha256 for c in candidates if c.evaluation is not None},
+            forced=[c.kind for c in candidates if any(p.startswith(f"{c.id}:") for p in unjudged)],
+            reports={c.kind: c.evaluation.report_sha256 if c.evaluation is not None else "" for c in candidates},
         )
     except lance_io.ReleaseConflict as error:
         raise PublishError(f"not published: {error}; run publish again") from error

@@ -56,9 +56,9 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from pipelines import build_qa, build_recs, publish
 
     path = tmp_path_factory.mktemp("warehouse")
-    build_recs.run(["--warehouse", str(path), "--interactions", str(MS_USAGE), "--items", str(MS_CATALOG)])
-    build_qa.run(["--warehouse", str(path), "--documents", str(STACKFAQ)])
-    publish.run(["--warehouse", str(path), "--candidate", "latest", "--force"])
+    recs = build_recs.run(["--warehouse", str(path), "--interactions", str(MS_USAGE), "--items", str(MS_CATALOG)])
+    qa = build_qa.run(["--warehouse", str(path), "--documents", str(STACKFAQ)])
+    publish.run(["--warehouse", str(path), "--candidate", recs.candidate, "--candidate", qa.candidate, "--force"])
     return path
 
 
@@ -74,8 +74,12 @@ def register_candidate(warehouse, tables: list[str], passed: bool | None = True)
     versions = lance_io.table_versions(str(warehouse), tables)
     candidate = Candidate(new_candidate_id(kind), kind, versions, lance_io.table_rows(str(warehouse), tables))
     rows = [built_row(candidate)]
-    if passed is not None:
+    if passed is not None:  # judged against what is published now
+        from registry.log import read_releases
+
+        current = read_releases(str(warehouse)).current
+        against = {name: current.tables[name] for name in tables if current is not None and name in current.tables}
         gate = {"name": "min-ndcg", "threshold": 0.5, "figure": 0.9 if passed else 0.1, "passed": passed, "text": "ndcg against 0.5"}
-        rows.append(evaluated_row(candidate, Evaluation(passed, [gate], "0" * 64, "report.json")))
+        rows.append(evaluated_row(candidate, Evaluation(passed, [gate], "0" * 64, "report.json", against=against)))
     lance_io.append_candidate_events(str(warehouse), rows)
     return candidate.id

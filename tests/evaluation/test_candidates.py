@@ -52,7 +52,7 @@ def test_ids_stay_strings_through_the_pipelines_readers(tmp_path):
     dataset = read_recs(args)
     assert "0003000098E85347" in {e.user_id for e in dataset.events}
     assert "00123" in {e.item_id for e in dataset.events} and "00123" in {i.item_id for i in dataset.items}
-    split = evaluate_recs._split(evaluate_recs._parser().parse_args([]), dataset.events)
+    split = evaluate_recs._spec(evaluate_recs._parser().parse_args([])).apply(dataset.events)
     rankings = evaluate_recs.served_rankings(args, split, dataset, 5)
     assert "0003000098E85347" in rankings
     assert all(len(item) == 5 and item.startswith("00") for ranked in rankings.values() for item in ranked)

@@ -62,7 +62,7 @@ def test_the_config_keys_are_build_recs_dests_and_parse_back_to_the_same_values(
 
 def test_the_test_split_is_never_read():
     dataset = blocks()
-    held = {(e.user_id, e.item_id) for e in split_events(dataset.events, "temporal", 1, 0.2, 0).test}
+    held = {(e.user_id, e.item_id) for e in split_events(dataset.events, "temporal", 1, None, 0).test}
     # the held-out events point at another item at the same (latest) time: the split keeps them out
     altered = [dataclasses.replace(e, item_id="i99") if (e.user_id, e.item_id) in held else e for e in dataset.events]
     first = _tune("--trials", "4", dataset=dataset)

@@ -131,8 +131,8 @@ def test_a_job_killed_at_each_stage_loses_nothing_and_a_rerun_succeeds(case, war
     if case == "qa-before-its-full-text-index":
         assert any("no full-text index" in p for p in check_tables(copy, ["answers"]))
     if job != "publish":  # the rerun of the job
-        (build_recs if job == "recs" else build_qa).run(argv)
-        argv = ["--warehouse", copy, "--candidate", "latest", "--force", "--allow-shrink"]
+        rerun = (build_recs if job == "recs" else build_qa).run(argv)
+        argv = ["--warehouse", copy, "--candidate", rerun.candidate, "--force", "--allow-shrink"]
     result = publish.run(argv)
     assert read_releases(copy).current.tables == result.versions
     assert _serves(copy) == lance_io.table_versions(copy, list(publish.ALL_TABLES)) == _tags(copy)  # ...until the rerun

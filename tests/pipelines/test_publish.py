@@ -69,8 +69,8 @@ def test_rollback_restores_the_previous_release(copy):
 def test_publish_names_unknown_candidates_and_empty_warehouses(copy, tmp_path):
     with pytest.raises(InputError, match="no candidate 'recs-nope'.*recqa candidates"):
         publish.run(["--warehouse", copy, "--candidate", "recs-nope"])
-    with pytest.raises(InputError, match="no candidate has been built"):
-        publish.run(["--warehouse", str(tmp_path), "--candidate", "latest"])
+    with pytest.raises(InputError, match="publish takes candidate ids, not 'latest'"):
+        publish.run(["--warehouse", copy, "--candidate", "latest"])
     with pytest.raises(SystemExit):  # --candidate is required: publish never means "whatever is newest"
         publish.run(["--warehouse", copy])
 
