@@ -104,8 +104,9 @@ def _commit(
     extra = {META_CANDIDATE: candidate.encode(), META_BM25_WEIGHT: repr(float(bm25_weight)).encode()}
     metadata = TableMetadata(model, dimension, extra).to_arrow()
     lance_io.commit_fragments(warehouse, ANSWERS_TABLE, written, metadata)
-    lance_io.create_fts_index(warehouse, ANSWERS_TABLE, config=fts)
-    lance_io.create_vector_indexes(warehouse, ANSWERS_TABLE, [dataclasses.replace(ANSWER_INDEX, min_rows_for_ann=ann_min_rows)])
+    lance_io.create_fts_index(warehouse, ANSWERS_TABLE, config=fts, candidate=candidate)
+    lance_io.create_vector_indexes(warehouse, ANSWERS_TABLE, [dataclasses.replace(ANSWER_INDEX, min_rows_for_ann=ann_min_rows)],
+                                   candidate=candidate)
 
 
 def input_specs(args: Any) -> tuple[InputSpec]:
@@ -133,6 +134,7 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
     chunk_words(" ".join(["x"] * 3), args.chunk_words, args.chunk_overlap)  # refuse bad sizes before running
     (spec,) = input_specs(args)
     candidate = new_candidate_id(QA)
+    lance_io.ensure_candidates_table(args.warehouse)  # now, long before this run appends to it
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
     hashes = {spec.kind: files_sha256(spec.path)}  # what this run reads (after the pipeline set the file systems' options)
     documents = pipeline | "ReadDocuments" >> ReadRecords(spec)

@@ -100,7 +100,7 @@ def _commit(
     lance_io.commit_fragments(warehouse, ITEMS_TABLE, items_written, {**TableMetadata(model, dimension).to_arrow(), **als_meta})
     lance_io.commit_fragments(warehouse, USERS_TABLE, users_written, als_meta)
     configs = [dataclasses.replace(c, min_rows_for_ann=ann_min_rows) for c in (ALS_INDEX, CONTENT_INDEX)]
-    lance_io.create_vector_indexes(warehouse, ITEMS_TABLE, configs)
+    lance_io.create_vector_indexes(warehouse, ITEMS_TABLE, configs, candidate=candidate)
 
 
 def weight_config(args: Any) -> WeightConfig:
@@ -108,12 +108,9 @@ def weight_config(args: Any) -> WeightConfig:
     return WeightConfig(_event_weights(args.event_weight), args.half_life_days, args.min_user_interactions, args.min_item_interactions)
 
 
-_weights = weight_config
-
-
 def input_specs(args: Any) -> tuple[InputSpec, InputSpec]:
     """The interactions and items inputs the flags describe (what `recqa validate recs` checks)."""
-    parse = ParseOptions(check_timestamp_format(args.timestamp_format), args.max_text_chars, frozenset(_weights(args).event_weights))
+    parse = ParseOptions(check_timestamp_format(args.timestamp_format), args.max_text_chars, frozenset(weight_config(args).event_weights))
     mapping = parse_mapping(args.map)
     return (
         InputSpec("interactions", args.interactions, args.input_format, mapping, parse),
@@ -126,9 +123,6 @@ def als_config(args: Any) -> ALSConfig:
     return ALSConfig(args.factors, args.regularization, args.alpha, args.iterations, args.random_state)
 
 
-def weight_config(args: Any) -> WeightConfig:
-    """How events become confidences, from the flags: what build, tune and evaluate all fit with."""
-    return _weights(args)
 
 
 def candidate_config(args: Any) -> dict[str, Any]:
@@ -151,6 +145,7 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
     weights = weight_config(args)
     interactions_spec, items_spec = input_specs(args)
     candidate = new_candidate_id(RECS)
+    lance_io.ensure_candidates_table(args.warehouse)  # now, long before this run appends to it
     rejects = rejects_dir(args, "build-recs")
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
     hashes = {spec.kind: files_sha256(spec.path) for spec in (interactions_spec, items_spec)}  # what this run reads

@@ -19,7 +19,7 @@ from pipelines import lance_io
 from pipelines.summary import StageRow
 
 # Flags that say where things go, not what is built: not part of a candidate's configuration.
-_NOT_CONFIG = ("warehouse", "rejects", "config")
+_NOT_CONFIG = ("warehouse", "rejects", "config", "tuned")
 
 
 def candidate_versions(warehouse: str, names: Sequence[str], candidate_id: str) -> dict[str, int]:

@@ -113,15 +113,33 @@ def ivf_pq_parameters(rows: int, dimension: int) -> dict[str, int]:
     return {"num_partitions": partitions, "num_sub_vectors": sub_vectors}
 
 
-def create_vector_indexes(warehouse: str, name: str, configs: Sequence[IndexConfig]) -> list[str]:
+def _open_own(warehouse: str, name: str, candidate: str | None):
+    """The table's latest version, which must be the one `candidate`'s build committed.
+
+    Indexes are built on the latest version: if another build of the same table committed in
+    between, this build's index would land on that build's rows. Refusing leaves this build
+    without a candidate (nothing of it is published) and says to run it again.
+    """
+    import lancedb
+
+    from features.schemas import META_CANDIDATE
+
+    table = lancedb.connect(warehouse).open_table(name)
+    owner = (table.schema.metadata or {}).get(META_CANDIDATE)
+    if candidate is not None and owner != candidate.encode():
+        raise RuntimeError(f"another build of '{name}' ({owner.decode() if owner else 'unknown'}) committed after {candidate}; "
+                           "run this build again once it has finished")
+    return table
+
+
+def create_vector_indexes(warehouse: str, name: str, configs: Sequence[IndexConfig], candidate: str | None = None) -> list[str]:
     """IVF-PQ on each vector column of a table with at least `min_rows_for_ann` rows.
 
     Smaller tables are searched exactly, which is both faster and exact at that size.
     """
-    import lancedb
     from lancedb.index import IvfPq
 
-    table = lancedb.connect(warehouse).open_table(name)
+    table = _open_own(warehouse, name, candidate)
     rows = table.count_rows()
     built = []
     for config in configs:
@@ -138,12 +156,13 @@ def create_vector_indexes(warehouse: str, name: str, configs: Sequence[IndexConf
     return built
 
 
-def create_fts_index(warehouse: str, name: str, column: str = ANSWER_TEXT_COLUMN, config: FTSConfig = ANSWER_FTS) -> int:
+def create_fts_index(
+    warehouse: str, name: str, column: str = ANSWER_TEXT_COLUMN, config: FTSConfig = ANSWER_FTS, candidate: str | None = None
+) -> int:
     """Build (or rebuild) the full-text (BM25) index on `column` with `config`'s tokenizer; returns the table version after it."""
-    import lancedb
     from lancedb.index import FTS
 
-    table = lancedb.connect(warehouse).open_table(name)
+    table = _open_own(warehouse, name, candidate)
     fts = FTS(stem=config.stem, remove_stop_words=config.remove_stop_words, language=config.language)
     table.create_index(column, config=fts, replace=True)
     return int(table.version)
@@ -274,34 +293,56 @@ def cleanup_table(warehouse: str, name: str, releases: Sequence[Release]) -> int
     return len(doomed)
 
 
-def append_candidate_events(warehouse: str, rows: Sequence[Mapping[str, Any]]) -> int:
-    """Append events to the candidates table; returns the version that holds them.
+def ensure_candidates_table(warehouse: str) -> None:
+    """Create the (empty) candidates table if it does not exist yet.
 
-    Appends commit without conflict against each other, so build-recs and build-qa running
-    side by side both record their candidates. Lance's create is not a compare-and-swap, so
-    the table is first created empty (two racing creates lose nothing), then every event is
-    appended, and read back: an event missing after its append is appended again.
+    Lance's create is not a compare-and-swap: two creates at once can both land, the second as
+    an overwrite. Builds therefore call this when they start, long before they append: racing
+    creates then only replace one empty table with another, and no append meets a create.
     """
     import lance
 
     from features.candidates import rows_to_arrow
 
-    uri = table_uri(warehouse, CANDIDATES_TABLE)
+    if dataset(warehouse, CANDIDATES_TABLE) is not None:
+        return
     if "://" not in warehouse:
         os.makedirs(warehouse, exist_ok=True)
-    if dataset(warehouse, CANDIDATES_TABLE) is None:
-        try:
-            lance.write_dataset(rows_to_arrow([]), uri, schema=CANDIDATES_SCHEMA, mode="create")
-        except OSError as error:
-            if not any(word in str(error).lower() for word in ("already exists", "conflict")):
-                raise
+    try:
+        lance.write_dataset(rows_to_arrow([]), table_uri(warehouse, CANDIDATES_TABLE), schema=CANDIDATES_SCHEMA, mode="create")
+    except OSError as error:
+        if not any(word in str(error).lower() for word in ("already exists", "conflict", "incompatible")):
+            raise
+
+
+def append_candidate_events(warehouse: str, rows: Sequence[Mapping[str, Any]], attempts: int = 5) -> int:
+    """Append events to the candidates table; returns the version that holds them.
+
+    Appends commit without conflict against each other, so build-recs and build-qa running
+    side by side both record their candidates. An append that meets a concurrent commit it
+    cannot rebase on is tried again, and the events are read back before returning.
+    """
+    import time
+
+    import lance
+
+    from features.candidates import rows_to_arrow
+
+    ensure_candidates_table(warehouse)
+    uri = table_uri(warehouse, CANDIDATES_TABLE)
     keys = {(row["candidate"], row["event"], row["record"]) for row in rows}
-    for _ in range(3):
-        version = int(lance.write_dataset(rows_to_arrow(rows), uri, schema=CANDIDATES_SCHEMA, mode="append").version)
+    for attempt in range(attempts):
+        try:
+            version = int(lance.write_dataset(rows_to_arrow(rows), uri, schema=CANDIDATES_SCHEMA, mode="append").version)
+        except OSError as error:
+            if not any(word in str(error).lower() for word in ("conflict", "incompatible")):
+                raise
+            time.sleep(0.05 * (attempt + 1))
+            continue
         written = lance.dataset(uri).to_table(columns=["candidate", "event", "record"]).to_pylist()
         if keys <= {(r["candidate"], r["event"], r["record"]) for r in written}:
             return version
-    raise RuntimeError(f"candidate events for {sorted({row['candidate'] for row in rows})} did not stay in '{uri}' after 3 appends")
+    raise RuntimeError(f"candidate events for {sorted({row['candidate'] for row in rows})} did not land in '{uri}' in {attempts} attempts")
 
 
 def cleanup_history(warehouse: str, name: str) -> int:

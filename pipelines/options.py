@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -53,10 +54,11 @@ def job_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def read_config(path: str, parser: argparse.ArgumentParser, kind: str) -> dict[str, Any]:
-    """The flag defaults a tuned-configuration file gives, checked against the job's flags.
+    """A tuned-configuration file, checked against the job's flags: {"config": {dest: value}, ...}.
 
-    Accepts `recqa tune`'s output (`{"kind": ..., "config": {dest: value}}`) or a bare
-    `{dest: value}` object. An unknown key or a file of the other kind fails at once, naming it.
+    Accepts `recqa tune`'s output (`{"kind": ..., "config": {...}, "split": ...}`) or a bare
+    `{dest: value}` object. An unknown key, a file of the other kind or one with no settings
+    fails at once, naming it.
     """
     try:
         with open(path) as handle:
@@ -67,33 +69,37 @@ def read_config(path: str, parser: argparse.ArgumentParser, kind: str) -> dict[s
         raise InputError(f"'{path}' is not a JSON object", field="--config")
     if data.get("kind", kind) != kind:
         raise InputError(f"'{path}' configures {data['kind']}, not {kind}", field="--config")
-    config = data.get("config", data if "kind" not in data else {})
+    if "kind" in data and not isinstance(data.get("config"), dict):
+        raise InputError(f"'{path}' has no 'config' object of settings", field="--config")
+    config = data["config"] if "kind" in data else data
     dests = {action.dest for action in parser._actions} - {"help", "config", "warehouse"}
     if unknown := sorted(set(config) - dests):
         raise InputError(f"'{path}' sets unknown settings {unknown}; known: {sorted(dests)}", field="--config")
-    return dict(config)
+    return {"file": os.path.abspath(path), "config": dict(config), "split": data.get("split"), "best": data.get("best")}
 
 
 def tuned_record(args: argparse.Namespace) -> dict[str, Any] | None:
-    """What a candidate keeps of the --config file it was built from: where, what tuning chose, on which split.
-
-    Evaluation reads the split so that it never scores a candidate on the queries it was tuned on.
-    """
-    if not getattr(args, "config", None):
+    """What a candidate keeps of the --config file it was built from: where, what tuning chose, on
+    which split, and which of its settings flags overrode. Read once, at parse time."""
+    tuned = getattr(args, "tuned", None)
+    if not tuned:
         return None
-    import os
-
-    with open(args.config) as handle:
-        data = json.load(handle)
-    return {"file": os.path.abspath(args.config), "config": data.get("config", data), "split": data.get("split"), "best": data.get("best")}
+    overridden = {key: getattr(args, key) for key, value in tuned["config"].items() if getattr(args, key) != value}
+    return {**tuned, "overridden": overridden}
 
 
 def parse_job_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None, kind: str) -> tuple[argparse.Namespace, list[str]]:
-    """The job's flags over the --config file's defaults, and the rest for Beam."""
+    """The job's flags over the --config file's defaults, and the rest for Beam.
+
+    A flag given beside --config wins; the candidate records which tuned settings it overrode.
+    """
     args, _ = parser.parse_known_args(argv)
-    if args.config:
-        parser.set_defaults(**read_config(args.config, parser, kind))
-    return parser.parse_known_args(argv)
+    tuned = read_config(args.config, parser, kind) if args.config else None
+    if tuned:
+        parser.set_defaults(**tuned["config"])
+    args, rest = parser.parse_known_args(argv)
+    args.tuned = tuned
+    return args, rest
 
 
 def rejects_dir(args: argparse.Namespace, job: str) -> str:

@@ -163,3 +163,29 @@ def test_a_qa_candidate_is_scored_on_its_own_version_and_a_qa_only_warehouse_pub
     publish.run(["--warehouse", warehouse, "--candidate", built.candidate])
     current = read_releases(warehouse).current
     assert current.tables == {"answers": built.versions["answers"]} and current.candidates == {QA: built.candidate}
+
+
+def test_with_nothing_published_the_baseline_gate_is_always_judged(tmp_path):
+    events, items = _contract_inputs(tmp_path / "data")
+    figures = evaluate_recs.run([*_flags(events, items), "--methods", "item_knn", "--out", str(tmp_path / "report")])
+    assert "popularity" in figures["results"] and [g["name"] for g in figures["decision"]["gates"]] == ["must-beat popularity"]
+    with pytest.raises(InputError, match="--max-regression"):
+        evaluate_recs.run([*_flags(events, items), "--max-regression", "1.5", "--out", str(tmp_path / "report")])
+
+
+def test_a_candidate_is_refused_on_changed_inputs_and_on_a_split_other_than_it_was_tuned_in(tmp_path):
+    from features.candidates import Candidate
+
+    events, items = _contract_inputs(tmp_path / "data")
+    args, _ = build_recs.parse_args(_flags(events, items))
+    dataset = read_recs(args)
+    same = Candidate("recs-20260101T000000-000000", RECS, {}, inputs=dataset.inputs)
+    evaluate_recs._check_inputs(same, dataset)  # unchanged: fine
+    changed = Candidate(same.id, RECS, {}, inputs={**dataset.inputs, "interactions": {**dataset.inputs["interactions"], "sha256": "0" * 64}})
+    with pytest.raises(InputError, match=r"interactions input .* changed since candidate recs-20260101T000000-000000 was built"):
+        evaluate_recs._check_inputs(changed, dataset)
+    tuned = Candidate(same.id, RECS, {}, config={"tuned": {"split": {"kind": "temporal", "last_n": 1, "tuned_on": "validation"}}})
+    evaluate_recs._check_tuned_split(evaluate_recs._parser().parse_args([]), tuned)  # the split it was tuned inside: fine
+    for flags in (["--split", "random"], ["--last-n", "2"], ["--split-file", "held.csv"]):
+        with pytest.raises(InputError, match="was tuned inside the training part of the split"):
+            evaluate_recs._check_tuned_split(evaluate_recs._parser().parse_args(flags), tuned)

@@ -117,3 +117,46 @@ def test_the_full_text_index_tokenizes_as_its_config_says(tmp_path):
     assert (_matches(warehouse, "running"), _matches(warehouse, "the")) == (["a"], [])
     lance_io.create_fts_index(warehouse, "answers", "text", FTSConfig(stem=False, remove_stop_words=False))
     assert (_matches(warehouse, "running"), _matches(warehouse, "runs"), _matches(warehouse, "the")) == ([], ["a"], ["b"])
+
+
+def test_a_release_log_written_before_candidates_is_read_and_extended(tmp_path):
+    """A log with the four columns an older recqa wrote: read as is, and the next release adds the new ones."""
+    warehouse = str(tmp_path)
+    lance.write_dataset(pa.table({"release": [1], "action": ["publish"], "created_at": pa.array([0], pa.timestamp("us", tz="UTC")),
+                                  "tables": ['{"answers": 3}']}), lance_io.table_uri(warehouse, "releases"))
+    log = read_releases(warehouse)
+    assert log.current.tables == {"answers": 3} and log.current.candidates == {} and log.current.forced == []
+    release = lance_io.publish_release(warehouse, log, {"answers": 4}, 5, candidates={"qa": "qa-x"}, forced=["qa"], reports={"qa": ""})
+    after = read_releases(warehouse)
+    assert [r.tables for r in after.releases] == [{"answers": 3}, {"answers": 4}]
+    assert after.current == release and after.current.forced == ["qa"] and after.releases[0].candidates == {}
+    assert lance_io.rollback_release(warehouse).tables == {"answers": 3}
+
+
+def test_first_candidate_events_written_at_once_are_all_kept(tmp_path):
+    """Builds create the table when they start and append when they end: every event is kept."""
+    import threading
+
+    from features.candidates import Candidate, built_row, new_candidate_id
+    from registry.log import read_candidates
+
+    for trial in range(5):
+        warehouse = str(tmp_path / f"w{trial}")
+        ids = [new_candidate_id("qa") for _ in range(4)]
+        barrier = threading.Barrier(len(ids))
+        errors = []
+
+        def write(candidate_id: str) -> None:
+            try:
+                lance_io.ensure_candidates_table(warehouse)  # what each build does first; these creates race each other
+                barrier.wait(timeout=30)
+                lance_io.append_candidate_events(warehouse, [built_row(Candidate(candidate_id, "qa", {"answers": 1}))])
+            except Exception as error:  # noqa: BLE001 - reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=write, args=(i,)) for i in ids]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [] and sorted(c.id for c in read_candidates(warehouse)) == sorted(ids)

@@ -268,3 +268,15 @@ def test_two_candidates_of_one_kind_are_refused(copy):
     first, second = register_candidate(copy, ["answers"]), register_candidate(copy, ["answers"])
     with pytest.raises(InputError, match="two qa candidates named"):
         publish.run(["--warehouse", copy, "--candidate", first, "--candidate", second])
+
+
+def test_a_verdict_against_another_release_is_refused_until_judged_again(copy):
+    answers = lance.dataset(lance_io.table_uri(copy, "answers")).to_table()
+    lance_io.write_table(copy, "answers", answers, answers.schema.metadata)
+    lance_io.create_fts_index(copy, "answers")
+    stale = register_candidate(copy, ["answers"])  # judged against the release served now
+    lance_io.write_table(copy, "answers", answers, answers.schema.metadata)
+    lance_io.create_fts_index(copy, "answers")
+    publish.run(["--warehouse", copy, "--candidate", register_candidate(copy, ["answers"])])  # then another is released
+    with pytest.raises(publish.PublishError, match=f"(?s){stale}: judged against .* is published now; evaluate it again"):
+        publish.run(["--warehouse", copy, "--candidate", stale])

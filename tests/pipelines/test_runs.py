@@ -78,3 +78,19 @@ def test_a_run_killed_before_its_commit_changes_nothing_and_a_rerun_succeeds(pub
     assert result.rows["users"] == 10
     publish.run(["--warehouse", str(published), "--candidate", result.candidate, "--force", "--allow-shrink"])
     assert _state(published)["users"][1] == result.versions["users"]
+
+
+def test_a_config_file_sets_defaults_flags_win_and_mistakes_are_named(tmp_path):
+    from pipelines.options import tuned_record
+
+    tuned = tmp_path / "tuned.json"
+    tuned.write_text(json.dumps({"kind": "recs", "config": {"factors": 48, "alpha": 9.0}, "split": {"kind": "temporal", "last_n": 1}}))
+    args, _ = build_recs.parse_args(["--config", str(tuned), "--alpha", "3"])
+    assert args.factors == 48 and args.alpha == 3.0
+    record = tuned_record(args)
+    assert record["config"] == {"factors": 48, "alpha": 9.0} and record["overridden"] == {"alpha": 3.0} and record["split"]["last_n"] == 1
+    for content, message in (({"kind": "qa", "config": {}}, "configures qa, not recs"), ({"kind": "recs"}, "no 'config' object"),
+                             ({"kind": "recs", "config": {"factorz": 8}}, r"unknown settings \['factorz'\]")):
+        tuned.write_text(json.dumps(content))
+        with pytest.raises(InputError, match=message):
+            build_recs.parse_args(["--config", str(tuned)])
