@@ -153,7 +153,8 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
     for name in release.tables:
         lance_io.cleanup_table(args.warehouse, name, kept)
     lance_io.cleanup_history(args.warehouse, CANDIDATES_TABLE)  # its rows are the history; old versions are only files
-    return JobResult(versions=versions, rows={name: c.rows[name] for c in candidates for name in c.tables if name in c.rows})
+    # the whole release, as served; rows of the tables this publish changed
+    return JobResult(versions=release.tables, rows={name: c.rows[name] for c in candidates for name in c.tables if name in c.rows})
 
 
 def rollback(argv: Sequence[str] | None = None) -> JobResult:

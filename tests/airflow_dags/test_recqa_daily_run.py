@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import hashlib
 import shlex
 import shutil
 import subprocess
@@ -145,9 +146,11 @@ def test_the_release_names_exactly_the_candidates_the_evaluate_tasks_judged(airf
     assert set(recs.tables) == {USERS_TABLE, ITEMS_TABLE} and set(qa.tables) == {ANSWERS_TABLE}
     assert read_releases(str(airflow.warehouse)).current.tables == {**recs.tables, **qa.tables}
     for candidate in (recs, qa):  # judged by this run's evaluate tasks: their reports name them
-        report = airflow.reports / GOOD_DAY / candidate.kind / "report.json"
+        report = airflow.reports / GOOD_DAY / candidate.kind / candidate.id / "report.json"  # the copy no later run overwrites
         assert Path(candidate.evaluation.report).resolve() == report.resolve()
         assert json.loads(report.read_text())["candidate"]["id"] == candidate.id
+        assert hashlib.sha256(report.read_bytes()).hexdigest() == candidate.evaluation.report_sha256
+        assert report.read_bytes() == (airflow.reports / GOOD_DAY / candidate.kind / "report.json").read_bytes()
     tuned = json.loads(Path(airflow.env["AIRFLOW_VAR_RECQA_RECS_CONFIG"]).read_text())["config"]
     assert recs.config["als"]["factors"] == tuned["factors"]  # recs_config reached build-recs
 

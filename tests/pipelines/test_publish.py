@@ -226,11 +226,12 @@ def test_a_candidate_never_evaluated_or_failed_is_refused_and_force_is_recorded(
     assert read_releases(copy).releases == before  # nothing released
     publish.run(["--warehouse", copy, "--candidate", failed, "--force"])
     current = read_releases(copy).current
-    assert current.forced and current.candidates["qa"] == failed
+    assert "qa" in current.forced and current.candidates["qa"] == failed
     passed = register_candidate(copy, ["answers"])
     publish.run(["--warehouse", copy, "--candidate", passed])
     current = read_releases(copy).current
-    assert not current.forced and current.candidates["qa"] == passed and current.reports["qa"] == "0" * 64
+    assert "qa" not in current.forced and current.candidates["qa"] == passed and current.reports["qa"] == "0" * 64
+    assert current.forced == ["recs"]  # the session warehouse's recs, published with --force, are still served
     lines = {line.split()[0]: line for line in listing.candidates(["--warehouse", copy, "--kind", "qa"]).stages.splitlines()}
     assert "not evaluated" in lines[never] and "FAILED" in lines[failed] and "passed" in lines[passed]
     assert "PUBLISHED" in lines[passed] and "PUBLISHED" not in lines[failed]  # the current release's, not an older one's
@@ -248,7 +249,9 @@ def test_a_table_that_shrank_is_refused_unless_allowed(copy):
     lance_io.write_table(copy, "answers", answers.slice(0, int(answers.num_rows * 0.85)), answers.schema.metadata)
     lance_io.create_fts_index(copy, "answers")
     publish.run(["--warehouse", copy, "--candidate", register_candidate(copy, ["answers"])])  # 15% fewer: within the limit
-    publish.run(["--warehouse", copy, "--candidate", one_row, "--allow-shrink"])
+    with pytest.raises(publish.PublishError, match=f"{one_row}: judged against"):  # another release is served since
+        publish.run(["--warehouse", copy, "--candidate", one_row, "--allow-shrink"])
+    publish.run(["--warehouse", copy, "--candidate", one_row, "--allow-shrink", "--force"])
     assert read_releases(copy).current.candidates["qa"] == one_row
 
 
