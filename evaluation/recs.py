@@ -54,10 +54,11 @@ def _implicit_ranker(model, matrix) -> Ranker:
 
     def rank(users: np.ndarray, k: int) -> list[list[int]]:
         ids, scores = model.recommend(users, matrix[users], N=k, filter_already_liked_items=True)
-        return [
-            [int(i) for i, s in zip(row, score_row) if i >= 0 and np.isfinite(s) and i not in set(matrix[u].indices.tolist())]
-            for u, row, score_row in zip(users, np.atleast_2d(ids), np.atleast_2d(scores))
-        ]
+        ranked = []
+        for u, row, score_row in zip(users, np.atleast_2d(ids), np.atleast_2d(scores)):
+            seen = set(matrix[u].indices.tolist())  # once per user, not once per listed item
+            ranked.append([int(i) for i, s in zip(row, score_row) if i >= 0 and np.isfinite(s) and i not in seen])
+        return ranked
 
     return rank
 
