@@ -27,7 +27,7 @@ from features.interactions import build_matrix
 from features.locations import add_warehouse_argument
 from features.ranking import RecommenderCore
 from features.releases import Release
-from features.schemas import ITEMS_TABLE, USERS_TABLE, Interaction
+from features.schemas import ITEMS_TABLE, USERS_TABLE
 from features.splits import Split, SplitSpec, random_split, split_from_pairs
 from pipelines import build_recs
 from registry.log import find_candidate, read_candidates, read_releases

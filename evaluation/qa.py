@@ -21,7 +21,6 @@ import numpy as np
 from features import beir
 from features.adapters import stackfaq_documents, stackfaq_queries
 from features.metrics import mean_at_k, recall_at_k
-from features.retrieval import BM25_WEIGHT
 from features.schemas import ANSWER_INDEX, ANSWERS_TABLE, META_ENCODER
 
 # hybrid-rrf: the same two lists fused by reciprocal rank, the reference the served score fusion replaced
