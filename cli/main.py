@@ -29,7 +29,7 @@ JOBS = {
     "candidates": ("pipelines.listing", "candidates", "list the built candidates, their verdicts and which is published"),
     "await-service": ("pipelines.publish", "await_service", "wait until a running service serves the published versions"),
 }
-VERBS = {"publish": "published", "validate": "checked", "await-service": "served", "releases": "published", "rollback": "published", "candidates": "listed"}  # what the closing line says instead of "wrote"
+VERBS = {"publish": "published", "validate": "checked", "await-service": "published", "releases": "published", "rollback": "published", "candidates": "listed"}  # what the closing line says instead of "wrote"
 # `recqa evaluate <kind>` -> module whose run(argv) returns the report's figures with an exit code
 EVALUATIONS = {
     "recs": ("evaluation.evaluate_recs", "ALS as served against popularity, item-kNN and BPR"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -169,20 +170,41 @@ def rollback(argv: Sequence[str] | None = None) -> JobResult:
     return JobResult(versions=release.tables, rows={})
 
 
-def _served_tables(service_url: str) -> dict[str, int] | str:
-    """The table versions GET /version reports, or why they could not be read."""
+API_TOKEN_VARIABLE = "RECQA_API_TOKEN"  # the service's own variable: the same value opens its guard
+
+
+class ServiceRefused(PublishError):
+    """The service answered 401/403: waiting cannot help, the token is missing or wrong."""
+
+
+def _served_tables(service_url: str, token: str | None) -> dict[str, int] | str:
+    """The table versions GET /version reports, or why they could not be read (raises on 401/403)."""
+    request = urllib.request.Request(f"{service_url.rstrip('/')}/version")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(f"{service_url.rstrip('/')}/version", timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             return {name: int(v) for name, v in json.load(response).get("tables", {}).items()}
     except urllib.error.HTTPError as error:  # 503 while the service is not ready
+        if error.code in (401, 403):
+            given = f"the {API_TOKEN_VARIABLE} given" if token else f"no token ({API_TOKEN_VARIABLE} is not set)"
+            raise ServiceRefused(
+                f"{service_url} refused GET /version with HTTP {error.code}: {given}; set {API_TOKEN_VARIABLE} "
+                "in this environment to the service's RECQA_API_TOKEN"
+            ) from None
         return f"HTTP {error.code}"
     except (urllib.error.URLError, OSError, ValueError) as error:
         return str(error)
 
 
 def await_service(argv: Sequence[str] | None = None) -> JobResult:
-    """Wait until the service at --service-url serves the published versions (it follows the release log)."""
-    parser = _parser("recqa await-service", "Wait until a running service serves the published table versions.")
+    """Wait until the service at --service-url serves the published versions (it follows the release log).
+
+    A service guarded by RECQA_API_TOKEN is asked with that token, read from this process's
+    environment only (a flag's value would show in process lists and task logs).
+    """
+    parser = _parser("recqa await-service", "Wait until a running service serves the published table versions. "
+                     f"With {API_TOKEN_VARIABLE} set, it is sent as a bearer token.")
     parser.add_argument("--service-url", default="", help="base URL of a running `recqa serve`; empty: nothing to wait for")
     parser.add_argument("--timeout-seconds", type=float, default=DEFAULT_AWAIT_TIMEOUT_SECONDS)
     parser.add_argument("--poll-seconds", type=float, default=DEFAULT_POLL_SECONDS)
@@ -193,12 +215,15 @@ def await_service(argv: Sequence[str] | None = None) -> JobResult:
     if missing := sorted(name for name, version in published.items() if version is None):
         raise PublishError(f"nothing published yet for {missing} in '{args.warehouse}'")
     if not args.service_url:
-        print(f"no --service-url: a service on '{args.warehouse}' picks up {published} within its RECQA_RELOAD_SECONDS")
+        print(f"no --service-url given: nothing to wait for (a service on '{args.warehouse}' picks up the release "
+              "within its RECQA_RELOAD_SECONDS)")
         return JobResult(versions=published)
+    token = os.environ.get(API_TOKEN_VARIABLE) or None
     deadline = time.monotonic() + args.timeout_seconds
     while True:
-        served = _served_tables(args.service_url)
+        served = _served_tables(args.service_url, token)
         if isinstance(served, dict) and all(served.get(name) == version for name, version in published.items()):
+            print(f"{args.service_url} serves the published versions")
             return JobResult(versions=published)
         if time.monotonic() >= deadline:
             raise PublishError(
