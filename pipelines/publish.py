@@ -27,7 +27,7 @@ from features.schemas import ALS_INDEX, RECQA_TABLES
 from pipelines import lance_io
 from pipelines.checks import check_tables
 from pipelines.options import JobResult
-from registry.log import read_candidates, read_releases
+from registry.log import missing_versions, read_candidates, read_releases
 
 ALL_TABLES = RECQA_TABLES
 DEFAULT_RETAIN_RELEASES = 5
@@ -158,13 +158,41 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
     return JobResult(versions=release.tables, rows={name: c.rows[name] for c in candidates for name in c.tables if name in c.rows})
 
 
+def rollback_problems(warehouse: str, current: Release, previous: Release) -> list[str]:
+    """Why `previous` cannot be served in place of `current`, or [] when it can.
+
+    A service asked to serve a version that no longer exists keeps serving the old one and only
+    logs it, so a rollback to it would show a release as published that nothing serves. And a
+    release without a table the current one serves would take an endpoint away with it.
+    """
+    problems = [
+        f"'{name}' version {version}, which release {previous.number} names, no longer exists (cleaned up)"
+        for name, version in sorted(missing_versions(warehouse, previous).items())
+    ]
+    problems += [
+        f"release {previous.number} has no '{name}' table, which release {current.number} serves: rolling back would stop serving it"
+        for name in sorted(set(current.tables) - set(previous.tables))
+    ]
+    return problems
+
+
 def rollback(argv: Sequence[str] | None = None) -> JobResult:
-    """Publish the release before the current one again (every table of it)."""
+    """Publish the release before the current one again (every table of it), if it can be served whole."""
     parser = argparse.ArgumentParser(prog="recqa rollback", description="Publish the previous release again.")
     add_warehouse_argument(parser)
     args = parser.parse_args(argv)
+    log = read_releases(args.warehouse)  # checked and committed on this one read: a moved log fails the commit
+    if len(log.releases) < 2:
+        raise PublishError(f"not rolled back: no earlier release in '{args.warehouse}' ({len(log.releases)} in the log)")
+    current, previous = log.releases[-1], log.releases[-2]
+    if problems := rollback_problems(args.warehouse, current, previous):
+        raise PublishError(
+            f"not rolled back: release {previous.number} cannot replace release {current.number}:\n  " + "\n  ".join(problems)
+            + f"\n(release {current.number} stays published; to change what is served, publish an evaluated candidate: "
+            "`recqa candidates` lists them)"
+        )
     try:
-        release = lance_io.rollback_release(args.warehouse)
+        release = lance_io.rollback_release(args.warehouse, log)
     except lance_io.ReleaseConflict as error:
         raise PublishError(f"not rolled back: {error}; check `recqa releases` and try again") from error
     return JobResult(versions=release.tables, rows={})
