@@ -9,21 +9,25 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from features.errors import InputError
+from pipelines.summary import REJECTS_FILE
 
 DEFAULT_MAX_REJECT_FRACTION = 0.01
 _SAMPLE_REASONS = 3
 
 
-def write_rejects(lines: list[str], path: str) -> list[str]:
+def write_rejects(lines: list[str], path: str, kind: str | None = None) -> list[str]:
     """Write the rejects as JSON lines; no file when there are none.
 
     Written in one piece rather than with WriteToText: Beam's S3 writer fails on an empty
-    file (a multipart upload with no parts), and rejects are meant to be few.
+    file (a multipart upload with no parts), and rejects are meant to be few. The path is
+    kept in a metric of the input `kind`, for the run's summary to say where they went.
     """
     if not lines:
         return []
     with FileSystems.create(path) as handle:
         handle.write(("\n".join(sorted(lines)) + "\n").encode("utf-8"))
+    if kind is not None:
+        beam.metrics.Metrics.string_set(kind, REJECTS_FILE).add(path)
     return [path]
 
 
@@ -87,7 +91,7 @@ class CheckRejects(beam.PTransform):
             rejects
             | "RejectJson" >> beam.Map(lambda r: json.dumps(r, ensure_ascii=False, default=str))
             | "GatherRejects" >> beam.combiners.ToList()
-            | "WriteRejects" >> beam.FlatMap(write_rejects, self._path)
+            | "WriteRejects" >> beam.FlatMap(write_rejects, self._path, self._kind)
         )
         rejected = rejects | "CountRejected" >> beam.combiners.Count.Globally()
         sample = rejects | "SampleRejects" >> beam.combiners.Sample.FixedSizeGlobally(_SAMPLE_REASONS)

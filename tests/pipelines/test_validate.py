@@ -85,3 +85,15 @@ def test_cli_exit_codes_and_messages(tmp_path):
     missing = subprocess.run([RECQA, "validate", "recs", "--interactions", str(tmp_path / "none.csv")], capture_output=True, text=True, timeout=120)
     assert missing.returncode == 1
     assert "none.csv' matches no file" in missing.stderr
+
+
+def test_the_summary_shows_up_to_three_rejected_rows_even_within_the_limit(tmp_path):
+    bad = ['{"user_id": "u9", "item_id": "i1", "timestamp": "soon"}'] * 4 + ['{"item_id": "i1", "timestamp": 1}']
+    events = _events(tmp_path, 200, bad)
+    argv = ["recs", "--input-format", "contract", "--interactions", str(events), "--items", str(tmp_path / "items.csv"),
+            "--max-reject-fraction", "0.05"]
+    summary = validate.run(argv).summary()
+    examples = [line.strip() for line in summary.splitlines() if line.strip().startswith("e.g.")]
+    assert len(examples) == 3
+    assert examples[0].startswith(f"e.g. {events}:201: field 'timestamp': ") and "'soon'" in examples[0]
+    assert [e.split(": ", 1)[0] for e in examples] == [f"e.g. {events}:{n}" for n in (201, 202, 203)]
