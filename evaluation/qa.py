@@ -22,6 +22,7 @@ import numpy as np
 
 from features import beir
 from features.adapters import stackfaq_documents, stackfaq_queries
+from features.errors import InputError
 from features.metrics import mean_at_k, recall_at_k
 from features.schemas import ANSWER_INDEX, ANSWERS_TABLE, META_ENCODER
 from pipelines.progress import Progress
@@ -122,7 +123,13 @@ def open_answers(warehouse: str, version: int | str | None = None):
     """The answers table at `version` (a number or a tag; default: the newest)."""
     import lancedb
 
-    table = lancedb.connect(warehouse).open_table(ANSWERS_TABLE)
+    try:
+        table = lancedb.connect(warehouse).open_table(ANSWERS_TABLE)
+    except ValueError as error:
+        if "was not found" not in str(error):
+            raise
+        raise InputError(f"no {ANSWERS_TABLE} table in '{warehouse}': build one with `recqa build-qa --warehouse {warehouse}`, "
+                         "or name the warehouse that has it", field="--warehouse") from None
     if version is not None:
         table.checkout(int(version) if str(version).isdigit() else version)
     return table

@@ -66,5 +66,6 @@ def run(argv: Sequence[str] | None = None) -> ValidationResult:
     args, _ = job.parse_args(argv[1:], prog=f"recqa validate {argv[0]}")
     counts = [count_input(spec) for spec in job.input_specs(args)]
     for c in counts:
-        check_reject_fraction(c.valid, c.rejected, c.sample, c.kind, args.max_reject_fraction, "the examples: validate writes nothing")
+        check_reject_fraction(c.valid, c.rejected, c.sample, c.kind, args.max_reject_fraction,
+                              "(not written: validate writes nothing; a build writes them under <warehouse>/_rejects/)")
     return ValidationResult(counts)

@@ -215,3 +215,11 @@ def test_ctrl_c_stops_a_build_at_once_saying_nothing_was_published(tmp_path, mon
     assert "Traceback" not in stderr and "candidate" not in stdout
     after = read_releases(warehouse)
     assert (after.releases, after.version) == (before.releases, before.version)
+
+
+def test_evaluate_qa_on_a_warehouse_without_answers_says_how_to_make_them(tmp_path):
+    stackfaq = Path(__file__).resolve().parents[1] / "data" / "stackfaq" / "stackExchange-FAQ.json"
+    result = _recqa("evaluate", "qa", "--warehouse", str(tmp_path), "--stackfaq", str(stackfaq))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"recqa evaluate qa: field '--warehouse': no answers table in '{tmp_path}': "
+                                     f"build one with `recqa build-qa --warehouse {tmp_path}`, or name the warehouse that has it")
