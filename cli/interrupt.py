@@ -21,21 +21,37 @@ GRACE_SECONDS = 1.0
 
 
 class InterruptGuard:
-    """Installed once per command, in the main thread, before the job's modules are imported."""
+    """`with InterruptGuard(message):` around a command's work, in the main thread.
+
+    Leaving the block puts back the previous SIGINT handling, unless the work was interrupted:
+    then the watcher stays to end the process.
+    """
 
     def __init__(self, message: str) -> None:
         self.message = message
         self.interrupted = False
         self._announced = False
         self._lock = threading.Lock()
+        self._installed = False
 
-    def install(self) -> "InterruptGuard":
-        read_end, write_end = os.pipe()
-        os.set_blocking(write_end, False)  # the C-level handler must never block
-        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
-        signal.signal(signal.SIGINT, self._handle)
+    def __enter__(self) -> "InterruptGuard":
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            return self
+        read_end, self._write_end = os.pipe()
+        os.set_blocking(self._write_end, False)  # the C-level handler must never block
+        self._previous_fd = signal.set_wakeup_fd(self._write_end, warn_on_full_buffer=False)
+        self._previous_handler = signal.signal(signal.SIGINT, self._handle)
         threading.Thread(target=self._watch, args=(read_end,), name="recqa-interrupt", daemon=True).start()
+        self._installed = True
         return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._installed or self.interrupted:
+            return
+        signal.signal(signal.SIGINT, self._previous_handler)
+        signal.set_wakeup_fd(self._previous_fd)
+        os.close(self._write_end)  # the watcher reads end-of-file and stops
+        self._installed = False
 
     def announce(self) -> int:
         """Print the message once (whichever of the main thread and the watcher gets here first)."""
@@ -51,10 +67,10 @@ class InterruptGuard:
         raise KeyboardInterrupt
 
     def _watch(self, read_end: int) -> None:
-        while True:
-            data = os.read(read_end, 64)
-            if signal.SIGINT in data:
-                self.interrupted = True
-                time.sleep(GRACE_SECONDS)  # the main thread may unwind and exit by itself meanwhile
-                self.announce()
-                os._exit(INTERRUPTED_EXIT_CODE)
+        with os.fdopen(read_end, "rb", buffering=0) as wakeups:
+            while data := wakeups.read(64):
+                if signal.SIGINT in data:
+                    self.interrupted = True
+                    time.sleep(GRACE_SECONDS)  # the main thread may unwind and exit by itself meanwhile
+                    self.announce()
+                    os._exit(INTERRUPTED_EXIT_CODE)

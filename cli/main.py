@@ -95,8 +95,8 @@ def _error_text(error: BaseException) -> str:
 
 
 def _guard(command: str) -> InterruptGuard:
-    after = AFTER_INTERRUPT.get(command, NOTHING_PUBLISHED)
-    return InterruptGuard(f"recqa {command}: interrupted; {after}").install()
+    after = AFTER_INTERRUPT.get(command.split()[0], NOTHING_PUBLISHED)
+    return InterruptGuard(f"recqa {command}: interrupted; {after}")
 
 
 def _configure(loggers: Sequence[str] = ("pipelines",)) -> None:
@@ -139,17 +139,17 @@ def _kind_command(command: str, kinds_table: dict, argv: Sequence[str], usage: s
         print(f"usage: recqa {command} <kind> {usage}\n\nkinds:\n{kinds}", file=sys.stderr if argv else sys.stdout)
         return 2
     _configure(("pipelines.progress",))
-    guard = _guard(f"{command} {argv[0]}")
-    try:
-        run = importlib.import_module(kinds_table[argv[0]][0]).run
-        return argv[0], run(argv[1:])
-    except KeyboardInterrupt:
-        return guard.announce()
-    except (InputError, ValueError, RuntimeError, FileNotFoundError) as error:
-        if guard.interrupted:  # a library turned the interrupt into an error of its own
+    with _guard(f"{command} {argv[0]}") as guard:
+        try:
+            run = importlib.import_module(kinds_table[argv[0]][0]).run
+            return argv[0], run(argv[1:])
+        except KeyboardInterrupt:
             return guard.announce()
-        print(f"recqa {command} {argv[0]}: {_error_text(error)}", file=sys.stderr)
-        return 1
+        except (InputError, ValueError, RuntimeError, FileNotFoundError) as error:
+            if guard.interrupted:  # a library turned the interrupt into an error of its own
+                return guard.announce()
+            print(f"recqa {command} {argv[0]}: {_error_text(error)}", file=sys.stderr)
+            return 1
 
 
 def _evaluate(argv: Sequence[str]) -> int:
@@ -192,17 +192,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     module, function, _ = JOBS[command]
     _configure()
-    guard = _guard(command)
-    try:
-        job = getattr(importlib.import_module(module), function)
-        result = job(rest)
-    except KeyboardInterrupt:
-        return guard.announce()
-    except (InputError, ValueError, RuntimeError) as error:  # the job's own message, not a traceback
-        if guard.interrupted:  # a library turned the interrupt into an error of its own
+    with _guard(command) as guard:
+        try:
+            job = getattr(importlib.import_module(module), function)
+            result = job(rest)
+        except KeyboardInterrupt:
             return guard.announce()
-        print(f"recqa {command}: {_error_text(error)}", file=sys.stderr)
-        return 1
+        except (InputError, ValueError, RuntimeError) as error:  # the job's own message, not a traceback
+            if guard.interrupted:  # a library turned the interrupt into an error of its own
+                return guard.announce()
+            print(f"recqa {command}: {_error_text(error)}", file=sys.stderr)
+            return 1
     print(f"recqa {command}: {VERBS.get(command, 'wrote')}\n{result.summary()}")
     return 0
 

@@ -136,7 +136,8 @@ def search(
     """
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # ERROR: a failed trial's warning repeats the error the search raises (or a Ctrl-C) with a traceback
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     study.enqueue_trial(dict(start))
     tried: list[dict[str, Any]] = []

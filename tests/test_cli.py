@@ -223,3 +223,34 @@ def test_evaluate_qa_on_a_warehouse_without_answers_says_how_to_make_them(tmp_pa
     assert result.returncode == 1
     assert result.stderr.strip() == (f"recqa evaluate qa: field '--warehouse': no answers table in '{tmp_path}': "
                                      f"build one with `recqa build-qa --warehouse {tmp_path}`, or name the warehouse that has it")
+
+
+def test_ctrl_c_during_tuning_ends_it_at_once_and_writes_no_result(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "tuned.json"
+    child = subprocess.Popen([RECQA, "tune", "recs", "--out", str(out), "--trials", "100000", *_tiny_recs(tmp_path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = child.stderr.readline()  # the first trial's line: the search is under way
+    assert first.startswith("trial 1/100000:"), first + child.stderr.read()
+    child.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    stdout, stderr = child.communicate(timeout=30)
+    assert time.monotonic() - sent < 4 and child.returncode == 130
+    assert stderr.strip().splitlines()[-1] == "recqa tune recs: interrupted; nothing was published (the release is unchanged)"
+    assert "Traceback" not in stderr and stdout == "" and not out.exists()
+
+
+def test_a_command_run_in_process_leaves_the_interrupt_handling_as_it_found_it():
+    import signal
+    import threading
+
+    from cli.main import main
+    from tests.conftest import STACKFAQ
+
+    before = signal.getsignal(signal.SIGINT)
+    assert main(["validate", "qa", "--documents", str(STACKFAQ)]) == 0
+    assert signal.getsignal(signal.SIGINT) is before
+    threading.Event().wait(0.2)
+    assert not any(t.name == "recqa-interrupt" for t in threading.enumerate())
