@@ -8,7 +8,6 @@ import re
 
 import apache_beam as beam
 import numpy as np
-import pytest
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
