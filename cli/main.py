@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import importlib.util
 import logging
 import os
+import re
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from cli.interrupt import InterruptGuard
 from cli.ports import port_problem
 from features.errors import InputError
 from features.locations import add_warehouse_argument
@@ -43,17 +47,77 @@ TUNINGS = {
 SERVICE = "serving.service:RecQA"
 DEFAULT_HOST = "127.0.0.1"
 # Defaults a user's environment may override: the bundled model loads offline, no telemetry,
-# and Lance's per-write warnings stay quiet.
-DEFAULT_ENV = {"HF_HUB_OFFLINE": "1", "BENTOML_DO_NOT_TRACK": "True", "LANCEDB_LOG": "error", "LANCE_LOG": "error"}
+# Lance's per-write warnings stay quiet, and no "Loading weights" bar each time a model loads.
+DEFAULT_ENV = {"HF_HUB_OFFLINE": "1", "BENTOML_DO_NOT_TRACK": "True", "LANCEDB_LOG": "error", "LANCE_LOG": "error",
+               "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 DEFAULT_PORT = 3000
+NOTHING_PUBLISHED = "nothing was published (the release is unchanged)"
+# what a Ctrl-C leaves, per command; NOTHING_PUBLISHED for the others
+AFTER_INTERRUPT = {
+    "publish": "a release lands whole or not at all: `recqa releases` shows which one is published",
+    "rollback": "a release lands whole or not at all: `recqa releases` shows which one is published",
+    "validate": "nothing was written",
+    "candidates": "nothing was changed",
+    "releases": "nothing was changed",
+    "await-service": "the release is unchanged",
+}
+# Library output that tells a user of recqa nothing: (logger, level) ...
+QUIET_LOGGERS = {
+    # logs with a traceback every exception a step raises, which the command then reports itself
+    "apache_beam.runners.common": logging.CRITICAL,
+}
+# ... root-logger messages (Beam's GCP clients, imported by every pipeline, even for --help) ...
+QUIET_ROOT_MESSAGES = ("apitools not found",)
+# ... and warnings (implicit converting a matrix it made itself; BLAS threads it is already limited to).
+QUIET_WARNINGS = (
+    (r"Method expects CSR input", Warning),
+    (r".*BLAS.* is configured to use \d+ threads", RuntimeWarning),
+)
+_BEAM_STEP = re.compile(r" \[while running '[^']*'\]")  # Beam appends its step label to a step's exception
+
+
+def quiet_third_parties() -> None:
+    """Silence third-party noise at its source; called before any job module is imported."""
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+    root = logging.getLogger()
+    if not any(getattr(f, "recqa_quiet", False) for f in root.filters):
+        def keep(record: logging.LogRecord) -> bool:
+            return not record.getMessage().startswith(QUIET_ROOT_MESSAGES)
+        keep.recqa_quiet = True
+        root.addFilter(keep)
+    for message, category in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
+def _error_text(error: BaseException) -> str:
+    """The job's own message, without the Beam step label it may carry."""
+    return _BEAM_STEP.sub("", str(error))
+
+
+def _guard(command: str) -> InterruptGuard:
+    after = AFTER_INTERRUPT.get(command.split()[0], NOTHING_PUBLISHED)
+    return InterruptGuard(f"recqa {command}: interrupted; {after}")
+
+
+def _configure(loggers: Sequence[str] = ("pipelines",)) -> None:
+    """Logging and environment of a command that runs work (not of --help)."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.INFO)  # our progress lines, not Beam's chatter
+    for key, value in DEFAULT_ENV.items():
+        os.environ.setdefault(key, value)
 
 
 def _serve(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="recqa serve", description="Serve the HTTP API over a warehouse (BentoML).")
     add_warehouse_argument(parser)
-    parser.add_argument("--host", default=DEFAULT_HOST)
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    parser.add_argument("--model", default=None, help="sentence-transformers model name or folder")
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on (default %(default)s)")
+    from features.schemas import DEFAULT_MODEL_NAME
+
+    parser.add_argument("--model", default=None,
+                        help=f"sentence-transformers model name or folder (default: $RECQA_MODEL if set, else {DEFAULT_MODEL_NAME})")
     args = parser.parse_args(argv)
     if problem := port_problem(args.host, args.port):  # before BentoML starts: one line, not its traceback
         print(f"recqa serve: {problem}: stop it or pass another --port", file=sys.stderr)
@@ -78,15 +142,18 @@ def _kind_command(command: str, kinds_table: dict, argv: Sequence[str], usage: s
     if not argv or argv[0] not in kinds_table:
         print(f"usage: recqa {command} <kind> {usage}\n\nkinds:\n{kinds}", file=sys.stderr if argv else sys.stdout)
         return 2
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    for key, value in DEFAULT_ENV.items():
-        os.environ.setdefault(key, value)
-    run = importlib.import_module(kinds_table[argv[0]][0]).run
-    try:
-        return argv[0], run(argv[1:])
-    except (InputError, ValueError, RuntimeError, FileNotFoundError) as error:
-        print(f"recqa {command} {argv[0]}: {error}", file=sys.stderr)
-        return 1
+    _configure(("pipelines.progress",))
+    with _guard(f"{command} {argv[0]}") as guard:
+        try:
+            run = importlib.import_module(kinds_table[argv[0]][0]).run
+            return argv[0], run(argv[1:])
+        except KeyboardInterrupt:
+            return guard.announce()
+        except (InputError, ValueError, RuntimeError, FileNotFoundError) as error:
+            if guard.interrupted:  # a library turned the interrupt into an error of its own
+                return guard.announce()
+            print(f"recqa {command} {argv[0]}: {_error_text(error)}", file=sys.stderr)
+            return 1
 
 
 def _evaluate(argv: Sequence[str]) -> int:
@@ -108,11 +175,15 @@ def _tune(argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `recqa` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_third_parties()
     commands = "\n".join(f"  {name:<11} {help_}" for name, (_, _, help_) in JOBS.items())
-    usage = f"usage: recqa <command> [--help] [flags]\n\ncommands:\n{commands}\n  evaluate    recs | qa: offline metrics against baselines, report and gates\n  tune        recs | qa: search the build's settings on a validation split -> --config JSON\n  serve       serve the HTTP API on {DEFAULT_HOST}:{DEFAULT_PORT}\n"
+    usage = f"usage: recqa [--version] <command> [--help] [flags]\n\ncommands:\n{commands}\n  evaluate    recs | qa: offline metrics against baselines, report and gates\n  tune        recs | qa: search the build's settings on a validation split -> --config JSON\n  serve       serve the HTTP API on {DEFAULT_HOST}:{DEFAULT_PORT}\n"
     if not argv or argv[0] in ("-h", "--help"):
         print(usage)
         return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        print(f"recqa {importlib.metadata.version('recqa')}")
+        return 0
     command, rest = argv[0], argv[1:]
     if command == "serve":
         return _serve(rest)
@@ -124,16 +195,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"recqa: unknown command '{command}'\n\n{usage}", file=sys.stderr)
         return 2
     module, function, _ = JOBS[command]
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("pipelines").setLevel(logging.INFO)  # our progress lines, not Beam's chatter
-    for key, value in DEFAULT_ENV.items():
-        os.environ.setdefault(key, value)
-    job = getattr(importlib.import_module(module), function)
-    try:
-        result = job(rest)
-    except (InputError, ValueError, RuntimeError) as error:  # the job's own message, not a traceback
-        print(f"recqa {command}: {error}", file=sys.stderr)
-        return 1
+    _configure()
+    with _guard(command) as guard:
+        try:
+            job = getattr(importlib.import_module(module), function)
+            result = job(rest)
+        except KeyboardInterrupt:
+            return guard.announce()
+        except (InputError, ValueError, RuntimeError) as error:  # the job's own message, not a traceback
+            if guard.interrupted:  # a library turned the interrupt into an error of its own
+                return guard.announce()
+            print(f"recqa {command}: {_error_text(error)}", file=sys.stderr)
+            return 1
     print(f"recqa {command}: {VERBS.get(command, 'wrote')}\n{result.summary()}")
     return 0
 

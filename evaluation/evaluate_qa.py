@@ -60,6 +60,9 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if unknown := [m for m in modes if m not in MODES]:
         raise SystemExit(f"--modes: unknown {unknown}")
+    if not args.beir and not args.stackfaq and not Path(DEFAULT_STACKFAQ).is_file():
+        raise InputError(f"no '{DEFAULT_STACKFAQ}' here (the default queries, relative to the working directory); "
+                         "run from the project folder, or name the queries with --stackfaq FILE or --beir DIR", field="--stackfaq")
     qa = load_beir(args.beir, args.split) if args.beir else load_stackfaq(args.stackfaq or DEFAULT_STACKFAQ)
     if not 0 <= args.max_regression < 1:
         raise InputError(f"must be in [0, 1), got {args.max_regression}", field="--max-regression")

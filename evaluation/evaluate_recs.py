@@ -18,7 +18,7 @@ from typing import Any
 from evaluation import report
 from evaluation.gates import add_gate_arguments, gates_from_args
 from evaluation.inputs import combined_hash, read_recs
-from evaluation.recs import METHODS, RECS_METRICS, Dataset, rankings_by_id, score, tune
+from evaluation.recs import METHODS, RECS_METRICS, Dataset, grid_size, rankings_by_id, score, tune
 from evaluation.verdict import add_candidate_arguments, decision, gate_rows, keep_report, record_verdict
 from features.candidates import RECS, Candidate
 from features.errors import InputError
@@ -30,6 +30,7 @@ from features.releases import Release
 from features.schemas import ITEMS_TABLE, USERS_TABLE
 from features.splits import Split, SplitSpec, random_split, split_from_pairs
 from pipelines import build_recs
+from pipelines.progress import Progress
 from registry.log import find_candidate, read_candidates, read_releases
 
 CANDIDATE = "als"  # the candidate's row in the results
@@ -145,28 +146,35 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     item_ids = [item.item_id for item in dataset.items]
     matrix = build_matrix(split.train, item_ids)
     results, tuning = {}, {}
-    started = time.perf_counter()
-    results[CANDIDATE] = score(served_rankings(build_args, split, dataset, args.k), split, matrix, args.k)
-    results[CANDIDATE]["seconds"] = time.perf_counter() - started
     published = _published(args.warehouse) if candidate is not None else None
-    published_figure = None
-    if published is not None and published[1] is not None and published[1].id != (candidate.id if candidate else None):
-        old_args = _build_args(published[1], [])
-        results["published"] = score(served_rankings(old_args, split, dataset, args.k), split, matrix, args.k)
-        published_figure = (published[0], results["published"]["ndcg"])
-    elif published is not None and published[1] is not None:
-        published_figure = (published[0], results[CANDIDATE]["ndcg"])  # the candidate is what is published
-    validation = _spec(args).apply(split.train) if not args.split_file else random_split(split.train, 0.2, args.seed)
-    if published_figure is None and not args.must_beat and DEFAULT_BASELINE_GATE not in methods:
+    rescore = published is not None and published[1] is not None and published[1].id != (candidate.id if candidate else None)
+    if (published is None or published[1] is None) and not args.must_beat and DEFAULT_BASELINE_GATE not in methods:
         methods.append(DEFAULT_BASELINE_GATE)  # the gate when nothing is published: always judged
-    for method in methods:
+    # one unit per model fitted: the candidate's ALS, the published one's, each baseline's grid and final fit
+    fits = 1 + int(rescore) + sum(grid_size(method) + 1 for method in methods)
+    with Progress(fits, "evaluate recs", "fits") as progress:
         started = time.perf_counter()
-        params, tried = tune(method, validation, item_ids, args.k, args.seed)  # baselines tuned on train only
-        factory, _ = METHODS[method]
-        rankings = rankings_by_id(matrix, factory(matrix.matrix, seed=args.seed, **params), list(split.test_items()), args.k)
-        results[method] = score(rankings, split, matrix, args.k)
-        results[method]["seconds"] = time.perf_counter() - started
-        tuning[method] = {"chosen": params, "validation_ndcg": tried}
+        results[CANDIDATE] = score(served_rankings(build_args, split, dataset, args.k), split, matrix, args.k)
+        results[CANDIDATE]["seconds"] = time.perf_counter() - started
+        progress.update()
+        published_figure = None
+        if rescore:
+            old_args = _build_args(published[1], [])
+            results["published"] = score(served_rankings(old_args, split, dataset, args.k), split, matrix, args.k)
+            published_figure = (published[0], results["published"]["ndcg"])
+            progress.update()
+        elif published is not None and published[1] is not None:
+            published_figure = (published[0], results[CANDIDATE]["ndcg"])  # the candidate is what is published
+        validation = _spec(args).apply(split.train) if not args.split_file else random_split(split.train, 0.2, args.seed)
+        for method in methods:
+            started = time.perf_counter()
+            params, tried = tune(method, validation, item_ids, args.k, args.seed, progress.update)  # baselines tuned on train only
+            factory, _ = METHODS[method]
+            rankings = rankings_by_id(matrix, factory(matrix.matrix, seed=args.seed, **params), list(split.test_items()), args.k)
+            results[method] = score(rankings, split, matrix, args.k)
+            results[method]["seconds"] = time.perf_counter() - started
+            tuning[method] = {"chosen": params, "validation_ndcg": tried}
+            progress.update()
     gates = gates_from_args(args, GATED, "ndcg")
     if published_figure is None and not gates.must_beat and DEFAULT_BASELINE_GATE in results:
         gates = dataclasses.replace(gates, must_beat=(DEFAULT_BASELINE_GATE,))

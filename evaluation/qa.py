@@ -7,7 +7,9 @@ decides whether to publish). Queries and judgements come from a BEIR folder or S
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
 import json
 import random
 import time
@@ -20,8 +22,10 @@ import numpy as np
 
 from features import beir
 from features.adapters import stackfaq_documents, stackfaq_queries
+from features.errors import InputError
 from features.metrics import mean_at_k, recall_at_k
 from features.schemas import ANSWER_INDEX, ANSWERS_TABLE, META_ENCODER
+from pipelines.progress import Progress
 
 # hybrid-rrf: the same two lists fused by reciprocal rank, the reference the served score fusion replaced
 MODES = ("keyword", "vector", "hybrid", "hybrid+mmr", "hybrid-rrf")
@@ -30,6 +34,7 @@ QA_METRICS = (("ndcg", 10), ("recall", 10), ("recall", 100), ("mrr", 10))
 CURVE_NPROBES = (1, 2, 5, 10, 20, 50)
 CURVE_REFINE = (1, 2, 5, 10)
 CACHE_THRESHOLDS = (0.80, 0.85, 0.88, 0.90, 0.92, 0.94, 0.96)
+ENCODE_BATCH = 256  # texts per encoder call: the unit progress is counted in
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,13 @@ def open_answers(warehouse: str, version: int | str | None = None):
     """The answers table at `version` (a number or a tag; default: the newest)."""
     import lancedb
 
-    table = lancedb.connect(warehouse).open_table(ANSWERS_TABLE)
+    try:
+        table = lancedb.connect(warehouse).open_table(ANSWERS_TABLE)
+    except ValueError as error:
+        if "was not found" not in str(error):
+            raise
+        raise InputError(f"no {ANSWERS_TABLE} table in '{warehouse}': build one with `recqa build-qa --warehouse {warehouse}`, "
+                         "or name the warehouse that has it", field="--warehouse") from None
     if version is not None:
         table.checkout(int(version) if str(version).isdigit() else version)
     return table
@@ -128,7 +139,22 @@ def open_answers(warehouse: str, version: int | str | None = None):
 _REQUESTS = {"hybrid+mmr": ("hybrid", MMR_LAMBDA), "hybrid-rrf": ("hybrid", None)}
 
 
-def _rankings(index, questions: Mapping[str, str], vectors: Mapping[str, np.ndarray], mode: str, depth: int) -> tuple[dict, float]:
+def encode_texts(encoder, texts: Sequence[str], desc: str) -> np.ndarray:
+    """The encoder's vectors of `texts`, encoded in batches so that progress can be shown."""
+    if not texts:
+        return encoder.encode([])
+    parts = []
+    with Progress(len(texts), desc, "texts") as progress:
+        for start in range(0, len(texts), ENCODE_BATCH):
+            batch = list(texts[start:start + ENCODE_BATCH])
+            parts.append(np.asarray(encoder.encode(batch)))
+            progress.update(len(batch))
+    return np.concatenate(parts)
+
+
+def _rankings(
+    index, questions: Mapping[str, str], vectors: Mapping[str, np.ndarray], mode: str, depth: int, progress: Progress | None = None
+) -> tuple[dict, float]:
     """query id -> doc ids, and the mean seconds per query."""
     base_mode, diversity = _REQUESTS.get(mode, (mode, None))
     rankings = {}
@@ -136,29 +162,36 @@ def _rankings(index, questions: Mapping[str, str], vectors: Mapping[str, np.ndar
     for query_id, text in questions.items():
         hits = index.answer(text, depth, base_mode, diversity=diversity, vector=vectors[query_id])
         rankings[query_id] = [hit.id for hit in hits]
+        if progress is not None:
+            progress.update()
     return rankings, (time.perf_counter() - started) / max(1, len(questions))
 
 
 def evaluate_modes(
     table, encoder, qa: QASet, modes: Sequence[str] = MODES, bm25_weight: float | None = None,
-    metrics: Sequence[tuple[str, int]] = QA_METRICS,
+    metrics: Sequence[tuple[str, int]] = QA_METRICS, show_progress: bool = True,
 ) -> dict[str, dict[str, float]]:
     """nDCG@10, Recall@10, Recall@100 and MRR@10 (or `metrics`) of each mode, with mean latency in ms.
 
     Each cutoff is asked for as a request would ask (k=10, then k=100): the candidate depth
-    follows k, so @10 figures are those of a k=10 request, as served.
+    follows k, so @10 figures are those of a k=10 request, as served. `show_progress=False`
+    for callers that show their own (a tuning run scores this once per trial).
     """
     from serving.answers import AnswerIndex
 
     indexes = {"score": AnswerIndex(table, encoder, bm25_weight=bm25_weight), "rrf": AnswerIndex(table, encoder, fusion="rrf")}
     ids = list(qa.queries)
-    vectors = dict(zip(ids, encoder.encode([qa.queries[i] for i in ids])))
+    texts = [qa.queries[i] for i in ids]
+    vectors = dict(zip(ids, encode_texts(encoder, texts, "encode queries") if show_progress else encoder.encode(texts)))
     results = {}
-    for mode in modes:
-        index = indexes["rrf" if mode == "hybrid-rrf" else "score"]
-        runs = {k: _rankings(index, qa.queries, vectors, mode, k) for k in sorted({k for _, k in metrics})}
-        row = {f"{name}@{k}": mean_at_k(runs[k][0], qa.qrels, k, [name])[name] for name, k in metrics}
-        results[mode] = {**row, "queries": float(len(ids)), "ms_per_query": 1000 * runs[min(runs)][1]}
+    depths = sorted({k for _, k in metrics})
+    total = len(modes) * len(depths) * len(ids)
+    with Progress(total, f"score {', '.join(modes)}", "queries") if show_progress else contextlib.nullcontext() as progress:
+        for mode in modes:
+            index = indexes["rrf" if mode == "hybrid-rrf" else "score"]
+            runs = {k: _rankings(index, qa.queries, vectors, mode, k, progress) for k in depths}
+            row = {f"{name}@{k}": mean_at_k(runs[k][0], qa.qrels, k, [name])[name] for name, k in metrics}
+            results[mode] = {**row, "queries": float(len(ids)), "ms_per_query": 1000 * runs[min(runs)][1]}
     return results
 
 
@@ -174,15 +207,15 @@ def ann_quality(table, encoder, qa: QASet, sample: int = 200, seed: int = 0) -> 
         return {"indexed": False, "queries": 0, "curve": []}
     ids = sorted(qa.queries)
     ids = random.Random(seed).sample(ids, min(sample, len(ids)))
-    vectors = dict(zip(ids, encoder.encode([qa.queries[i] for i in ids])))
+    vectors = dict(zip(ids, encode_texts(encoder, [qa.queries[i] for i in ids], "encode ANN queries")))
     questions = {i: qa.queries[i] for i in ids}
-    exact, exact_seconds = _rankings(AnswerIndex(table, encoder, exact=True), questions, vectors, "vector", 10)
     judged = {i: qa.qrels[i] for i in ids}
     curve = []
-    for refine in CURVE_REFINE:
-        for nprobes in CURVE_NPROBES:
+    with Progress((1 + len(CURVE_REFINE) * len(CURVE_NPROBES)) * len(ids), "ANN against exact search", "queries") as progress:
+        exact, exact_seconds = _rankings(AnswerIndex(table, encoder, exact=True), questions, vectors, "vector", 10, progress)
+        for refine, nprobes in itertools.product(CURVE_REFINE, CURVE_NPROBES):
             config = dataclasses.replace(ANSWER_INDEX, nprobes=nprobes, refine_factor=refine)
-            found, seconds = _rankings(AnswerIndex(table, encoder, index=config), questions, vectors, "vector", 10)
+            found, seconds = _rankings(AnswerIndex(table, encoder, index=config), questions, vectors, "vector", 10, progress)
             recall = float(np.mean([recall_at_k(found[i], exact[i][:10], 10) or 0.0 for i in ids]))
             ndcg = mean_at_k(found, judged, 10, ["ndcg"])["ndcg"]
             curve.append({"nprobes": nprobes, "refine_factor": refine, "recall@10": recall, "ndcg@10": ndcg, "ms_per_query": 1000 * seconds})
@@ -210,7 +243,7 @@ def cache_curve(encoder, qa: QASet, thresholds: Sequence[float] = CACHE_THRESHOL
     """
     ids = sorted(qa.groups)
     random.Random(seed).shuffle(ids)
-    vectors = encoder.encode([qa.queries[i] for i in ids])
+    vectors = encode_texts(encoder, [qa.queries[i] for i in ids], "encode cache questions")
     groups = [qa.groups[i] for i in ids]
     similarity = vectors @ vectors.T
     curve = []

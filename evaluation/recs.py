@@ -131,8 +131,15 @@ def score(rankings: Mapping[str, Sequence[str]], split: Split, matrix: Interacti
     return row
 
 
-def tune(method: str, split: Split, item_ids: list[str], k: int, seed: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The grid point with the best validation nDCG@k, and every point tried."""
+def grid_size(method: str) -> int:
+    """How many points `tune` fits for `method`."""
+    return len(list(itertools.product(*METHODS[method][1].values())))
+
+
+def tune(
+    method: str, split: Split, item_ids: list[str], k: int, seed: int, progress: Callable[[], None] | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The grid point with the best validation nDCG@k, and every point tried; `progress()` after each."""
     factory, grid = METHODS[method]
     matrix = build_matrix(split.train, item_ids)
     tried = []
@@ -140,5 +147,7 @@ def tune(method: str, split: Split, item_ids: list[str], k: int, seed: int) -> t
         params = dict(zip(grid, values))
         rankings = rankings_by_id(matrix, factory(matrix.matrix, seed=seed, **params), list(split.test_items()), k)
         tried.append({"params": params, "ndcg": mean_at_k(rankings, split.test_items(), k, ["ndcg"])["ndcg"]})
+        if progress is not None:
+            progress()
     best = max(tried, key=lambda t: t["ndcg"]) if tried else {"params": {}}
     return best["params"], tried

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.progress import Progress
+
 EDGE_SHARE = 0.05  # "on the edge": within 5% of the range (on its scale) of a bound
 
 
@@ -134,7 +136,8 @@ def search(
     """
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # ERROR: a failed trial's warning repeats the error the search raises (or a Ctrl-C) with a traceback
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     study.enqueue_trial(dict(start))
     tried: list[dict[str, Any]] = []
@@ -144,13 +147,16 @@ def search(
         started = time.perf_counter()
         value = float(objective(params))
         tried.append({"params": params, metric: value, "seconds": round(time.perf_counter() - started, 3)})
+        bar.update()
         if progress:
             best = max(t[metric] for t in tried)
             shown = " ".join(f"{k}={_short(v)}" for k, v in params.items())
-            progress(f"trial {len(tried)}/{trials}: {metric} {value:.4f} (best {best:.4f})  {shown}")
+            progress(f"trial {len(tried)}/{trials}: {metric} {value:.4f} (best {best:.4f}{bar.eta_text()})  {shown}")
         return value
 
-    study.optimize(run_trial, n_trials=trials, timeout=timeout_seconds)
+    # the trial lines carry the count and the time left, so no separate progress log lines
+    with Progress(trials, "trials", "trials", log_lines=False) as bar:
+        study.optimize(run_trial, n_trials=trials, timeout=timeout_seconds)
     return tried
 
 

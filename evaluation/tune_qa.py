@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +34,7 @@ from evaluation.search import (
 )
 from features.schemas import ANSWER_TEXT_COLUMN, ANSWERS_TABLE, FTSConfig
 from pipelines import build_qa, lance_io
+from pipelines.progress import write_line
 
 PROG = "recqa tune qa"
 DEFAULT_TRIALS = 30
@@ -199,7 +199,8 @@ def tune(
     def objective(params: Mapping[str, Any]) -> float:
         config = build_config(build_args, params)
         table = tables.open(config["chunk_words"], FTSConfig(stem=config["fts_stem"], remove_stop_words=config["fts_stop_words"]))
-        return evaluate_modes(table, encoder, train, ["hybrid"], config["bm25_weight"], metrics=[TUNED])["hybrid"][METRIC]
+        return evaluate_modes(table, encoder, train, ["hybrid"], config["bm25_weight"], metrics=[TUNED],
+                              show_progress=False)["hybrid"][METRIC]  # the trials bar shows progress
 
     values = starting_values(build_args)
     start = start_point(space, values)
@@ -246,7 +247,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     tune_args, build_args, build_argv = parse_args(argv)
     qa = judged_queries(tune_args)
     work = Path(tune_args.work or tempfile.mkdtemp(prefix="recqa-tune-qa-"))
-    progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    progress = write_line  # above the trials bar, on stderr
     try:
         tables = ScratchTables(builder(build_argv, work), progress)
         result = tune(qa, tables, SentenceTransformerEncoder(build_args.model), tune_args, build_args, progress=progress)

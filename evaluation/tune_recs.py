@@ -13,7 +13,6 @@ carved from it, and scores each point as served: `build_matrix` with the build's
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +30,7 @@ from features.ranking import RecommenderCore
 from features.schemas import ALSConfig, Interaction
 from features.splits import Split, SplitSpec
 from pipelines import build_recs
+from pipelines.progress import write_line
 
 PROG = "recqa tune recs"
 DEFAULT_TRIALS = 40
@@ -202,5 +202,5 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse, read, search, write `--out`; returns the result and `out`, the file written."""
     tune_args, build_args = parse_args(argv)
     dataset = read_recs(build_args)
-    result = tune(dataset, tune_args, build_args, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    result = tune(dataset, tune_args, build_args, progress=write_line)
     return {**result, "out": str(write_json(tune_args.out, result))}

@@ -19,6 +19,7 @@ from pipelines.transforms.read import InputSpec, read_input
 
 # validate <kind> -> the job whose inputs it checks
 JOBS = {"recs": build_recs, "qa": build_qa}
+EXAMPLES = 3  # rejected rows shown per input
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,12 @@ class ValidationResult:
     inputs: list[InputCounts]
 
     def summary(self) -> str:
-        return "\n".join(
-            f"  {c.kind:<12} valid {c.valid:>8}  rejected {c.rejected:>6}  {c.path}" for c in self.inputs
-        )
+        """A line per input, and under it up to `EXAMPLES` rejected rows (file, line, reason) even within the limit."""
+        lines = []
+        for c in self.inputs:
+            lines.append(f"  {c.kind:<12} valid {c.valid:>8}  rejected {c.rejected:>6}  {c.path}")
+            lines.extend(f"      e.g. {r['file']}:{r['line']}: {r['reason']}" for r in c.sample[:EXAMPLES])
+        return "\n".join(lines)
 
 
 def count_input(spec: InputSpec) -> InputCounts:
@@ -62,5 +66,6 @@ def run(argv: Sequence[str] | None = None) -> ValidationResult:
     args, _ = job.parse_args(argv[1:], prog=f"recqa validate {argv[0]}")
     counts = [count_input(spec) for spec in job.input_specs(args)]
     for c in counts:
-        check_reject_fraction(c.valid, c.rejected, c.sample, c.kind, args.max_reject_fraction, "the examples: validate writes nothing")
+        check_reject_fraction(c.valid, c.rejected, c.sample, c.kind, args.max_reject_fraction,
+                              "(not written: validate writes nothing; a build writes them under <warehouse>/_rejects/)")
     return ValidationResult(counts)

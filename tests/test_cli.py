@@ -89,3 +89,168 @@ def test_validate_names_a_missing_input(tmp_path):
     result = _recqa("validate", "recs", "--warehouse", str(tmp_path), "--interactions", str(tmp_path / "none.csv"))
     assert result.returncode == 1
     assert "none.csv' matches no file" in result.stderr
+
+
+def test_version_comes_from_the_package_metadata():
+    from importlib.metadata import version
+
+    result = _recqa("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"recqa {version('recqa')}"
+
+
+def test_serve_help_shows_the_defaults():
+    from cli.main import DEFAULT_HOST, DEFAULT_PORT
+    from features.schemas import DEFAULT_MODEL_NAME
+
+    help_text = " ".join(_recqa("serve", "--help").stdout.split())
+    assert f"(default {DEFAULT_HOST})" in help_text and f"(default {DEFAULT_PORT})" in help_text
+    assert f"$RECQA_MODEL if set, else {DEFAULT_MODEL_NAME})" in help_text
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["build-recs", "--help"], ["build-qa", "--help"], ["evaluate", "recs", "--help"], ["tune", "qa", "--help"]])
+def test_help_prints_nothing_on_stderr(argv):
+    result = _recqa(*argv)
+    assert result.returncode == 0 and result.stdout
+    assert result.stderr == ""  # e.g. Beam's "apitools not found" on importing its GCP clients
+
+
+def _tiny_recs(tmp_path) -> list[str]:
+    events = tmp_path / "events.csv"
+    events.write_text("user_id,item_id,timestamp\n" + "".join(
+        f"u{u},i{(3 * u + j) % 12},{1_600_000_000 + 60 * j}\n" for u in range(30) for j in range(4)))
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,title\n" + "".join(f"i{i},Item number {i}\n" for i in range(12)))
+    return ["--interactions", str(events), "--items", str(items), "--input-format", "contract"]
+
+
+def test_fitting_als_and_the_implicit_baselines_prints_no_library_warnings(tmp_path):
+    # evaluate recs fits ALS as built and implicit's item-kNN and BPR, whose fits warn about CSR input and BLAS threads
+    result = subprocess.run([RECQA, "evaluate", "recs", "--warehouse", str(tmp_path / "wh"), "--out", str(tmp_path / "report"),
+                             *_tiny_recs(tmp_path)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert "Method expects CSR input" not in result.stderr and "Warning" not in result.stderr, result.stderr
+    assert "item_knn" in result.stdout and "bpr" in result.stdout  # the baselines did run
+
+
+def test_a_step_error_is_printed_once_without_a_traceback_and_with_a_hint(tmp_path):
+    events = tmp_path / "events.csv"
+    events.write_text("user_id,item_id,timestamp\nu1,i1,30.11.2026 10:15\nu2,i1,1600000000\n")
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,title\ni1,Item one\n")
+    result = _recqa("build-recs", "--warehouse", str(tmp_path / "wh"), "--interactions", str(events), "--items", str(items),
+                    "--input-format", "contract")
+    assert result.returncode == 1
+    assert result.stderr.count("cannot parse timestamp '30.11.2026 10:15'") == 1, result.stderr
+    assert "Traceback" not in result.stderr and "while running" not in result.stderr
+    assert "--timestamp-format" in result.stderr and "--max-reject-fraction" in result.stderr
+    assert str(tmp_path / "wh" / "_rejects") in result.stderr
+
+
+_SLOW_ENCODER_RUN = """
+import sys, time
+from pathlib import Path
+import numpy as np
+from pipelines.transforms import encode
+
+class SlowEncoder:
+    def __init__(self, name):
+        self.name = name
+    def load(self):
+        return self
+    def encode(self, texts):
+        Path(sys.argv[1]).touch()  # encoding has started
+        time.sleep(0.5)
+        return np.ones((len(texts), 384), dtype=np.float32) / np.sqrt(384)
+
+encode.SentenceTransformerEncoder = SlowEncoder
+from cli.main import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _documents(tmp_path, count: int):
+    import json
+
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"doc_id": f"d{i}", "question": f"How do I fix {i}?", "answer": f"Restart thing {i}."}) + "\n"
+                            for i in range(count)))
+    return path
+
+
+def test_ctrl_c_stops_a_build_at_once_saying_nothing_was_published(tmp_path, monkeypatch):
+    import signal
+    import time
+
+    from pipelines import build_qa, publish
+    from pipelines.transforms import encode
+    from registry.log import read_releases
+    from tests.conftest import FakeEncoder
+
+    class Loaded(FakeEncoder):
+        def __init__(self, name):
+            super().__init__()
+
+        def load(self):
+            return self
+
+    warehouse = str(tmp_path / "wh")
+    monkeypatch.setattr(encode, "SentenceTransformerEncoder", Loaded)
+    built = build_qa.run(["--warehouse", warehouse, "--documents", str(_documents(tmp_path, 5)), "--input-format", "contract"])
+    publish.run(["--warehouse", warehouse, "--candidate", built.candidate, "--force"])
+    before = read_releases(warehouse)
+
+    started_marker = tmp_path / "encoding"
+    argv = ["build-qa", "--warehouse", warehouse, "--documents", str(_documents(tmp_path, 3000)), "--input-format", "contract"]
+    child = subprocess.Popen([sys.executable, "-c", _SLOW_ENCODER_RUN, str(started_marker), *argv],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not started_marker.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert started_marker.exists(), child.communicate()
+    child.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    stdout, stderr = child.communicate(timeout=30)
+    assert time.monotonic() - sent < 4, stderr
+    assert child.returncode == 130
+    assert stderr.strip().splitlines()[-1] == "recqa build-qa: interrupted; nothing was published (the release is unchanged)"
+    assert "Traceback" not in stderr and "candidate" not in stdout
+    after = read_releases(warehouse)
+    assert (after.releases, after.version) == (before.releases, before.version)
+
+
+def test_evaluate_qa_on_a_warehouse_without_answers_says_how_to_make_them(tmp_path):
+    stackfaq = Path(__file__).resolve().parents[1] / "data" / "stackfaq" / "stackExchange-FAQ.json"
+    result = _recqa("evaluate", "qa", "--warehouse", str(tmp_path), "--stackfaq", str(stackfaq))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"recqa evaluate qa: field '--warehouse': no answers table in '{tmp_path}': "
+                                     f"build one with `recqa build-qa --warehouse {tmp_path}`, or name the warehouse that has it")
+
+
+def test_ctrl_c_during_tuning_ends_it_at_once_and_writes_no_result(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "tuned.json"
+    child = subprocess.Popen([RECQA, "tune", "recs", "--out", str(out), "--trials", "100000", *_tiny_recs(tmp_path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = child.stderr.readline()  # the first trial's line: the search is under way
+    assert first.startswith("trial 1/100000:"), first + child.stderr.read()
+    child.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    stdout, stderr = child.communicate(timeout=30)
+    assert time.monotonic() - sent < 4 and child.returncode == 130
+    assert stderr.strip().splitlines()[-1] == "recqa tune recs: interrupted; nothing was published (the release is unchanged)"
+    assert "Traceback" not in stderr and stdout == "" and not out.exists()
+
+
+def test_a_command_run_in_process_leaves_the_interrupt_handling_as_it_found_it():
+    import signal
+    import threading
+
+    from cli.main import main
+    from tests.conftest import STACKFAQ
+
+    before = signal.getsignal(signal.SIGINT)
+    assert main(["validate", "qa", "--documents", str(STACKFAQ)]) == 0
+    assert signal.getsignal(signal.SIGINT) is before
+    threading.Event().wait(0.2)
+    assert not any(t.name == "recqa-interrupt" for t in threading.enumerate())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterator
 
@@ -10,9 +9,7 @@ import apache_beam as beam
 import numpy as np
 
 from features.encoders import SentenceTransformerEncoder
-
-logger = logging.getLogger(__name__)
-PROGRESS_EVERY_SECONDS = 10.0
+from pipelines.progress import Progress
 
 # Batches big enough to keep the encoder busy, small enough to bound memory per bundle.
 MIN_BATCH_SIZE = 64
@@ -20,33 +17,41 @@ MAX_BATCH_SIZE = 256
 
 
 class EncodeBatchDoFn(beam.DoFn):
-    """[(key, text)] -> (key, vector) for each pair of the batch."""
+    """[(key, text)] -> (key, vector) for each pair of the batch, with progress against `total`.
+
+    `total` is the number of texts of the whole PCollection (a side input): exact and known
+    before the first batch, at the cost of one count over what is encoded. A runner with many
+    workers shows each worker's own count against the whole.
+    """
 
     def __init__(self, model_name: str, stage: str) -> None:
         self._model_name = model_name
         self._stage = stage
         self._encoder: SentenceTransformerEncoder | None = None
+        self._progress: Progress | None = None
 
     def setup(self) -> None:
         self._encoder = SentenceTransformerEncoder(self._model_name).load()
         self._written = beam.metrics.Metrics.counter(self._stage, "written")
         self._msecs = beam.metrics.Metrics.counter(self._stage, "msecs")
-        self._done = 0
-        self._started = time.perf_counter()
-        self._last_log = self._started
+        self._progress = None
 
-    def process(self, batch: list[tuple[str, str]]) -> Iterator[tuple[str, np.ndarray]]:
+    def process(self, batch: list[tuple[str, str]], total: int) -> Iterator[tuple[str, np.ndarray]]:
+        if self._progress is None:  # made on the worker, where it is drawn
+            self._progress = Progress(total, self._stage, "texts")
         started = time.perf_counter()
         keys = [key for key, _ in batch]
         vectors = self._encoder.encode([text for _, text in batch])
         self._written.inc(len(keys))
         self._msecs.inc(int((time.perf_counter() - started) * 1000))
-        self._done += len(keys)
-        now = time.perf_counter()
-        if now - self._last_log >= PROGRESS_EVERY_SECONDS:  # long local runs show they are moving
-            self._last_log = now
-            logger.info("%s: %d texts encoded (%.0f/s)", self._stage, self._done, self._done / (now - self._started))
+        self._progress.update(len(keys))
+        if self._progress.done >= total:
+            self._progress.close()
         yield from zip(keys, vectors)
+
+    def teardown(self) -> None:
+        if self._progress is not None:
+            self._progress.close(finished=False)
 
 
 class EncodeTexts(beam.PTransform):
@@ -58,8 +63,9 @@ class EncodeTexts(beam.PTransform):
         self._stage = stage
 
     def expand(self, pairs: beam.PCollection) -> beam.PCollection:
+        total = pairs | "CountTexts" >> beam.combiners.Count.Globally()
         return (
             pairs
             | "Batch" >> beam.BatchElements(min_batch_size=MIN_BATCH_SIZE, max_batch_size=MAX_BATCH_SIZE)
-            | "Encode" >> beam.ParDo(EncodeBatchDoFn(self._model_name, self._stage))
+            | "Encode" >> beam.ParDo(EncodeBatchDoFn(self._model_name, self._stage), total=beam.pvalue.AsSingleton(total))
         )

@@ -9,22 +9,40 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from features.errors import InputError
+from pipelines.summary import REJECTS_FILE
 
 DEFAULT_MAX_REJECT_FRACTION = 0.01
 _SAMPLE_REASONS = 3
 
 
-def write_rejects(lines: list[str], path: str) -> list[str]:
+def write_rejects(lines: list[str], path: str, kind: str | None = None) -> list[str]:
     """Write the rejects as JSON lines; no file when there are none.
 
     Written in one piece rather than with WriteToText: Beam's S3 writer fails on an empty
-    file (a multipart upload with no parts), and rejects are meant to be few.
+    file (a multipart upload with no parts), and rejects are meant to be few. The path is
+    kept in a metric of the input `kind`, for the run's summary to say where they went.
     """
     if not lines:
         return []
     with FileSystems.create(path) as handle:
         handle.write(("\n".join(sorted(lines)) + "\n").encode("utf-8"))
+    if kind is not None:
+        beam.metrics.Metrics.string_set(kind, REJECTS_FILE).add(path)
     return [path]
+
+
+# a reject reason's words -> the flag that may fix such rows
+HINTS = (
+    ("field 'timestamp'", "if the timestamps are in another format, name it with --timestamp-format "
+                          "(epoch_s, epoch_ms, iso or a strftime pattern such as '%d.%m.%Y %H:%M')"),
+    ("unknown event", "give such events a weight with --event-weight EVENT=WEIGHT"),
+    ("exceeds the limit of", "allow longer texts with --max-text-chars"),
+)
+
+
+def reject_hints(sample: list[dict[str, Any]]) -> list[str]:
+    """What to try, for the kinds of reject among the examples shown."""
+    return [hint for words, hint in HINTS if any(words in str(r.get("reason", "")) for r in sample)]
 
 
 def check_reject_fraction(
@@ -36,16 +54,19 @@ def check_reject_fraction(
     rejects_path: str,
     written: list[str] = (),
 ) -> bool:
-    """True when the rejected fraction is within the limit; otherwise a clear InputError."""
+    """True when the rejected fraction is within the limit; otherwise a clear InputError with what to try."""
     total = valid + rejected
     reasons = "; ".join(f"{r['file']}:{r['line']}: {r['reason']}" for r in sample)
+    hints = reject_hints(sample)
     if valid == 0:
         examples = f"; for example: {reasons}" if reasons else ""
-        raise InputError(f"no valid {kind} rows were read ({rejected} rejected; see {rejects_path}){examples}", field=kind)
+        tries = "".join(f"\n  hint: {hint}" for hint in hints)
+        raise InputError(f"no valid {kind} rows were read ({rejected} rejected; see {rejects_path}){examples}{tries}", field=kind)
     if rejected / total > max_fraction:
+        tries = "".join(f"\n  hint: {hint}" for hint in [*hints, f"to accept more rejected rows, raise --max-reject-fraction (now {max_fraction:g})"])
         raise InputError(
             f"{rejected} of {total} {kind} rows rejected ({rejected / total:.2%}), above the limit of "
-            f"{max_fraction:.2%}; rejects in {rejects_path}; for example: {reasons}",
+            f"{max_fraction:.2%}; rejects in {rejects_path}; for example: {reasons}{tries}",
             field=kind,
         )
     return True
@@ -70,7 +91,7 @@ class CheckRejects(beam.PTransform):
             rejects
             | "RejectJson" >> beam.Map(lambda r: json.dumps(r, ensure_ascii=False, default=str))
             | "GatherRejects" >> beam.combiners.ToList()
-            | "WriteRejects" >> beam.FlatMap(write_rejects, self._path)
+            | "WriteRejects" >> beam.FlatMap(write_rejects, self._path, self._kind)
         )
         rejected = rejects | "CountRejected" >> beam.combiners.Count.Globally()
         sample = rejects | "SampleRejects" >> beam.combiners.Sample.FixedSizeGlobally(_SAMPLE_REASONS)

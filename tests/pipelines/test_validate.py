@@ -85,3 +85,36 @@ def test_cli_exit_codes_and_messages(tmp_path):
     missing = subprocess.run([RECQA, "validate", "recs", "--interactions", str(tmp_path / "none.csv")], capture_output=True, text=True, timeout=120)
     assert missing.returncode == 1
     assert "none.csv' matches no file" in missing.stderr
+
+
+def test_the_summary_shows_up_to_three_rejected_rows_even_within_the_limit(tmp_path):
+    bad = ['{"user_id": "u9", "item_id": "i1", "timestamp": "soon"}'] * 4 + ['{"item_id": "i1", "timestamp": 1}']
+    events = _events(tmp_path, 200, bad)
+    argv = ["recs", "--input-format", "contract", "--interactions", str(events), "--items", str(tmp_path / "items.csv"),
+            "--max-reject-fraction", "0.05"]
+    summary = validate.run(argv).summary()
+    examples = [line.strip() for line in summary.splitlines() if line.strip().startswith("e.g.")]
+    assert len(examples) == 3
+    assert examples[0].startswith(f"e.g. {events}:201: field 'timestamp': ") and "'soon'" in examples[0]
+    assert [e.split(": ", 1)[0] for e in examples] == [f"e.g. {events}:{n}" for n in (201, 202, 203)]
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "flags", "hint"),
+    [
+        ('{"user_id": "u9", "item_id": "i1", "timestamp": "09.06.2015 19:39"}', [], "--timestamp-format"),
+        ('{"user_id": "u9", "item_id": "i1", "timestamp": 1, "event": "teleport"}', [], "--event-weight EVENT=WEIGHT"),
+        ('{"user_id": "u9", "item_id": "i1", "timestamp": 1}', ["--max-text-chars", "5"], "--max-text-chars"),
+    ],
+)
+def test_too_many_rejects_name_the_flag_that_may_fix_them(tmp_path, bad_line, flags, hint):
+    events = _events(tmp_path, 3, [bad_line])
+    if "--max-text-chars" in flags:  # the catalogue's title is what is too long
+        (tmp_path / "items.csv").write_text("item_id,title\ni1,Case\ni2,A long title\n")
+    argv = ["recs", "--input-format", "contract", "--interactions", str(events), "--items", str(tmp_path / "items.csv"), *flags]
+    with pytest.raises(InputError) as raised:
+        validate.run(argv)
+    hints = [line.strip() for line in str(raised.value).splitlines()[1:]]
+    assert any(hint in line for line in hints), hints
+    assert hints[-1] == "hint: to accept more rejected rows, raise --max-reject-fraction (now 0.01)"
+    assert sum(line.startswith("hint:") for line in hints) == 2  # only the hint that fits, and the threshold's
