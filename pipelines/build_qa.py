@@ -41,8 +41,8 @@ PROG = "recqa build-qa"
 DEFAULT_DOCUMENTS = "data/stackfaq/stackExchange-FAQ.json"
 
 
-def parse_args(argv: Sequence[str] | None, prog: str = PROG) -> tuple[Any, list[str]]:
-    """The job's flags, and the rest for Beam."""
+def arg_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """Every flag of the job (Beam's aside): what build, validate, tune and evaluate parse."""
     parser = job_parser(prog, __doc__.splitlines()[0])
     parser.add_argument("--documents", default=DEFAULT_DOCUMENTS, help="QA documents file, glob or URI")
     parser.add_argument("--input-format", default=STACKFAQ, choices=["contract", "stackfaq"])
@@ -56,7 +56,13 @@ def parse_args(argv: Sequence[str] | None, prog: str = PROG) -> tuple[Any, list[
                         help="leave stop words out of the full-text (BM25) index")
     parser.add_argument("--bm25-weight", type=float, default=BM25_WEIGHT,
                         help=f"hybrid score fusion for the service: BM25 points per unit of cosine (default {BM25_WEIGHT})")
-    return parse_job_args(parser, argv, QA)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None, prog: str = PROG, also: Sequence[str] = ()) -> tuple[Any, list[str]]:
+    """The job's flags, and Beam's flags for Beam; any other flag fails naming it (`also`: a wrapping
+    command's flags, suggested for a typo)."""
+    return parse_job_args(arg_parser(prog), argv, QA, also)
 
 
 def fts_config(args: Any) -> FTSConfig:

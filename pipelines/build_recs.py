@@ -6,6 +6,7 @@ nobody interacted with keep it, so the service can still find them.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
 import json
@@ -49,8 +50,8 @@ DEFAULT_INTERACTIONS = "data/ms-store/demoUsage.csv"
 DEFAULT_ITEMS = "data/ms-store/demoCatalog.csv"
 
 
-def parse_args(argv: Sequence[str] | None, prog: str = PROG) -> tuple[Any, list[str]]:
-    """The job's flags, and the rest for Beam."""
+def arg_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """Every flag of the job (Beam's aside): what build, validate, tune and evaluate parse."""
     parser = job_parser(prog, __doc__.splitlines()[0])
     parser.add_argument("--interactions", default=DEFAULT_INTERACTIONS, help="interactions file, glob or URI")
     parser.add_argument("--items", default=DEFAULT_ITEMS, help="items (catalogue) file, glob or URI")
@@ -68,7 +69,13 @@ def parse_args(argv: Sequence[str] | None, prog: str = PROG) -> tuple[Any, list[
     parser.add_argument("--alpha", type=float, default=defaults.alpha)
     parser.add_argument("--iterations", type=int, default=defaults.iterations)
     parser.add_argument("--random-state", type=int, default=defaults.random_state)
-    return parse_job_args(parser, argv, RECS)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None, prog: str = PROG, also: Sequence[str] = ()) -> tuple[Any, list[str]]:
+    """The job's flags, and Beam's flags for Beam; any other flag fails naming it (`also`: a wrapping
+    command's flags, suggested for a typo)."""
+    return parse_job_args(arg_parser(prog), argv, RECS, also)
 
 
 def _event_weights(pairs: list[str] | None) -> dict[str, float]:

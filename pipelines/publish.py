@@ -25,7 +25,7 @@ from features.releases import Release
 from features.schemas import ALS_INDEX, RECQA_TABLES
 from pipelines import lance_io
 from pipelines.checks import check_tables
-from pipelines.options import JobResult
+from pipelines.options import JobResult, command_parser, parse_flags
 from registry.log import read_candidates, read_releases
 
 ALL_TABLES = RECQA_TABLES
@@ -41,7 +41,7 @@ class PublishError(RuntimeError):
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = command_parser(prog, description)
     add_warehouse_argument(parser)
     parser.add_argument("--tables", default=None, help="comma-separated tables (default: every recqa table present)")
     return parser
@@ -113,7 +113,7 @@ def shrink_problems(warehouse: str, current: Release | None, candidates: Sequenc
 
 def run(argv: Sequence[str] | None = None) -> JobResult:
     """Publish the candidates' table versions, or raise PublishError listing what failed."""
-    parser = argparse.ArgumentParser(prog="recqa publish", description=__doc__.splitlines()[0])
+    parser = command_parser("recqa publish", __doc__.splitlines()[0])
     add_warehouse_argument(parser)
     parser.add_argument("--candidate", action="append", required=True, metavar="ID",
                         help="a candidate to release (repeatable, one per kind); `recqa candidates` lists them")
@@ -123,7 +123,7 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
     parser.add_argument("--allow-shrink", action="store_true", help="publish even when a table shrank more than --max-shrink")
     parser.add_argument("--retain-releases", type=int, default=DEFAULT_RETAIN_RELEASES, help=f"releases kept for rollback (default {DEFAULT_RETAIN_RELEASES})")
     parser.add_argument("--ann-min-rows", type=int, default=ALS_INDEX.min_rows_for_ann, help="tables this large must have a vector index")
-    args = parser.parse_args(argv)
+    args = parse_flags(parser, argv)
     if args.retain_releases < 1:
         raise InputError("must keep at least one release", field="--retain-releases")
     if not 0 <= args.max_shrink < 1:
@@ -159,9 +159,9 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
 
 def rollback(argv: Sequence[str] | None = None) -> JobResult:
     """Publish the release before the current one again (every table of it)."""
-    parser = argparse.ArgumentParser(prog="recqa rollback", description="Publish the previous release again.")
+    parser = command_parser("recqa rollback", "Publish the previous release again.")
     add_warehouse_argument(parser)
-    args = parser.parse_args(argv)
+    args = parse_flags(parser, argv)
     try:
         release = lance_io.rollback_release(args.warehouse)
     except lance_io.ReleaseConflict as error:
@@ -186,7 +186,7 @@ def await_service(argv: Sequence[str] | None = None) -> JobResult:
     parser.add_argument("--service-url", default="", help="base URL of a running `recqa serve`; empty: nothing to wait for")
     parser.add_argument("--timeout-seconds", type=float, default=DEFAULT_AWAIT_TIMEOUT_SECONDS)
     parser.add_argument("--poll-seconds", type=float, default=DEFAULT_POLL_SECONDS)
-    args = parser.parse_args(argv)
+    args = parse_flags(parser, argv)
     names = _tables(args.warehouse, args.tables)
     current = read_releases(args.warehouse).current
     published = {name: current.tables.get(name) if current is not None else None for name in names}

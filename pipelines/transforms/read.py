@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +84,15 @@ def ensure_filesystem_options() -> None:
         from apache_beam.options.pipeline_options import PipelineOptions
 
         FileSystems.set_options(PipelineOptions([]))
+
+
+def use_beam_options(beam_args: Sequence[str]) -> None:
+    """Beam's flags given to a command that reads its inputs outside a pipeline (validate, tune)
+    set the options of the file systems it reads through, as they would in the build."""
+    if beam_args:
+        from apache_beam.options.pipeline_options import PipelineOptions
+
+        FileSystems.set_options(PipelineOptions(list(beam_args)))
 
 
 def check_input(path: str, what: str) -> str:
