@@ -35,7 +35,7 @@ from pipelines.summary import stage_rows
 from pipelines.transforms.encode import EncodeTexts
 from pipelines.transforms.lance_write import WriteTable
 from pipelines.transforms.quality import CheckRejects
-from pipelines.transforms.read import STACKFAQ, InputSpec, ReadRecords, files_sha256, parse_mapping
+from pipelines.transforms.read import STACKFAQ, InputSpec, ReadRecords, files_sha256, input_mappings
 
 PROG = "recqa build-qa"
 DEFAULT_DOCUMENTS = "data/stackfaq/stackExchange-FAQ.json"
@@ -46,7 +46,10 @@ def arg_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = job_parser(prog, __doc__.splitlines()[0])
     parser.add_argument("--documents", default=DEFAULT_DOCUMENTS, help="QA documents file, glob or URI")
     parser.add_argument("--input-format", default=STACKFAQ, choices=["contract", "stackfaq"])
-    parser.add_argument("--map", action="append", metavar="COLUMN=SOURCE", help="contract column from a differently named source column")
+    parser.add_argument("--map", action="append", metavar="COLUMN=SOURCE",
+                        help="contract column from a differently named source column (repeatable; default: none)")
+    parser.add_argument("--map-documents", action="append", metavar="COLUMN=SOURCE",
+                        help="as --map, for the documents; wins over --map (repeatable; default: none)")
     parser.add_argument("--chunk-words", type=int, default=DEFAULT_CHUNK_WORDS, help="words per chunk of a long answer")
     parser.add_argument("--chunk-overlap", type=int, default=DEFAULT_CHUNK_OVERLAP_WORDS, help="words shared by consecutive chunks")
     parser.add_argument("--model", default=DEFAULT_MODEL_NAME, help="sentence-transformers model name or folder")
@@ -118,7 +121,8 @@ def _commit(
 def input_specs(args: Any) -> tuple[InputSpec]:
     """The documents input the flags describe (what `recqa validate qa` checks)."""
     parse = ParseOptions(max_text_chars=args.max_text_chars)
-    return (InputSpec("documents", args.documents, args.input_format, parse_mapping(args.map), parse),)
+    mapping = input_mappings(args.map, {"documents": args.map_documents})["documents"]
+    return (InputSpec("documents", args.documents, args.input_format, mapping, parse),)
 
 
 def candidate_config(args: Any) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from pipelines.summary import stage_rows
 from pipelines.transforms.encode import EncodeTexts
 from pipelines.transforms.lance_write import WriteTable
 from pipelines.transforms.quality import CheckRejects
-from pipelines.transforms.read import MS_STORE, InputSpec, ReadRecords, files_sha256, parse_mapping
+from pipelines.transforms.read import MS_STORE, InputSpec, ReadRecords, files_sha256, input_mappings, parse_mapping
 from pipelines.transforms.recs import DropDuplicateEvents, item_factors, item_row, merge_item, train, user_rows
 
 PROG = "recqa build-recs"
@@ -56,7 +56,12 @@ def arg_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("--interactions", default=DEFAULT_INTERACTIONS, help="interactions file, glob or URI")
     parser.add_argument("--items", default=DEFAULT_ITEMS, help="items (catalogue) file, glob or URI")
     parser.add_argument("--input-format", default=MS_STORE, choices=["contract", "ms-store"], help="layout of both inputs")
-    parser.add_argument("--map", action="append", metavar="COLUMN=SOURCE", help="contract column from a differently named source column")
+    parser.add_argument("--map", action="append", metavar="COLUMN=SOURCE",
+                        help="contract column from a differently named source column, in every input that has it (repeatable; default: none)")
+    parser.add_argument("--map-interactions", action="append", metavar="COLUMN=SOURCE",
+                        help="as --map, for the interactions only; wins over --map (repeatable; default: none)")
+    parser.add_argument("--map-items", action="append", metavar="COLUMN=SOURCE",
+                        help="as --map, for the items only; wins over --map (repeatable; default: none)")
     parser.add_argument("--timestamp-format", default=AUTO, help="auto, epoch_s, epoch_ms, iso, or a strftime pattern")
     parser.add_argument("--event-weight", action="append", metavar="EVENT=WEIGHT", help="replace the weight of an event (repeatable)")
     parser.add_argument("--half-life-days", type=float, default=None, help="decay weights by age (none by default)")
@@ -80,7 +85,7 @@ def parse_args(argv: Sequence[str] | None, prog: str = PROG, also: Sequence[str]
 
 def _event_weights(pairs: list[str] | None) -> dict[str, float]:
     weights = dict(DEFAULT_EVENT_WEIGHTS)
-    for event, weight in parse_mapping(pairs).items():
+    for event, weight in parse_mapping(pairs, "--event-weight").items():
         weights[event.lower()] = float(weight)
     return weights
 
@@ -118,10 +123,10 @@ def weight_config(args: Any) -> WeightConfig:
 def input_specs(args: Any) -> tuple[InputSpec, InputSpec]:
     """The interactions and items inputs the flags describe (what `recqa validate recs` checks)."""
     parse = ParseOptions(check_timestamp_format(args.timestamp_format), args.max_text_chars, frozenset(weight_config(args).event_weights))
-    mapping = parse_mapping(args.map)
+    mappings = input_mappings(args.map, {"interactions": args.map_interactions, "items": args.map_items})
     return (
-        InputSpec("interactions", args.interactions, args.input_format, mapping, parse),
-        InputSpec("items", args.items, args.input_format, mapping, parse),
+        InputSpec("interactions", args.interactions, args.input_format, mappings["interactions"], parse),
+        InputSpec("items", args.items, args.input_format, mappings["items"], parse),
     )
 
 
