@@ -45,7 +45,7 @@ def arg_parser(prog: str = PROG) -> argparse.ArgumentParser:
     """Every flag of the job (Beam's aside): what build, validate, tune and evaluate parse."""
     parser = job_parser(prog, __doc__.splitlines()[0])
     parser.add_argument("--documents", default=DEFAULT_DOCUMENTS, help="QA documents file, glob or URI")
-    parser.add_argument("--input-format", default=STACKFAQ, choices=["contract", "stackfaq"])
+    parser.add_argument("--input-format", default=STACKFAQ, choices=["contract", "stackfaq"], help="layout of the documents")
     parser.add_argument("--map", action="append", metavar="COLUMN=SOURCE",
                         help="contract column from a differently named source column (repeatable; default: none)")
     parser.add_argument("--map-documents", action="append", metavar="COLUMN=SOURCE",

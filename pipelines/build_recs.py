@@ -65,15 +65,17 @@ def arg_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("--timestamp-format", default=AUTO, help="auto, epoch_s, epoch_ms, iso, or a strftime pattern")
     parser.add_argument("--event-weight", action="append", metavar="EVENT=WEIGHT", help="replace the weight of an event (repeatable)")
     parser.add_argument("--half-life-days", type=float, default=None, help="decay weights by age (none by default)")
-    parser.add_argument("--min-user-interactions", type=int, default=1)
-    parser.add_argument("--min-item-interactions", type=int, default=1)
+    parser.add_argument("--min-user-interactions", type=int, default=1,
+                        help="users with fewer distinct items are left out of the fit (they get the popular fallback)")
+    parser.add_argument("--min-item-interactions", type=int, default=1,
+                        help="items with fewer distinct users are left out of the fit (they stay as cold items)")
     parser.add_argument("--model", default=DEFAULT_MODEL_NAME, help="sentence-transformers model name or folder")
     defaults = ALSConfig()
-    parser.add_argument("--factors", type=int, default=defaults.factors)
-    parser.add_argument("--regularization", type=float, default=defaults.regularization)
-    parser.add_argument("--alpha", type=float, default=defaults.alpha)
-    parser.add_argument("--iterations", type=int, default=defaults.iterations)
-    parser.add_argument("--random-state", type=int, default=defaults.random_state)
+    parser.add_argument("--factors", type=int, default=defaults.factors, help="ALS: dimension of the user and item vectors")
+    parser.add_argument("--regularization", type=float, default=defaults.regularization, help="ALS: L2 penalty on the vectors")
+    parser.add_argument("--alpha", type=float, default=defaults.alpha, help="ALS: confidence per unit of event weight")
+    parser.add_argument("--iterations", type=int, default=defaults.iterations, help="ALS: alternating least-squares sweeps")
+    parser.add_argument("--random-state", type=int, default=defaults.random_state, help="ALS: seed of the initial vectors")
     return parser
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 
 from features.candidates import KINDS
@@ -11,11 +12,25 @@ from pipelines.options import JobResult, command_parser, parse_flags
 from registry.log import read_candidates, read_releases
 
 
-def releases(argv: Sequence[str] | None = None) -> JobResult:
-    """List the release log, oldest first; the last release is the published one."""
+def releases_parser() -> argparse.ArgumentParser:
+    """`recqa releases`' flags."""
     parser = command_parser("recqa releases", "List the retained releases; the last is published.")
     add_warehouse_argument(parser)
-    args = parse_flags(parser, argv)
+    return parser
+
+
+def candidates_parser() -> argparse.ArgumentParser:
+    """`recqa candidates`' flags."""
+    parser = command_parser("recqa candidates", "List the built candidates and their verdicts.")
+    add_warehouse_argument(parser)
+    parser.add_argument("--kind", choices=KINDS, default=None, help="only candidates of this kind (default: every kind)")
+    parser.add_argument("--last", type=int, default=20, help="show the newest N (default 20)")
+    return parser
+
+
+def releases(argv: Sequence[str] | None = None) -> JobResult:
+    """List the release log, oldest first; the last release is the published one."""
+    args = parse_flags(releases_parser(), argv)
     log = read_releases(args.warehouse)
     if log.current is None:
         raise InputError(f"nothing published yet in '{args.warehouse}'", field="--warehouse")
@@ -31,11 +46,7 @@ def releases(argv: Sequence[str] | None = None) -> JobResult:
 
 def candidates(argv: Sequence[str] | None = None) -> JobResult:
     """List the candidates, oldest first, with their tables, verdict and whether they are published."""
-    parser = command_parser("recqa candidates", "List the built candidates and their verdicts.")
-    add_warehouse_argument(parser)
-    parser.add_argument("--kind", choices=KINDS, default=None, help="only candidates of this kind")
-    parser.add_argument("--last", type=int, default=20, help="show the newest N (default 20)")
-    args = parse_flags(parser, argv)
+    args = parse_flags(candidates_parser(), argv)
     found = [c for c in read_candidates(args.warehouse) if args.kind is None or c.kind == args.kind]
     if not found:
         raise InputError(f"no candidates in '{args.warehouse}': run build-recs or build-qa first", field="--warehouse")

@@ -111,8 +111,8 @@ def shrink_problems(warehouse: str, current: Release | None, candidates: Sequenc
     return problems
 
 
-def run(argv: Sequence[str] | None = None) -> JobResult:
-    """Publish the candidates' table versions, or raise PublishError listing what failed."""
+def publish_parser() -> argparse.ArgumentParser:
+    """`recqa publish`'s flags."""
     parser = command_parser("recqa publish", __doc__.splitlines()[0])
     add_warehouse_argument(parser)
     parser.add_argument("--candidate", action="append", required=True, metavar="ID",
@@ -123,7 +123,12 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
     parser.add_argument("--allow-shrink", action="store_true", help="publish even when a table shrank more than --max-shrink")
     parser.add_argument("--retain-releases", type=int, default=DEFAULT_RETAIN_RELEASES, help=f"releases kept for rollback (default {DEFAULT_RETAIN_RELEASES})")
     parser.add_argument("--ann-min-rows", type=int, default=ALS_INDEX.min_rows_for_ann, help="tables this large must have a vector index")
-    args = parse_flags(parser, argv)
+    return parser
+
+
+def run(argv: Sequence[str] | None = None) -> JobResult:
+    """Publish the candidates' table versions, or raise PublishError listing what failed."""
+    args = parse_flags(publish_parser(), argv)
     if args.retain_releases < 1:
         raise InputError("must keep at least one release", field="--retain-releases")
     if not 0 <= args.max_shrink < 1:
@@ -157,11 +162,16 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
     return JobResult(versions=release.tables, rows={name: c.rows[name] for c in candidates for name in c.tables if name in c.rows})
 
 
-def rollback(argv: Sequence[str] | None = None) -> JobResult:
-    """Publish the release before the current one again (every table of it)."""
+def rollback_parser() -> argparse.ArgumentParser:
+    """`recqa rollback`'s flags."""
     parser = command_parser("recqa rollback", "Publish the previous release again.")
     add_warehouse_argument(parser)
-    args = parse_flags(parser, argv)
+    return parser
+
+
+def rollback(argv: Sequence[str] | None = None) -> JobResult:
+    """Publish the release before the current one again (every table of it)."""
+    args = parse_flags(rollback_parser(), argv)
     try:
         release = lance_io.rollback_release(args.warehouse)
     except lance_io.ReleaseConflict as error:
@@ -180,13 +190,19 @@ def _served_tables(service_url: str) -> dict[str, int] | str:
         return str(error)
 
 
+def await_parser() -> argparse.ArgumentParser:
+    """`recqa await-service`'s flags."""
+    parser = _parser("recqa await-service", "Wait until a running service serves the published table versions.")
+    parser.add_argument("--service-url", default="", help="base URL of a running `recqa serve` (default: none, nothing to wait for)")
+    parser.add_argument("--timeout-seconds", type=float, default=DEFAULT_AWAIT_TIMEOUT_SECONDS,
+                        help="fail when the service does not serve the published versions within this long")
+    parser.add_argument("--poll-seconds", type=float, default=DEFAULT_POLL_SECONDS, help="wait between two GET /version")
+    return parser
+
+
 def await_service(argv: Sequence[str] | None = None) -> JobResult:
     """Wait until the service at --service-url serves the published versions (it follows the release log)."""
-    parser = _parser("recqa await-service", "Wait until a running service serves the published table versions.")
-    parser.add_argument("--service-url", default="", help="base URL of a running `recqa serve`; empty: nothing to wait for")
-    parser.add_argument("--timeout-seconds", type=float, default=DEFAULT_AWAIT_TIMEOUT_SECONDS)
-    parser.add_argument("--poll-seconds", type=float, default=DEFAULT_POLL_SECONDS)
-    args = parse_flags(parser, argv)
+    args = parse_flags(await_parser(), argv)
     names = _tables(args.warehouse, args.tables)
     current = read_releases(args.warehouse).current
     published = {name: current.tables.get(name) if current is not None else None for name in names}
