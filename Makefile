@@ -8,6 +8,9 @@ HOST ?= 127.0.0.1
 PORT ?= 3000
 STAMP := $(VENV)/.recqa-installed
 TRIALS ?= 30
+# what the last `make build` published, with a sha256 of everything it depends on (cli/build_stamp.py)
+BUILD_STAMP := $(REPORTS)/.build-stamp.json
+BUILD_SETTINGS := --warehouse $(WAREHOUSE) --setting TRIALS=$(TRIALS) --setting REPORTS=$(REPORTS)
 # bash, so a failing build inside a pipe (`| tee`) stops the recipe
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
@@ -41,9 +44,12 @@ build: install
 	$(BIN)/recqa evaluate recs --warehouse $(WAREHOUSE) --candidate "$$recs" --out $(REPORTS)/recs; \
 	$(BIN)/recqa evaluate qa --warehouse $(WAREHOUSE) --candidate "$$qa" --out $(REPORTS)/qa; \
 	$(BIN)/recqa publish --warehouse $(WAREHOUSE) --candidate "$$recs" --candidate "$$qa"
+	$(BIN)/python -m cli.build_stamp write --stamp $(BUILD_STAMP) $(BUILD_SETTINGS)
 	@echo "Evaluation reports: $(REPORTS)/recs/report.html and $(REPORTS)/qa/report.html"
 
+# The port first, with the system Python: a busy port fails here, not after the build.
 serve: install
+	@$(PYTHON) -m cli.ports --host $(HOST) --port $(PORT) --make-target $(or $(PORT_TARGET),serve)
 	@echo
 	@echo "Serving on http://$(HOST):$(PORT) (Ctrl-C stops). Try, from another shell:"
 	@echo "  curl -s -X POST http://$(HOST):$(PORT)/recommend -H 'Content-Type: application/json' -d '{\"user_id\": \"0003000098E85347\", \"k\": 5}'"
@@ -53,7 +59,13 @@ serve: install
 	@echo
 	$(BIN)/recqa serve --warehouse $(WAREHOUSE) --host $(HOST) --port $(PORT)
 
-run: build serve
+# The port is checked before installing or building; the build is skipped when the last one
+# published from the same data, code and settings and is still the published release.
+run:
+	@$(PYTHON) -m cli.ports --host $(HOST) --port $(PORT) --make-target run
+	@$(MAKE) --no-print-directory install
+	@$(BIN)/python -m cli.build_stamp check --stamp $(BUILD_STAMP) $(BUILD_SETTINGS) || $(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory serve PORT_TARGET=run
 
 test: install
 	$(BIN)/python -m pytest -q

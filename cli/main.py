@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from cli.ports import port_problem
 from features.errors import InputError
 from features.locations import add_warehouse_argument
 
@@ -28,7 +29,7 @@ JOBS = {
     "candidates": ("pipelines.listing", "candidates", "list the built candidates, their verdicts and which is published"),
     "await-service": ("pipelines.publish", "await_service", "wait until a running service serves the published versions"),
 }
-VERBS = {"publish": "published", "validate": "checked", "await-service": "served", "releases": "published", "rollback": "published", "candidates": "listed"}  # what the closing line says instead of "wrote"
+VERBS = {"publish": "published", "validate": "checked", "await-service": "published", "releases": "published", "rollback": "published", "candidates": "listed"}  # what the closing line says instead of "wrote"
 # `recqa evaluate <kind>` -> module whose run(argv) returns the report's figures with an exit code
 EVALUATIONS = {
     "recs": ("evaluation.evaluate_recs", "ALS as served against popularity, item-kNN and BPR"),
@@ -54,6 +55,9 @@ def _serve(argv: Sequence[str]) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--model", default=None, help="sentence-transformers model name or folder")
     args = parser.parse_args(argv)
+    if problem := port_problem(args.host, args.port):  # before BentoML starts: one line, not its traceback
+        print(f"recqa serve: {problem}: stop it or pass another --port", file=sys.stderr)
+        return 1
     env = dict(os.environ)
     env["RECQA_WAREHOUSE"] = args.warehouse if "://" in args.warehouse else str(Path(args.warehouse).resolve())
     if args.model:

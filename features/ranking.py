@@ -72,8 +72,12 @@ class RecommenderCore:
         self._titles = dict(zip(self._item_ids, titles))
         self._category_code: dict[str | None, int] = {}  # category -> small int, for filter masks
         self._item_category = np.array([self._category_code.setdefault(c, len(self._category_code)) for c in categories], dtype=np.int64)
+        self._categories = dict(zip(self._item_ids, categories))
         counts = np.asarray(popularity, dtype=np.int64)
-        self._popular = [(self._item_ids[i], float(counts[i])) for i in np.argsort(-counts, kind="stable")]
+        self._popularity = dict(zip(self._item_ids, counts.tolist()))
+        # Scored on 0..1 like the other lists a client renders: count / the largest count.
+        top = float(max(int(counts.max()), 1)) if len(counts) else 1.0
+        self._popular = [(self._item_ids[i], float(counts[i]) / top) for i in np.argsort(-counts, kind="stable")]
         self._als = als
 
     @classmethod
@@ -126,6 +130,13 @@ class RecommenderCore:
     def has_item(self, item_id: str) -> bool:
         return item_id in self._item_index
 
+    def category(self, item_id: str) -> str | None:
+        return self._categories.get(item_id)
+
+    def popularity(self, item_id: str) -> int:
+        """Distinct users who interacted with the item (0 for a cold or unknown item)."""
+        return int(self._popularity.get(item_id, 0))
+
     def seen(self, user_id: str) -> list[str]:
         """Items the user interacted with in training; empty for an unknown user."""
         idx = self._user_index.get(user_id)
@@ -162,7 +173,7 @@ class RecommenderCore:
         return [(self._item_ids[i], float(scores[i])) for i in top_k(scores, k)]
 
     def popular(self, k: int, categories: list[str] | None = None, exclude_ids: Sequence[str] = ()) -> list[tuple[str, float]]:
-        """The k most popular items (distinct users) the filters allow: the cold-start answer."""
+        """The k most popular items the filters allow, scored count / largest count: the cold-start answer."""
         allowed = None if categories is None else self._in_categories(categories)
         candidates = (pair for pair in self._popular if allowed is None or allowed[self._item_index[pair[0]]])
         return take_unseen(candidates, set(exclude_ids), k)

@@ -262,9 +262,12 @@ def publish_release(
     return release
 
 
-def rollback_release(warehouse: str) -> Release:
-    """Drop the current release from the log, so the one before it is published again."""
-    log = read_releases(warehouse)
+def rollback_release(warehouse: str, log: ReleaseLog | None = None) -> Release:
+    """Drop the current release from the log, so the one before it is published again.
+
+    `log`: the log as the caller read (and checked) it; the commit fails if it moved since.
+    """
+    log = log if log is not None else read_releases(warehouse)
     if len(log.releases) < 2:
         raise ValueError(f"no earlier release to roll back to in '{warehouse}' ({len(log.releases)} in the log)")
     previous = log.releases[-2]

@@ -9,7 +9,7 @@ from features.candidates import KINDS
 from features.errors import InputError
 from features.locations import add_warehouse_argument
 from pipelines.options import JobResult, command_parser, parse_flags
-from registry.log import read_candidates, read_releases
+from registry.log import existing_versions, read_candidates, read_releases
 
 
 def releases_parser() -> argparse.ArgumentParser:
@@ -34,13 +34,17 @@ def releases(argv: Sequence[str] | None = None) -> JobResult:
     log = read_releases(args.warehouse)
     if log.current is None:
         raise InputError(f"nothing published yet in '{args.warehouse}'", field="--warehouse")
+    existing = {name: existing_versions(args.warehouse, name) for name in {n for r in log.releases for n in r.tables}}
     lines = [
         f"  release {r.number:>4}  {r.created_at:%Y-%m-%d %H:%M:%S}  {r.action:<8}  "
-        + "  ".join(f"{name} v{version}" for name, version in sorted(r.tables.items()))
+        + "  ".join(f"{name} v{version}" + ("" if version in existing[name] else " (GONE)") for name, version in sorted(r.tables.items()))
         + ("".join(f"  {kind}={cid}" for kind, cid in sorted(r.candidates.items())))
         + ("  FORCED" if r.forced else "")
         for r in log.releases
     ]
+    if any(version not in existing[name] for r in log.releases for name, version in r.tables.items()):
+        # a service cannot open a version that is gone: it keeps what it served and logs why
+        lines.append("  (GONE: that table version was cleaned up; `recqa rollback` refuses a release naming one)")
     return JobResult(versions=log.current.tables, stages="\n".join(lines))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -26,7 +27,7 @@ from features.schemas import ALS_INDEX, RECQA_TABLES
 from pipelines import lance_io
 from pipelines.checks import check_tables
 from pipelines.options import JobResult, command_parser, parse_flags
-from registry.log import read_candidates, read_releases
+from registry.log import missing_versions, read_candidates, read_releases
 
 ALL_TABLES = RECQA_TABLES
 DEFAULT_RETAIN_RELEASES = 5
@@ -162,6 +163,24 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
     return JobResult(versions=release.tables, rows={name: c.rows[name] for c in candidates for name in c.tables if name in c.rows})
 
 
+def rollback_problems(warehouse: str, current: Release, previous: Release) -> list[str]:
+    """Why `previous` cannot be served in place of `current`, or [] when it can.
+
+    A service asked to serve a version that no longer exists keeps serving the old one and only
+    logs it, so a rollback to it would show a release as published that nothing serves. And a
+    release without a table the current one serves would take an endpoint away with it.
+    """
+    problems = [
+        f"'{name}' version {version}, which release {previous.number} names, no longer exists (cleaned up)"
+        for name, version in sorted(missing_versions(warehouse, previous).items())
+    ]
+    problems += [
+        f"release {previous.number} has no '{name}' table, which release {current.number} serves: rolling back would stop serving it"
+        for name in sorted(set(current.tables) - set(previous.tables))
+    ]
+    return problems
+
+
 def rollback_parser() -> argparse.ArgumentParser:
     """`recqa rollback`'s flags."""
     parser = command_parser("recqa rollback", "Publish the previous release again.")
@@ -170,21 +189,47 @@ def rollback_parser() -> argparse.ArgumentParser:
 
 
 def rollback(argv: Sequence[str] | None = None) -> JobResult:
-    """Publish the release before the current one again (every table of it)."""
+    """Publish the release before the current one again (every table of it), if it can be served whole."""
     args = parse_flags(rollback_parser(), argv)
+    log = read_releases(args.warehouse)  # checked and committed on this one read: a moved log fails the commit
+    if len(log.releases) < 2:
+        raise PublishError(f"not rolled back: no earlier release in '{args.warehouse}' ({len(log.releases)} in the log)")
+    current, previous = log.releases[-1], log.releases[-2]
+    if problems := rollback_problems(args.warehouse, current, previous):
+        raise PublishError(
+            f"not rolled back: release {previous.number} cannot replace release {current.number}:\n  " + "\n  ".join(problems)
+            + f"\n(release {current.number} stays published; to change what is served, publish an evaluated candidate: "
+            "`recqa candidates` lists them)"
+        )
     try:
-        release = lance_io.rollback_release(args.warehouse)
+        release = lance_io.rollback_release(args.warehouse, log)
     except lance_io.ReleaseConflict as error:
         raise PublishError(f"not rolled back: {error}; check `recqa releases` and try again") from error
     return JobResult(versions=release.tables, rows={})
 
 
-def _served_tables(service_url: str) -> dict[str, int] | str:
-    """The table versions GET /version reports, or why they could not be read."""
+API_TOKEN_VARIABLE = "RECQA_API_TOKEN"  # the service's own variable: the same value opens its guard
+
+
+class ServiceRefused(PublishError):
+    """The service answered 401/403: waiting cannot help, the token is missing or wrong."""
+
+
+def _served_tables(service_url: str, token: str | None) -> dict[str, int] | str:
+    """The table versions GET /version reports, or why they could not be read (raises on 401/403)."""
+    request = urllib.request.Request(f"{service_url.rstrip('/')}/version")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(f"{service_url.rstrip('/')}/version", timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             return {name: int(v) for name, v in json.load(response).get("tables", {}).items()}
     except urllib.error.HTTPError as error:  # 503 while the service is not ready
+        if error.code in (401, 403):
+            given = f"the {API_TOKEN_VARIABLE} given" if token else f"no token ({API_TOKEN_VARIABLE} is not set)"
+            raise ServiceRefused(
+                f"{service_url} refused GET /version with HTTP {error.code}: {given}; set {API_TOKEN_VARIABLE} "
+                "in this environment to the service's RECQA_API_TOKEN"
+            ) from None
         return f"HTTP {error.code}"
     except (urllib.error.URLError, OSError, ValueError) as error:
         return str(error)
@@ -192,7 +237,8 @@ def _served_tables(service_url: str) -> dict[str, int] | str:
 
 def await_parser() -> argparse.ArgumentParser:
     """`recqa await-service`'s flags."""
-    parser = _parser("recqa await-service", "Wait until a running service serves the published table versions.")
+    parser = _parser("recqa await-service", "Wait until a running service serves the published table versions. "
+                     f"With {API_TOKEN_VARIABLE} set, it is sent as a bearer token.")
     parser.add_argument("--service-url", default="", help="base URL of a running `recqa serve` (default: none, nothing to wait for)")
     parser.add_argument("--timeout-seconds", type=float, default=DEFAULT_AWAIT_TIMEOUT_SECONDS,
                         help="fail when the service does not serve the published versions within this long")
@@ -201,7 +247,11 @@ def await_parser() -> argparse.ArgumentParser:
 
 
 def await_service(argv: Sequence[str] | None = None) -> JobResult:
-    """Wait until the service at --service-url serves the published versions (it follows the release log)."""
+    """Wait until the service at --service-url serves the published versions (it follows the release log).
+
+    A service guarded by RECQA_API_TOKEN is asked with that token, read from this process's
+    environment only (a flag's value would show in process lists and task logs).
+    """
     args = parse_flags(await_parser(), argv)
     names = _tables(args.warehouse, args.tables)
     current = read_releases(args.warehouse).current
@@ -209,12 +259,15 @@ def await_service(argv: Sequence[str] | None = None) -> JobResult:
     if missing := sorted(name for name, version in published.items() if version is None):
         raise PublishError(f"nothing published yet for {missing} in '{args.warehouse}'")
     if not args.service_url:
-        print(f"no --service-url: a service on '{args.warehouse}' picks up {published} within its RECQA_RELOAD_SECONDS")
+        print(f"no --service-url given: nothing to wait for (a service on '{args.warehouse}' picks up the release "
+              "within its RECQA_RELOAD_SECONDS)")
         return JobResult(versions=published)
+    token = os.environ.get(API_TOKEN_VARIABLE) or None
     deadline = time.monotonic() + args.timeout_seconds
     while True:
-        served = _served_tables(args.service_url)
+        served = _served_tables(args.service_url, token)
         if isinstance(served, dict) and all(served.get(name) == version for name, version in published.items()):
+            print(f"{args.service_url} serves the published versions")
             return JobResult(versions=published)
         if time.monotonic() >= deadline:
             raise PublishError(

@@ -87,6 +87,17 @@ def published_version(warehouse: str, name: str) -> int | None:
     return current.tables.get(name) if current is not None else None
 
 
+def existing_versions(warehouse: str, name: str) -> set[int]:
+    """The versions of `name` still in the warehouse (none when the table is gone); cleanup removes old ones."""
+    ds = _open(warehouse, name)
+    return {int(v["version"]) for v in ds.versions()} if ds is not None else set()
+
+
+def missing_versions(warehouse: str, release: Release) -> dict[str, int]:
+    """The tables of `release` whose named version no longer exists, with that version."""
+    return {name: version for name, version in release.tables.items() if version not in existing_versions(warehouse, name)}
+
+
 def read_candidates(warehouse: str) -> list[Candidate]:
     """Every candidate of the warehouse, oldest first (none before the first build)."""
     ds = _open(warehouse, CANDIDATES_TABLE)

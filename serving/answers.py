@@ -8,7 +8,7 @@ import numpy as np
 from lance.query import MatchQuery
 
 from features.encoders import Encoder
-from features.filters import answer_condition
+from features.filters import answer_condition, sql_string
 from features.retrieval import bm25_weight_of, distance_to_similarity, mmr, rrf_fuse, score_fuse
 from features.schemas import ANSWER_INDEX, ANSWER_TEXT_COLUMN, IndexConfig
 from serving.tables import Hit, check_encoder, nearest
@@ -18,6 +18,8 @@ CHUNK_OVERFETCH = 4
 # Keyword searches run here, overlapping the question's encoding; Lance does the work in Rust
 # with the GIL released, so a thread per concurrent request is cheap.
 _POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="recqa-keyword")
+# A hit's fields and the column each comes from (of the answer's best chunk).
+HIT_FIELDS = {"text": "answer", "question": "question", "source": "source", "tags": "tags", "chunk_id": "chunk_id"}
 
 
 class AnswerIndex:
@@ -81,8 +83,25 @@ class AnswerIndex:
         needs no vector) runs on a background thread while the caller encodes."""
         return PendingAnswer(self, question, k, mode, answer_condition(sources, tags), diversity)
 
+    def document(self, doc_id: str) -> dict | None:
+        """One answer document (question, whole answer, source, tags, chunk count), or None if unknown."""
+        rows = self._dataset.to_table(
+            columns=["doc_id", "chunk_id", "question", "answer", "source", "tags"], filter=f"doc_id = {sql_string(doc_id)}"
+        ).to_pylist()
+        if not rows:
+            return None
+        first = min(rows, key=lambda row: row["chunk_id"])
+        return {
+            "doc_id": doc_id,
+            "question": first["question"],
+            "text": first["answer"],
+            "source": first["source"],
+            "tags": list(first["tags"] or []),
+            "chunks": len(rows),
+        }
+
     def _columns(self, with_vectors: bool) -> list[str]:
-        return ["doc_id", "answer", "question", *([self._index.column] if with_vectors else [])]
+        return ["doc_id", "chunk_id", "answer", "question", "source", "tags", *([self._index.column] if with_vectors else [])]
 
     def _keyword(self, question: str, condition: str | None, depth: int, with_vectors: bool) -> list[dict]:
         query = MatchQuery(question, ANSWER_TEXT_COLUMN)
@@ -130,7 +149,7 @@ class PendingAnswer:
         if self._diversity is not None and ranked:
             ranked = _diversify(vector, ranked[: self._depth], rows, self._owner._index.column, self._k, self._diversity)
         return [
-            Hit(id=doc_id, score=score, fields={"text": rows[doc_id]["answer"], "question": rows[doc_id]["question"]})
+            Hit(id=doc_id, score=score, fields={field: rows[doc_id][column] for field, column in HIT_FIELDS.items()})
             for doc_id, score in ranked[: self._k]
         ]
 

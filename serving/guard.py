@@ -3,20 +3,20 @@
 One pure policy (`access_status`) decides who may call what, so it is tested without a server;
 `GuardMiddleware` applies it and the body limit as a plain ASGI middleware, which BentoML
 installs outside its own request handling, so a refusal never reaches the handlers. Tokens are
-compared in constant time and never logged or echoed.
+compared in constant time and never logged or echoed. Refusals are in the error shape of
+`serving.errors` and logged once, by the front door (`serving.front`).
 """
 
 from __future__ import annotations
 
 import hmac
 import json
-import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-logger = logging.getLogger(__name__)
+from serving.errors import error_body
 
 ENV_MAX_BODY_BYTES = "RECQA_MAX_BODY_BYTES"
 ENV_ADMIN_TOKEN = "RECQA_ADMIN_TOKEN"
@@ -27,6 +27,9 @@ DEFAULT_MAX_BODY_BYTES = 1 << 20
 ADMIN_PREFIX = "/admin/"
 # Probes and scrapes stay open when RECQA_API_TOKEN is set: orchestrators call them without one.
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
+# A body without a Content-Type, or sent as text/plain (curl -d, fetch without headers), is read
+# as JSON, as BentoML does; forms, multipart and pickles are refused with 415 saying what to send.
+JSON_MEDIA_TYPES = frozenset({"", "application/json", "text/plain"})
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -77,10 +80,11 @@ class BodyTooLarge(Exception):
 
 
 class GuardMiddleware:
-    """Refuses oversized bodies (413) and requests without the right token (401/404)."""
+    """Refuses oversized bodies (413), requests without the right token (401/404) and API bodies that are not JSON (415)."""
 
-    def __init__(self, app: ASGIApp, settings: GuardSettings | None = None) -> None:
+    def __init__(self, app: ASGIApp, settings: GuardSettings | None = None, json_routes: frozenset[str] = frozenset()) -> None:
         self.app = app
+        self.json_routes = json_routes  # the POST routes whose body is JSON (the BentoML APIs)
         # Read when BentoML builds the app in the worker, not at import.
         self.settings = settings if settings is not None else GuardSettings.from_env()
 
@@ -91,21 +95,25 @@ class GuardMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         status = access_status(scope.get("path", ""), headers.get("authorization"), self.settings)
         if status is not None:
-            logger.info("refused %s %s with %d", scope.get("method", ""), scope.get("path", ""), status)  # never the header
             # Say nothing about the token: only that one is needed (401) or that nothing is here (404).
             detail = "not found" if status == 404 else "missing or invalid bearer token"
             extra = [(b"www-authenticate", b"Bearer")] if status == 401 else []
-            await _respond(send, status, detail, extra)
+            await _respond(send, status, detail, "Authorization" if status == 401 else None, extra)
             return
+        if scope.get("method") == "POST" and scope.get("path") in self.json_routes:
+            media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+            if media_type not in JSON_MEDIA_TYPES and not media_type.endswith("+json"):
+                await _respond(send, 415, f"Content-Type {media_type} is not accepted: send the body as JSON with Content-Type: application/json", "Content-Type")
+                return
         limit = self.settings.max_body_bytes
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            await _respond(send, 413, f"request body over {limit} bytes")
+            await _respond(send, 413, f"request body over {limit} bytes: send a smaller body (the limit is {ENV_MAX_BODY_BYTES})")
             return
         try:
             body = await _read_body(receive, limit)
         except BodyTooLarge:
-            await _respond(send, 413, f"request body over {limit} bytes")
+            await _respond(send, 413, f"request body over {limit} bytes: send a smaller body (the limit is {ENV_MAX_BODY_BYTES})")
             return
         if body is None:  # the client went away before sending it all: no one to answer
             return
@@ -142,8 +150,10 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
-async def _respond(send: Send, status: int, detail: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    payload = json.dumps({"error": detail}).encode()
+async def _respond(
+    send: Send, status: int, detail: str, field: str | None = None, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    payload = json.dumps(error_body(status, detail, field)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import bentoml
-from bentoml.exceptions import NotFound, ServiceUnavailable
-
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -24,10 +22,12 @@ from threadpoolctl import threadpool_limits
 from features.locations import check_warehouse
 from features.schemas import ALS_INDEX, ANSWER_INDEX, ANSWERS_TABLE, CONTENT_INDEX, ITEMS_TABLE
 from serving.api import (
+    AnswerDocument,
     AnswerFilters,
     AnswerRequest,
     ItemFilters,
     AnswerResponse,
+    Item,
     RecommendRequest,
     RecommendResponse,
     ScoredAnswer,
@@ -38,7 +38,9 @@ from serving.api import (
     SimilarItemsResponse,
 )
 from serving.cache import SemanticCache
+from serving.errors import error_body, error_response
 from serving.encoder_service import IdleFirstEncoder, QueryEncoder, RemoteEncoder, load_query_encoder
+from serving.front import FrontDoor, RestorePath
 from serving.guard import GuardMiddleware
 from serving.recommender import Recommender
 from serving.reload import StoreFollower
@@ -80,10 +82,22 @@ def _service_metrics() -> ServiceMetrics:
 
 
 def _version(request: Request) -> JSONResponse:
-    """GET /version: what is served, or 503 with the reason it is not ready yet."""
+    """GET /version: what is served, or 503 with the reason it is not ready yet (the error shape plus the same fields)."""
     service = bentoml.get_current_service()
     info = service.version_info()
-    return JSONResponse(info, status_code=200 if info["ready"] else 503)
+    if info["ready"]:
+        return JSONResponse(info)
+    return JSONResponse(error_body(503, f"not ready: {info['reason']}", **info), status_code=503)
+
+
+def _item(request: Request) -> JSONResponse:
+    """GET /items/{item_id}: one catalogue item; 404 naming item_id when unknown."""
+    return bentoml.get_current_service().item(request.path_params["item_id"])
+
+
+def _answer_document(request: Request) -> JSONResponse:
+    """GET /answers/{doc_id}: one answer document; 404 naming doc_id when unknown."""
+    return bentoml.get_current_service().answer_document(request.path_params["doc_id"])
 
 
 def _admin_reload(request: Request) -> JSONResponse:
@@ -97,7 +111,9 @@ def _admin_flush(request: Request) -> JSONResponse:
 
 
 def _admin_answer(result: dict[str, Any]) -> JSONResponse:
-    return JSONResponse(result, status_code=503 if "reason" in result else 200)
+    if "reason" in result:
+        return error_response(503, f"not ready: {result['reason']}")
+    return JSONResponse(result)
 
 
 # BentoML APIs are POST with a JSON body; plain routes live in a small Starlette app mounted
@@ -105,14 +121,29 @@ def _admin_answer(result: dict[str, Any]) -> JSONResponse:
 _info_app = Starlette(
     routes=[
         Route("/version", _version, methods=["GET"]),
+        Route("/items/{item_id:path}", _item, methods=["GET"]),
+        Route("/answers/{doc_id:path}", _answer_document, methods=["GET"]),
         Route("/admin/reload", _admin_reload, methods=["POST"]),
         Route("/admin/cache/flush", _admin_flush, methods=["POST"]),
     ]
 )
 
 
+class RecQAService(bentoml.Service):
+    """BentoML's service with `FrontDoor` around the app it builds (under `bentoml serve` and `to_asgi` alike).
+
+    BentoML installs its request-metrics middleware outermost, labelling each request by its
+    path; only a layer outside it can keep unknown paths from each becoming a series.
+    """
+
+    def to_asgi(self, is_main: bool = True) -> Any:
+        return FrontDoor(super().to_asgi(is_main))
+
+
 @bentoml.asgi_app(_info_app, path="/")
-@bentoml.service(name="recqa", workers=1, threads=API_THREADS, traffic={"timeout": REQUEST_TIMEOUT_SECONDS})
+@bentoml.service(
+    name="recqa", workers=1, threads=API_THREADS, traffic={"timeout": REQUEST_TIMEOUT_SECONDS}, service_class=RecQAService
+)
 class RecQA:
     query_encoder = bentoml.depends(QueryEncoder)  # adaptive batching of question embeddings
 
@@ -198,14 +229,48 @@ class RecQA:
     def __is_ready__(self) -> bool:
         return self.follower is not None and self.follower.current() is not None
 
-    def _store(self) -> Store:
-        """The Store this request uses from start to end, even if a reload swaps in another."""
+    def _store(self, needed: tuple[str, ...]) -> Store | JSONResponse:
+        """The Store this request uses from start to end, even if a reload swaps in another; or
+        the 503 to answer with: not ready (the reason), or the release lacks the `needed` tables.
+
+        A response of our own, not an exception: BentoML would replace a 5xx's message with a
+        generic one, and the caller should see why (the front door logs it at ERROR).
+        """
         store = self.follower.current() if self.follower is not None else None
         if store is None:
             reason = self.follower.not_ready_reason if self.follower is not None else self.not_ready_reason
-            logger.warning("request refused, not ready: %s", reason)
-            raise ServiceUnavailable(f"not ready: {reason}")
+            return error_response(503, f"not ready: {reason}")
+        reason = store.absent(needed)
+        if reason is not None:
+            return error_response(503, reason, missing_tables=[t for t in needed if t not in store.versions])
         return store
+
+    def item(self, item_id: str) -> JSONResponse:
+        """An item of the served catalogue as `Item`, or the error response."""
+        store = self._store(RECOMMENDATION_TABLES)
+        if isinstance(store, JSONResponse):
+            return store
+        recommender = store.recommender
+        if not item_id.strip() or not recommender.has_item(item_id):
+            return _unknown("item_id", item_id)
+        found = Item(
+            item_id=item_id,
+            title=recommender.title(item_id),
+            category=recommender.category(item_id),
+            popularity=recommender.popularity(item_id),
+            version=store.versions,
+        )
+        return JSONResponse(found.model_dump())
+
+    def answer_document(self, doc_id: str) -> JSONResponse:
+        """An answer document of the served answers table as `AnswerDocument`, or the error response."""
+        store = self._store(ANSWER_TABLES)
+        if isinstance(store, JSONResponse):
+            return store
+        found = store.answers.document(doc_id) if doc_id.strip() else None
+        if found is None:
+            return _unknown("doc_id", doc_id)
+        return JSONResponse(AnswerDocument(**found, version=store.versions).model_dump())
 
     def __metrics__(self, exported: str) -> str:
         """BentoML's /metrics text plus the served version of each served table, read at scrape
@@ -217,66 +282,68 @@ class RecQA:
         return exported + "\n".join(lines) + "\n"
 
     @staticmethod
-    def _absent(store: Store, needed: tuple[str, ...]) -> JSONResponse | None:
-        """503 naming the missing tables when the release has none of what an endpoint reads."""
-        reason = store.absent(needed)
-        if reason is None:
-            return None
-        # A JSON body of our own: BentoML replaces the message of any 5xx it raises with a generic one.
-        return JSONResponse({"error": reason, "missing_tables": [t for t in needed if t not in store.versions]}, status_code=503)
-
-    @staticmethod
-    def _items(recommender: Recommender, ranked: list[tuple[str, float]]) -> list[ScoredItem]:
-        return [ScoredItem(item_id=i, title=recommender.title(i), score=s) for i, s in ranked]
+    def _items(recommender: Recommender, ranked: list[tuple[str, float]], known: list[str] | None = None) -> list[ScoredItem]:
+        """The ranked ids as response items; with `known` (the user's items) each says which one it is most like."""
+        return [
+            ScoredItem(
+                item_id=i,
+                title=recommender.title(i),
+                category=recommender.category(i),
+                score=s,
+                reason=recommender.reason(known, i) if known else None,
+            )
+            for i, s in ranked
+        ]
 
     @bentoml.api(route="/recommend", input_spec=RecommendRequest)
     def recommend(self, **fields: Any) -> RecommendResponse:
         """Items for a user, excluding what they already have; unknown users get popular items."""
         req = RecommendRequest.model_construct(**fields)
-        store = self._store()
-        if refused := self._absent(store, RECOMMENDATION_TABLES):
-            return refused
+        store = self._store(RECOMMENDATION_TABLES)
+        if isinstance(store, JSONResponse):
+            return store
         recommender = store.recommender
         filters = req.filters or ItemFilters()
         found = recommender.for_user(req.user_id, req.k, req.exclude_seen, req.recent_item_ids, filters.category, filters.exclude_item_ids)
-        items = [
-            ScoredItem(item_id=i, title=recommender.title(i), score=s, reason=recommender.reason(found.known, i) if found.known else None)
-            for i, s in found.items
-        ]
+        items = self._items(recommender, found.items, found.known)
         return RecommendResponse(user_id=req.user_id, version=store.versions, strategy=found.strategy, items=items)
 
     @bentoml.api(route="/similar_items", input_spec=SimilarItemsRequest)
     def similar_items(self, **fields: Any) -> SimilarItemsResponse:
-        """Items whose content is closest to the given item's."""
+        """Neighbours of an item: by cosine of ALS factors (`behaviour`, users' co-interaction) or of
+        content embeddings (`content`); a cold item uses content. 404 naming item_id when unknown."""
         req = SimilarItemsRequest.model_construct(**fields)
-        store = self._store()
-        if refused := self._absent(store, RECOMMENDATION_TABLES):
-            return refused
+        store = self._store(RECOMMENDATION_TABLES)
+        if isinstance(store, JSONResponse):
+            return store
         recommender = store.recommender
         if not recommender.has_item(req.item_id):
-            raise NotFound(f"item_id: unknown item_id '{req.item_id}'")
+            return _unknown("item_id", req.item_id)
         signal = "content" if req.signal == "behaviour" and recommender.is_cold(req.item_id) else req.signal
         ranked = recommender.similar_items(req.item_id, req.k, signal)
         return SimilarItemsResponse(item_id=req.item_id, signal=signal, items=self._items(recommender, ranked))
 
     @bentoml.api(route="/search_items", input_spec=SearchItemsRequest)
     def search_items(self, **fields: Any) -> SearchItemsResponse:
-        """Items whose title and text are closest to free text."""
+        """Items whose title and text embedding is nearest (cosine) the free text's embedding, filters applied first."""
         req = SearchItemsRequest.model_construct(**fields)
-        store = self._store()
-        if refused := self._absent(store, RECOMMENDATION_TABLES):
-            return refused
+        store = self._store(RECOMMENDATION_TABLES)
+        if isinstance(store, JSONResponse):
+            return store
         filters = req.filters or ItemFilters()
         ranked = store.recommender.search_items(store.encode(req.query), req.k, filters.category, filters.exclude_item_ids)
         return SearchItemsResponse(query=req.query, items=self._items(store.recommender, ranked))
 
     @bentoml.api(route="/answer", input_spec=AnswerRequest)
     def answer(self, **fields: Any) -> AnswerResponse:
-        """Answers whose embedding is nearest to the question's."""
+        """The k best answers to a question by `mode`: BM25 keyword search, embedding (cosine) search,
+        or `hybrid`, both fused by weighted scores (cosine + w x BM25, w from the answers table's
+        metadata); optionally re-ranked by MMR (`diversity`). Near-identical questions are answered
+        from a semantic cache."""
         req = AnswerRequest.model_construct(**fields)
-        store = self._store()
-        if refused := self._absent(store, ANSWER_TABLES):
-            return refused
+        store = self._store(ANSWER_TABLES)
+        if isinstance(store, JSONResponse):
+            return store
         filters = req.filters or AnswerFilters()
         pending = store.answers.start(req.question, req.k, req.mode, filters.source, filters.tags, req.diversity)
         vector = store.encode(req.question)  # the keyword search runs meanwhile
@@ -295,12 +362,18 @@ class RecQA:
             mode=req.mode,
             cached=cached,
             version=store.versions,
-            answers=[ScoredAnswer(doc_id=h.id, text=h.fields["text"], question=h.fields["question"], score=h.score) for h in hits],
+            answers=[ScoredAnswer(doc_id=h.id, score=h.score, **{**h.fields, "tags": h.fields["tags"] or []}) for h in hits],
         )
 
 
-# Body limit and tokens: checked before BentoML parses anything (settings read at app start).
-RecQA.add_asgi_middleware(GuardMiddleware)
+# Body limit, tokens and the JSON content type: checked before BentoML parses anything (settings read at app start).
+RecQA.add_asgi_middleware(RestorePath)  # first: everything after it sees the requested path
+RecQA.add_asgi_middleware(GuardMiddleware, json_routes=frozenset(method.route for method in RecQA.apis.values()))
+
+
+def _unknown(field: str, value: str) -> JSONResponse:
+    """404 naming the field and the id that is not served."""
+    return error_response(404, f"{field}: unknown {field} {value!r}: no such id in the served release", field)
 
 
 def _frozen(values: list[str] | None) -> tuple[str, ...] | None:

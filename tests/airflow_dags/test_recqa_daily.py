@@ -320,3 +320,13 @@ def test_parsing_the_dag_imports_only_airflow_and_the_standard_library(airflow_h
     result = subprocess.run([sys.executable, "-c", script, str(DAGS / "recqa_daily.py")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_await_service_keeps_the_workers_environment_so_a_service_token_reaches_recqa(dag, tmp_path):
+    """RECQA_API_TOKEN comes from the worker's environment, never from a setting or the command line."""
+    task = dag.get_task("await_service")
+    assert task.append_env is True
+    rendered = render(dag, "await_service", params={"service_url": "http://recqa.internal:3000"})
+    assert "RECQA_API_TOKEN" not in rendered.env and "RECQA_API_TOKEN" not in rendered.command
+    (argv,) = run_in_bash(rendered, tmp_path).calls
+    assert argv == ["await-service", "--warehouse", str(tmp_path / "wh"), "--service-url", "http://recqa.internal:3000"]

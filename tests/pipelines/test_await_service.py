@@ -26,14 +26,24 @@ def published(tmp_path) -> tuple[str, int]:
 
 
 class FakeService:
-    """A loopback /version endpoint whose answers are scripted per request, then repeat the last."""
+    """A loopback /version endpoint whose answers are scripted per request, then repeat the last.
 
-    def __init__(self, answers: list[tuple[int, dict]]) -> None:
-        self.answers, self.requests = answers, 0
+    With `token`, it guards /version as `recqa serve` does with RECQA_API_TOKEN: a request
+    without `Authorization: Bearer <token>` gets 401 and no detail.
+    """
+
+    def __init__(self, answers: list[tuple[int, dict]], token: str | None = None) -> None:
+        self.answers, self.requests, self.authorizations = answers, 0, []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the http.server hook
+                outer.authorizations.append(self.headers.get("Authorization"))
+                if token is not None and self.headers.get("Authorization") != f"Bearer {token}":
+                    outer.requests += 1
+                    self.send_response(401)
+                    self.end_headers()
+                    return
                 status, body = outer.answers[min(outer.requests, len(outer.answers) - 1)]
                 outer.requests += 1
                 payload = json.dumps(body).encode()
@@ -53,8 +63,8 @@ class FakeService:
 def service() -> Iterator[callable]:
     started = []
 
-    def start(answers: list[tuple[int, dict]]) -> FakeService:
-        fake = FakeService(answers)
+    def start(answers: list[tuple[int, dict]], token: str | None = None) -> FakeService:
+        fake = FakeService(answers, token)
         threading.Thread(target=fake.server.serve_forever, daemon=True).start()
         started.append(fake)
         return fake
@@ -80,10 +90,46 @@ def test_times_out_naming_what_is_served_and_what_is_published(published, servic
     assert fake.requests >= 2
 
 
-def test_without_a_service_url_it_only_reports_the_published_versions(published, capsys):
+def test_without_a_service_url_it_says_there_is_nothing_to_wait_for_and_never_served(published, capsys, monkeypatch):
+    from cli.main import main
+
     warehouse, version = published
     assert publish.await_service(["--warehouse", warehouse]).versions == {ANSWERS_TABLE: version}
-    assert "picks up" in capsys.readouterr().out
+    assert "no --service-url given: nothing to wait for" in capsys.readouterr().out
+    assert main(["await-service", "--warehouse", warehouse]) == 0
+    out = capsys.readouterr().out
+    assert "nothing to wait for" in out and "served" not in out
+
+
+def test_a_guarded_service_is_asked_with_the_token_from_the_environment(published, service, monkeypatch, capsys):
+    warehouse, version = published
+    fake = service([(200, {"tables": {ANSWERS_TABLE: version}})], token="s3cret-value")
+    monkeypatch.setenv("RECQA_API_TOKEN", "s3cret-value")
+    assert publish.await_service(["--warehouse", warehouse, "--service-url", fake.url]).versions == {ANSWERS_TABLE: version}
+    assert fake.authorizations == ["Bearer s3cret-value"]
+    assert f"{fake.url} serves the published versions" in capsys.readouterr().out
+
+
+def test_an_unguarded_service_gets_no_authorization_header(published, service, monkeypatch):
+    warehouse, version = published
+    monkeypatch.delenv("RECQA_API_TOKEN", raising=False)
+    fake = service([(200, {"tables": {ANSWERS_TABLE: version}})])
+    publish.await_service(["--warehouse", warehouse, "--service-url", fake.url])
+    assert fake.authorizations == [None]
+
+
+@pytest.mark.parametrize("token", [None, "wrong-value"])
+def test_a_refused_token_fails_at_once_naming_the_variable_never_the_value(published, service, monkeypatch, token):
+    warehouse, _ = published
+    if token is None:
+        monkeypatch.delenv("RECQA_API_TOKEN", raising=False)
+    else:
+        monkeypatch.setenv("RECQA_API_TOKEN", token)
+    fake = service([(200, {"tables": {}})], token="s3cret-value")
+    with pytest.raises(publish.ServiceRefused, match="HTTP 401.*set RECQA_API_TOKEN") as refused:
+        publish.await_service(["--warehouse", warehouse, "--service-url", fake.url, "--poll-seconds", "5", "--timeout-seconds", "60"])
+    assert fake.requests == 1  # no polling until the timeout: waiting cannot fix a token
+    assert "wrong-value" not in str(refused.value) and "s3cret" not in str(refused.value)
 
 
 def test_an_unpublished_table_is_an_error(tmp_path):

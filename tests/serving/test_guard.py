@@ -19,9 +19,12 @@ async def _echo(request: Request) -> JSONResponse:
     return JSONResponse({"path": request.url.path, "bytes": len(body), "head": body[:8].decode("latin-1")})
 
 
+def _echo_app() -> Starlette:
+    return Starlette(routes=[Route("/{path:path}", _echo, methods=["GET", "POST"])])
+
+
 def _client(settings: GuardSettings) -> TestClient:
-    app = Starlette(routes=[Route("/{path:path}", _echo, methods=["GET", "POST"])])
-    return TestClient(GuardMiddleware(app, settings))
+    return TestClient(GuardMiddleware(_echo_app(), settings))
 
 
 def _bearer(token: str) -> dict[str, str]:
@@ -110,5 +113,15 @@ def test_refusals_say_nothing_about_the_token():
 def test_admin_routes_are_404_without_an_admin_token():
     client = _client(GuardSettings())
     response = client.post("/admin/cache/flush", headers=_bearer("anything"))
-    assert response.status_code == 404 and response.json() == {"error": "not found"}
+    assert response.status_code == 404 and response.json() == {"error": "not found", "field": None, "status": 404}
     assert client.post("/answer", json={}).status_code == 200
+
+
+def test_api_bodies_must_be_json_or_unlabelled_and_others_get_415_naming_the_header():
+    client = TestClient(GuardMiddleware(_echo_app(), GuardSettings(), json_routes=frozenset({"/answer"})))
+    for content_type in (None, "application/json", "application/json; charset=utf-8", "text/plain"):
+        headers = {"Content-Type": content_type} if content_type else {}
+        assert client.post("/answer", content=b"{}", headers=headers).status_code == 200, content_type
+    form = client.post("/answer", content=b"q=1", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert form.status_code == 415
+    assert form.json()["field"] == "Content-Type" and "application/json" in form.json()["error"]

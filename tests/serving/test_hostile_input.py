@@ -57,7 +57,7 @@ def client(guarded) -> Client:
 
 
 def _fields(response: requests.Response) -> set[str]:
-    return {str(part) for error in response.json()["detail"] for part in error["loc"]}
+    return set(response.json()["field"].split("."))  # the error shape names the first offending field, dotted
 
 
 # --- sizes -------------------------------------------------------------------------------

@@ -73,7 +73,8 @@ def test_unknown_user_gets_popular_items_marked_as_such(server, purchases):
         for item in items:
             buyers[item] = buyers.get(item, 0) + 1
     top = sorted(buyers.items(), key=lambda pair: (-pair[1], pair[0]))[:3]
-    assert [(item["item_id"], item["score"]) for item in body["items"]] == [(i, float(n)) for i, n in top]
+    most = max(buyers.values())
+    assert [(item["item_id"], item["score"]) for item in body["items"]] == [(i, n / most) for i, n in top]
 
 
 def test_similar_items_leave_the_item_out_and_share_its_words(server):
@@ -121,7 +122,7 @@ def test_a_specific_rephrasing(server):
 def test_bad_requests_get_400_naming_the_field(server, route, body, field):
     response = server.post(route, body)
     assert response.status_code == 400
-    assert any(field in error["loc"] for error in response.json()["detail"])
+    assert response.json()["field"] == field
 
 
 def test_unknown_item_is_404_naming_it(server):
