@@ -23,6 +23,7 @@ from features.locations import add_warehouse_argument
 from features.candidates import QA
 from features.errors import InputError
 from features.schemas import ANSWER_INDEX, ANSWERS_TABLE, DEFAULT_MODEL_NAME
+from pipelines.options import command_parser, parse_flags
 from registry.log import find_candidate, read_releases
 
 DEFAULT_STACKFAQ = "data/stackfaq/stackExchange-FAQ.json"
@@ -33,7 +34,7 @@ BAR_METRICS = ["ndcg@10", "recall@10", "recall@100", "mrr@10"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="recqa evaluate qa", description=__doc__.splitlines()[0])
+    parser = command_parser("recqa evaluate qa", __doc__.splitlines()[0])
     add_warehouse_argument(parser, "where the answers table is")
     add_candidate_arguments(parser, QA)
     parser.add_argument("--version", default=None, help="without --candidate: a table version number or tag (default: the newest)")
@@ -56,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from features.encoders import SentenceTransformerEncoder
 
-    args = _parser().parse_args(argv)
+    args = parse_flags(_parser(), argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if unknown := [m for m in modes if m not in MODES]:
         raise SystemExit(f"--modes: unknown {unknown}")

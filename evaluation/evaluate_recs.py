@@ -31,8 +31,10 @@ from features.schemas import ITEMS_TABLE, USERS_TABLE
 from features.splits import Split, SplitSpec, random_split, split_from_pairs
 from pipelines import build_recs
 from pipelines.progress import Progress
+from pipelines.options import command_parser, flag_names, refuse_unknown
 from registry.log import find_candidate, read_candidates, read_releases
 
+PROG = "recqa evaluate recs"
 CANDIDATE = "als"  # the candidate's row in the results
 BASELINES = ("popularity", "item_knn", "bpr")
 DEFAULT_BASELINE_GATE = "popularity"  # with nothing published, the candidate must at least beat this
@@ -40,8 +42,8 @@ GATED = {"ndcg": "ndcg", "recall": "recall", "precision": "precision", "map": "m
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="recqa evaluate recs", description=__doc__.splitlines()[0],
+    parser = command_parser(
+        PROG, __doc__.splitlines()[0],
         epilog="Without --candidate, every build-recs flag (inputs, --map, --factors, --config, ...) describes what to evaluate.",
     )
     add_warehouse_argument(parser, "where the candidate and the published release are")
@@ -73,10 +75,18 @@ def _build_args(candidate: Candidate | None, rest: list[str]) -> argparse.Namesp
                 raise InputError(f"candidate {candidate.id}: its flags give {part} {value}, not the recorded {candidate.config.get(part)}; "
                                  "rebuild it with this recqa", field="--candidate")
         return args
-    args, unknown = build_recs.parse_args(rest, prog="recqa evaluate recs")
-    if unknown:
-        raise InputError(f"unknown flags {unknown}; see recqa evaluate recs --help", field=unknown[0])
+    args, _ = build_recs.parse_args(rest, prog=PROG)  # _parse refused any flag but build-recs'
     return args
+
+
+def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """evaluate's flags, and the build-recs flags given beside them; any other flag (Beam's too:
+    evaluation runs no pipeline) fails before any work, naming it and its close match."""
+    parser, build = _parser(), build_recs.arg_parser(PROG)
+    args, rest = parser.parse_known_args(argv)
+    _, left = build.parse_known_args(rest)
+    refuse_unknown(left, PROG, [*flag_names(parser), *flag_names(build)], beam=False)
+    return args, rest
 
 
 def _spec(args: argparse.Namespace) -> SplitSpec:
@@ -123,7 +133,7 @@ def _published(warehouse: str) -> tuple[Release, Candidate | None] | None:
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args, rest = _parser().parse_known_args(argv)
+    args, rest = _parse(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if unknown := [m for m in methods if m not in BASELINES]:
         raise InputError(f"unknown baselines {unknown}; expected some of {list(BASELINES)}", field="--methods")

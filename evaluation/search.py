@@ -178,33 +178,36 @@ def tune_parser(prog: str, description: str, build: str, default_trials: int, se
     """The flags every `recqa tune <kind>` has; the build's own flags are parsed by its parser."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog=prog, add_help=False, allow_abbrev=False, description=description,
-                                     usage=f"{prog} --out FILE [tune flags] [{build} flags]")
+    from pipelines.options import command_parser
+
+    parser = command_parser(prog, description, add_help=False, allow_abbrev=False, usage=f"{prog} --out FILE [tune flags] [{build} flags]")
     parser.add_argument("--out", required=True, help=f"where to write the tuning result (JSON); its `config` feeds {build} --config")
     parser.add_argument("--trials", type=int, default=default_trials, help=f"points to try, the starting flags first (default {default_trials})")
-    parser.add_argument("--timeout-seconds", type=float, default=None, help="stop starting trials after this long")
+    parser.add_argument("--timeout-seconds", type=float, default=None, help="stop starting trials after this long (default: no limit)")
     parser.add_argument("--seed", type=int, default=0, help=seed_help)
     return parser
 
 
-def parse_tune_args(parser, build_job, argv, prog: str) -> tuple[Any, Any, list[str]]:
-    """(tune flags, the build's flags, the rest) for `recqa tune <kind>`: tune's own flags first,
-    then the build's parser; a flag neither knows, nor Beam, is an error naming it."""
+def parse_tune_args(parser, build_job, argv, prog: str) -> tuple[Any, Any, list[str], list[str]]:
+    """(tune flags, the build's flags, the rest, Beam's flags among it) for `recqa tune <kind>`: tune's own flags first,
+    then the build's parser; a flag neither knows, nor Beam, fails naming it and its close match.
+
+    Beam's flags are kept in the rest: they set the file systems the inputs are read through
+    (`--s3_endpoint_url`, ...) and reach the builds `recqa tune qa` runs.
+    """
     import sys
 
-    from pipelines.options import unknown_flags
+    from pipelines.options import flag_names
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
         print(parser.format_help())
         build_job.parse_args(["--help"], prog=prog)  # prints the build flags and exits
     tune_args, rest = parser.parse_known_args(argv)
-    build_args, leftovers = build_job.parse_args(rest, prog=prog)
-    if unknown := unknown_flags(leftovers):
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    build_args, beam_args = build_job.parse_args(rest, prog=prog, also=flag_names(parser))
     if tune_args.trials < 1:
         parser.error(f"--trials must be >= 1, got {tune_args.trials}")
-    return tune_args, build_args, rest
+    return tune_args, build_args, rest, beam_args
 
 
 def write_json(path: str | Path, result: Mapping[str, Any]) -> Path:

@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse.Namespace, list[str]]:
     """(tune flags, build-qa flags, the argv for build-qa runs). Flags neither knows, nor Beam, are an error."""
     parser = _parser()
-    tune_args, build_args, rest = parse_tune_args(parser, build_qa, argv, PROG)
+    tune_args, build_args, rest, _ = parse_tune_args(parser, build_qa, argv, PROG)  # Beam's flags reach the builds in rest
     if tune_args.beir and tune_args.split == "test":
         parser.error("--split test: tuning on the test queries would leave nothing honest to evaluate on")
     grid = tune_args.chunk_words_grid or tuple(max(1, round(f * build_args.chunk_words)) for f in CHUNK_GRID_FACTORS)

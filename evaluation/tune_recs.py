@@ -31,6 +31,7 @@ from features.schemas import ALSConfig, Interaction
 from features.splits import Split, SplitSpec
 from pipelines import build_recs
 from pipelines.progress import write_line
+from pipelines.transforms.read import use_beam_options
 
 PROG = "recqa tune recs"
 DEFAULT_TRIALS = 40
@@ -66,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse.Namespace]:
     """(tune flags, build-recs flags). Flags neither knows, nor Beam, are an error naming them."""
-    tune_args, build_args, _ = parse_tune_args(_parser(), build_recs, argv, PROG)
+    tune_args, build_args, _, _ = parse_tune_args(_parser(), build_recs, argv, PROG)
     return tune_args, build_args
 
 
@@ -200,7 +201,8 @@ def tune(
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse, read, search, write `--out`; returns the result and `out`, the file written."""
-    tune_args, build_args = parse_args(argv)
+    tune_args, build_args, _, beam_args = parse_tune_args(_parser(), build_recs, argv, PROG)
+    use_beam_options(beam_args)  # e.g. --s3_endpoint_url: the file systems the inputs are read through
     dataset = read_recs(build_args)
     result = tune(dataset, tune_args, build_args, progress=write_line)
     return {**result, "out": str(write_json(tune_args.out, result))}

@@ -6,6 +6,7 @@ InputError naming the row and field at fault.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,50 @@ class ParseOptions:
 
 
 _DEFAULT_OPTIONS = ParseOptions()
+
+# The input contract's columns per input, required ones first (data/README.md documents them).
+CONTRACT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "interactions": ("user_id", "item_id", "timestamp", "event", "value"),
+    "items": ("item_id", "title", "text", "category"),
+    "documents": ("doc_id", "answer", "question", "source", "tags"),
+}
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "interactions": ("user_id", "item_id", "timestamp"),
+    "items": ("item_id", "title"),
+    "documents": ("doc_id", "answer"),
+}
+_MAX_LISTED_COLUMNS = 20
+
+
+def check_mapping(kind: str, mapping: Mapping[str, str], flag: str) -> None:
+    """Refuse a mapping onto a column the input's contract does not have, naming the ones it has.
+
+    A misspelt contract name (`--map-items titel=Name`) would otherwise map nothing, silently.
+    """
+    if unknown := sorted(set(mapping) - set(CONTRACT_COLUMNS[kind])):
+        raise InputError(f"{kind} have no contract column {', '.join(map(repr, unknown))}; "
+                         f"their columns: {', '.join(CONTRACT_COLUMNS[kind])}", field=flag)
+
+
+def check_columns(kind: str, mapping: Mapping[str, str], columns: Sequence[str], where: str, flag: str,
+                  defaults: Sequence[str] = ()) -> None:
+    """Refuse a file whose columns lack a mapped source column or a required contract column.
+
+    `columns` are the file's (a CSV header, a Parquet schema, the keys of a first JSON line);
+    `defaults` are contract columns its layout supplies without a column. Checked once per file,
+    so a misnamed column fails before any row is read, not as every row rejected.
+    """
+    present = set(columns)
+    listed = ", ".join(map(str, columns[:_MAX_LISTED_COLUMNS])) + (", ..." if len(columns) > _MAX_LISTED_COLUMNS else "")
+    for column in CONTRACT_COLUMNS[kind]:
+        source = mapping.get(column, column)
+        if source in present or (column not in mapping and (column not in REQUIRED_COLUMNS[kind] or column in defaults)):
+            continue
+        close = difflib.get_close_matches(source, [str(c) for c in columns], n=1)
+        guess = f"; did you mean {close[0]!r}?" if close else ""
+        fix = f"set {flag} {column}=COLUMN" if column in mapping else f"name the column holding {column} with {flag} {column}=COLUMN"
+        raise InputError(f"{where}: no column {source!r}{f' for {column}' if column in mapping else ''} "
+                         f"(columns: {listed}){guess}; {fix}", field=flag)
 
 # StackFAQ marks a missing rephrasing with "*"; it is a placeholder, not a query.
 _STACKFAQ_PLACEHOLDER = "*"

@@ -35,18 +35,21 @@ from pipelines.summary import stage_rows
 from pipelines.transforms.encode import EncodeTexts
 from pipelines.transforms.lance_write import WriteTable
 from pipelines.transforms.quality import CheckRejects
-from pipelines.transforms.read import STACKFAQ, InputSpec, ReadRecords, files_sha256, parse_mapping
+from pipelines.transforms.read import STACKFAQ, InputSpec, ReadRecords, files_sha256, input_mappings
 
 PROG = "recqa build-qa"
 DEFAULT_DOCUMENTS = "data/stackfaq/stackExchange-FAQ.json"
 
 
-def parse_args(argv: Sequence[str] | None, prog: str = PROG) -> tuple[Any, list[str]]:
-    """The job's flags, and the rest for Beam."""
+def arg_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """Every flag of the job (Beam's aside): what build, validate, tune and evaluate parse."""
     parser = job_parser(prog, __doc__.splitlines()[0])
     parser.add_argument("--documents", default=DEFAULT_DOCUMENTS, help="QA documents file, glob or URI")
-    parser.add_argument("--input-format", default=STACKFAQ, choices=["contract", "stackfaq"])
-    parser.add_argument("--map", action="append", metavar="COLUMN=SOURCE", help="contract column from a differently named source column")
+    parser.add_argument("--input-format", default=STACKFAQ, choices=["contract", "stackfaq"], help="layout of the documents")
+    parser.add_argument("--map", action="append", metavar="COLUMN=SOURCE",
+                        help="contract column from a differently named source column (repeatable; default: none)")
+    parser.add_argument("--map-documents", action="append", metavar="COLUMN=SOURCE",
+                        help="as --map, for the documents; wins over --map (repeatable; default: none)")
     parser.add_argument("--chunk-words", type=int, default=DEFAULT_CHUNK_WORDS, help="words per chunk of a long answer")
     parser.add_argument("--chunk-overlap", type=int, default=DEFAULT_CHUNK_OVERLAP_WORDS, help="words shared by consecutive chunks")
     parser.add_argument("--model", default=DEFAULT_MODEL_NAME, help="sentence-transformers model name or folder")
@@ -56,7 +59,13 @@ def parse_args(argv: Sequence[str] | None, prog: str = PROG) -> tuple[Any, list[
                         help="leave stop words out of the full-text (BM25) index")
     parser.add_argument("--bm25-weight", type=float, default=BM25_WEIGHT,
                         help=f"hybrid score fusion for the service: BM25 points per unit of cosine (default {BM25_WEIGHT})")
-    return parse_job_args(parser, argv, QA)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None, prog: str = PROG, also: Sequence[str] = ()) -> tuple[Any, list[str]]:
+    """The job's flags, and Beam's flags for Beam; any other flag fails naming it (`also`: a wrapping
+    command's flags, suggested for a typo)."""
+    return parse_job_args(arg_parser(prog), argv, QA, also)
 
 
 def fts_config(args: Any) -> FTSConfig:
@@ -112,7 +121,8 @@ def _commit(
 def input_specs(args: Any) -> tuple[InputSpec]:
     """The documents input the flags describe (what `recqa validate qa` checks)."""
     parse = ParseOptions(max_text_chars=args.max_text_chars)
-    return (InputSpec("documents", args.documents, args.input_format, parse_mapping(args.map), parse),)
+    mapping = input_mappings(args.map, {"documents": args.map_documents})["documents"]
+    return (InputSpec("documents", args.documents, args.input_format, mapping, parse),)
 
 
 def candidate_config(args: Any) -> dict[str, Any]:

@@ -6,6 +6,7 @@ nobody interacted with keep it, so the service can still find them.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
 import json
@@ -41,7 +42,7 @@ from pipelines.summary import stage_rows
 from pipelines.transforms.encode import EncodeTexts
 from pipelines.transforms.lance_write import WriteTable
 from pipelines.transforms.quality import CheckRejects
-from pipelines.transforms.read import MS_STORE, InputSpec, ReadRecords, files_sha256, parse_mapping
+from pipelines.transforms.read import MS_STORE, InputSpec, ReadRecords, files_sha256, input_mappings, parse_mapping
 from pipelines.transforms.recs import DropDuplicateEvents, item_factors, item_row, merge_item, train, user_rows
 
 PROG = "recqa build-recs"
@@ -49,31 +50,44 @@ DEFAULT_INTERACTIONS = "data/ms-store/demoUsage.csv"
 DEFAULT_ITEMS = "data/ms-store/demoCatalog.csv"
 
 
-def parse_args(argv: Sequence[str] | None, prog: str = PROG) -> tuple[Any, list[str]]:
-    """The job's flags, and the rest for Beam."""
+def arg_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """Every flag of the job (Beam's aside): what build, validate, tune and evaluate parse."""
     parser = job_parser(prog, __doc__.splitlines()[0])
     parser.add_argument("--interactions", default=DEFAULT_INTERACTIONS, help="interactions file, glob or URI")
     parser.add_argument("--items", default=DEFAULT_ITEMS, help="items (catalogue) file, glob or URI")
     parser.add_argument("--input-format", default=MS_STORE, choices=["contract", "ms-store"], help="layout of both inputs")
-    parser.add_argument("--map", action="append", metavar="COLUMN=SOURCE", help="contract column from a differently named source column")
+    parser.add_argument("--map", action="append", metavar="COLUMN=SOURCE",
+                        help="contract column from a differently named source column, in every input that has it (repeatable; default: none)")
+    parser.add_argument("--map-interactions", action="append", metavar="COLUMN=SOURCE",
+                        help="as --map, for the interactions only; wins over --map (repeatable; default: none)")
+    parser.add_argument("--map-items", action="append", metavar="COLUMN=SOURCE",
+                        help="as --map, for the items only; wins over --map (repeatable; default: none)")
     parser.add_argument("--timestamp-format", default=AUTO, help="auto, epoch_s, epoch_ms, iso, or a strftime pattern")
     parser.add_argument("--event-weight", action="append", metavar="EVENT=WEIGHT", help="replace the weight of an event (repeatable)")
     parser.add_argument("--half-life-days", type=float, default=None, help="decay weights by age (none by default)")
-    parser.add_argument("--min-user-interactions", type=int, default=1)
-    parser.add_argument("--min-item-interactions", type=int, default=1)
+    parser.add_argument("--min-user-interactions", type=int, default=1,
+                        help="users with fewer distinct items are left out of the fit (they get the popular fallback)")
+    parser.add_argument("--min-item-interactions", type=int, default=1,
+                        help="items with fewer distinct users are left out of the fit (they stay as cold items)")
     parser.add_argument("--model", default=DEFAULT_MODEL_NAME, help="sentence-transformers model name or folder")
     defaults = ALSConfig()
-    parser.add_argument("--factors", type=int, default=defaults.factors)
-    parser.add_argument("--regularization", type=float, default=defaults.regularization)
-    parser.add_argument("--alpha", type=float, default=defaults.alpha)
-    parser.add_argument("--iterations", type=int, default=defaults.iterations)
-    parser.add_argument("--random-state", type=int, default=defaults.random_state)
-    return parse_job_args(parser, argv, RECS)
+    parser.add_argument("--factors", type=int, default=defaults.factors, help="ALS: dimension of the user and item vectors")
+    parser.add_argument("--regularization", type=float, default=defaults.regularization, help="ALS: L2 penalty on the vectors")
+    parser.add_argument("--alpha", type=float, default=defaults.alpha, help="ALS: confidence per unit of event weight")
+    parser.add_argument("--iterations", type=int, default=defaults.iterations, help="ALS: alternating least-squares sweeps")
+    parser.add_argument("--random-state", type=int, default=defaults.random_state, help="ALS: seed of the initial vectors")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None, prog: str = PROG, also: Sequence[str] = ()) -> tuple[Any, list[str]]:
+    """The job's flags, and Beam's flags for Beam; any other flag fails naming it (`also`: a wrapping
+    command's flags, suggested for a typo)."""
+    return parse_job_args(arg_parser(prog), argv, RECS, also)
 
 
 def _event_weights(pairs: list[str] | None) -> dict[str, float]:
     weights = dict(DEFAULT_EVENT_WEIGHTS)
-    for event, weight in parse_mapping(pairs).items():
+    for event, weight in parse_mapping(pairs, "--event-weight").items():
         weights[event.lower()] = float(weight)
     return weights
 
@@ -111,10 +125,10 @@ def weight_config(args: Any) -> WeightConfig:
 def input_specs(args: Any) -> tuple[InputSpec, InputSpec]:
     """The interactions and items inputs the flags describe (what `recqa validate recs` checks)."""
     parse = ParseOptions(check_timestamp_format(args.timestamp_format), args.max_text_chars, frozenset(weight_config(args).event_weights))
-    mapping = parse_mapping(args.map)
+    mappings = input_mappings(args.map, {"interactions": args.map_interactions, "items": args.map_items})
     return (
-        InputSpec("interactions", args.interactions, args.input_format, mapping, parse),
-        InputSpec("items", args.items, args.input_format, mapping, parse),
+        InputSpec("interactions", args.interactions, args.input_format, mappings["interactions"], parse),
+        InputSpec("items", args.items, args.input_format, mappings["items"], parse),
     )
 
 

@@ -8,15 +8,29 @@ from collections.abc import Sequence
 from features.candidates import KINDS
 from features.errors import InputError
 from features.locations import add_warehouse_argument
-from pipelines.options import JobResult
+from pipelines.options import JobResult, command_parser, parse_flags
 from registry.log import existing_versions, read_candidates, read_releases
+
+
+def releases_parser() -> argparse.ArgumentParser:
+    """`recqa releases`' flags."""
+    parser = command_parser("recqa releases", "List the retained releases; the last is published.")
+    add_warehouse_argument(parser)
+    return parser
+
+
+def candidates_parser() -> argparse.ArgumentParser:
+    """`recqa candidates`' flags."""
+    parser = command_parser("recqa candidates", "List the built candidates and their verdicts.")
+    add_warehouse_argument(parser)
+    parser.add_argument("--kind", choices=KINDS, default=None, help="only candidates of this kind (default: every kind)")
+    parser.add_argument("--last", type=int, default=20, help="show the newest N (default 20)")
+    return parser
 
 
 def releases(argv: Sequence[str] | None = None) -> JobResult:
     """List the release log, oldest first; the last release is the published one."""
-    parser = argparse.ArgumentParser(prog="recqa releases", description="List the retained releases; the last is published.")
-    add_warehouse_argument(parser)
-    args = parser.parse_args(argv)
+    args = parse_flags(releases_parser(), argv)
     log = read_releases(args.warehouse)
     if log.current is None:
         raise InputError(f"nothing published yet in '{args.warehouse}'", field="--warehouse")
@@ -36,11 +50,7 @@ def releases(argv: Sequence[str] | None = None) -> JobResult:
 
 def candidates(argv: Sequence[str] | None = None) -> JobResult:
     """List the candidates, oldest first, with their tables, verdict and whether they are published."""
-    parser = argparse.ArgumentParser(prog="recqa candidates", description="List the built candidates and their verdicts.")
-    add_warehouse_argument(parser)
-    parser.add_argument("--kind", choices=KINDS, default=None, help="only candidates of this kind")
-    parser.add_argument("--last", type=int, default=20, help="show the newest N (default 20)")
-    args = parser.parse_args(argv)
+    args = parse_flags(candidates_parser(), argv)
     found = [c for c in read_candidates(args.warehouse) if args.kind is None or c.kind == args.kind]
     if not found:
         raise InputError(f"no candidates in '{args.warehouse}': run build-recs or build-qa first", field="--warehouse")

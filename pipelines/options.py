@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import functools
 import json
 import os
 import time
@@ -22,12 +24,37 @@ from pipelines.transforms.quality import DEFAULT_MAX_REJECT_FRACTION
 DEFAULT_RUNNER = "FnApiRunner"
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to a flag's help unless it already speaks of its default or is required.
+
+    Unlike argparse.ArgumentDefaultsHelpFormatter, it leaves alone the helps that already say
+    their default in words (e.g. "default <warehouse>/_rejects/<job>-<time>").
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or action.default is argparse.SUPPRESS:
+            return text
+        if action.required:
+            return text if "required" in text.lower() else f"{text} (required)".strip()
+        if "default" in text.lower():
+            return text
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            return f"{text} (default: {'on' if action.default else 'off'})".strip()
+        return f"{text} (default: {'none' if action.default is None else '%(default)s'})".strip()
+
+
+def command_parser(prog: str, description: str | None = None, **kwargs: Any) -> argparse.ArgumentParser:
+    """The argparse parser of a recqa command: every flag's help shows its default."""
+    return argparse.ArgumentParser(prog=prog, description=description, formatter_class=DefaultsHelpFormatter, **kwargs)
+
+
 def job_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """A parser with the flags every job has; unknown flags are left for Beam."""
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=description,
-        epilog="Any other flag (--runner, --project, --flink_master, ...) passes to Apache Beam unchanged.",
+    """A parser with the flags every job has; Beam's own flags are left for Beam."""
+    parser = command_parser(
+        prog,
+        description,
+        epilog="Apache Beam's flags (--runner, --project, --flink_master, ...) pass to Beam unchanged; any other flag is refused.",
     )
     add_warehouse_argument(parser)
     parser.add_argument(
@@ -43,7 +70,7 @@ def job_parser(prog: str, description: str) -> argparse.ArgumentParser:
         help="fail the run when more than this fraction of an input's rows is rejected (default 0.01)",
     )
     parser.add_argument("--rejects", default=None, help="folder for rejected rows (default <warehouse>/_rejects/<job>-<time>)")
-    parser.add_argument("--max-text-chars", type=int, default=DEFAULT_MAX_TEXT_CHARS, help="longer texts are rejected")
+    parser.add_argument("--max-text-chars", type=int, default=DEFAULT_MAX_TEXT_CHARS, help="rows with a longer text are rejected")
     parser.add_argument(
         "--ann-min-rows",
         type=int,
@@ -88,18 +115,30 @@ def tuned_record(args: argparse.Namespace) -> dict[str, Any] | None:
     return {**tuned, "overridden": overridden}
 
 
-def parse_job_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None, kind: str) -> tuple[argparse.Namespace, list[str]]:
-    """The job's flags over the --config file's defaults, and the rest for Beam.
+def parse_job_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, kind: str, also: Sequence[str] = ()
+) -> tuple[argparse.Namespace, list[str]]:
+    """The job's flags over the --config file's defaults, and the Beam flags left over.
 
     A flag given beside --config wins; the candidate records which tuned settings it overrode.
+    A flag neither the job nor Beam knows fails here, before any work, suggesting the close
+    match among the job's flags, `also` (the flags of a command wrapping the job) and Beam's.
     """
-    args, _ = parser.parse_known_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    refuse_unknown(rest, parser.prog, [*flag_names(parser), *also], beam=True)
     tuned = read_config(args.config, parser, kind) if args.config else None
     if tuned:
         parser.set_defaults(**tuned["config"])
     args, rest = parser.parse_known_args(argv)
     args.tuned = tuned
     return args, rest
+
+
+def parse_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """A command's flags, for a command that runs no pipeline: any other flag, Beam's included, fails naming it."""
+    args, rest = parser.parse_known_args(argv)
+    refuse_unknown(rest, parser.prog, flag_names(parser), beam=False)
+    return args
 
 
 def rejects_dir(args: argparse.Namespace, job: str) -> str:
@@ -115,19 +154,58 @@ def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     return PipelineOptions(args)
 
 
-def unknown_flags(beam_args: Sequence[str]) -> list[str]:
-    """The flags among `beam_args` that no Beam options class knows either.
-
-    For commands that take a job's flags but run no pipeline (`recqa tune`): a typo there
-    would otherwise pass silently as a Beam flag.
-    """
-    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+def _beam_parser() -> argparse.ArgumentParser:
+    """A parser of every flag Beam's options classes define, as PipelineOptions.get_all_options builds it."""
+    from apache_beam.options.pipeline_options import _BeamArgumentParser
 
     parser = _BeamArgumentParser(allow_abbrev=False)
-    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():  # as PipelineOptions.get_all_options does
+    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
         cls._add_argparse_args(parser)
-    _, unknown = parser.parse_known_args(list(beam_args))
+    return parser
+
+
+@functools.cache
+def beam_flag_names() -> tuple[str, ...]:
+    """Every `--flag` Apache Beam's pipeline options know (`--runner`, `--flink_master`, ...)."""
+    return tuple(sorted({s for a in _beam_parser()._actions for s in a.option_strings if s.startswith("--")}))
+
+
+def flag_names(parser: argparse.ArgumentParser) -> list[str]:
+    """The `--flags` a parser defines."""
+    return [s for action in parser._actions for s in action.option_strings if s.startswith("--")]
+
+
+def unknown_flags(beam_args: Sequence[str]) -> list[str]:
+    """The arguments among `beam_args` that no Beam options class knows either.
+
+    Beam only logs "Unparseable argument" for these and runs without them: a typo such as
+    `--halflife-days 30` would pass silently.
+    """
+    _, unknown = _beam_parser().parse_known_args(list(beam_args))
     return list(unknown)
+
+
+def refuse_unknown(rest: Sequence[str], prog: str, known: Sequence[str], beam: bool) -> None:
+    """Raise InputError naming every flag of `rest` the command does not take, with the close match.
+
+    `rest` is what the command's parser left over. With `beam`, Beam's own flags are taken (they
+    pass to Beam) and suggested; without, they are refused too: the command runs no pipeline.
+    """
+    leftover = unknown_flags(rest) if beam else list(rest)
+    if not leftover:
+        return
+    flags = [arg.split("=", 1)[0] for arg in leftover if arg.startswith("-")]
+    if not flags:
+        raise InputError(f"unexpected argument {leftover[0]!r} (a value without its flag?); `{prog} --help` lists the flags")
+    candidates = [*known, *(beam_flag_names() if beam else ())]
+    problems = []
+    for flag in dict.fromkeys(flags):
+        if not beam and flag in beam_flag_names():
+            problems.append(f"{flag} is an Apache Beam flag, but {prog} runs no Beam pipeline")
+            continue
+        close = difflib.get_close_matches(flag, candidates, n=1, cutoff=0.6)
+        problems.append(f"unknown flag {flag}" + (f" (did you mean {close[0]}?)" if close else ""))
+    raise InputError(f"{'; '.join(problems)}; `{prog} --help` lists the flags")
 
 
 @dataclass(frozen=True)

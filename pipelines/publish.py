@@ -26,7 +26,7 @@ from features.releases import Release
 from features.schemas import ALS_INDEX, RECQA_TABLES
 from pipelines import lance_io
 from pipelines.checks import check_tables
-from pipelines.options import JobResult
+from pipelines.options import JobResult, command_parser, parse_flags
 from registry.log import missing_versions, read_candidates, read_releases
 
 ALL_TABLES = RECQA_TABLES
@@ -42,7 +42,7 @@ class PublishError(RuntimeError):
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = command_parser(prog, description)
     add_warehouse_argument(parser)
     parser.add_argument("--tables", default=None, help="comma-separated tables (default: every recqa table present)")
     return parser
@@ -112,9 +112,9 @@ def shrink_problems(warehouse: str, current: Release | None, candidates: Sequenc
     return problems
 
 
-def run(argv: Sequence[str] | None = None) -> JobResult:
-    """Publish the candidates' table versions, or raise PublishError listing what failed."""
-    parser = argparse.ArgumentParser(prog="recqa publish", description=__doc__.splitlines()[0])
+def publish_parser() -> argparse.ArgumentParser:
+    """`recqa publish`'s flags."""
+    parser = command_parser("recqa publish", __doc__.splitlines()[0])
     add_warehouse_argument(parser)
     parser.add_argument("--candidate", action="append", required=True, metavar="ID",
                         help="a candidate to release (repeatable, one per kind); `recqa candidates` lists them")
@@ -124,7 +124,12 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
     parser.add_argument("--allow-shrink", action="store_true", help="publish even when a table shrank more than --max-shrink")
     parser.add_argument("--retain-releases", type=int, default=DEFAULT_RETAIN_RELEASES, help=f"releases kept for rollback (default {DEFAULT_RETAIN_RELEASES})")
     parser.add_argument("--ann-min-rows", type=int, default=ALS_INDEX.min_rows_for_ann, help="tables this large must have a vector index")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(argv: Sequence[str] | None = None) -> JobResult:
+    """Publish the candidates' table versions, or raise PublishError listing what failed."""
+    args = parse_flags(publish_parser(), argv)
     if args.retain_releases < 1:
         raise InputError("must keep at least one release", field="--retain-releases")
     if not 0 <= args.max_shrink < 1:
@@ -176,11 +181,16 @@ def rollback_problems(warehouse: str, current: Release, previous: Release) -> li
     return problems
 
 
+def rollback_parser() -> argparse.ArgumentParser:
+    """`recqa rollback`'s flags."""
+    parser = command_parser("recqa rollback", "Publish the previous release again.")
+    add_warehouse_argument(parser)
+    return parser
+
+
 def rollback(argv: Sequence[str] | None = None) -> JobResult:
     """Publish the release before the current one again (every table of it), if it can be served whole."""
-    parser = argparse.ArgumentParser(prog="recqa rollback", description="Publish the previous release again.")
-    add_warehouse_argument(parser)
-    args = parser.parse_args(argv)
+    args = parse_flags(rollback_parser(), argv)
     log = read_releases(args.warehouse)  # checked and committed on this one read: a moved log fails the commit
     if len(log.releases) < 2:
         raise PublishError(f"not rolled back: no earlier release in '{args.warehouse}' ({len(log.releases)} in the log)")
@@ -225,18 +235,24 @@ def _served_tables(service_url: str, token: str | None) -> dict[str, int] | str:
         return str(error)
 
 
+def await_parser() -> argparse.ArgumentParser:
+    """`recqa await-service`'s flags."""
+    parser = _parser("recqa await-service", "Wait until a running service serves the published table versions. "
+                     f"With {API_TOKEN_VARIABLE} set, it is sent as a bearer token.")
+    parser.add_argument("--service-url", default="", help="base URL of a running `recqa serve` (default: none, nothing to wait for)")
+    parser.add_argument("--timeout-seconds", type=float, default=DEFAULT_AWAIT_TIMEOUT_SECONDS,
+                        help="fail when the service does not serve the published versions within this long")
+    parser.add_argument("--poll-seconds", type=float, default=DEFAULT_POLL_SECONDS, help="wait between two GET /version")
+    return parser
+
+
 def await_service(argv: Sequence[str] | None = None) -> JobResult:
     """Wait until the service at --service-url serves the published versions (it follows the release log).
 
     A service guarded by RECQA_API_TOKEN is asked with that token, read from this process's
     environment only (a flag's value would show in process lists and task logs).
     """
-    parser = _parser("recqa await-service", "Wait until a running service serves the published table versions. "
-                     f"With {API_TOKEN_VARIABLE} set, it is sent as a bearer token.")
-    parser.add_argument("--service-url", default="", help="base URL of a running `recqa serve`; empty: nothing to wait for")
-    parser.add_argument("--timeout-seconds", type=float, default=DEFAULT_AWAIT_TIMEOUT_SECONDS)
-    parser.add_argument("--poll-seconds", type=float, default=DEFAULT_POLL_SECONDS)
-    args = parser.parse_args(argv)
+    args = parse_flags(await_parser(), argv)
     names = _tables(args.warehouse, args.tables)
     current = read_releases(args.warehouse).current
     published = {name: current.tables.get(name) if current is not None else None for name in names}

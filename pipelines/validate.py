@@ -1,6 +1,7 @@
 """`recqa validate recs|qa`: read a build's inputs as the build would, without running it.
 
-Takes the same input flags as `build-recs` / `build-qa` (others are ignored), parses every
+Takes the same flags as `build-recs` / `build-qa` (any other is refused; Beam's set the file
+systems the inputs are read through, as in the build), parses every
 row with the build's own readers and parsers, and fails as the build would: an input that
 matches no file or only empty ones, or more than `--max-reject-fraction` of an input's rows
 rejected, with the file, line and reason of example rows. Nothing is written.
@@ -15,7 +16,7 @@ from typing import Any
 from features.errors import InputError
 from pipelines import build_qa, build_recs
 from pipelines.transforms.quality import check_reject_fraction
-from pipelines.transforms.read import InputSpec, read_input
+from pipelines.transforms.read import InputSpec, read_input, use_beam_options
 
 # validate <kind> -> the job whose inputs it checks
 JOBS = {"recs": build_recs, "qa": build_qa}
@@ -63,7 +64,8 @@ def run(argv: Sequence[str] | None = None) -> ValidationResult:
     if argv[0] not in JOBS:
         raise InputError(f"expected one of {sorted(JOBS)} first, got {argv[:1]}", field="kind")
     job = JOBS[argv[0]]
-    args, _ = job.parse_args(argv[1:], prog=f"recqa validate {argv[0]}")
+    args, beam_args = job.parse_args(argv[1:], prog=f"recqa validate {argv[0]}")
+    use_beam_options(beam_args)
     counts = [count_input(spec) for spec in job.input_specs(args)]
     for c in counts:
         check_reject_fraction(c.valid, c.rejected, c.sample, c.kind, args.max_reject_fraction,

@@ -37,7 +37,7 @@ def test_tune_needs_a_kind_and_names_an_unknown_flag(tmp_path):
     result = _recqa("tune")
     assert result.returncode == 2 and "recqa tune <kind>" in result.stdout
     result = _recqa("tune", "recs", "--out", str(tmp_path / "tuned.json"), "--fctors", "3")
-    assert result.returncode == 2 and "unrecognized arguments: --fctors 3" in result.stderr
+    assert result.returncode == 1 and "unknown flag --fctors (did you mean --factors?)" in result.stderr
     assert not (tmp_path / "tuned.json").exists()
 
 
@@ -254,3 +254,12 @@ def test_a_command_run_in_process_leaves_the_interrupt_handling_as_it_found_it()
     assert signal.getsignal(signal.SIGINT) is before
     threading.Event().wait(0.2)
     assert not any(t.name == "recqa-interrupt" for t in threading.enumerate())
+
+
+def test_a_typo_in_a_build_flag_fails_at_once_with_one_line_naming_the_fix(tmp_path):
+    result = subprocess.run([RECQA, "build-recs", "--halflife-days", "30"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("recqa ")]
+    assert errors == ["recqa build-recs: unknown flag --halflife-days (did you mean --half-life-days?); "
+                      "`recqa build-recs --help` lists the flags"]
+    assert list(tmp_path.iterdir()) == []  # no warehouse, no rejects folder

@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,8 @@ _MS_STORE_COLUMNS = {
     "items": ("item_id", "title", "category"),
 }
 _MS_STORE_DEFAULTS = {"interactions": {"event": "purchase"}, "items": {}}
+# What adapters.stackfaq_records gives each answer.
+_STACKFAQ_COLUMNS = ("doc_id", "question", "answer", "source")
 
 PARSERS: dict[str, Callable[..., Any]] = {
     "interactions": adapters.interaction_from_mapping,
@@ -62,15 +64,40 @@ class SourceRecord:
     fields: dict[str, Any]
 
 
-def parse_mapping(pairs: list[str] | None) -> dict[str, str]:
+def parse_mapping(pairs: list[str] | None, flag: str = "--map") -> dict[str, str]:
     """`--map user_id=userId` flags -> {contract column: source column}."""
     mapping = {}
     for pair in pairs or []:
         target, sep, source = pair.partition("=")
         if not sep or not target.strip() or not source.strip():
-            raise InputError(f"expected CONTRACT_COLUMN=SOURCE_COLUMN, got {pair!r}", field="--map")
+            raise InputError(f"expected CONTRACT_COLUMN=SOURCE_COLUMN, got {pair!r}", field=flag)
         mapping[target.strip()] = source.strip()
     return mapping
+
+
+def map_flag(kind: str) -> str:
+    """The flag that maps one input's columns: `--map-interactions`, `--map-items`, `--map-documents`."""
+    return f"--map-{kind}"
+
+
+def input_mappings(shared: list[str] | None, per_input: Mapping[str, list[str] | None]) -> dict[str, dict[str, str]]:
+    """Each input's {contract column: source column}: `--map` pairs for every input it has the
+    column of, then the input's own `--map-<kind>` pairs, which win.
+
+    Events keyed `Product` and a catalogue keyed `sku` need a mapping each. A contract name no
+    input has (a `--map`) or this input lacks (a `--map-<kind>`) is refused, naming the known ones.
+    """
+    common = parse_mapping(shared)
+    known = {column for kind in per_input for column in adapters.CONTRACT_COLUMNS[kind]}
+    if unknown := sorted(set(common) - known):
+        raise InputError(f"no input has the contract column {', '.join(map(repr, unknown))}; "
+                         + "; ".join(f"{kind}: {', '.join(adapters.CONTRACT_COLUMNS[kind])}" for kind in per_input), field="--map")
+    mappings = {}
+    for kind, pairs in per_input.items():
+        own = parse_mapping(pairs, map_flag(kind))
+        adapters.check_mapping(kind, own, map_flag(kind))
+        mappings[kind] = {**{c: s for c, s in common.items() if c in adapters.CONTRACT_COLUMNS[kind]}, **own}
+    return mappings
 
 
 def ensure_filesystem_options() -> None:
@@ -84,6 +111,15 @@ def ensure_filesystem_options() -> None:
         from apache_beam.options.pipeline_options import PipelineOptions
 
         FileSystems.set_options(PipelineOptions([]))
+
+
+def use_beam_options(beam_args: Sequence[str]) -> None:
+    """Beam's flags given to a command that reads its inputs outside a pipeline (validate, tune)
+    set the options of the file systems it reads through, as they would in the build."""
+    if beam_args:
+        from apache_beam.options.pipeline_options import PipelineOptions
+
+        FileSystems.set_options(PipelineOptions(list(beam_args)))
 
 
 def check_input(path: str, what: str) -> str:
@@ -108,7 +144,46 @@ def check_spec(spec: InputSpec) -> InputSpec:
     allowed = {"interactions": (CONTRACT, MS_STORE), "items": (CONTRACT, MS_STORE), "documents": (CONTRACT, STACKFAQ)}
     if spec.input_format not in allowed[spec.kind]:
         raise InputError(f"unknown {spec.kind} format '{spec.input_format}'", field="input_format")
+    adapters.check_mapping(spec.kind, spec.mapping, map_flag(spec.kind))
+    check_columns(spec)
     return spec
+
+
+def check_columns(spec: InputSpec) -> None:
+    """Fail before any row is read when a file lacks a mapped source column or a required contract
+    column: its CSV header, Parquet schema or first JSON line is read, not its rows."""
+    defaults = tuple(_MS_STORE_DEFAULTS.get(spec.kind, {})) if spec.input_format == MS_STORE else ()
+    for metadata in FileSystems.match([spec.path])[0].metadata_list:
+        if metadata.size_in_bytes == 0:
+            continue
+        columns = file_columns(fileio.ReadableFile(metadata), spec)
+        if columns is not None:
+            adapters.check_columns(spec.kind, spec.mapping, columns, metadata.path, map_flag(spec.kind), defaults)
+
+
+def file_columns(readable: fileio.ReadableFile, spec: InputSpec) -> list[str] | None:
+    """The column names of one file as its reader gives them; None when they cannot be told
+    without reading rows (a first JSON line that is not an object: its row is rejected then)."""
+    path = readable.metadata.path
+    if spec.input_format == STACKFAQ:
+        return list(_STACKFAQ_COLUMNS)
+    if spec.input_format == MS_STORE:
+        return list(_MS_STORE_COLUMNS[spec.kind])
+    if path.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        with readable.open() as handle:
+            return list(pq.ParquetFile(handle).schema_arrow.names)
+    if path.endswith((".jsonl", ".json", ".ndjson")):
+        with _text(readable) as text:
+            line = next((line for line in text if line.strip()), "")
+        try:
+            first = json.loads(line)
+        except json.JSONDecodeError:
+            return None
+        return list(first) if isinstance(first, dict) else None
+    with _text(readable) as text:
+        return next(csv.reader(text), [])
 
 
 def parse_source(source: SourceRecord, spec: InputSpec) -> Any:

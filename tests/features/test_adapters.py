@@ -79,3 +79,15 @@ def test_configured_events_replace_the_defaults():
     assert adapters.interaction_from_mapping({"user_id": "u", "item_id": "i", "timestamp": 1, "event": "play"}, "r", options).event == "play"
     with pytest.raises(InputError, match="unknown event 'view'"):
         adapters.interaction_from_mapping({"user_id": "u", "item_id": "i", "timestamp": 1, "event": "view"}, "r", options)
+
+
+def test_a_mapping_onto_a_column_the_contract_lacks_is_refused():
+    adapters.check_mapping("items", {"title": "Name"}, "--map-items")
+    with pytest.raises(InputError, match="items have no contract column 'name'; their columns: item_id, title, text, category"):
+        adapters.check_mapping("items", {"name": "Name"}, "--map-items")
+
+
+def test_columns_a_layout_supplies_need_no_column_but_mapped_ones_do():
+    adapters.check_columns("interactions", {}, ["user_id", "item_id", "timestamp"], "usage.csv", "--map-interactions", defaults=["event"])
+    with pytest.raises(InputError, match="usage.csv: no column 'kind' for event"):
+        adapters.check_columns("interactions", {"event": "kind"}, ["user_id", "item_id", "timestamp"], "usage.csv", "--map-interactions")

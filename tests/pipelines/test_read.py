@@ -16,7 +16,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from features.adapters import ParseOptions
 from features.errors import InputError
 from features.schemas import Interaction
-from pipelines.transforms.read import InputSpec, ReadRecords, parse_mapping
+from pipelines.transforms import read
+from pipelines.transforms.read import InputSpec, ReadRecords, input_mappings, parse_mapping, read_input
 
 
 def _read(spec: InputSpec, tmp_path: Path) -> tuple[list, list]:
@@ -113,3 +114,71 @@ def test_missing_and_empty_inputs_are_named(tmp_path):
 def test_bad_mapping_flag_is_refused():
     with pytest.raises(InputError, match="--map"):
         parse_mapping(["user_id"])
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    """rows as CSV with a header, JSON lines or Parquet, by the path's extension."""
+    if path.suffix == ".parquet":
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    elif path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        path.write_text(",".join(rows[0]) + "\n" + "".join(",".join(map(str, r.values())) + "\n" for r in rows))
+    return path
+
+
+def test_each_input_takes_its_own_mapping_and_it_wins_over_map():
+    mappings = input_mappings(["item_id=sku", "title=Name"], {"interactions": ["item_id=Product", "user_id=Customer"], "items": None})
+    assert mappings == {"interactions": {"item_id": "Product", "user_id": "Customer"}, "items": {"item_id": "sku", "title": "Name"}}
+
+
+def test_map_applies_a_column_only_to_the_inputs_that_have_it():
+    mappings = input_mappings(["user_id=Customer", "title=Name"], {"interactions": None, "items": None})
+    assert mappings == {"interactions": {"user_id": "Customer"}, "items": {"title": "Name"}}
+
+
+@pytest.mark.parametrize(
+    ("shared", "per_input", "message"),
+    [
+        (None, {"items": ["titel=Name"], "interactions": None}, r"field '--map-items': items have no contract column 'titel'; their columns: item_id, title, text, category"),
+        (["usr_id=Customer"], {"interactions": None, "items": None}, r"field '--map': no input has the contract column 'usr_id'; interactions: user_id, .*; items: item_id, title"),
+        (None, {"documents": ["user_id=x"]}, r"field '--map-documents': documents have no contract column 'user_id'; their columns: doc_id, answer"),
+    ],
+)
+def test_an_unknown_contract_column_is_refused_naming_the_known_ones(shared, per_input, message):
+    with pytest.raises(InputError, match=message):
+        input_mappings(shared, per_input)
+
+
+@pytest.mark.parametrize("extension", ["csv", "jsonl", "parquet"])
+def test_a_mapped_column_missing_from_the_file_fails_before_any_row_is_read(tmp_path, extension, monkeypatch):
+    path = _write(tmp_path / f"items.{extension}", [{"Customer": "c1", "Product": "p1", "Name": "Case"}])
+    monkeypatch.setattr(read, "read_file", lambda *a: pytest.fail("rows were read"))
+    spec = InputSpec("items", str(path), mapping={"item_id": "Prodct", "title": "Name"})
+    with pytest.raises(InputError) as raised:
+        read_input(spec)
+    assert str(raised.value) == (f"field '--map-items': {path}: no column 'Prodct' for item_id (columns: Customer, Product, Name); "
+                                 "did you mean 'Product'?; set --map-items item_id=COLUMN")
+    with pytest.raises(InputError, match="no column 'Prodct'"):  # the Beam read checks as it is built
+        ReadRecords(spec)
+
+
+def test_a_required_contract_column_missing_from_the_header_is_named_with_the_flag(tmp_path):
+    path = _write(tmp_path / "events.csv", [{"Customer": "c1", "item_id": "p1", "timestamp": 1}])
+    with pytest.raises(InputError, match=r"events.csv: no column 'user_id' \(columns: Customer, item_id, timestamp\); "
+                                         r"name the column holding user_id with --map-interactions user_id=COLUMN"):
+        read_input(InputSpec("interactions", str(path)))
+
+
+def test_an_optional_column_may_be_absent_unless_mapped(tmp_path):
+    path = _write(tmp_path / "items.csv", [{"item_id": "i1", "title": "Case"}])
+    assert read_input(InputSpec("items", str(path))).valid == 1
+    with pytest.raises(InputError, match="no column 'Description' for text"):
+        read_input(InputSpec("items", str(path), mapping={"text": "Description"}))
+
+
+def test_every_file_of_a_glob_is_checked(tmp_path):
+    _write(tmp_path / "a.csv", [{"user_id": "u", "item_id": "i", "timestamp": 1}])
+    _write(tmp_path / "b.csv", [{"user": "u", "item_id": "i", "timestamp": 1}])
+    with pytest.raises(InputError, match=r"b.csv: no column 'user_id'"):
+        read_input(InputSpec("interactions", str(tmp_path / "*.csv")))

@@ -118,3 +118,17 @@ def test_too_many_rejects_name_the_flag_that_may_fix_them(tmp_path, bad_line, fl
     assert any(hint in line for line in hints), hints
     assert hints[-1] == "hint: to accept more rejected rows, raise --max-reject-fraction (now 0.01)"
     assert sum(line.startswith("hint:") for line in hints) == 2  # only the hint that fits, and the threshold's
+
+
+def test_events_and_catalogue_keyed_differently_each_take_their_own_mapping(tmp_path):
+    events = tmp_path / "events.csv"
+    events.write_text("Customer,Product,When\nc1,p1,1\nc2,p2,2\n")
+    items = tmp_path / "items.csv"
+    items.write_text("sku,Name\np1,Case\np2,Sleeve\n")
+    argv = ["recs", "--input-format", "contract", "--interactions", str(events), "--items", str(items),
+            "--map", "item_id=sku", "--map-interactions", "item_id=Product", "--map-interactions", "user_id=Customer",
+            "--map-interactions", "timestamp=When", "--map-items", "title=Name"]
+    counts = {c.kind: (c.valid, c.rejected) for c in validate.run(argv).inputs}
+    assert counts == {"interactions": (2, 0), "items": (2, 0)}
+    with pytest.raises(InputError, match=r"items.csv: no column 'Nme' for title \(columns: sku, Name\); did you mean 'Name'\?; set --map-items title=COLUMN"):
+        validate.run([*argv, "--map-items", "title=Nme"])
