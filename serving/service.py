@@ -38,6 +38,7 @@ from serving.api import (
     SimilarItemsResponse,
 )
 from serving.cache import SemanticCache
+from serving.docs import docs_routes, openapi_spec
 from serving.encoder_service import IdleFirstEncoder, QueryEncoder, RemoteEncoder, load_query_encoder
 from serving.guard import GuardMiddleware
 from serving.recommender import Recommender
@@ -301,6 +302,8 @@ class RecQA:
 
 # Body limit and tokens: checked before BentoML parses anything (settings read at app start).
 RecQA.add_asgi_middleware(GuardMiddleware)
+# Our docs page and spec instead of BentoML's (see serving/docs.py).
+_info_app.routes.extend(docs_routes(lambda: openapi_spec(RecQA.openapi_spec.asdict(), _info_app.routes)))
 
 
 def _frozen(values: list[str] | None) -> tuple[str, ...] | None:
