@@ -113,7 +113,8 @@ def openapi_spec(service_spec: dict[str, Any], plain_routes: Sequence[BaseRoute]
     for operations in spec.get("paths", {}).values():
         for operation in operations.values():
             if operation.get("requestBody"):
-                operation["responses"] = {**GUARD_RESPONSES, **operation["responses"]}
+                # BentoML keys its statuses by int; JSON and OpenAPI want strings
+                operation["responses"] = {**GUARD_RESPONSES, **{str(k): v for k, v in operation["responses"].items()}}
                 operation["responses"].setdefault("503", {"description": "Not ready, or the release lacks a table this endpoint reads.", "content": _ERROR})
                 operation["security"] = [{}, {"bearer": []}]
     for route in plain_routes:
@@ -239,10 +240,10 @@ def _operation(path: str, method: str, op: dict[str, Any]) -> str:
     if body:
         parts.append(f"<h4>Request body</h4>{_fields(body)}")
     parts.append("<h4>Responses</h4><table><tr><th>status</th><th>meaning</th><th>body</th></tr>")
-    for status, response in sorted(op.get("responses", {}).items(), key=lambda pair: str(pair[0])):
+    for status, response in sorted(op.get("responses", {}).items()):
         schema = response.get("content", {}).get("application/json", {}).get("schema")
         shown = _fields(schema) if schema and "properties" in schema else (_type(schema) if schema else "")
-        parts.append(f"<tr><td>{esc(str(status))}</td><td>{esc(response.get('description', ''))}</td><td>{shown}</td></tr>")
+        parts.append(f"<tr><td>{esc(status)}</td><td>{esc(response.get('description', ''))}</td><td>{shown}</td></tr>")
     parts.append("</table>")
     textarea = f"<textarea>{esc(json.dumps(example(body), indent=1))}</textarea>" if body else ""
     parts.append(
