@@ -26,7 +26,9 @@ ENV_API_TOKEN = "RECQA_API_TOKEN"
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 ADMIN_PREFIX = "/admin/"
 # Probes and scrapes stay open when RECQA_API_TOKEN is set: orchestrators call them without one.
-OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
+# The docs page and the spec stay open too: a browser cannot send a bearer token, and the spec
+# says nothing the API itself does not.
+OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics", "/", "/docs", "/openapi.json", "/docs.json"})
 # A body without a Content-Type, or sent as text/plain (curl -d, fetch without headers), is read
 # as JSON, as BentoML does; forms, multipart and pickles are refused with 415 saying what to send.
 JSON_MEDIA_TYPES = frozenset({"", "application/json", "text/plain"})

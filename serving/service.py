@@ -38,8 +38,9 @@ from serving.api import (
     SimilarItemsResponse,
 )
 from serving.cache import SemanticCache
-from serving.errors import error_body, error_response
+from serving.docs import docs_routes, openapi_spec
 from serving.encoder_service import IdleFirstEncoder, QueryEncoder, RemoteEncoder, load_query_encoder
+from serving.errors import error_body, error_response
 from serving.front import FrontDoor, RestorePath
 from serving.guard import GuardMiddleware
 from serving.recommender import Recommender
@@ -374,6 +375,10 @@ RecQA.add_asgi_middleware(GuardMiddleware, json_routes=frozenset(method.route fo
 def _unknown(field: str, value: str) -> JSONResponse:
     """404 naming the field and the id that is not served."""
     return error_response(404, f"{field}: unknown {field} {value!r}: no such id in the served release", field)
+
+
+# Our docs page and spec instead of BentoML's (see serving/docs.py).
+_info_app.routes.extend(docs_routes(lambda: openapi_spec(RecQA.openapi_spec.asdict(), _info_app.routes)))
 
 
 def _frozen(values: list[str] | None) -> tuple[str, ...] | None:

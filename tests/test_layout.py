@@ -19,6 +19,8 @@ FORBIDDEN = {
     "cli": {"serving", "bentoml", "airflow"},  # `recqa serve` starts the service as a process
     # evaluation trains with the real jobs and ranks with serving's read-side classes, never the service
     "evaluation": {"bentoml", "apache_beam", "airflow", "cli"},
+    # the Python client needs httpx only: callers get it without the server's stack
+    "client": {"features", "pipelines", "registry", "serving", "evaluation", "cli", "bentoml", "lancedb", "lance", "torch", "requests"},
     "airflow_dags": {"features", "pipelines", "serving", "apache_beam", "bentoml", "lancedb", "lance", "torch"},
 }
 

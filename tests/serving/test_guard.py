@@ -60,7 +60,11 @@ def test_bearer_matches_only_the_exact_token(header, token, expected):
         ("/answer", None, GuardSettings(api_token=API), 401),
         ("/answer", f"Bearer {ADMIN}", GuardSettings(admin_token=ADMIN, api_token=API), 401),
         ("/answer", f"Bearer {API}", GuardSettings(api_token=API), None),
-        ("/docs.json", None, GuardSettings(api_token=API), 401),
+        ("/docs.json", None, GuardSettings(api_token=API), None),  # the docs stay open: a browser sends no token
+        ("/docs", None, GuardSettings(api_token=API), None),
+        ("/openapi.json", None, GuardSettings(api_token=API), None),
+        ("/items/x", None, GuardSettings(api_token=API), 401),  # the lookups are guarded like the APIs
+        ("/static_content/index.html", None, GuardSettings(api_token=API), 401),
         ("/healthz", None, GuardSettings(api_token=API), None),
         ("/readyz", None, GuardSettings(api_token=API), None),
         ("/metrics", None, GuardSettings(api_token=API), None),
