@@ -113,3 +113,11 @@ def test_without_an_installed_distribution_the_version_comes_from_pyproject(monk
         assert docs.package_info().version == "unknown"
     finally:
         docs.package_info.cache_clear()
+
+
+@pytest.mark.parametrize(("path", "name"), [("/items/{item_id}", "item_id"), ("/answers/{doc_id}", "doc_id")])
+def test_the_lookups_are_documented_with_their_path_parameter_and_404(spec, path, name):
+    operation = spec["paths"][path]["get"]
+    assert operation["parameters"] == [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}]
+    assert {"200", "404"} <= set(operation["responses"]) and operation["description"]
+    assert not any(":path" in documented for documented in spec["paths"])  # Starlette's converter is not OpenAPI
