@@ -20,7 +20,7 @@ export BENTOML_DO_NOT_TRACK ?= True
 export LANCEDB_LOG ?= error
 export LANCE_LOG ?= error
 
-.PHONY: install run build serve test clean
+.PHONY: install run build serve test clean browser
 
 install: $(STAMP)
 
@@ -67,7 +67,13 @@ run:
 	@$(BIN)/python -m cli.build_stamp check --stamp $(BUILD_STAMP) $(BUILD_SETTINGS) || $(MAKE) --no-print-directory build
 	@$(MAKE) --no-print-directory serve PORT_TARGET=run
 
-test: install
+# The docs page's browser test drives Debian's Chromium (playwright downloads no browser).
+browser:
+	@command -v chromium >/dev/null || { \
+	    if [ "$$(id -u)" = 0 ]; then apt=apt-get; else apt="sudo apt-get"; fi; \
+	    $$apt update -qq && DEBIAN_FRONTEND=noninteractive $$apt install -y -qq chromium; }
+
+test: install browser
 	$(BIN)/python -m pytest -q
 
 clean:
