@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from features.candidates import CANDIDATES_SCHEMA, CANDIDATES_TABLE
+from features.candidates import CANDIDATES_TABLE
 from features.releases import RELEASES_TABLE, Release, releases_to_arrow
 from features.schemas import ANSWER_FTS, ANSWER_TEXT_COLUMN, PUBLISHED_TAG, FTSConfig, IndexConfig, table_uri
 from registry.log import ReleaseLog, read_releases
@@ -297,22 +297,34 @@ def cleanup_table(warehouse: str, name: str, releases: Sequence[Release]) -> int
 
 
 def ensure_candidates_table(warehouse: str) -> None:
-    """Create the (empty) candidates table if it does not exist yet.
+    """Create the (empty) candidates table if it does not exist yet (builds call it when they start)."""
+    from features.candidates import rows_to_arrow
+
+    _ensure_table(warehouse, CANDIDATES_TABLE, rows_to_arrow([]))
+
+
+def ensure_changes_table(warehouse: str) -> None:
+    """Create the (empty) change log if it does not exist yet (the writers call it when they start)."""
+    from features.changes import CHANGES_TABLE, rows_to_arrow
+
+    _ensure_table(warehouse, CHANGES_TABLE, rows_to_arrow([]))
+
+
+def _ensure_table(warehouse: str, name: str, empty: pa.Table) -> None:
+    """Create an empty append-only table if it does not exist yet.
 
     Lance's create is not a compare-and-swap: two creates at once can both land, the second as
-    an overwrite. Builds therefore call this when they start, long before they append: racing
+    an overwrite. Writers therefore call this when they start, long before they append: racing
     creates then only replace one empty table with another, and no append meets a create.
     """
     import lance
 
-    from features.candidates import rows_to_arrow
-
-    if dataset(warehouse, CANDIDATES_TABLE) is not None:
+    if dataset(warehouse, name) is not None:
         return
     if "://" not in warehouse:
         os.makedirs(warehouse, exist_ok=True)
     try:
-        lance.write_dataset(rows_to_arrow([]), table_uri(warehouse, CANDIDATES_TABLE), schema=CANDIDATES_SCHEMA, mode="create")
+        lance.write_dataset(empty, table_uri(warehouse, name), schema=empty.schema, mode="create")
     except OSError as error:
         if not any(word in str(error).lower() for word in ("already exists", "conflict", "incompatible")):
             raise
@@ -322,30 +334,60 @@ def append_candidate_events(warehouse: str, rows: Sequence[Mapping[str, Any]], a
     """Append events to the candidates table; returns the version that holds them.
 
     Appends commit without conflict against each other, so build-recs and build-qa running
-    side by side both record their candidates. An append that meets a concurrent commit it
-    cannot rebase on is tried again, and the events are read back before returning.
+    side by side both record their candidates.
     """
+    from features.candidates import rows_to_arrow
+
+    ensure_candidates_table(warehouse)
+    keys = {(row["candidate"], row["event"], row["record"]) for row in rows}
+
+    def landed(ds) -> bool:
+        written = ds.to_table(columns=["candidate", "event", "record"]).to_pylist()
+        return keys <= {(r["candidate"], r["event"], r["record"]) for r in written}
+
+    return _append(warehouse, CANDIDATES_TABLE, rows_to_arrow(rows), landed, attempts)
+
+
+def append_changes(warehouse: str, changes: Sequence[Any], attempts: int = 5) -> int:
+    """Append acknowledged writes to the change log as one commit; returns the version holding them.
+
+    Only when this returns is a write acknowledged: the rows are committed and read back. A
+    writer killed before the commit leaves nothing visible (Lance commits a version whole).
+    """
+    import secrets
+    from datetime import datetime, timezone
+
+    from features.changes import CHANGES_TABLE, change_rows, rows_to_arrow
+
+    ensure_changes_table(warehouse)
+    batch = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(6)}"
+    rows = change_rows(changes, datetime.now(timezone.utc), batch)
+
+    def landed(ds) -> bool:
+        return ds.count_rows(filter=f"batch = '{batch}'") == len(rows)  # the id is digits, T, - and hex
+
+    return _append(warehouse, CHANGES_TABLE, rows_to_arrow(rows), landed, attempts)
+
+
+def _append(warehouse: str, name: str, table: pa.Table, landed, attempts: int) -> int:
+    """Append rows to an append-only table, again if a concurrent commit could not be rebased on;
+    the rows are read back (`landed`) before the version is returned."""
     import time
 
     import lance
 
-    from features.candidates import rows_to_arrow
-
-    ensure_candidates_table(warehouse)
-    uri = table_uri(warehouse, CANDIDATES_TABLE)
-    keys = {(row["candidate"], row["event"], row["record"]) for row in rows}
+    uri = table_uri(warehouse, name)
     for attempt in range(attempts):
         try:
-            version = int(lance.write_dataset(rows_to_arrow(rows), uri, schema=CANDIDATES_SCHEMA, mode="append").version)
+            version = int(lance.write_dataset(table, uri, schema=table.schema, mode="append").version)
         except OSError as error:
             if not any(word in str(error).lower() for word in ("conflict", "incompatible")):
                 raise
             time.sleep(0.05 * (attempt + 1))
             continue
-        written = lance.dataset(uri).to_table(columns=["candidate", "event", "record"]).to_pylist()
-        if keys <= {(r["candidate"], r["event"], r["record"]) for r in written}:
+        if landed(lance.dataset(uri)):
             return version
-    raise RuntimeError(f"candidate events for {sorted({row['candidate'] for row in rows})} did not land in '{uri}' in {attempts} attempts")
+    raise RuntimeError(f"{table.num_rows} rows did not land in '{uri}' in {attempts} attempts")
 
 
 def cleanup_history(warehouse: str, name: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from features.candidates import CANDIDATES_TABLE, Candidate, candidates_from_arrow, resolve_candidate
+from features.changes import CHANGES_TABLE, Change, changes_from_arrow
 from features.releases import RELEASES_TABLE, Release, releases_from_arrow, tagged_release
 from features.schemas import PUBLISHED_TAG, RECQA_TABLES, table_uri
 
@@ -107,3 +108,31 @@ def read_candidates(warehouse: str) -> list[Candidate]:
 def find_candidate(warehouse: str, ref: str, kind: str | None = None, flag: str = "--candidate") -> Candidate:
     """The candidate `ref` (an id or `latest`) names, or an InputError naming the flag."""
     return resolve_candidate(read_candidates(warehouse), ref, kind, flag)
+
+
+@dataclass(frozen=True)
+class ChangeLog:
+    """The change log at one version: the snapshot a build applies, or what a service overlays."""
+
+    changes: tuple[Change, ...]
+    version: int  # 0: no log yet
+
+
+def read_changes(warehouse: str, version: int | None = None, after: int | None = None) -> ChangeLog:
+    """The acknowledged writes at `version` (default the latest), in acknowledgement order.
+
+    `after`: only the changes committed after that version, the ones a build that applied
+    the log at `after` has not seen (0 or None: all of them).
+    """
+    ds = _open(warehouse, CHANGES_TABLE)
+    if ds is None:
+        return ChangeLog((), 0)
+    if version is not None:
+        ds = ds.checkout_version(version)
+    table = ds.to_table()
+    if after:
+        seen = ds.checkout_version(after).to_table(columns=["batch", "pos"])
+        done = set(zip(seen.column("batch").to_pylist(), seen.column("pos").to_pylist()))
+        keep = [(b, p) not in done for b, p in zip(table.column("batch").to_pylist(), table.column("pos").to_pylist())]
+        table = table.filter(keep)
+    return ChangeLog(tuple(changes_from_arrow(table)), int(ds.version))
