@@ -35,6 +35,7 @@ PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 DOCS_PATHS = ("/", "/docs", "/openapi.json", "/docs.json")
 OPS_TAG = "Operations"
 LOOKUP_TAG = "Lookups"
+INGEST_TAG = "Ingest"
 PATH_PARAMETER = re.compile(r"\{(\w+)(?::\w+)?\}")  # a Starlette path parameter, with its converter
 ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string", "description": "What was wrong."}}}
 _ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
@@ -105,7 +106,7 @@ def openapi_spec(service_spec: dict[str, Any], plain_routes: Sequence[BaseRoute]
         "description": (
             f"{info.summary}\n\nWhen `RECQA_API_TOKEN` is set, every route but the probes, /metrics and these docs needs "
             "`Authorization: Bearer <token>`. The admin routes exist only when `RECQA_ADMIN_TOKEN` is set, "
-            "and need that token."
+            "and need that token; the write API (`/ingest/`) exists only when `RECQA_INGEST_TOKEN` is set, and needs that one."
         ),
         "license": {"name": "Apache-2.0", "url": "https://www.apache.org/licenses/LICENSE-2.0"},
     }
@@ -138,8 +139,14 @@ def openapi_spec(service_spec: dict[str, Any], plain_routes: Sequence[BaseRoute]
             if names:
                 operation["parameters"] = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in names]
                 responses.setdefault("404", {"description": f"No {names[0]} of that value in the served release.", "content": _ERROR})
+            described = dict(getattr(route.endpoint, "openapi", None) or {})  # a route that describes itself (ingest/)
+            components["schemas"].update(described.pop("schemas", {}))
+            operation.update(described)
+            operation["responses"] = {**GUARD_RESPONSES, **described.get("responses", responses)} if described else responses
             spec["paths"].setdefault(PATH_PARAMETER.sub(r"{\1}", route.path), {})[method.lower()] = operation
-    for name, description in ((LOOKUP_TAG, "An item or an answer document by its id."), (OPS_TAG, "What is served, and the admin controls.")):
+    tags = ((LOOKUP_TAG, "An item or an answer document by its id."), (OPS_TAG, "What is served, and the admin controls."),
+            (INGEST_TAG, "Writes between batch builds: upserts, deletes and events (needs RECQA_INGEST_TOKEN)."))
+    for name, description in tags:
         if not any(tag.get("name") == name for tag in spec.setdefault("tags", [])):
             spec["tags"].append({"name": name, "description": description})
     return spec

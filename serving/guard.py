@@ -21,10 +21,12 @@ from serving.errors import error_body
 ENV_MAX_BODY_BYTES = "RECQA_MAX_BODY_BYTES"
 ENV_ADMIN_TOKEN = "RECQA_ADMIN_TOKEN"
 ENV_API_TOKEN = "RECQA_API_TOKEN"
+ENV_INGEST_TOKEN = "RECQA_INGEST_TOKEN"
 # 1 MiB: the largest valid request (1,000 filter values of 256 characters, or a 4,000-character
 # question) is well under it; anything bigger is a mistake or an attack, refused before parsing.
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 ADMIN_PREFIX = "/admin/"
+INGEST_PREFIX = "/ingest/"  # the write API (ingest/routes.py): its own token, never the API's or the admin's
 # Probes and scrapes stay open when RECQA_API_TOKEN is set: orchestrators call them without one.
 # The docs page and the spec stay open too: a browser cannot send a bearer token, and the spec
 # says nothing the API itself does not.
@@ -47,13 +49,14 @@ class GuardSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     admin_token: str = ""  # empty: the admin endpoints do not exist (404)
     api_token: str = ""  # empty: the public endpoints need no token
+    ingest_token: str = ""  # empty: the write API does not exist (404)
 
     @classmethod
     def from_env(cls) -> "GuardSettings":
         limit = int(os.environ.get(ENV_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES))
         if limit < 1:
             raise ValueError(f"{ENV_MAX_BODY_BYTES} must be a positive number of bytes, got {limit}")
-        return cls(limit, os.environ.get(ENV_ADMIN_TOKEN, ""), os.environ.get(ENV_API_TOKEN, ""))
+        return cls(limit, os.environ.get(ENV_ADMIN_TOKEN, ""), os.environ.get(ENV_API_TOKEN, ""), os.environ.get(ENV_INGEST_TOKEN, ""))
 
 
 def bearer_matches(authorization: str | None, token: str) -> bool:
@@ -67,11 +70,12 @@ def bearer_matches(authorization: str | None, token: str) -> bool:
 
 
 def access_status(path: str, authorization: str | None, settings: GuardSettings) -> int | None:
-    """None when the request may go on, else the status to refuse it with (401, or 404 for a disabled admin API)."""
-    if path.startswith(ADMIN_PREFIX) or path == ADMIN_PREFIX.rstrip("/"):
-        if not settings.admin_token:
-            return 404
-        return None if bearer_matches(authorization, settings.admin_token) else 401
+    """None when the request may go on, else the status to refuse it with (401, or 404 for a disabled admin or write API)."""
+    for prefix, token in ((ADMIN_PREFIX, settings.admin_token), (INGEST_PREFIX, settings.ingest_token)):
+        if path.startswith(prefix) or path == prefix.rstrip("/"):
+            if not token:
+                return 404
+            return None if bearer_matches(authorization, token) else 401
     if not settings.api_token or path in OPEN_PATHS:
         return None
     return None if bearer_matches(authorization, settings.api_token) else 401

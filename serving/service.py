@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from features.locations import check_warehouse
 from features.schemas import ALS_INDEX, ANSWER_INDEX, ANSWERS_TABLE, CONTENT_INDEX, ITEMS_TABLE
+from ingest.routes import IngestEndpoints
 from serving.api import (
     AnswerDocument,
     AnswerFilters,
@@ -128,6 +129,10 @@ _info_app = Starlette(
         Route("/admin/cache/flush", _admin_flush, methods=["POST"]),
     ]
 )
+# The write API (ingest/): same port, its own token (GuardMiddleware); its one batching writer
+# starts on the first write, over the warehouse of the service settings.
+_ingest = IngestEndpoints(lambda: ServiceSettings.from_env().warehouse)
+_info_app.routes.extend(_ingest.routes())
 
 
 class RecQAService(bentoml.Service):
@@ -180,6 +185,7 @@ class RecQA:
         """Stop polling the release log: a stopped service (or one of an in-process test) keeps no poller."""
         if self.follower is not None:
             self.follower.stop()
+        _ingest.close()  # queued writes are committed (and answered) before the process goes
 
     def version_info(self) -> dict[str, Any]:
         """Served table versions, the encoder, and the search parameters of each served vector index."""
@@ -369,7 +375,9 @@ class RecQA:
 
 # Body limit, tokens and the JSON content type: checked before BentoML parses anything (settings read at app start).
 RecQA.add_asgi_middleware(RestorePath)  # first: everything after it sees the requested path
-RecQA.add_asgi_middleware(GuardMiddleware, json_routes=frozenset(method.route for method in RecQA.apis.values()))
+RecQA.add_asgi_middleware(
+    GuardMiddleware, json_routes=frozenset(method.route for method in RecQA.apis.values()) | {route.path for route in _ingest.routes()}
+)
 
 
 def _unknown(field: str, value: str) -> JSONResponse:
