@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from serving.guard import DEFAULT_MAX_BODY_BYTES, GuardMiddleware, GuardSettings, access_status, bearer_matches
 
-ADMIN, API = "admin-secret-7f3a", "api-secret-91c2"
+ADMIN, API, INGEST = "admin-secret-7f3a", "api-secret-91c2", "ingest-secret-0b44"
 
 
 async def _echo(request: Request) -> JSONResponse:
@@ -66,6 +66,14 @@ def test_bearer_matches_only_the_exact_token(header, token, expected):
         ("/items/x", None, GuardSettings(api_token=API), 401),  # the lookups are guarded like the APIs
         ("/static_content/index.html", None, GuardSettings(api_token=API), 401),
         ("/healthz", None, GuardSettings(api_token=API), None),
+        ("/ingest/items", f"Bearer {INGEST}", GuardSettings(admin_token=ADMIN, api_token=API), 404),  # no ingest token: no write API
+        ("/ingest", None, GuardSettings(), 404),
+        ("/ingest/delete", None, GuardSettings(ingest_token=INGEST), 401),
+        ("/ingest/delete", f"Bearer {API}", GuardSettings(api_token=API, ingest_token=INGEST), 401),
+        ("/ingest/events", f"Bearer {ADMIN}", GuardSettings(admin_token=ADMIN, ingest_token=INGEST), 401),
+        ("/ingest/events", f"Bearer {INGEST}", GuardSettings(api_token=API, ingest_token=INGEST), None),
+        ("/admin/reload", f"Bearer {INGEST}", GuardSettings(admin_token=ADMIN, ingest_token=INGEST), 401),
+        ("/answer", f"Bearer {INGEST}", GuardSettings(api_token=API, ingest_token=INGEST), 401),
         ("/readyz", None, GuardSettings(api_token=API), None),
         ("/metrics", None, GuardSettings(api_token=API), None),
     ],
@@ -129,3 +137,12 @@ def test_api_bodies_must_be_json_or_unlabelled_and_others_get_415_naming_the_hea
     form = client.post("/answer", content=b"q=1", headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert form.status_code == 415
     assert form.json()["field"] == "Content-Type" and "application/json" in form.json()["error"]
+
+
+def test_the_ingest_token_is_read_from_its_own_variable(monkeypatch):
+    monkeypatch.delenv("RECQA_INGEST_TOKEN", raising=False)
+    assert GuardSettings.from_env().ingest_token == ""
+    monkeypatch.setenv("RECQA_INGEST_TOKEN", INGEST)
+    monkeypatch.setenv("RECQA_API_TOKEN", API)
+    settings = GuardSettings.from_env()
+    assert (settings.ingest_token, settings.api_token) == (INGEST, API)

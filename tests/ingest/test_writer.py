@@ -1,0 +1,135 @@
+"""The batching writer: what makes a commit, what a failure means, and a SIGKILL mid-batch."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from features.changes import DELETE, ITEMS, Change
+from ingest.writer import BatchingWriter, CommitFailed, WriterClosed
+from registry.log import read_changes
+from tests.conftest import ROOT
+
+
+def deletes(*keys: str) -> list[Change]:
+    return [Change(ITEMS, DELETE, key) for key in keys]
+
+
+class Recorder:
+    """An append that records each commit's keys (a stand-in log; the real one is tested below)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.commits: list[list[str]] = []
+        self.fail = fail
+
+    def __call__(self, changes) -> int:
+        if self.fail:
+            raise OSError("lost the disk")
+        self.commits.append([c.key for c in changes])
+        return len(self.commits)
+
+
+def test_a_full_batch_commits_without_waiting_for_the_interval_and_a_request_is_never_split():
+    append = Recorder()
+    writer = BatchingWriter(append, interval_seconds=60, max_records=5)
+    started = time.monotonic()
+    futures = [writer.submit(deletes(f"k{n}")) for n in range(4)] + [writer.submit(deletes("a", "b", "c"))]
+    commits = [future.result(timeout=10) for future in futures]
+    assert time.monotonic() - started < 10  # the size, not the 60 s interval, closed the batch
+    assert append.commits == [["k0", "k1", "k2", "k3", "a", "b", "c"]]
+    assert {c.version for c in commits} == {1} and commits[0].records == 7
+    writer.close()
+
+
+def test_the_interval_closes_a_batch_that_is_not_full():
+    append = Recorder()
+    writer = BatchingWriter(append, interval_seconds=0.05, max_records=500)
+    first = writer.submit(deletes("x")).result(timeout=10)
+    second = writer.submit(deletes("y")).result(timeout=10)
+    assert (first.version, second.version) == (1, 2) and append.commits == [["x"], ["y"]]
+    writer.close()
+
+
+def test_a_failed_commit_fails_every_request_in_it_and_the_writer_goes_on():
+    append = Recorder(fail=True)
+    writer = BatchingWriter(append, interval_seconds=0.2, max_records=500)
+    futures = [writer.submit(deletes(f"k{n}")) for n in range(3)]
+    for future in futures:
+        with pytest.raises(CommitFailed, match="lost the disk"):
+            future.result(timeout=10)
+    append.fail = False
+    assert writer.submit(deletes("after")).result(timeout=10).version == 1
+    assert append.commits == [["after"]]
+    writer.close()
+
+
+def test_close_commits_what_is_queued_then_refuses_new_writes():
+    append = Recorder()
+    writer = BatchingWriter(append, interval_seconds=60, max_records=500)
+    future = writer.submit(deletes("queued"))
+    writer.close()
+    assert future.result(timeout=1).version == 1 and append.commits == [["queued"]]
+    with pytest.raises(WriterClosed):
+        writer.submit(deletes("late"))
+
+
+# A process writing through the real writer from four threads, printing each request's keys
+# only after its future resolved (acknowledged); killed with SIGKILL while it commits.
+_WRITER_SCRIPT = """
+import sys, threading
+from features.changes import Change
+from ingest.writer import BatchingWriter
+
+writer = BatchingWriter.for_warehouse(sys.argv[1], interval_seconds=0.02)
+lock = threading.Lock()
+
+def client(c):
+    n = 0
+    while True:
+        keys = [f"c{c}-r{n}-{j}" for j in range(3)]
+        writer.submit([Change("items", "upsert", k, {"item_id": k, "title": "t", "text": None, "category": None}) for k in keys]).result()
+        with lock:
+            print(" ".join(keys), flush=True)
+        n += 1
+
+for c in range(4):
+    threading.Thread(target=client, args=(c,), daemon=True).start()
+threading.Event().wait()
+"""
+
+
+@pytest.mark.parametrize("acknowledged_before_kill", [1, 25])
+def test_sigkill_mid_batch_keeps_every_acknowledged_write_and_no_half_request(tmp_path, acknowledged_before_kill):
+    warehouse = tmp_path / "warehouse"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-c", _WRITER_SCRIPT, str(warehouse)], stdout=subprocess.PIPE, text=True, env=env)
+    acknowledged = []
+    try:
+        while len(acknowledged) < acknowledged_before_kill:
+            line = process.stdout.readline()
+            assert line, f"the writer exited with {process.poll()} before acknowledging anything"
+            acknowledged.append(line.split())
+        os.kill(process.pid, signal.SIGKILL)  # while the four clients keep the writer committing
+    finally:
+        if process.poll() is None:
+            process.kill()
+        rest = process.communicate(timeout=30)[0]
+    acknowledged += [line.split() for line in rest.splitlines() if line.strip()]
+    assert process.returncode == -signal.SIGKILL
+
+    # restart: a new writer opens the log and appends after whatever the killed one left
+    restarted = BatchingWriter.for_warehouse(str(warehouse), interval_seconds=0.01)
+    restarted.submit(deletes("after-restart")).result(timeout=30)
+    restarted.close()
+    keys = Counter(c.key for c in read_changes(str(warehouse)).changes)
+    assert all(keys[key] == 1 for request in acknowledged for key in request)  # every acknowledged write, once
+    per_request = Counter(key.rsplit("-", 1)[0] for key in keys if key != "after-restart")
+    assert set(per_request.values()) == {3}  # a request is in the log whole or not at all
+    assert keys["after-restart"] == 1
