@@ -1,0 +1,46 @@
+"""The write API is part of the service: mounted on its app, behind its guard, in its spec and
+docs page with its body schemas. In-process through the service's ASGI app (no lifespan)."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.testclient import TestClient
+
+from ingest.api import BODIES, IngestResult
+
+ROUTES = {f"/ingest/{name}": model for name, model in BODIES.items()}
+
+
+@pytest.fixture(scope="module")
+def client(service_app) -> TestClient:
+    return TestClient(service_app)
+
+
+def test_the_spec_lists_every_ingest_route_with_its_body_and_answers(client):
+    spec = client.get("/openapi.json").json()
+    for path, model in ROUTES.items():
+        operation = spec["paths"][path]["post"]
+        assert operation["tags"] == ["Ingest"] and "RECQA_INGEST_TOKEN" in operation["description"]
+        body = operation["requestBody"]["content"]["application/json"]["schema"]
+        assert set(body["properties"]) == set(model.model_fields)
+        assert {"200", "400", "401", "404", "413", "422", "503"} <= set(operation["responses"])
+        assert operation["security"] == [{"bearer": []}]
+        result = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        assert set(result["properties"]) == set(IngestResult.model_fields)
+        refs = [v for v in str(result).split("'") if v.startswith("#/components/schemas/")]
+        assert refs and all(ref.rsplit("/", 1)[-1] in spec["components"]["schemas"] for ref in refs)
+    item = spec["paths"]["/ingest/items"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]["items"]
+    assert item["maxItems"] == 1000 and {"item_id", "title"} <= set(item["items"]["required"])
+
+
+def test_the_page_shows_the_ingest_routes_and_their_fields(client):
+    page = client.get("/docs").text
+    for path in ROUTES:
+        assert f"<code>{path}</code>" in page
+    assert "<code>answers</code>" in page and "<code>visible_by</code>" in page
+
+
+def test_the_service_guards_the_write_api(client):
+    # whatever RECQA_INGEST_TOKEN this process has, a request without a token never writes
+    response = client.post("/ingest/items", json={"items": [{"item_id": "i", "title": "t"}]})
+    assert response.status_code in (401, 404) and response.json()["status"] == response.status_code
