@@ -96,6 +96,9 @@ def parse_records(kind: str, records: Sequence[Any], options: ParseOptions | Non
         if unknown := sorted(set(record) - FIELDS[kind]):
             rejected.append(Rejected(index, unknown[0], f"unknown field {unknown[0]!r}; known: {sorted(FIELDS[kind])}"))
             continue
+        if (nul := _nul_field(record)) is not None:  # Lance filters and the FTS tokenizer refuse NUL
+            rejected.append(Rejected(index, nul, "contains a NUL character: remove it"))
+            continue
         try:
             parsed = parse(record, row=str(index), options=options)
         except InputError as error:
@@ -110,6 +113,15 @@ def parse_records(kind: str, records: Sequence[Any], options: ParseOptions | Non
             continue
         changes.append(Change(kind, op, key, value))
     return changes, rejected
+
+
+def _nul_field(record: Mapping[str, Any]) -> str | None:
+    """The first field of a record holding a NUL character, in a text or a list of texts."""
+    for key, value in record.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, str) and "\x00" in v for v in values):
+            return str(key)
+    return None
 
 
 def parse_deletes(kind: str, ids: Sequence[Any]) -> tuple[list[Change], list[Rejected]]:

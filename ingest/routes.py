@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from features.changes import ANSWERS, EVENTS, ITEMS, USERS, Change, Rejected, parse_deletes, parse_records
+from features.changes import ANSWERS, EVENTS, ITEMS, USERS, Change, parse_deletes, parse_records
 from features.errors import InputError
 from ingest.api import BODIES, MAX_RECORDS_PER_REQUEST, IngestDelete, IngestResult
 from ingest.writer import BatchingWriter, CommitFailed, WriterClosed
@@ -143,29 +143,11 @@ def _changes(name: str, body: BaseModel) -> tuple[list[Change], list[dict[str, A
             rejected += [{"index": r.index, "field": kind, "reason": r.reason} for r in bad]
         return changes, rejected
     kind = {"items": ITEMS, "answers": ANSWERS, "events": EVENTS}[name]
-    records: Sequence[Any] = getattr(body, name)
-    with_nul = {i: field for i, record in enumerate(records) if (field := _nul_field(record)) is not None}
-    clean = [record for i, record in enumerate(records) if i not in with_nul]
     try:
-        good, bad = parse_records(kind, clean)
+        good, bad = parse_records(kind, getattr(body, name))
     except InputError as error:  # a kind this route does not know: the route table is wrong
         raise RuntimeError(str(error)) from error
-    # parse_records indexes into `clean`: map back to the request's positions
-    positions = [i for i in range(len(records)) if i not in with_nul]
-    rejected = [Rejected(positions[r.index], r.field, r.reason) for r in bad]
-    rejected += [Rejected(i, field, "contains a NUL character: remove it") for i, field in with_nul.items()]
-    return good, [{"index": r.index, "field": r.field, "reason": r.reason} for r in sorted(rejected, key=lambda r: r.index)]
-
-
-def _nul_field(record: Any) -> str | None:
-    """The first field of a record holding a NUL character (ids and text are refused with one)."""
-    if not isinstance(record, Mapping):
-        return None
-    for key, value in record.items():
-        values = value if isinstance(value, list) else [value]
-        if any(isinstance(v, str) and "\x00" in v for v in values):
-            return str(key)
-    return None
+    return good, [{"index": r.index, "field": r.field, "reason": r.reason} for r in bad]
 
 
 def _openapi(body_model: type[BaseModel]) -> dict[str, Any]:

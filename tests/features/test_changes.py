@@ -21,6 +21,8 @@ def test_good_records_are_kept_and_each_bad_one_is_rejected_by_index_and_field()
 def test_answers_and_events_are_checked_as_the_builds_readers_check_them():
     answers, bad_answers = parse_records(ANSWERS, [{"doc_id": "d", "answer": "x", "tags": "a, b"}, {"doc_id": "e", "answer": "x\x00" * 20_000}])
     assert answers[0].record["tags"] == ["a", "b"] and [r.field for r in bad_answers] == ["answer"]
+    _, nul = parse_records(ITEMS, [{"item_id": "a", "title": "A", "category": "x\x00y"}, {"item_id": "b\x00", "title": "B"}])
+    assert [(r.index, r.field) for r in nul] == [(0, "category"), (1, "item_id")] and "NUL" in nul[0].reason
     events, bad_events = parse_records(EVENTS, [{"user_id": "u", "item_id": "i", "timestamp": "2026-11-30T10:00:00Z"},
                                                 {"user_id": "u", "item_id": "i", "timestamp": "yesterday"}])
     assert events[0].record["timestamp"] > 1.7e9 and [r.field for r in bad_events] == ["timestamp"]
