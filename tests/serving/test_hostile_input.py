@@ -197,6 +197,8 @@ def test_tokens_never_reach_the_log(client, guarded):
 
 # --- fuzzing -------------------------------------------------------------------------------
 
+SEARCH_APIS = {"/recommend", "/similar_items", "/search_items", "/answer"}
+
 # schemathesis's own pytest integration (`from_fixture`) fails on pytest 9.2 ("'Function' object
 # has no attribute '_nodeid'"), so its per-operation Hypothesis strategies are driven here.
 @pytest.mark.parametrize("mode", [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE])
@@ -204,9 +206,10 @@ def test_fuzzed_requests_never_get_a_5xx(guarded, mode):
     auth = {"Authorization": f"Bearer {API_TOKEN}"}
     api = schemathesis.openapi.from_url(f"{guarded.base_url}/docs.json", headers=auth, timeout=60)
     operations = [result.ok() for result in api.get_all_operations()]
-    assert {"/recommend", "/similar_items", "/search_items", "/answer"} <= {op.path for op in operations}
+    assert SEARCH_APIS <= {op.path for op in operations}
     failures: list[str] = []
     calls: list[int] = []
+    api_calls: list[int] = []  # of the four search APIs, whose valid requests all have an answer
 
     for operation in operations:
         if mode == schemathesis.GenerationMode.NEGATIVE and not operation.body:
@@ -219,6 +222,8 @@ def test_fuzzed_requests_never_get_a_5xx(guarded, mode):
             token = ADMIN_TOKEN if case.path.startswith("/admin/") else API_TOKEN
             response = case.call(base_url=guarded.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
             calls.append(response.status_code)
+            if case.path in SEARCH_APIS:
+                api_calls.append(response.status_code)
             if response.status_code >= 500:
                 failures.append(f"{case.method} {case.path} {case.body!r:.300} -> {response.status_code} {response.text[:200]}")
 
@@ -228,4 +233,6 @@ def test_fuzzed_requests_never_get_a_5xx(guarded, mode):
     if mode == schemathesis.GenerationMode.NEGATIVE:
         assert any(400 <= status < 500 for status in calls)  # invalid requests were sent, and refused
     else:
-        assert calls.count(200) > len(calls) // 2  # most valid requests were answered
+        # most valid search requests were answered (random ids of GET /items/{id} are 404, and the
+        # write API is absent without its token: those say nothing here)
+        assert api_calls.count(200) > len(api_calls) // 2
