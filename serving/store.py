@@ -77,15 +77,16 @@ class Store:
         other.changes = version
         if self._base_recommender is not None:
             recs = changes_after(self._warehouse, version, self.applied["recs"])
-            if recs != self._recs_changes:
+            if (recs.items, recs.events, recs.forgotten) != (self._recs_changes.items, self._recs_changes.events, self._recs_changes.forgotten):
                 other._recs_changes = recs
                 vectors = item_vectors(recs, self._item_embeddings)
-                other.recommender = FreshRecommender(self._base_recommender, recs, vectors, self._folded) if recs else self._base_recommender
+                fresh_recs = recs.items or recs.events or recs.forgotten
+                other.recommender = FreshRecommender(self._base_recommender, recs, vectors, self._folded) if fresh_recs else self._base_recommender
         if self._base_answers is not None:
             qa = changes_after(self._warehouse, version, self.applied["qa"])
-            if qa != self._qa_changes:
+            if qa.answers != self._qa_changes.answers:  # events, items and users leave the answers as they were
                 other._qa_changes, other._qa_changes_at = qa, version
-                fresh = fresh_answers(qa, self._answer_embeddings, self._base_answers.rows()) if qa else None
+                fresh = fresh_answers(qa, self._answer_embeddings, self._base_answers.rows()) if qa.answers else None
                 other.answers = self._base_answers.with_fresh(fresh)
         return other
 
