@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -120,6 +121,21 @@ class RecommenderCore:
         known = history + recent
         items = self.recommend(vector, k, set(known) if exclude_seen else set(), categories, exclude_ids)
         return Recommendation(strategy, items, known)
+
+    def rows(self) -> dict[str, Any]:
+        """The constructor's arguments as this core holds them (items in id order): what a core
+        with changes applied over it is built from (serving/freshness.py)."""
+        return {
+            "user_ids": sorted(self._user_index, key=self._user_index.__getitem__),
+            "user_vectors": self._user_vectors,
+            "user_seen": self._user_seen,
+            "item_ids": self._item_ids,
+            "item_vectors": self._item_vectors,
+            "popularity": [self._popularity[i] for i in self._item_ids],
+            "categories": [self._categories[i] for i in self._item_ids],
+            "titles": [self._titles[i] for i in self._item_ids],
+            "als": self._als,
+        }
 
     def has_user(self, user_id: str) -> bool:
         return user_id in self._user_index

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 from lance.query import MatchQuery
 
+from features.bm25 import BM25
 from features.encoders import Encoder
 from features.filters import answer_condition, sql_string
 from features.retrieval import bm25_weight_of, distance_to_similarity, mmr, rrf_fuse, score_fuse
@@ -20,6 +24,45 @@ CHUNK_OVERFETCH = 4
 _POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="recqa-keyword")
 # A hit's fields and the column each comes from (of the answer's best chunk).
 HIT_FIELDS = {"text": "answer", "question": "question", "source": "source", "tags": "tags", "chunk_id": "chunk_id"}
+# How much deeper a search goes again when the written-since-build changes filtered out too many of its rows.
+DEEPEN_FACTOR = 4
+
+
+@dataclass(frozen=True)
+class FreshAnswers:
+    """Answers written since the table's build (serving/overlay.py builds it): searched beside it.
+
+    `touched`: every doc_id whose table rows no longer count (replaced or deleted).
+    `documents`: doc_id -> the document as `AnswerIndex.document` gives it, or None when deleted.
+    `rows`: one per chunk of an upserted document, with the table's columns and its unit `vector`.
+    """
+
+    touched: frozenset[str]
+    documents: Mapping[str, dict | None]
+    rows: tuple[dict, ...]
+    vectors: np.ndarray  # (chunks, dim) unit vectors, in the order of `rows`
+    bm25: BM25
+
+    def _allowed(self, sources: list[str] | None, tags: list[str] | None) -> np.ndarray:
+        return np.array(
+            [(sources is None or row["source"] in sources) and (tags is None or bool(set(row["tags"] or ()) & set(tags))) for row in self.rows],
+            dtype=bool,
+        )
+
+    def vector_rows(self, vector: np.ndarray, sources: list[str] | None, tags: list[str] | None) -> list[dict]:
+        """Every chunk the filters allow, exactly by cosine, with `_distance` as Lance reports it."""
+        if not self.rows:
+            return []
+        cosine = self.vectors @ (np.asarray(vector, dtype=np.float32) / max(float(np.linalg.norm(vector)), 1e-12))
+        allowed = self._allowed(sources, tags)
+        return [{**row, "_distance": 1.0 - float(cosine[i])} for i, row in enumerate(self.rows) if allowed[i]]
+
+    def keyword_rows(self, question: str, sources: list[str] | None, tags: list[str] | None) -> list[dict]:
+        """The chunks the filters allow that match a query word, with their BM25 `_score`."""
+        if not self.rows:
+            return []
+        allowed = self._allowed(sources, tags)
+        return [{**row, "_score": score} for i, (row, score) in enumerate(zip(self.rows, self.bm25.scores(question))) if allowed[i] and score > 0]
 
 
 class AnswerIndex:
@@ -49,6 +92,18 @@ class AnswerIndex:
         self._exact = exact  # brute force over every row: the reference ANN recall is measured against
         self._fusion = fusion
         self._bm25_weight = bm25_weight if bm25_weight is not None else bm25_weight_of(table.schema.metadata)
+        self._fresh: FreshAnswers | None = None
+        self.metadata = dict(table.schema.metadata or {})
+
+    def with_fresh(self, fresh: FreshAnswers | None) -> "AnswerIndex":
+        """The same table version searched together with the answers written since its build."""
+        other = copy.copy(self)
+        other._fresh = fresh
+        return other
+
+    def rows(self) -> int:
+        """Chunks in the table's version (the corpus size fresh BM25 scores are put on)."""
+        return int(self._dataset.count_rows())
 
     def answer(
         self,
@@ -81,10 +136,12 @@ class AnswerIndex:
     ) -> "PendingAnswer":
         """Begin answering before the question's vector exists: the keyword search (which
         needs no vector) runs on a background thread while the caller encodes."""
-        return PendingAnswer(self, question, k, mode, answer_condition(sources, tags), diversity)
+        return PendingAnswer(self, question, k, mode, (sources, tags), diversity)
 
     def document(self, doc_id: str) -> dict | None:
         """One answer document (question, whole answer, source, tags, chunk count), or None if unknown."""
+        if self._fresh is not None and doc_id in self._fresh.touched:
+            return self._fresh.documents.get(doc_id)
         rows = self._dataset.to_table(
             columns=["doc_id", "chunk_id", "question", "answer", "source", "tags"], filter=f"doc_id = {sql_string(doc_id)}"
         ).to_pylist()
@@ -121,12 +178,15 @@ class AnswerIndex:
 class PendingAnswer:
     """One answer in progress: the keyword half already running, the vector half to come."""
 
-    def __init__(self, owner: AnswerIndex, question: str, k: int, mode: str, condition: str | None, diversity: float | None):
-        self._owner, self._k, self._mode, self._condition, self._diversity = owner, k, mode, condition, diversity
+    def __init__(
+        self, owner: AnswerIndex, question: str, k: int, mode: str, filters: tuple[list[str] | None, list[str] | None], diversity: float | None
+    ):
+        self._owner, self._question, self._k, self._mode, self._diversity = owner, question, k, mode, diversity
+        self._filters, self._condition = filters, answer_condition(*filters)
         self._depth = k * CHUNK_OVERFETCH * (2 if diversity is not None else 1)
         self._keyword: Future | None = None
         if mode in ("keyword", "hybrid"):
-            self._keyword = _POOL.submit(owner._keyword, question, condition, self._depth, diversity is not None)
+            self._keyword = _POOL.submit(owner._keyword, question, self._condition, self._depth, diversity is not None)
 
     def cancel(self) -> None:
         """The answer is not needed (a cache hit): drop the keyword search if it has not begun."""
@@ -137,11 +197,19 @@ class PendingAnswer:
         """The ranked hits; `vector` is the question's embedding (unused in plain keyword mode)."""
         rows: dict[str, dict] = {}
         rankings: list[list[tuple[str, float]]] = []
+        owner, fresh, with_vectors = self._owner, self._owner._fresh, self._diversity is not None
         if self._mode in ("vector", "hybrid"):
-            found = self._owner._vector(vector, self._condition, self._depth, self._diversity is not None)
+            found = self._current(owner._vector(vector, self._condition, self._depth, with_vectors),
+                                  lambda depth: owner._vector(vector, self._condition, depth, with_vectors))
+            if fresh is not None:  # distances of one metric: the fresh chunks slot in by them
+                found = sorted(found + fresh.vector_rows(vector, *self._filters), key=lambda r: r["_distance"])
             rankings.append(_best_per_doc(found, rows, lambda r: distance_to_similarity(r["_distance"])))
         if self._keyword is not None:
-            rankings.append(_best_per_doc(self._keyword.result(), rows, lambda r: float(r["_score"])))
+            found = self._current(self._keyword.result(),
+                                  lambda depth: owner._keyword(self._question, self._condition, depth, with_vectors))
+            if fresh is not None:
+                found = sorted(found + fresh.keyword_rows(self._question, *self._filters), key=lambda r: -float(r["_score"]))
+            rankings.append(_best_per_doc(found, rows, lambda r: float(r["_score"])))
         if self._mode == "hybrid":
             ranked = self._owner._fuse(*rankings)
         else:
@@ -152,6 +220,21 @@ class PendingAnswer:
             Hit(id=doc_id, score=score, fields={field: rows[doc_id][column] for field, column in HIT_FIELDS.items()})
             for doc_id, score in ranked[: self._k]
         ]
+
+
+    def _current(self, found: list[dict], fetch: Callable[[int], list[dict]]) -> list[dict]:
+        """The table's rows without the answers replaced or deleted since its build; searched
+        deeper while they filtered out so many that fewer answers than asked for remain."""
+        fresh = self._owner._fresh
+        if fresh is None or not fresh.touched:
+            return found
+        depth, wanted = self._depth, self._depth // CHUNK_OVERFETCH
+        while True:
+            kept = [row for row in found if row["doc_id"] not in fresh.touched]
+            if len(found) < depth or len({row["doc_id"] for row in kept}) >= wanted:
+                return kept
+            depth *= DEEPEN_FACTOR
+            found = fetch(depth)
 
 
 def _best_per_doc(found: list[dict], rows: dict[str, dict], score) -> list[tuple[str, float]]:

@@ -10,9 +10,11 @@ in Lance, searched through their index.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, MutableMapping
 
 import numpy as np
 
+from features.changes import ITEMS, ChangeSet
 from features.encoders import Encoder
 from features.errors import NotFoundError, TableContractError
 from features.filters import item_condition, sql_string
@@ -21,7 +23,9 @@ from features.retrieval import distance_to_similarity
 from features.schemas import ALS_INDEX, CONTENT_INDEX, META_ALS, ALSConfig, fit_of
 from serving.tables import check_encoder, vector_query, where
 
-__all__ = ["Recommendation", "Recommender", "event_weight_default"]
+__all__ = ["FreshRecommender", "Recommendation", "Recommender", "event_weight_default"]
+# How much deeper a content search goes again when changed items filtered out too many of its rows.
+DEEPEN_FACTOR = 4
 
 
 class Recommender(RecommenderCore):
@@ -68,6 +72,124 @@ class Recommender(RecommenderCore):
 
     def encode(self, text: str) -> np.ndarray:
         return self._encoder.encode([text])[0]
+
+    def content_vector(self, item_id: str) -> np.ndarray:
+        """The item's content embedding as its table row holds it."""
+        row = self._items.search().where(f"item_id = {sql_string(item_id)}").select([CONTENT_INDEX.column]).limit(1).to_arrow()
+        return np.asarray(row.column(CONTENT_INDEX.column)[0].as_py(), dtype=np.float32)
+
+
+class FreshRecommender(RecommenderCore):
+    """The served recommender with the changes written since its tables' build applied over it.
+
+    - A deleted item is gone from every list, and a GET or /similar_items of it is unknown.
+    - An upserted item takes its new title, category and content embedding (`content`, encoded
+      like build-recs encodes items). One already in the table keeps its ALS factors and
+      popularity; a new one has no behaviour yet, so it is a cold item exactly like a cold
+      catalogue item: zero ALS factors (score 0 in /recommend, below any positive match),
+      popularity 0, and found by content (/search_items, /similar_items) at once.
+    - A user with logged events is folded in from their whole history (the table's seen items
+      plus the logged ones, one default-weight event each, as `recent_item_ids` are), the
+      solve implicit's `recalculate_user` makes; `folded` caches those vectors across overlays.
+    - A forgotten user is unknown (popular items) unless they came back with new events.
+    """
+
+    def __init__(
+        self,
+        base: Recommender,
+        changes: ChangeSet,
+        content: Mapping[str, np.ndarray],
+        folded: MutableMapping[tuple[str, tuple[str, ...]], np.ndarray] | None = None,
+    ) -> None:
+        self._base = base
+        self._dropped = frozenset(changes.items)  # their table rows (content vectors included) no longer count
+        self._content = {item_id: vector / max(float(np.linalg.norm(vector)), 1e-12) for item_id, vector in content.items()}
+        rows = base.rows()
+        upserted = {item.item_id: item for item in changes.upserted_items()}
+        keep = [i for i, item_id in enumerate(rows["item_ids"]) if item_id not in changes.items or item_id in upserted]
+        new = [item_id for item_id in upserted if not base.has_item(item_id)]
+        vectors = np.asarray(rows["item_vectors"])[keep] if keep else np.zeros((0, max(rows["item_vectors"].shape[1], 1)), np.float32)
+        item_ids = [rows["item_ids"][i] for i in keep] + new
+        pick = lambda column, fresh: [fresh(item_id, rows[column][i]) for i, item_id in zip(keep, item_ids)] + [fresh(i, None) for i in new]  # noqa: E731
+        user_ids, user_vectors, user_seen, self._folded = self._users(base, rows, changes, folded if folded is not None else {})
+        super().__init__(
+            user_ids=user_ids,
+            user_vectors=user_vectors,
+            user_seen=user_seen,
+            item_ids=item_ids,
+            item_vectors=np.concatenate([vectors, np.zeros((len(new), vectors.shape[1]), np.float32)]),
+            popularity=pick("popularity", lambda item_id, old: old if old is not None else 0),
+            categories=pick("categories", lambda item_id, old: upserted[item_id].category if item_id in upserted else old),
+            titles=pick("titles", lambda item_id, old: upserted[item_id].title if item_id in upserted else old),
+            als=rows["als"],
+        )
+
+    @staticmethod
+    def _users(base: Recommender, rows: dict, changes: ChangeSet, folded: MutableMapping) -> tuple[list[str], np.ndarray, list, set[str]]:
+        """The users' ids, vectors and seen items with the forgotten dropped and the active folded in."""
+        logged: dict[str, list[str]] = {}
+        for event in changes.events:
+            logged.setdefault(event.user_id, []).append(event.item_id)
+        deleted_items = changes.deleted(ITEMS)
+        ids, vectors, seen, used = [], [], [], {}
+        for index, user_id in enumerate(rows["user_ids"]):
+            if user_id in changes.forgotten or user_id in logged:
+                continue
+            ids.append(user_id)
+            vectors.append(rows["user_vectors"][index])
+            seen.append(rows["user_seen"][index])
+        for user_id, items in logged.items():
+            history = [] if user_id in changes.forgotten else base.seen(user_id)
+            known = tuple(i for i in dict.fromkeys(history + items) if base.has_item(i) and i not in deleted_items)
+            if not known:  # only new items: nothing in the trained space to fold in from
+                continue
+            key = (user_id, known)
+            used[key] = folded[key] if key in folded else base.fold_in(list(known))
+            ids.append(user_id)
+            vectors.append(used[key])
+            seen.append(list(dict.fromkeys(history + items)))
+        folded.clear()  # only what this overlay uses: a user's older histories are not asked again
+        folded.update(used)
+        dimension = rows["user_vectors"].shape[1] if rows["user_vectors"].ndim == 2 else 0
+        matrix = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, dimension), np.float32)
+        return ids, matrix, seen, set(logged)
+
+    def for_user(self, user_id: str, k: int, *args, **kwargs) -> Recommendation:
+        found = super().for_user(user_id, k, *args, **kwargs)
+        if found.strategy == "als" and user_id in self._folded:  # the vector is a fold-in of logged events
+            return Recommendation("fold_in", found.items, found.known)
+        return found
+
+    def similar_items(self, item_id: str, k: int, signal: str = "content") -> list[tuple[str, float]]:
+        """As `Recommender.similar_items`, over the changed catalogue."""
+        if not self.has_item(item_id):
+            raise NotFoundError(f"unknown item_id '{item_id}'")
+        if signal == "behaviour":
+            return self.similar_by_behaviour(item_id, k)
+        vector = self._content[item_id] if item_id in self._content else self._base.content_vector(item_id)
+        return self.search_items(vector, k, exclude_ids=[item_id])
+
+    def search_items(
+        self, vector: np.ndarray, k: int, categories: list[str] | None = None, exclude_ids: list[str] = ()
+    ) -> list[tuple[str, float]]:
+        """The table's nearest items without the changed ones, merged with the upserted items by cosine."""
+        depth = k + min(len(self._dropped), k)
+        while True:
+            found = self._base.search_items(vector, depth, categories, exclude_ids)
+            kept = [(item_id, score) for item_id, score in found if item_id not in self._dropped]
+            if len(found) < depth or len(kept) >= k:
+                break
+            depth *= DEEPEN_FACTOR
+        unit = np.asarray(vector, dtype=np.float32) / max(float(np.linalg.norm(vector)), 1e-12)
+        fresh = [
+            (item_id, float(content @ unit))
+            for item_id, content in self._content.items()
+            if item_id not in exclude_ids and (categories is None or self.category(item_id) in categories)
+        ]
+        return sorted(kept + fresh, key=lambda pair: -pair[1])[:k]
+
+    def encode(self, text: str) -> np.ndarray:
+        return self._base.encode(text)
 
 
 def _stack(column) -> np.ndarray:

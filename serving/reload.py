@@ -1,18 +1,25 @@
-"""Follows the release log: opens a new Store when the release changes and swaps it in atomically.
+"""Follows the release log and the change log: opens a new Store when the release changes,
+applies each new version of the change log over the served one, and swaps either in atomically.
 
 Requests take `current()` once and keep that Store to the end, so a swap never changes the
 tables under a request in flight; the old Store goes when its last request finishes. A new
 version that cannot be opened is logged and skipped, and the old one keeps serving.
+
+The change log is checked every CHANGES_POLL_SECONDS (a manifest read), the release log every
+`interval_seconds`; a new Store has the change log applied before it is swapped in, so a
+delete never reappears for the moment between a release and its overlay.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from features.errors import TableContractError
 from registry.log import published_versions
+from serving.overlay import CHANGES_POLL_SECONDS, changes_version
 from serving.store import Store
 
 logger = logging.getLogger(__name__)
@@ -41,7 +48,31 @@ class StoreFollower:
         return self._store
 
     def refresh(self) -> bool:
-        """Open the published versions if they differ from the served ones; True on a swap."""
+        """Open the published versions if they differ from the served ones, then apply the change
+        log if it moved; True on a swap."""
+        released = self._refresh_release()
+        return self.refresh_changes() or released
+
+    def refresh_changes(self) -> bool:
+        """Apply the change log's latest version over the served tables if it moved; True on a swap."""
+        with self._lock:
+            store = self._store
+            if store is None:
+                return False
+            try:
+                version = changes_version(self._warehouse)
+                if version == store.changes:
+                    return False
+                fresh = store.with_changes(version)
+            except Exception as error:  # noqa: BLE001 - an unreadable log: keep what is served, say why
+                logger.error("cannot apply the change log (serving changes up to %s): %s", store.changes, error)
+                return False
+            self._store = fresh
+            self._on_swap(fresh)
+            logger.debug("serving changes up to version %s (was %s)", version, store.changes)
+            return True
+
+    def _refresh_release(self) -> bool:
         with self._lock:
             try:
                 wanted = published_versions(self._warehouse)
@@ -61,6 +92,7 @@ class StoreFollower:
                 return False
             try:
                 store = self._open_store(wanted)
+                store = store.with_changes(changes_version(self._warehouse))
             except TableContractError as error:
                 self.not_ready_reason = str(error)
                 logger.error("recqa is not ready: %s" if self._store is None else "kept serving; new version refused: %s", error)
@@ -78,8 +110,13 @@ class StoreFollower:
         self._stop.set()
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        released = time.monotonic()
+        while not self._stop.wait(min(self._interval, CHANGES_POLL_SECONDS)):
             try:
-                self.refresh()
+                if time.monotonic() - released >= self._interval:
+                    released = time.monotonic()
+                    self.refresh()
+                else:
+                    self.refresh_changes()
             except Exception:  # noqa: BLE001 - the poller must outlive any one bad round
                 logger.exception("reload check failed")

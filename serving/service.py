@@ -356,14 +356,14 @@ class RecQA:
         vector = store.encode(req.question)  # the keyword search runs meanwhile
         params = (req.k, req.mode, _frozen(filters.source), _frozen(filters.tags), req.diversity)
         assert self.cache is not None  # set before the store that _store() returned
-        hits = self.cache.get(vector, params, store.versions)
+        hits = self.cache.get(vector, params, store.cache_version)  # the overlay too: a delete empties it
         cached = hits is not None
         self.cache_lookups.labels(result="hit" if cached else "miss").inc()
         if cached:
             pending.cancel()
         else:
             hits = pending.finish(vector)
-            self.cache.put(vector, params, store.versions, hits)
+            self.cache.put(vector, params, store.cache_version, hits)
         return AnswerResponse(
             question=req.question,
             mode=req.mode,

@@ -7,15 +7,18 @@ exactly those. What needs an absent table is refused by `absent()`, naming it.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 
 import numpy as np
 
+from features.changes import ChangeSet
 from features.encoders import Encoder
 from features.errors import TableContractError
 from features.schemas import ANSWERS_TABLE, ITEMS_TABLE, RECQA_TABLES, USERS_TABLE
 from serving.answers import AnswerIndex
-from serving.recommender import Recommender
+from serving.overlay import Embeddings, applied_changes, changes_after, fresh_answers, item_vectors
+from serving.recommender import FreshRecommender, Recommender
 
 # What each kind of endpoint reads, and the job that builds it.
 RECOMMENDATION_TABLES = (USERS_TABLE, ITEMS_TABLE)
@@ -25,7 +28,11 @@ _BUILT_BY = {RECOMMENDATION_TABLES: ("build-recs", "answers only"), ANSWER_TABLE
 
 class Store:
     """One published set: a recommender over `users` + `items` and an answer index over
-    `answers`, either of which is None when the release does not name its tables."""
+    `answers`, either of which is None when the release does not name its tables.
+
+    `with_changes` gives the same tables with the change log's later writes applied over them
+    (serving/overlay.py); `changes` is the log version a Store reflects (0: none read yet).
+    """
 
     def __init__(self, warehouse: str, encoder: Encoder, versions: Mapping[str, int]) -> None:
         import lancedb
@@ -41,10 +48,47 @@ class Store:
             )
         db = lancedb.connect(warehouse)
         tables = {name: _open_version(db, warehouse, name, int(versions[name])) for name in named}
+        self._warehouse = warehouse
         self._encoder = encoder
         self.recommender = Recommender(tables[USERS_TABLE], tables[ITEMS_TABLE], encoder) if USERS_TABLE in tables else None
         self.answers = AnswerIndex(tables[ANSWERS_TABLE], encoder) if ANSWERS_TABLE in tables else None
         self.versions = {name: int(table.version) for name, table in tables.items()}
+        # the change-log version each part's build applied: the overlay is what came after it
+        self.applied = {
+            part: applied_changes(tables[name].schema.metadata) for part, name in (("recs", ITEMS_TABLE), ("qa", ANSWERS_TABLE)) if name in tables
+        }
+        self._base_recommender, self._base_answers = self.recommender, self.answers
+        self._recs_changes, self._qa_changes = ChangeSet(), ChangeSet()
+        self._item_embeddings, self._answer_embeddings = Embeddings(encoder.encode), Embeddings(encoder.encode)
+        self._folded: dict = {}
+        self.changes = 0
+        self._qa_changes_at = 0  # the log version the answers overlay last changed at
+
+    @property
+    def cache_version(self) -> tuple:
+        """What a cached answer was computed on: the answers' table versions and their overlay.
+        Writes that leave the answers as they were (events, items) keep the cache."""
+        return (tuple(sorted(self.versions.items())), self._qa_changes_at)
+
+    def with_changes(self, version: int) -> "Store":
+        """This Store's tables with the change log at `version` applied over them, sharing what
+        did not change (tables, the overlay of an unchanged part, embeddings already made)."""
+        other = copy.copy(self)
+        other.changes = version
+        if self._base_recommender is not None:
+            recs = changes_after(self._warehouse, version, self.applied["recs"])
+            if (recs.items, recs.events, recs.forgotten) != (self._recs_changes.items, self._recs_changes.events, self._recs_changes.forgotten):
+                other._recs_changes = recs
+                vectors = item_vectors(recs, self._item_embeddings)
+                fresh_recs = recs.items or recs.events or recs.forgotten
+                other.recommender = FreshRecommender(self._base_recommender, recs, vectors, self._folded) if fresh_recs else self._base_recommender
+        if self._base_answers is not None:
+            qa = changes_after(self._warehouse, version, self.applied["qa"])
+            if qa.answers != self._qa_changes.answers:  # events, items and users leave the answers as they were
+                other._qa_changes, other._qa_changes_at = qa, version
+                fresh = fresh_answers(qa, self._answer_embeddings, self._base_answers.rows()) if qa.answers else None
+                other.answers = self._base_answers.with_fresh(fresh)
+        return other
 
     def absent(self, needed: tuple[str, ...]) -> str | None:
         """Why this Store cannot serve what reads the `needed` tables, or None when it can."""
