@@ -174,6 +174,7 @@ def test_the_follower_applies_the_log_when_it_opens_a_release(follower):
     assert follower.refresh_changes() is False  # nothing new: the same Store stays
 
 
+@pytest.mark.slow  # the in-process service loads the real model
 def test_the_service_stops_serving_a_deleted_answer_and_item_within_two_seconds(service_app, warehouse, tmp_path):
     """Through the endpoints, with the real encoder, the follower's own polling and the cache."""
     import time
