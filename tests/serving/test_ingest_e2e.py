@@ -40,3 +40,57 @@ def test_a_real_server_writes_concurrent_requests_in_a_few_commits_behind_its_to
     finally:
         stop_server(server.process)
     assert TOKEN not in server.log.read_text()  # tokens are never logged
+
+
+def _until(check, timeout: float = 30.0) -> float:
+    """Seconds until `check()` holds (polled every 50 ms); fails after `timeout`."""
+    import time
+
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < timeout, "the write never became visible"
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def test_writes_through_a_real_server_are_served_without_a_build(warehouse, tmp_path):
+    """Write, then read through the same real server: an upserted answer and item are found, a
+    deleted answer is gone (cache included), a user's new events change their list."""
+    import shutil
+
+    copy = tmp_path / "warehouse"
+    shutil.copytree(warehouse, copy)
+    server = start_server(copy, tmp_path, env={"RECQA_INGEST_TOKEN": TOKEN})
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        question = {"question": "How do I paint my rowing boat with marine varnish?", "k": 3, "mode": "keyword"}
+        answer = {"doc_id": "fresh-boat", "question": "How do I varnish a rowing boat?",
+                  "answer": "Sand the rowing boat, then brush thin coats of marine varnish and let each coat dry."}
+        written = requests.post(f"{server.base_url}/ingest/answers", json={"answers": [answer]}, headers=auth, timeout=60)
+        assert written.status_code == 200 and written.json()["accepted"] == 1
+        for mode in ("keyword", "vector", "hybrid"):
+            _until(lambda: "fresh-boat" in [a["doc_id"] for a in server.post("/answer", {**question, "mode": mode}).json()["answers"]])
+        assert server.get("/answers/fresh-boat").status_code == 200
+
+        item = {"item_id": "fresh-kayak", "title": "Inflatable kayak with paddle", "category": "Outdoor"}
+        assert requests.post(f"{server.base_url}/ingest/items", json={"items": [item]}, headers=auth, timeout=60).status_code == 200
+        _until(lambda: "fresh-kayak" in [i["item_id"] for i in server.post("/search_items", {"query": "inflatable kayak paddle", "k": 5}).json()["items"]])
+
+        deleted = requests.post(f"{server.base_url}/ingest/delete", json={"answers": ["fresh-boat"], "items": ["fresh-kayak"]}, headers=auth, timeout=60)
+        assert deleted.status_code == 200 and deleted.json()["accepted"] == 2
+        _until(lambda: server.get("/answers/fresh-boat").status_code == 404)
+        for mode in ("keyword", "vector", "hybrid"):  # the cached answer of the same question goes too
+            assert "fresh-boat" not in [a["doc_id"] for a in server.post("/answer", {**question, "mode": mode}).json()["answers"]]
+        assert "fresh-kayak" not in [i["item_id"] for i in server.post("/search_items", {"query": "inflatable kayak paddle", "k": 5}).json()["items"]]
+
+        user = "fresh-user-without-history"
+        before = server.post("/recommend", {"user_id": user, "k": 5}).json()
+        assert before["strategy"] == "popular"
+        seen = [i["item_id"] for i in before["items"][:2]]
+        events = [{"user_id": user, "item_id": item_id, "timestamp": 1_700_000_000 + n} for n, item_id in enumerate(seen)]
+        assert requests.post(f"{server.base_url}/ingest/events", json={"events": events}, headers=auth, timeout=60).status_code == 200
+        _until(lambda: server.post("/recommend", {"user_id": user, "k": 5}).json()["strategy"] == "fold_in")
+        after = server.post("/recommend", {"user_id": user, "k": 5}).json()
+        assert not set(seen) & {i["item_id"] for i in after["items"]}  # what they just had is not recommended again
+    finally:
+        stop_server(server.process)
