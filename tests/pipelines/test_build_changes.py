@@ -133,3 +133,25 @@ def test_a_build_applies_the_snapshot_it_was_given_not_later_changes(tmp_path):
     following = build_qa.run(qa_argv(warehouse, inputs))  # the next build applies it
     assert "d0" not in _rows(warehouse, ANSWERS_TABLE, following.versions[ANSWERS_TABLE], "doc_id")
     assert _metadata(warehouse, ANSWERS_TABLE, following.versions[ANSWERS_TABLE])[META_CHANGES] == str(later).encode()
+
+
+def test_a_change_acknowledged_while_a_build_runs_is_the_next_builds(tmp_path, monkeypatch):
+    warehouse = str(tmp_path / "warehouse")
+    inputs = write_inputs(tmp_path)
+    before = log_changes(warehouse)
+    commit = build_qa._commit
+
+    def append_then_commit(*args, **kwargs):  # the pipeline is running: the build read the log long ago
+        lance_io.append_changes(warehouse, parse_deletes(ANSWERS, ["d0"])[0])
+        return commit(*args, **kwargs)
+
+    monkeypatch.setattr(build_qa, "_commit", append_then_commit)
+    built = build_qa.run(qa_argv(warehouse, inputs))
+    during = read_changes(warehouse)
+    assert during.version > before and during.changes[-1].key == "d0"  # acknowledged while the build ran
+    assert "d0" in _rows(warehouse, ANSWERS_TABLE, built.versions[ANSWERS_TABLE], "doc_id")
+    assert _metadata(warehouse, ANSWERS_TABLE, built.versions[ANSWERS_TABLE])[META_CHANGES] == str(before).encode()
+    monkeypatch.setattr(build_qa, "_commit", commit)
+    following = build_qa.run(qa_argv(warehouse, inputs))
+    assert "d0" not in _rows(warehouse, ANSWERS_TABLE, following.versions[ANSWERS_TABLE], "doc_id")
+    assert _metadata(warehouse, ANSWERS_TABLE, following.versions[ANSWERS_TABLE])[META_CHANGES] == str(during.version).encode()
