@@ -35,9 +35,10 @@ JOBS = {
     "upsert": ("pipelines.ingest", "upsert", "items | answers FILE: insert or replace, logged for the service and the next builds"),
     "ingest-events": ("pipelines.ingest", "ingest_events", "FILE: log users' events for the service and the next build-recs"),
     "delete": ("pipelines.ingest", "delete", "items | answers | users ID...: delete by id, now and in every later build"),
+    "purge": ("pipelines.purge", "run", "users ID...: delete users and remove their events from the warehouse's files"),
 }
 VERBS = {"publish": "published", "validate": "checked", "await-service": "published", "releases": "published", "rollback": "published", "candidates": "listed",
-         "upsert": "logged", "ingest-events": "logged", "delete": "logged"}  # what the closing line says instead of "wrote"
+         "upsert": "logged", "ingest-events": "logged", "delete": "logged", "purge": "purged"}  # what the closing line says instead of "wrote"
 # `recqa evaluate <kind>` -> module whose run(argv) returns the report's figures with an exit code
 EVALUATIONS = {
     "recs": ("evaluation.evaluate_recs", "ALS as served against popularity, item-kNN and BPR"),

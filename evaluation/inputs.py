@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from evaluation.recs import Dataset
+from features.errors import InputError
 from pipelines import build_recs
 from pipelines.transforms.quality import check_reject_fraction
 from pipelines.transforms.changes import apply_to_records, folded, snapshot_input
@@ -25,7 +26,11 @@ def changes_at(warehouse: str, version: int | None) -> ChangeLog:
     none), or the latest (None), as a build started now would."""
     if version == 0:
         return ChangeLog((), 0)
-    return read_changes(warehouse, version=version)
+    try:
+        return read_changes(warehouse, version=version)
+    except (ValueError, OSError) as error:
+        raise InputError(f"change log version {version} of '{warehouse}' is gone ({error}); `recqa purge` removes older "
+                         "versions: evaluate a candidate built since", field="--candidate") from error
 
 
 def read_recs(args: argparse.Namespace, changes: ChangeLog | None = None) -> Dataset:
