@@ -32,8 +32,13 @@ JOBS = {
     "releases": ("pipelines.listing", "releases", "list the retained releases (the last one is published)"),
     "candidates": ("pipelines.listing", "candidates", "list the built candidates, their verdicts and which is published"),
     "await-service": ("pipelines.publish", "await_service", "wait until a running service serves the published versions"),
+    "upsert": ("pipelines.ingest", "upsert", "items | answers FILE: insert or replace, logged for the service and the next builds"),
+    "ingest-events": ("pipelines.ingest", "ingest_events", "FILE: log users' events for the service and the next build-recs"),
+    "delete": ("pipelines.ingest", "delete", "items | answers | users ID...: delete by id, now and in every later build"),
+    "purge": ("pipelines.purge", "run", "users ID...: delete users and remove their events from the warehouse's files"),
 }
-VERBS = {"publish": "published", "validate": "checked", "await-service": "published", "releases": "published", "rollback": "published", "candidates": "listed"}  # what the closing line says instead of "wrote"
+VERBS = {"publish": "published", "validate": "checked", "await-service": "published", "releases": "published", "rollback": "published", "candidates": "listed",
+         "upsert": "logged", "ingest-events": "logged", "delete": "logged", "purge": "purged"}  # what the closing line says instead of "wrote"
 # `recqa evaluate <kind>` -> module whose run(argv) returns the report's figures with an exit code
 EVALUATIONS = {
     "recs": ("evaluation.evaluate_recs", "ALS as served against popularity, item-kNN and BPR"),
@@ -52,6 +57,8 @@ DEFAULT_ENV = {"HF_HUB_OFFLINE": "1", "BENTOML_DO_NOT_TRACK": "True", "LANCEDB_L
                "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 DEFAULT_PORT = 3000
 NOTHING_PUBLISHED = "nothing was published (the release is unchanged)"
+_INGEST_INTERRUPTED = ("commits to the change log land whole or not at all; those made stay (an upsert or delete sent again "
+                       "means the same, an event sent again counts twice)")
 # what a Ctrl-C leaves, per command; NOTHING_PUBLISHED for the others
 AFTER_INTERRUPT = {
     "publish": "a release lands whole or not at all: `recqa releases` shows which one is published",
@@ -60,6 +67,9 @@ AFTER_INTERRUPT = {
     "candidates": "nothing was changed",
     "releases": "nothing was changed",
     "await-service": "the release is unchanged",
+    "upsert": _INGEST_INTERRUPTED,
+    "ingest-events": _INGEST_INTERRUPTED,
+    "delete": _INGEST_INTERRUPTED,
 }
 # Library output that tells a user of recqa nothing: (logger, level) ...
 QUIET_LOGGERS = {

@@ -17,7 +17,7 @@ from typing import Any
 
 from evaluation import report
 from evaluation.gates import add_gate_arguments, gates_from_args
-from evaluation.inputs import combined_hash, read_recs
+from evaluation.inputs import changes_at, combined_hash, read_recs
 from evaluation.recs import METHODS, RECS_METRICS, Dataset, grid_size, rankings_by_id, score, tune
 from evaluation.verdict import add_candidate_arguments, decision, gate_rows, keep_report, record_verdict
 from features.candidates import RECS, Candidate
@@ -110,7 +110,8 @@ def _check_inputs(candidate: Candidate | None, dataset: Dataset) -> None:
     for kind, recorded in (candidate.inputs if candidate else {}).items():
         now = dataset.inputs.get(kind, {}).get("sha256")
         if recorded.get("sha256") and now != recorded["sha256"]:
-            raise InputError(f"{kind} input '{recorded.get('path')}' changed since candidate {candidate.id} was built "
+            what = f"{kind} input '{recorded['path']}'" if recorded.get("path") else f"change log at version {recorded.get('version')}"
+            raise InputError(f"{what} changed since candidate {candidate.id} was built "
                              f"(sha256 {now} now, {recorded['sha256']} then): evaluate a candidate built from these files", field="--candidate")
 
 
@@ -142,7 +143,9 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     candidate = find_candidate(args.warehouse, args.candidate, RECS) if args.candidate else None
     build_args = _build_args(candidate, rest)
     _check_tuned_split(args, candidate)
-    dataset = read_recs(build_args)
+    # exactly the change log snapshot the candidate's build applied; without one, the latest, as a build now would
+    changes = changes_at(args.warehouse, int(candidate.config.get("changes_version", 0)) if candidate else None)
+    dataset = read_recs(build_args, changes)
     _check_inputs(candidate, dataset)
     if args.split_file:
         from pipelines.transforms.read import read_input
@@ -198,7 +201,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "candidate": {"id": candidate.id, "tables": candidate.tables, "created_at": candidate.created_at} if candidate else None,
         "decision": decision(candidate, RECS, f"ndcg@{args.k}", results[CANDIDATE]["ndcg"], published_figure, rows,
                              {m: results[m]["ndcg"] for m in methods}),
-        "dataset": {"files": list(dataset.files), "inputs": dataset.inputs, "sha256": combined_hash(dataset.inputs),
+        "dataset": {"files": list(dataset.files), "inputs": dataset.inputs, "sha256": combined_hash(dataset.inputs), "changes_version": changes.version,
                     "events": len(dataset.events), "items": len(dataset.items)},
         "split": {"kind": "file" if args.split_file else args.split, "last_n": args.last_n, "fraction": args.fraction,
                   "seed": args.seed, "file": args.split_file, "train_events": len(split.train), "test_events": len(split.test),

@@ -35,6 +35,7 @@ from evaluation.search import (
 from features.schemas import ANSWER_TEXT_COLUMN, ANSWERS_TABLE, FTSConfig
 from pipelines import build_qa, lance_io
 from pipelines.progress import write_line
+from registry.log import ChangeLog, read_changes
 
 PROG = "recqa tune qa"
 DEFAULT_TRIALS = 30
@@ -229,11 +230,13 @@ def tune(
     }
 
 
-def builder(build_argv: Sequence[str], work: Path) -> Callable[[int], str]:
-    """`chunk_words -> warehouse`: a real build-qa run with the given flags into a scratch warehouse."""
+def builder(build_argv: Sequence[str], work: Path, changes: ChangeLog | None = None) -> Callable[[int], str]:
+    """`chunk_words -> warehouse`: a real build-qa run with the given flags into a scratch warehouse,
+    applying `changes` (the real warehouse's change log snapshot; the scratch one has none)."""
     def build(chunk_words: int) -> str:
         warehouse = str(work / f"chunk-{chunk_words}")
-        build_qa.run([*build_argv, "--warehouse", warehouse, "--chunk-words", str(chunk_words), "--rejects", str(work / "rejects")])
+        build_qa.run([*build_argv, "--warehouse", warehouse, "--chunk-words", str(chunk_words), "--rejects", str(work / "rejects")],
+                     changes=changes if changes is not None else ChangeLog((), 0))
         return warehouse
 
     return build
@@ -249,11 +252,13 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     work = Path(tune_args.work or tempfile.mkdtemp(prefix="recqa-tune-qa-"))
     progress = write_line  # above the trials bar, on stderr
     try:
-        tables = ScratchTables(builder(build_argv, work), progress)
+        changes = read_changes(build_args.warehouse)  # the latest snapshot: what a build now would apply
+        tables = ScratchTables(builder(build_argv, work, changes), progress)
         result = tune(qa, tables, SentenceTransformerEncoder(build_args.model), tune_args, build_args, progress=progress)
     finally:
         if not tune_args.work:
             shutil.rmtree(work, ignore_errors=True)
     result["dataset"] = {"documents": build_args.documents, "queries": {"name": qa.name, "files": [str(p) for p in qa.files],
                                                                          "sha256": report.file_hash(qa.files)}}
+    result["changes_version"] = changes.version  # build --config compares it with the snapshot it applies
     return {**result, "out": str(write_json(tune_args.out, result))}

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from evaluation.inputs import read_recs
+from evaluation.inputs import changes_at, read_recs
 from evaluation.recs import Dataset
 from evaluation.search import (
     Choice, Range, Space, best_trial, edge_warning, on_edge, parse_bounds, parse_tune_args, tune_parser, search, start_point, write_json,
@@ -203,6 +203,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse, read, search, write `--out`; returns the result and `out`, the file written."""
     tune_args, build_args, _, beam_args = parse_tune_args(_parser(), build_recs, argv, PROG)
     use_beam_options(beam_args)  # e.g. --s3_endpoint_url: the file systems the inputs are read through
-    dataset = read_recs(build_args)
-    result = tune(dataset, tune_args, build_args, progress=write_line)
+    changes = changes_at(build_args.warehouse, None)  # the latest snapshot: what a build now would apply
+    dataset = read_recs(build_args, changes)
+    result = {**tune(dataset, tune_args, build_args, progress=write_line), "changes_version": changes.version}  # build --config compares it
     return {**result, "out": str(write_json(tune_args.out, result))}

@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from features.adapters import ParseOptions
 from features.candidates import QA, new_candidate_id
+from features.changes import META_CHANGES
 from features.errors import InputError
 from features.retrieval import BM25_WEIGHT
 from features.schemas import (
@@ -30,12 +31,14 @@ from features.schemas import (
 from features.text import DEFAULT_CHUNK_OVERLAP_WORDS, DEFAULT_CHUNK_WORDS, chunk_words, normalize_text
 from pipelines import lance_io
 from pipelines.candidates import build_flags, input_rows, record_build
-from pipelines.options import JobResult, job_parser, parse_job_args, pipeline_options, rejects_dir, tuned_record
+from pipelines.options import JobResult, job_parser, parse_job_args, pipeline_options, rejects_dir, tuned_record, warn_tuned_snapshot
 from pipelines.summary import stage_rows
+from pipelines.transforms.changes import apply_changes, folded, snapshot_input
 from pipelines.transforms.encode import EncodeTexts
 from pipelines.transforms.lance_write import WriteTable
 from pipelines.transforms.quality import CheckRejects
 from pipelines.transforms.read import STACKFAQ, InputSpec, ReadRecords, files_sha256, input_mappings
+from registry.log import ChangeLog, read_changes
 
 PROG = "recqa build-qa"
 DEFAULT_DOCUMENTS = "data/stackfaq/stackExchange-FAQ.json"
@@ -105,12 +108,17 @@ def _answers_schema(row: dict[str, Any]) -> pa.Schema:
 
 
 def _commit(
-    written: list, ok: bool, *, warehouse: str, model: str, ann_min_rows: int, candidate: str, fts: FTSConfig, bm25_weight: float
+    written: list, ok: bool, *, warehouse: str, model: str, ann_min_rows: int, candidate: str, fts: FTSConfig, bm25_weight: float,
+    changes_version: int = 0,
 ) -> None:
-    """The run's only visible change: one commit, then the BM25 and (when large) vector indexes."""
+    """The run's only visible change: one commit, then the BM25 and (when large) vector indexes.
+
+    The version carries the change log version applied, so the service overlays only what came after it.
+    """
     assert ok
     dimension = written[0][0].field(ANSWER_INDEX.column).type.list_size if written else 0
-    extra = {META_CANDIDATE: candidate.encode(), META_BM25_WEIGHT: repr(float(bm25_weight)).encode()}
+    extra = {META_CANDIDATE: candidate.encode(), META_BM25_WEIGHT: repr(float(bm25_weight)).encode(),
+             META_CHANGES: str(changes_version).encode()}
     metadata = TableMetadata(model, dimension, extra).to_arrow()
     lance_io.commit_fragments(warehouse, ANSWERS_TABLE, written, metadata)
     lance_io.create_fts_index(warehouse, ANSWERS_TABLE, config=fts, candidate=candidate)
@@ -138,9 +146,16 @@ def candidate_config(args: Any) -> dict[str, Any]:
     }
 
 
-def run(argv: Sequence[str] | None = None) -> JobResult:
-    """Build the `answers` table as a new version, recorded as a candidate."""
+def run(argv: Sequence[str] | None = None, changes: ChangeLog | None = None) -> JobResult:
+    """Build the `answers` table as a new version, recorded as a candidate.
+
+    `changes`: the change log snapshot to apply over the documents (default: the log of
+    --warehouse, read once now; a change acknowledged later is the next build's). Tuning passes
+    the real warehouse's snapshot to the builds it runs into scratch warehouses.
+    """
     args, beam_args = parse_args(argv)
+    log = changes if changes is not None else read_changes(args.warehouse)
+    warn_tuned_snapshot(args, log.version)
     chunk_words(" ".join(["x"] * 3), args.chunk_words, args.chunk_overlap)  # refuse bad sizes before running
     (spec,) = input_specs(args)
     candidate = new_candidate_id(QA)
@@ -150,7 +165,7 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
     documents = pipeline | "ReadDocuments" >> ReadRecords(spec)
     checked = documents | "CheckDocuments" >> CheckRejects("documents", args.max_reject_fraction, rejects_dir(args, "build-qa"))
     rows = (
-        documents["records"]
+        apply_changes(documents["records"], "documents", folded(log), "ApplyAnswerChanges")
         | "KeyDocuments" >> beam.Map(lambda d: (d.doc_id, d))
         | "GroupById" >> beam.GroupByKey()
         | "Chunk" >> beam.FlatMap(chunk_rows, args.chunk_words, args.chunk_overlap)
@@ -165,13 +180,14 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
     )
     _ = written | "Commit" >> beam.Map(
         _commit, beam.pvalue.AsSingleton(checked), warehouse=args.warehouse, model=args.model, ann_min_rows=args.ann_min_rows,
-        candidate=candidate, fts=fts_config(args), bm25_weight=args.bm25_weight,
+        candidate=candidate, fts=fts_config(args), bm25_weight=args.bm25_weight, changes_version=log.version,
     )
     result = pipeline.run()
     result.wait_until_finish()
     counts = input_rows(stage_rows(result), ("documents",))
-    inputs = {kind: {**hashes[kind], **counts.get(kind, {})} for kind in hashes}
-    built = record_build(args.warehouse, candidate, QA, [ANSWERS_TABLE], candidate_config(args), inputs)
+    inputs = {**{kind: {**hashes[kind], **counts.get(kind, {})} for kind in hashes}, **snapshot_input(log)}
+    config = {**candidate_config(args), "changes_version": log.version}
+    built = record_build(args.warehouse, candidate, QA, [ANSWERS_TABLE], config, inputs)
     return JobResult.of_candidate(built, result)
 
 

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from features.adapters import ParseOptions
 from features.candidates import RECS, new_candidate_id
+from features.changes import META_CHANGES
 from features.interactions import DEFAULT_EVENT_WEIGHTS, WeightConfig
 from features.schemas import (
     ALS_INDEX,
@@ -37,13 +38,15 @@ from features.text import item_text
 from features.timestamps import AUTO, check_timestamp_format
 from pipelines import lance_io
 from pipelines.candidates import build_flags, input_rows, record_build
-from pipelines.options import JobResult, job_parser, parse_job_args, pipeline_options, rejects_dir, tuned_record
+from pipelines.options import JobResult, job_parser, parse_job_args, pipeline_options, rejects_dir, tuned_record, warn_tuned_snapshot
 from pipelines.summary import stage_rows
+from pipelines.transforms.changes import apply_changes, folded, snapshot_input
 from pipelines.transforms.encode import EncodeTexts
 from pipelines.transforms.lance_write import WriteTable
 from pipelines.transforms.quality import CheckRejects
 from pipelines.transforms.read import MS_STORE, InputSpec, ReadRecords, files_sha256, input_mappings, parse_mapping
 from pipelines.transforms.recs import DropDuplicateEvents, item_factors, item_row, merge_item, train, user_rows
+from registry.log import ChangeLog, read_changes
 
 PROG = "recqa build-recs"
 DEFAULT_INTERACTIONS = "data/ms-store/demoUsage.csv"
@@ -102,14 +105,16 @@ def _items_schema(row: dict[str, Any], factors: int) -> pa.Schema:
 
 def _commit(
     items_written: list, users_written: list, *checks: bool, warehouse: str, als: ALSConfig, model: str, ann_min_rows: int,
-    candidate: str,
+    candidate: str, changes_version: int = 0,
 ) -> None:
     """The run's only visible change: one commit per table, after every check passed.
 
-    The candidate id doubles as the fit id: users and items of one run carry the same one.
+    The candidate id doubles as the fit id: users and items of one run carry the same one. Both
+    carry the change log version applied, so the service overlays only what came after it.
     """
     assert all(checks)  # CheckRejects raises rather than return False; this makes the wait explicit
-    als_meta = {META_ALS: json.dumps(dataclasses.asdict(als)).encode(), META_FIT: candidate.encode(), META_CANDIDATE: candidate.encode()}
+    als_meta = {META_ALS: json.dumps(dataclasses.asdict(als)).encode(), META_FIT: candidate.encode(), META_CANDIDATE: candidate.encode(),
+                META_CHANGES: str(changes_version).encode()}
     dimension = items_written[0][0].field(CONTENT_INDEX.column).type.list_size if items_written else 0
     lance_io.commit_fragments(warehouse, ITEMS_TABLE, items_written, {**TableMetadata(model, dimension).to_arrow(), **als_meta})
     lance_io.commit_fragments(warehouse, USERS_TABLE, users_written, als_meta)
@@ -152,9 +157,16 @@ def candidate_config(args: Any) -> dict[str, Any]:
     }
 
 
-def run(argv: Sequence[str] | None = None) -> JobResult:
-    """Build the `users` and `items` tables as new versions, recorded as one candidate."""
+def run(argv: Sequence[str] | None = None, changes: ChangeLog | None = None) -> JobResult:
+    """Build the `users` and `items` tables as new versions, recorded as one candidate.
+
+    `changes`: the change log snapshot to apply over the input files (default: the log of
+    --warehouse, read once now; a change acknowledged later is the next build's).
+    """
     args, beam_args = parse_args(argv)
+    log = changes if changes is not None else read_changes(args.warehouse)
+    warn_tuned_snapshot(args, log.version)
+    applied = folded(log)
     als = als_config(args)
     weights = weight_config(args)
     interactions_spec, items_spec = input_specs(args)
@@ -168,8 +180,9 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
     events_ok = events | "CheckInteractions" >> CheckRejects("interactions", args.max_reject_fraction, rejects)
     items_ok = catalogue | "CheckItems" >> CheckRejects("items", args.max_reject_fraction, rejects)
 
-    interactions = events["records"] | "DropDuplicates" >> DropDuplicateEvents()
-    item_ids = catalogue["records"] | "ItemIds" >> beam.Map(lambda item: item.item_id)
+    records = apply_changes(catalogue["records"], "items", applied, "ApplyItemChanges")
+    interactions = apply_changes(events["records"], "interactions", applied, "ApplyEventChanges") | "DropDuplicates" >> DropDuplicateEvents()
+    item_ids = records | "ItemIds" >> beam.Map(lambda item: item.item_id)
     model = (
         interactions
         | "GatherInteractions" >> beam.combiners.ToList()
@@ -182,7 +195,7 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
     )
     merged = (
         {
-            "catalogue": catalogue["records"] | "KeyItems" >> beam.Map(lambda item: (item.item_id, item)),
+            "catalogue": records | "KeyItems" >> beam.Map(lambda item: (item.item_id, item)),
             "factors": model | "ItemFactors" >> beam.FlatMap(item_factors),
         }
         | "JoinCatalogue" >> beam.CoGroupByKey()
@@ -209,12 +222,14 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
         model=args.model,
         ann_min_rows=args.ann_min_rows,
         candidate=candidate,
+        changes_version=log.version,
     )
     result = pipeline.run()
     result.wait_until_finish()
     counts = input_rows(stage_rows(result), ("interactions", "items"))
-    inputs = {kind: {**hashes[kind], **counts.get(kind, {})} for kind in hashes}
-    built = record_build(args.warehouse, candidate, RECS, [USERS_TABLE, ITEMS_TABLE], candidate_config(args), inputs)
+    inputs = {**{kind: {**hashes[kind], **counts.get(kind, {})} for kind in hashes}, **snapshot_input(log)}
+    config = {**candidate_config(args), "changes_version": log.version}
+    built = record_build(args.warehouse, candidate, RECS, [USERS_TABLE, ITEMS_TABLE], config, inputs)
     return JobResult.of_candidate(built, result)
 
 

@@ -407,3 +407,34 @@ def cleanup_history(warehouse: str, name: str) -> int:
     ds.optimize.compact_files()  # one small fragment per event otherwise: every read opens them all
     stats = lance.dataset(ds.uri).cleanup_old_versions(older_than=timedelta(hours=1), error_if_tagged_old_versions=False)
     return int(getattr(stats, "old_versions", 0))
+
+
+def purge_changes(warehouse: str, where: str) -> int:
+    """Remove the change log's rows matching `where` from every file of it; returns how many went.
+
+    A Lance delete only marks rows, and older versions keep the files that hold them: the
+    fragments are rewritten without the rows (compaction with every deletion materialised),
+    then every version but the latest is removed. Snapshots older than the purge are gone
+    with them (a candidate built on one cannot be re-evaluated).
+    """
+    from datetime import timedelta
+
+    import lance
+
+    from features.changes import CHANGES_TABLE
+
+    ds = dataset(warehouse, CHANGES_TABLE)
+    if ds is None:
+        return 0
+    doomed = ds.to_table(columns=["batch", "pos"], filter=where).to_pylist()
+    count = len(doomed)
+    if count:
+        by_batch: dict[str, list[int]] = {}
+        for row in doomed:
+            by_batch.setdefault(row["batch"], []).append(int(row["pos"]))
+        # by (batch, pos), never by `where`: Lance keeps a delete's predicate in the manifest, and it may name whom it removes
+        ds.delete(" OR ".join(f"(batch = '{batch}' AND pos IN ({', '.join(map(str, pos))}))" for batch, pos in by_batch.items()))
+        uri = table_uri(warehouse, CHANGES_TABLE)
+        lance.dataset(uri).optimize.compact_files(materialize_deletions=True, materialize_deletions_threshold=0.0)
+        lance.dataset(uri).cleanup_old_versions(older_than=timedelta(0), delete_unverified=True, error_if_tagged_old_versions=False)
+    return count

@@ -102,7 +102,8 @@ def read_config(path: str, parser: argparse.ArgumentParser, kind: str) -> dict[s
     dests = {action.dest for action in parser._actions} - {"help", "config", "warehouse"}
     if unknown := sorted(set(config) - dests):
         raise InputError(f"'{path}' sets unknown settings {unknown}; known: {sorted(dests)}", field="--config")
-    return {"file": os.path.abspath(path), "config": dict(config), "split": data.get("split"), "best": data.get("best")}
+    return {"file": os.path.abspath(path), "config": dict(config), "split": data.get("split"), "best": data.get("best"),
+            "changes_version": data.get("changes_version")}
 
 
 def tuned_record(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -113,6 +114,29 @@ def tuned_record(args: argparse.Namespace) -> dict[str, Any] | None:
         return None
     overridden = {key: getattr(args, key) for key, value in tuned["config"].items() if getattr(args, key) != value}
     return {**tuned, "overridden": overridden}
+
+
+def tuned_snapshot_warning(args: argparse.Namespace, changes_version: int) -> str | None:
+    """A warning when the --config file was tuned on another change log snapshot than the build applies.
+
+    Tuning scored the data as the log stood then; the build may still use its settings, but
+    the user should know they were chosen on other data. None when they agree (or the file
+    predates the log).
+    """
+    tuned = getattr(args, "tuned", None) or {}
+    then = tuned.get("changes_version")
+    if then is None or int(then) == int(changes_version):
+        return None
+    return (f"--config {tuned.get('file')} was tuned on change log version {then}; this build applies version {changes_version} "
+            "(tune again to choose settings on the data as it is now)")
+
+
+def warn_tuned_snapshot(args: argparse.Namespace, changes_version: int) -> None:
+    """Log tuned_snapshot_warning, if any."""
+    import logging
+
+    if warning := tuned_snapshot_warning(args, changes_version):
+        logging.getLogger(__name__).warning(warning)
 
 
 def parse_job_args(

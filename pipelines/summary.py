@@ -49,8 +49,9 @@ def stage_rows(result) -> list[StageRow]:
         counts = {k: v for k, v in values.items() if k in COLUMNS}
         if "read" in counts and stage in INPUT_STAGES:
             counts.setdefault("rejected", 0)  # Beam reports no counter that was never incremented
-        if "unique" in values:
-            counts["duplicates"] = counts.get("read", 0) - counts.get("rejected", 0) - values["unique"]
+        if "unique" in values:  # deduplicated after the change log dropped (`replaced`) and added (`logged`) rows
+            counts["duplicates"] = (counts.get("read", 0) - counts.get("rejected", 0) - values.get("replaced", 0)
+                                    + values.get("logged", 0) - values["unique"])
         if counts or msecs:
             rows.append(StageRow(stage, counts, msecs / 1000.0, files.get(stage)))
     return sorted(rows, key=lambda r: _position(r.stage))

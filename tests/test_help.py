@@ -8,7 +8,7 @@ import pytest
 
 from cli import main
 from evaluation import evaluate_qa, evaluate_recs, tune_qa, tune_recs
-from pipelines import build_qa, build_recs, listing, publish
+from pipelines import build_qa, build_recs, ingest, listing, publish, purge
 
 # command -> its parser (`validate recs|qa` parses with the build's)
 PARSERS = {
@@ -23,6 +23,10 @@ PARSERS = {
     "await-service": publish.await_parser,
     "releases": listing.releases_parser,
     "candidates": listing.candidates_parser,
+    "upsert": ingest.upsert_parser,
+    "ingest-events": ingest.ingest_events_parser,
+    "delete": ingest.delete_parser,
+    "purge": purge.purge_parser,
 }
 
 

@@ -1,0 +1,113 @@
+"""The write API's CLI mirrors (upsert, ingest-events, delete), and what they write surviving the next build.
+
+Through `recqa`'s own entry point, on real Lance; the builds run real Beam with a stand-in encoder.
+"""
+
+from __future__ import annotations
+
+import json
+
+import lance
+import pytest
+
+from cli.main import main
+from features.changes import ANSWERS, DELETE, EVENTS, ITEMS, USERS
+from features.schemas import ANSWERS_TABLE, ITEMS_TABLE, USERS_TABLE
+from pipelines import ingest
+from registry.log import read_changes, read_releases
+from tests.pipelines.test_build_changes import _fake_model, qa_argv, recs_argv, write_inputs  # noqa: F401 - the fixture
+
+
+def _recqa(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_upsert_reads_the_file_as_the_build_would_and_refuses_too_many_rejects(tmp_path, capsys):
+    warehouse = str(tmp_path / "warehouse")
+    items = tmp_path / "catalogue.csv"
+    items.write_text("sku,title\ni1,Renamed\n,no id\ni9,New\n")
+    code, _, err = _recqa(capsys, "upsert", "items", str(items), "--warehouse", warehouse, "--map-items", "item_id=sku")
+    assert code == 1 and "1 of 3 items records rejected" in err and "catalogue.csv:3: field 'item_id'" in err
+    assert "nothing was written" in err and read_changes(warehouse).changes == ()
+    code, out, _ = _recqa(capsys, "upsert", "items", str(items), "--warehouse", warehouse, "--map-items", "item_id=sku",
+                          "--max-reject-fraction", "0.5")
+    log = read_changes(warehouse)
+    assert code == 0 and [(c.key, c.record["title"]) for c in log.changes] == [("i1", "Renamed"), ("i9", "New")]
+    assert f"accepted        2  rejected      1  change log version {log.version}" in out and "catalogue.csv:3" in out
+
+
+def test_answers_are_read_as_build_qa_documents_and_events_as_interactions(tmp_path, capsys):
+    warehouse = str(tmp_path / "warehouse")
+    answers = tmp_path / "faq.jsonl"
+    answers.write_text(json.dumps({"_id": "d1", "answer": "New text", "tags": "a, b"}) + "\n")
+    events = tmp_path / "events.csv"
+    events.write_text("Customer,item_id,When\nu1,i1,30.11.2026 10:00\n")
+    assert _recqa(capsys, "upsert", "answers", str(answers), "--warehouse", warehouse, "--map", "doc_id=_id")[0] == 0
+    assert _recqa(capsys, "ingest-events", str(events), "--warehouse", warehouse, "--map-interactions", "user_id=Customer",
+                  "--map", "timestamp=When", "--timestamp-format", "%d.%m.%Y %H:%M")[0] == 0
+    answer, event = read_changes(warehouse).changes
+    assert (answer.kind, answer.key, answer.record["tags"]) == (ANSWERS, "d1", ["a", "b"])
+    assert (event.kind, event.key, event.record["item_id"]) == (EVENTS, "u1", "i1") and event.record["timestamp"] == 1_796_032_800
+
+
+def test_deletes_take_ids_and_an_ids_file_and_commit_in_batches(tmp_path, capsys, monkeypatch):
+    warehouse = str(tmp_path / "warehouse")
+    ids = tmp_path / "forget.txt"
+    ids.write_text("u2\n\n  u3 \nu4\n")
+    monkeypatch.setattr(ingest, "BATCH_SIZE", 2)
+    code, out, _ = _recqa(capsys, "delete", "users", "u1", "--ids-file", str(ids), "--warehouse", warehouse)
+    log = read_changes(warehouse)
+    assert code == 0 and [(c.kind, c.op, c.key) for c in log.changes] == [(USERS, DELETE, u) for u in ("u1", "u2", "u3", "u4")]
+    assert "accepted        4  rejected      0" in out and "(2 commits)" in out
+    code, _, err = _recqa(capsys, "delete", "items", "--warehouse", warehouse)
+    assert code == 1 and "no ids given" in err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["delete", "users", "u1", "--id-file", "x"], "unknown flag --id-file (did you mean --ids-file?)"),
+    (["upsert", "items", "f.csv", "--map-documents", "doc_id=x"], "items take --map-items, not this one"),
+    (["ingest-events", "f.csv", "--runner", "DirectRunner"], "--runner is an Apache Beam flag"),
+    (["upsert", "answers", "f.csv", "--input-format", "ms-store"], "answers are read as contract or stackfaq, not ms-store"),
+])
+def test_a_bad_flag_fails_before_anything_is_written(tmp_path, capsys, argv, message):
+    (tmp_path / "f.csv").write_text("item_id,title\ni1,x\n")
+    code, _, err = _recqa(capsys, *[str(tmp_path / a) if a == "f.csv" else a for a in argv], "--warehouse", str(tmp_path / "w"))
+    assert code == 1 and message in err and not (tmp_path / "w").exists()
+
+
+def _published(warehouse: str, name: str, key: str) -> dict[str, dict]:
+    version = read_releases(warehouse).current.tables[name]
+    return {row[key]: row for row in lance.dataset(f"{warehouse}/{name}.lance", version=version).to_table().to_pylist()}
+
+
+def test_every_logged_write_survives_the_next_build_and_publish_from_the_original_files(tmp_path, capsys):
+    warehouse = str(tmp_path / "warehouse")
+    inputs = write_inputs(tmp_path)  # the original files; never changed below
+    (tmp_path / "new-items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (
+        {"sku": "i1", "title": "Renamed item one", "text": "now with a description"}, {"sku": "i9", "title": "A brand new item"})))
+    (tmp_path / "new-answers.csv").write_text("doc_id,question,answer\nd1,Question 1?,A rewritten answer one.\nd9,New?,A brand new answer.\n")
+    (tmp_path / "events.csv").write_text("user_id,item_id,timestamp\nnewcomer,i9,1600000500\nnewcomer,i0,1600000600\n")
+    for argv in (["upsert", "items", str(tmp_path / "new-items.jsonl"), "--map-items", "item_id=sku"],
+                 ["upsert", "answers", str(tmp_path / "new-answers.csv")],
+                 ["ingest-events", str(tmp_path / "events.csv")],
+                 ["delete", "items", "i2"], ["delete", "answers", "d2"], ["delete", "users", "u3"]):
+        assert _recqa(capsys, *argv, "--warehouse", warehouse)[0] == 0
+    candidates = []
+    for argv in (["build-recs", *recs_argv(warehouse, inputs)], ["build-qa", *qa_argv(warehouse, inputs)]):
+        code, out, err = _recqa(capsys, *argv)
+        assert code == 0, err
+        candidates += ["--candidate", out.strip().splitlines()[-1].removeprefix("candidate ")]
+    assert _recqa(capsys, "publish", "--warehouse", warehouse, *candidates, "--force")[0] == 0
+
+    items = _published(warehouse, ITEMS_TABLE, "item_id")
+    assert items["i1"]["title"] == "Renamed item one" and items["i1"]["text"] == "now with a description"
+    assert "i9" in items and "i2" not in items
+    answers = _published(warehouse, ANSWERS_TABLE, "doc_id")
+    assert answers["d1"]["answer"] == "A rewritten answer one." and "d9" in answers and "d2" not in answers
+    users = _published(warehouse, USERS_TABLE, "user_id")
+    assert "u3" not in users  # the forgotten user's vector is gone, though the file still holds their events
+    assert set(users["newcomer"]["seen_item_ids"]) == {"i9", "i0"}  # known from logged events only
+    assert all("i2" not in row["seen_item_ids"] for row in users.values())
+    assert ITEMS in {c.kind for c in read_changes(warehouse).changes}  # the log keeps them for the builds after this one
