@@ -122,7 +122,9 @@ def read_changes(warehouse: str, version: int | None = None, after: int | None =
     """The acknowledged writes at `version` (default the latest), in acknowledgement order.
 
     `after`: only the changes committed after that version, the ones a build that applied
-    the log at `after` has not seen (0 or None: all of them).
+    the log at `after` has not seen (0 or None: all of them). When `recqa purge` has removed
+    that version, every change is returned: a superset, which is safe to apply again over the
+    build (upserts and deletes land the same; a logged event counts once more in a fold-in).
     """
     ds = _open(warehouse, CHANGES_TABLE)
     if ds is None:
@@ -131,7 +133,12 @@ def read_changes(warehouse: str, version: int | None = None, after: int | None =
         ds = ds.checkout_version(version)
     table = ds.to_table()
     if after:
-        seen = ds.checkout_version(after).to_table(columns=["batch", "pos"])
+        try:
+            seen = ds.checkout_version(after).to_table(columns=["batch", "pos"])
+        except OSError as error:
+            if not is_missing_dataset(error):
+                raise
+            return ChangeLog(tuple(changes_from_arrow(table)), int(ds.version))
         done = set(zip(seen.column("batch").to_pylist(), seen.column("pos").to_pylist()))
         keep = [(b, p) not in done for b, p in zip(table.column("batch").to_pylist(), table.column("pos").to_pylist())]
         table = table.filter(keep)
