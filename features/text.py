@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from features.schemas import Item, QADocument
+from typing import Any
+
+from features.schemas import ANSWER_TEXT_COLUMN, Item, QADocument
 
 _WHITESPACE = re.compile(r"\s+")
 
@@ -54,3 +56,22 @@ def chunk_words(text: str, size: int = DEFAULT_CHUNK_WORDS, overlap: int = DEFAU
     step = size - overlap
     starts = range(0, len(words) - overlap, step)
     return [" ".join(words[start : start + size]) for start in starts]
+
+
+def answer_chunks(document: QADocument, size: int = DEFAULT_CHUNK_WORDS, overlap: int = DEFAULT_CHUNK_OVERLAP_WORDS) -> list[dict[str, Any]]:
+    """The answers-table rows of one document, without the vector: one per chunk of the answer,
+    each indexed and embedded after the question. build-qa writes these, and the service makes
+    the same of a document written since, so both are searched alike."""
+    question = normalize_text(document.question)
+    return [
+        {
+            "doc_id": document.doc_id,
+            "chunk_id": chunk_id,
+            "question": document.question,
+            "answer": document.answer,
+            "source": document.source,
+            "tags": list(document.tags),
+            ANSWER_TEXT_COLUMN: f"{question}\n{chunk}" if question else chunk,
+        }
+        for chunk_id, chunk in enumerate(chunk_words(document.answer, size, overlap))
+    ]

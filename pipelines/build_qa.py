@@ -28,7 +28,7 @@ from features.schemas import (
     TableMetadata,
     answers_schema,
 )
-from features.text import DEFAULT_CHUNK_OVERLAP_WORDS, DEFAULT_CHUNK_WORDS, chunk_words, normalize_text
+from features.text import DEFAULT_CHUNK_OVERLAP_WORDS, DEFAULT_CHUNK_WORDS, answer_chunks, chunk_words
 from pipelines import lance_io
 from pipelines.candidates import build_flags, input_rows, record_build
 from pipelines.options import JobResult, job_parser, parse_job_args, pipeline_options, rejects_dir, tuned_record, warn_tuned_snapshot
@@ -82,18 +82,7 @@ def chunk_rows(element: tuple[str, Iterable[QADocument]], size: int, overlap: in
     documents = list(documents)
     if len(documents) > 1:
         raise InputError(f"doc_id '{doc_id}' appears {len(documents)} times", field="doc_id")
-    document = documents[0]
-    question = normalize_text(document.question)
-    for chunk_id, chunk in enumerate(chunk_words(document.answer, size, overlap)):
-        yield {
-            "doc_id": doc_id,
-            "chunk_id": chunk_id,
-            "question": document.question,
-            "answer": document.answer,
-            "source": document.source,
-            "tags": list(document.tags),
-            ANSWER_TEXT_COLUMN: f"{question}\n{chunk}" if question else chunk,
-        }
+    yield from answer_chunks(documents[0], size, overlap)
 
 
 def _with_vector(element: tuple[str, dict[str, Iterable[Any]]]) -> dict[str, Any]:

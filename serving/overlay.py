@@ -16,8 +16,8 @@ import numpy as np
 
 from features.bm25 import BM25
 from features.changes import CHANGES_TABLE, META_CHANGES, ChangeSet, fold
-from features.schemas import ANSWER_INDEX, ANSWER_TEXT_COLUMN, QADocument, table_uri
-from features.text import chunk_words, item_text, normalize_text
+from features.schemas import ANSWER_INDEX, ANSWER_TEXT_COLUMN, table_uri
+from features.text import answer_chunks, item_text
 from registry.log import is_missing_dataset, read_changes
 from serving.answers import FreshAnswers
 
@@ -72,24 +72,6 @@ class Embeddings:
         """Forget what the current overlay no longer uses (after a build applied it, or a delete)."""
         wanted = set(texts)
         self._vectors = {text: vector for text, vector in self._vectors.items() if text in wanted}
-
-
-def answer_chunks(document: QADocument) -> list[dict]:
-    """The rows build-qa writes for a document (pipelines/build_qa.py `chunk_rows`, default chunking),
-    without the vector; a test holds the two equal."""
-    question = normalize_text(document.question)
-    return [
-        {
-            "doc_id": document.doc_id,
-            "chunk_id": chunk_id,
-            "question": document.question,
-            "answer": document.answer,
-            "source": document.source,
-            "tags": list(document.tags),
-            ANSWER_TEXT_COLUMN: f"{question}\n{chunk}" if question else chunk,
-        }
-        for chunk_id, chunk in enumerate(chunk_words(document.answer))
-    ]
 
 
 def fresh_answers(changes: ChangeSet, embeddings: Embeddings, corpus_size: int) -> FreshAnswers:

@@ -31,6 +31,24 @@ class FakeEncoder:
         return np.ones((len(texts), self._dimension), dtype=np.float32) / np.sqrt(self._dimension)
 
 
+class LoadedFakeEncoder(FakeEncoder):
+    """FakeEncoder in the place of the pipelines' SentenceTransformerEncoder(name).load()."""
+
+    def __init__(self, name: str = "all-MiniLM-L6-v2") -> None:
+        super().__init__()
+
+    def load(self) -> "LoadedFakeEncoder":
+        return self
+
+
+@pytest.fixture
+def fake_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The builds' encode stages use LoadedFakeEncoder: real Beam and Lance, no model."""
+    from pipelines.transforms import encode
+
+    monkeypatch.setattr(encode, "SentenceTransformerEncoder", LoadedFakeEncoder)
+
+
 # Keep third-party state out of the home directory and off the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")

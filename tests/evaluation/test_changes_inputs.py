@@ -12,7 +12,9 @@ from features.errors import InputError
 from pipelines import build_recs, lance_io
 from pipelines.options import tuned_snapshot_warning
 from registry.log import find_candidate
-from tests.pipelines.test_build_changes import _fake_model, log_changes, recs_argv, write_inputs  # noqa: F401 - the fixture
+from tests.pipelines.test_build_changes import log_changes, recs_argv, write_inputs
+
+pytestmark = pytest.mark.usefixtures("fake_model")  # real Beam and Lance, no model
 
 
 def test_a_candidate_is_evaluated_on_exactly_the_snapshot_its_build_applied(tmp_path):

@@ -13,24 +13,12 @@ import pytest
 from features.changes import ANSWERS, EVENTS, ITEMS, META_CHANGES, USERS, parse_deletes, parse_records
 from features.schemas import ANSWERS_TABLE, ITEMS_TABLE, USERS_TABLE
 from pipelines import build_qa, build_recs, lance_io
-from pipelines.transforms import encode
 from registry.log import read_candidates, read_changes
-from tests.conftest import FakeEncoder
 
 ALS_FLAGS = ["--factors", "4", "--iterations", "2"]
 
 
-class _LoadedFakeEncoder(FakeEncoder):
-    def __init__(self, name: str) -> None:
-        super().__init__()
-
-    def load(self) -> "_LoadedFakeEncoder":
-        return self
-
-
-@pytest.fixture(autouse=True)
-def _fake_model(monkeypatch):
-    monkeypatch.setattr(encode, "SentenceTransformerEncoder", _LoadedFakeEncoder)
+pytestmark = pytest.mark.usefixtures("fake_model")
 
 
 def write_inputs(folder) -> dict[str, str]:

@@ -15,7 +15,9 @@ from features.changes import ANSWERS, DELETE, EVENTS, ITEMS, USERS
 from features.schemas import ANSWERS_TABLE, ITEMS_TABLE, USERS_TABLE
 from pipelines import ingest
 from registry.log import read_changes, read_releases
-from tests.pipelines.test_build_changes import _fake_model, qa_argv, recs_argv, write_inputs  # noqa: F401 - the fixture
+from tests.pipelines.test_build_changes import qa_argv, recs_argv, write_inputs
+
+pytestmark = pytest.mark.usefixtures("fake_model")  # real Beam and Lance, no model
 
 
 def _recqa(capsys, *argv: str) -> tuple[int, str, str]:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pathlib import Path
 
 from features.changes import EVENTS, fold, parse_records
 from features.schemas import USERS_TABLE
 from pipelines import build_recs, lance_io
 from registry.log import read_changes
-from tests.pipelines.test_build_changes import _fake_model, _rows, recs_argv, write_inputs  # noqa: F401 - the fixture
+from tests.pipelines.test_build_changes import _rows, recs_argv, write_inputs
 from tests.pipelines.test_ingest import _recqa
+
+pytestmark = pytest.mark.usefixtures("fake_model")  # real Beam and Lance, no model
 
 
 def _files_holding(folder: Path, needle: bytes) -> list[str]:

@@ -8,21 +8,7 @@ import pytest
 
 from pipelines import build_qa, build_recs
 from pipelines.summary import StageRow, format_table
-from pipelines.transforms import encode
-from tests.conftest import FakeEncoder
-
-
-class _LoadedFakeEncoder(FakeEncoder):
-    def __init__(self, name: str) -> None:
-        super().__init__()
-
-    def load(self) -> "_LoadedFakeEncoder":
-        return self
-
-
-@pytest.fixture(autouse=True)
-def _fake_model(monkeypatch):
-    monkeypatch.setattr(encode, "SentenceTransformerEncoder", _LoadedFakeEncoder)
+pytestmark = pytest.mark.usefixtures("fake_model")
 
 
 def _recs_inputs(tmp_path, bad_rows: int) -> list[str]:

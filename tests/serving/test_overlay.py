@@ -11,11 +11,10 @@ import pytest
 
 from features.changes import parse_deletes, parse_records
 from features.schemas import QADocument
-from features.text import DEFAULT_CHUNK_OVERLAP_WORDS, DEFAULT_CHUNK_WORDS
+from features.text import DEFAULT_CHUNK_OVERLAP_WORDS, DEFAULT_CHUNK_WORDS, answer_chunks
 from pipelines import lance_io
 from pipelines.build_qa import chunk_rows
 from serving.cache import SemanticCache
-from serving.overlay import answer_chunks
 from serving.reload import StoreFollower
 from serving.store import Store
 from tests.conftest import FakeEncoder
