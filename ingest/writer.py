@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from features.changes import Change
 
@@ -25,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_SECONDS = 0.2
 DEFAULT_MAX_RECORDS = 500
+# one fragment and one version per commit: compacted every this many commits (at 5 commits/s, every 20 s)
+DEFAULT_MAINTAIN_EVERY = 100
 
 Append = Callable[[Sequence[Change]], int]  # commits changes whole, returns the version holding them
 
@@ -64,9 +67,13 @@ class BatchingWriter:
         interval_seconds: float = DEFAULT_INTERVAL_SECONDS,
         max_records: int = DEFAULT_MAX_RECORDS,
         prepare: Callable[[], None] | None = None,
+        maintain: Callable[[], Any] | None = None,
+        maintain_every: int = DEFAULT_MAINTAIN_EVERY,
     ) -> None:
         self._append = append
         self._prepare = prepare  # run once on the thread before the first commit (create the table)
+        self._maintain = maintain  # run on the thread every `maintain_every` commits (compaction)
+        self.maintain_every = maintain_every
         self.interval_seconds = interval_seconds
         self.max_records = max_records
         self._queue: queue.Queue = queue.Queue()
@@ -78,9 +85,10 @@ class BatchingWriter:
     @classmethod
     def for_warehouse(cls, warehouse: str, **options) -> "BatchingWriter":
         """A writer of the warehouse's change log through the pipelines' one Lance writer."""
-        from pipelines.lance_io import append_changes, ensure_changes_table
+        from pipelines.lance_io import append_changes, compact_changes, ensure_changes_table
 
-        return cls(lambda changes: append_changes(warehouse, changes), prepare=lambda: ensure_changes_table(warehouse), **options)
+        return cls(lambda changes: append_changes(warehouse, changes), prepare=lambda: ensure_changes_table(warehouse),
+                   maintain=lambda: compact_changes(warehouse), **options)
 
     def submit(self, changes: Sequence[Change]) -> "Future[Commit]":
         """Queue changes for the next commit; the future resolves to the Commit holding them all."""
@@ -150,6 +158,11 @@ class BatchingWriter:
         commit = Commit(version, datetime.now(timezone.utc), len(changes))
         for pending in live:
             pending.future.set_result(commit)
+        if self._maintain is not None and self.commits % self.maintain_every == 0:
+            try:  # after the answers: the requests of this commit do not wait for it
+                logger.info("change log compacted: %s", self._maintain())
+            except Exception as error:  # noqa: BLE001 - the log stays correct, only larger; next time again
+                logger.warning("change log compaction failed: %s: %s", type(error).__name__, error)
 
     @staticmethod
     def _fail(batch: list[_Pending], error: Exception) -> None:

@@ -149,6 +149,7 @@ def run(argv: Sequence[str] | None = None, changes: ChangeLog | None = None) -> 
     (spec,) = input_specs(args)
     candidate = new_candidate_id(QA)
     lance_io.ensure_candidates_table(args.warehouse)  # now, long before this run appends to it
+    lance_io.tag_changes_snapshot(args.warehouse, log.version, candidate)  # kept readable for its evaluation
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
     hashes = {spec.kind: files_sha256(spec.path)}  # what this run reads (after the pipeline set the file systems' options)
     documents = pipeline | "ReadDocuments" >> ReadRecords(spec)

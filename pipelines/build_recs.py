@@ -172,6 +172,7 @@ def run(argv: Sequence[str] | None = None, changes: ChangeLog | None = None) -> 
     interactions_spec, items_spec = input_specs(args)
     candidate = new_candidate_id(RECS)
     lance_io.ensure_candidates_table(args.warehouse)  # now, long before this run appends to it
+    lance_io.tag_changes_snapshot(args.warehouse, log.version, candidate)  # kept readable for its evaluation
     rejects = rejects_dir(args, "build-recs")
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
     hashes = {spec.kind: files_sha256(spec.path) for spec in (interactions_spec, items_spec)}  # what this run reads

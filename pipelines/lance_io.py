@@ -24,6 +24,7 @@ from features.schemas import ANSWER_FTS, ANSWER_TEXT_COLUMN, PUBLISHED_TAG, FTSC
 from registry.log import ReleaseLog, read_releases
 
 logger = logging.getLogger(__name__)
+SNAPSHOT_TAG_PREFIX = "snapshot-"  # on the change log: the version a candidate's build applied
 LEGACY_RELEASE_TAG_PREFIX = "release-"  # tags an older recqa kept per publish, before the log
 
 
@@ -369,6 +370,48 @@ def append_changes(warehouse: str, changes: Sequence[Any], attempts: int = 5) ->
     return _append(warehouse, CHANGES_TABLE, rows_to_arrow(rows), landed, attempts)
 
 
+def tag_changes_snapshot(warehouse: str, version: int, candidate: str) -> None:
+    """Tag the change log version a build applied, so compaction keeps it readable: evaluation
+    applies exactly that snapshot, and the service overlays what came after it."""
+    from features.changes import CHANGES_TABLE
+
+    ds = dataset(warehouse, CHANGES_TABLE)
+    if ds is not None and version:
+        ds.tags.create(SNAPSHOT_TAG_PREFIX + candidate, version)
+
+
+def release_snapshot_tags(warehouse: str, keep: set[str]) -> int:
+    """Drop the snapshot tags of candidates not in `keep` (those still served, retained or not
+    yet judged); returns how many went. Their versions then go at the next compaction."""
+    from features.changes import CHANGES_TABLE
+
+    ds = dataset(warehouse, CHANGES_TABLE)
+    if ds is None:
+        return 0
+    doomed = [tag for tag in ds.tags.list() if tag.startswith(SNAPSHOT_TAG_PREFIX) and tag[len(SNAPSHOT_TAG_PREFIX):] not in keep]
+    for tag in doomed:
+        ds.tags.delete(tag)
+    return len(doomed)
+
+
+def compact_changes(warehouse: str, keep_seconds: float = 3600.0) -> dict[str, int]:
+    """Merge the change log's small fragments (one per commit) and remove its versions older
+    than `keep_seconds`, except the snapshots builds tagged: fragments and versions stay
+    bounded however many writes arrive. The age limit keeps cleanup off the files of a
+    concurrent append that no version names yet."""
+    from datetime import timedelta
+
+    from features.changes import CHANGES_TABLE
+
+    ds = dataset(warehouse, CHANGES_TABLE)
+    if ds is None:
+        return {"fragments": 0, "versions_removed": 0}
+    ds.optimize.compact_files()
+    ds = dataset(warehouse, CHANGES_TABLE)
+    stats = ds.cleanup_old_versions(older_than=timedelta(seconds=keep_seconds), error_if_tagged_old_versions=False)
+    return {"fragments": len(ds.get_fragments()), "versions_removed": int(getattr(stats, "old_versions", 0))}
+
+
 def _append(warehouse: str, name: str, table: pa.Table, landed, attempts: int) -> int:
     """Append rows to an append-only table, again if a concurrent commit could not be rebased on;
     the rows are read back (`landed`) before the version is returned."""
@@ -436,5 +479,6 @@ def purge_changes(warehouse: str, where: str) -> int:
         ds.delete(" OR ".join(f"(batch = '{batch}' AND pos IN ({', '.join(map(str, pos))}))" for batch, pos in by_batch.items()))
         uri = table_uri(warehouse, CHANGES_TABLE)
         lance.dataset(uri).optimize.compact_files(materialize_deletions=True, materialize_deletions_threshold=0.0)
+        release_snapshot_tags(warehouse, keep=set())  # a tagged snapshot would keep the rows' files
         lance.dataset(uri).cleanup_old_versions(older_than=timedelta(0), delete_unverified=True, error_if_tagged_old_versions=False)
     return count

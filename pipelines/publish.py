@@ -127,6 +127,16 @@ def publish_parser() -> argparse.ArgumentParser:
     return parser
 
 
+
+def snapshots_to_keep(candidates: Sequence[Candidate], kept: Sequence[Release]) -> set[str]:
+    """The candidates whose change log snapshot must stay readable: those a retained release
+    serves or could roll back to, and those built since the oldest of them (they may still be
+    evaluated and published). Older ones' snapshots are no longer needed by anything."""
+    named = {candidate for release in kept for candidate in release.candidates.values()}
+    since = min((release.created_at for release in kept), default=None)
+    return named | {c.id for c in candidates if since is None or c.created_at >= since}
+
+
 def run(argv: Sequence[str] | None = None) -> JobResult:
     """Publish the candidates' table versions, or raise PublishError listing what failed."""
     args = parse_flags(publish_parser(), argv)
@@ -159,6 +169,8 @@ def run(argv: Sequence[str] | None = None) -> JobResult:
     for name in release.tables:
         lance_io.cleanup_table(args.warehouse, name, kept)
     lance_io.cleanup_history(args.warehouse, CANDIDATES_TABLE)  # its rows are the history; old versions are only files
+    lance_io.release_snapshot_tags(args.warehouse, snapshots_to_keep(read_candidates(args.warehouse), kept))
+    lance_io.compact_changes(args.warehouse)
     # the whole release, as served; rows of the tables this publish changed
     return JobResult(versions=release.tables, rows={name: c.rows[name] for c in candidates for name in c.tables if name in c.rows})
 

@@ -104,6 +104,36 @@ threading.Event().wait()
 """
 
 
+def test_the_log_is_compacted_every_so_many_commits_and_a_failed_compaction_loses_nothing():
+    append, runs = Recorder(), []
+
+    def maintain():
+        runs.append(append.commits[-1][0])
+        if len(runs) == 1:
+            raise OSError("compaction failed")  # the writer goes on; the commits stand
+
+    writer = BatchingWriter(append, interval_seconds=0.01, max_records=500, maintain=maintain, maintain_every=2)
+    for n in range(5):
+        assert writer.submit(deletes(f"k{n}")).result(timeout=10).version == n + 1
+    writer.close()
+    assert runs == ["k1", "k3"] and append.commits == [[f"k{n}"] for n in range(5)]
+
+
+def test_a_real_writer_compacts_the_change_log(tmp_path):
+    import lance
+
+    from features.changes import CHANGES_TABLE
+    from features.schemas import table_uri
+    from registry.log import read_changes
+
+    writer = BatchingWriter.for_warehouse(str(tmp_path), interval_seconds=0.01, maintain_every=10)
+    for n in range(20):
+        writer.submit(deletes(f"k{n}")).result(timeout=30)
+    writer.close()
+    assert len(lance.dataset(table_uri(str(tmp_path), CHANGES_TABLE)).get_fragments()) < 20  # compacted at commit 10 and 20
+    assert [c.key for c in read_changes(str(tmp_path)).changes] == [f"k{n}" for n in range(20)]
+
+
 @pytest.mark.parametrize("acknowledged_before_kill", [1, 25])
 def test_sigkill_mid_batch_keeps_every_acknowledged_write_and_no_half_request(tmp_path, acknowledged_before_kill):
     warehouse = tmp_path / "warehouse"

@@ -143,3 +143,28 @@ def test_a_change_acknowledged_while_a_build_runs_is_the_next_builds(tmp_path, m
     following = build_qa.run(qa_argv(warehouse, inputs))
     assert "d0" not in _rows(warehouse, ANSWERS_TABLE, following.versions[ANSWERS_TABLE], "doc_id")
     assert _metadata(warehouse, ANSWERS_TABLE, following.versions[ANSWERS_TABLE])[META_CHANGES] == str(during.version).encode()
+
+
+def test_a_builds_snapshot_stays_readable_until_no_retained_release_or_newer_candidate_needs_it(tmp_path):
+    import lance
+
+    from features.changes import CHANGES_TABLE
+    from features.schemas import table_uri
+    from pipelines import publish
+
+    warehouse = str(tmp_path / "warehouse")
+    inputs = write_inputs(tmp_path)
+    snapshot = log_changes(warehouse)
+    first = build_qa.run(qa_argv(warehouse, inputs))
+    tags = lance.dataset(table_uri(warehouse, CHANGES_TABLE)).tags.list()
+    assert tags[f"{lance_io.SNAPSHOT_TAG_PREFIX}{first.candidate}"]["version"] == snapshot
+    for n in range(3):  # more writes, each a version; the next build's snapshot is the last
+        lance_io.append_changes(warehouse, parse_deletes(ANSWERS, [f"gone{n}"])[0])
+    second = build_qa.run(qa_argv(warehouse, inputs))
+    publish.run(["--warehouse", warehouse, "--candidate", second.candidate, "--force", "--retain-releases", "1"])
+    tags = lance.dataset(table_uri(warehouse, CHANGES_TABLE)).tags.list()
+    # the first candidate is older than every retained release and served by none: its snapshot goes
+    assert set(tags) == {f"{lance_io.SNAPSHOT_TAG_PREFIX}{second.candidate}"}
+    lance_io.compact_changes(warehouse, keep_seconds=0)
+    kept = {v["version"] for v in lance.dataset(table_uri(warehouse, CHANGES_TABLE)).versions()}
+    assert snapshot not in kept and tags[f"{lance_io.SNAPSHOT_TAG_PREFIX}{second.candidate}"]["version"] in kept

@@ -79,3 +79,28 @@ def test_after_a_version_purge_removed_every_change_is_returned(tmp_path):
     ds.cleanup_old_versions(older_than=__import__("datetime").timedelta(0), error_if_tagged_old_versions=False)
     assert first not in {v["version"] for v in lance.dataset(table_uri(warehouse, CHANGES_TABLE)).versions()}
     assert [c.key for c in read_changes(warehouse, after=first).changes] == ["a0", "a1", "b0"]  # a superset, never an error
+
+
+def test_compaction_bounds_fragments_and_versions_and_keeps_tagged_snapshots(tmp_path):
+    import lance
+
+    from features.changes import CHANGES_TABLE
+    from features.schemas import table_uri
+
+    warehouse = str(tmp_path)
+    versions = [lance_io.append_changes(warehouse, _items(f"c{n}-", 2)) for n in range(30)]
+    lance_io.tag_changes_snapshot(warehouse, versions[9], "qa-20261130T000000-aaaaaa")
+    lance_io.tag_changes_snapshot(warehouse, versions[19], "recs-20261130T000000-bbbbbb")
+    assert len(lance.dataset(table_uri(warehouse, CHANGES_TABLE)).get_fragments()) == 30
+    result = lance_io.compact_changes(warehouse, keep_seconds=0)
+    ds = lance.dataset(table_uri(warehouse, CHANGES_TABLE))
+    assert result["fragments"] == len(ds.get_fragments()) == 1
+    kept = {v["version"] for v in ds.versions()}
+    assert {versions[9], versions[19], ds.version} <= kept and len(kept) == 3  # the snapshots and the latest
+    # nothing was lost, and a tagged snapshot still reads as it was
+    assert len(read_changes(warehouse).changes) == 60
+    assert [c.key for c in read_changes(warehouse, after=versions[19]).changes] == [f"c{n}-{i}" for n in range(20, 30) for i in range(2)]
+    assert lance_io.release_snapshot_tags(warehouse, keep={"recs-20261130T000000-bbbbbb"}) == 1
+    lance_io.compact_changes(warehouse, keep_seconds=0)
+    assert versions[9] not in {v["version"] for v in lance.dataset(table_uri(warehouse, CHANGES_TABLE)).versions()}
+    assert len(read_changes(warehouse, version=versions[19]).changes) == 40
