@@ -57,6 +57,8 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 DEFAULT_RECS_ARGS = f"--interactions {DATA / 'ms-store' / 'demoUsage.csv'} --items {DATA / 'ms-store' / 'demoCatalog.csv'}"
 DEFAULT_QA_ARGS = f"--documents {DATA / 'stackfaq' / 'stackExchange-FAQ.json'}"
 TOKEN = "freshness-bench-" + os.urandom(6).hex()
+# in every id this run writes: a second run over the same warehouse must not reuse (and so re-upsert) its ids
+RUN = os.urandom(3).hex()
 VISIBLE_TARGET_SECONDS = 2.0
 READ_RATIO_TARGET = 1.2
 POLL_SECONDS = 0.05
@@ -238,13 +240,13 @@ def write_one(bench: Bench, n: int, rng: random.Random, table_ids: dict[str, lis
             kind = "answer"
     session = requests.Session()
     if kind == "answer":
-        table, key, text = "answers", f"fresh-answer-{n}", words(rng)
+        table, key, text = "answers", f"fresh-{RUN}-answer-{n}", words(rng)
         route, body = "/ingest/answers", {"answers": [{"doc_id": key, "question": f"How does {text} work?", "answer": f"{text} works by {words(rng, 2)}."}]}
     elif kind == "item":
-        table, key, text = "items", f"fresh-item-{n}", words(rng)
+        table, key, text = "items", f"fresh-{RUN}-item-{n}", words(rng)
         route, body = "/ingest/items", {"items": [{"item_id": key, "title": text, "category": "Fresh"}]}
     elif kind == "event":
-        user, item = f"fresh-user-{rng.randrange(EVENT_USERS)}", rng.choice(bench.items)
+        user, item = f"fresh-{RUN}-user-{rng.randrange(EVENT_USERS)}", rng.choice(bench.items)
         route, body = "/ingest/events", {"events": [{"user_id": user, "item_id": item, "timestamp": time.time(), "event": "purchase"}]}
     else:
         with bench.lock:  # chosen and marked under one lock: no id is deleted twice
