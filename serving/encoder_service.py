@@ -132,6 +132,29 @@ class IdleFirstEncoder:
                 self._active -= 1
 
 
+class LazyEncoder:
+    """An encoder loaded in this process on its first use, callable from any thread.
+
+    The change log's new texts are embedded on the follower's own thread, where a call to the
+    encoder service (an AnyIO client) cannot run; with no local encoder loaded for questions,
+    this one is, once, when the first write needs it.
+    """
+
+    def __init__(self, load: Callable[[], Encoder], name: str, dimension: int) -> None:
+        self.name, self._dimension = name, dimension
+        self._load, self._loaded, self._lock = load, None, threading.Lock()
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = self._load()
+        return self._loaded.encode(texts)
+
+
 def _dropped(error: Exception) -> bool:
     """A pooled connection the server had closed (aiohttp's errors are not ConnectionError)."""
     return isinstance(error, ConnectionError) or "Disconnected" in type(error).__name__

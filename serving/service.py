@@ -40,7 +40,7 @@ from serving.api import (
 )
 from serving.cache import SemanticCache
 from serving.docs import docs_routes, openapi_spec
-from serving.encoder_service import IdleFirstEncoder, QueryEncoder, RemoteEncoder, load_query_encoder
+from serving.encoder_service import IdleFirstEncoder, LazyEncoder, QueryEncoder, RemoteEncoder, load_query_encoder
 from serving.errors import error_body, error_response
 from serving.front import FrontDoor, RestorePath
 from serving.guard import GuardMiddleware
@@ -169,11 +169,16 @@ class RecQA:
         try:
             check_warehouse(settings.warehouse, ENV_WAREHOUSE)  # a bad scheme: not ready, saying why
             encoder = RemoteEncoder(self.query_encoder, settings.model_name)
+            load_local = functools.partial(load_query_encoder, settings.model_name, settings.encoder_backend, settings.encoder_threads)
+            # the change log's texts are embedded on the follower's thread, which cannot call the encoder service
+            writes_encoder = LazyEncoder(load_local, encoder.name, encoder.dimension)
             if settings.encode_locally_when_idle:
-                local = load_query_encoder(settings.model_name, settings.encoder_backend, settings.encoder_threads)
+                local = writes_encoder = load_local()
                 encoder = IdleFirstEncoder(local, encoder, lambda path: self.question_encodes.labels(path=path).inc())
             self.cache = SemanticCache(encoder.dimension, settings.cache_capacity, settings.cache_threshold)
-            self.follower = StoreFollower(settings.warehouse, lambda versions: Store(settings.warehouse, encoder, versions), settings.reload_seconds)
+            self.follower = StoreFollower(
+                settings.warehouse, lambda versions: Store(settings.warehouse, encoder, versions, writes_encoder), settings.reload_seconds
+            )
             self.follower.refresh()  # the published tables open now, not on the first request
             self.follower.start()
         except Exception as error:  # noqa: BLE001 - stay up (liveness) and say why we are not ready

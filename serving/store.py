@@ -34,7 +34,7 @@ class Store:
     (serving/overlay.py); `changes` is the log version a Store reflects (0: none read yet).
     """
 
-    def __init__(self, warehouse: str, encoder: Encoder, versions: Mapping[str, int]) -> None:
+    def __init__(self, warehouse: str, encoder: Encoder, versions: Mapping[str, int], writes_encoder: Encoder | None = None) -> None:
         import lancedb
 
         named = [name for name in RECQA_TABLES if name in versions]
@@ -59,7 +59,9 @@ class Store:
         }
         self._base_recommender, self._base_answers = self.recommender, self.answers
         self._recs_changes, self._qa_changes = ChangeSet(), ChangeSet()
-        self._item_embeddings, self._answer_embeddings = Embeddings(encoder.encode), Embeddings(encoder.encode)
+        # the change log's texts: embedded on the follower's thread, by an encoder that runs there
+        embed = (writes_encoder or encoder).encode
+        self._item_embeddings, self._answer_embeddings = Embeddings(embed), Embeddings(embed)
         self._folded: dict = {}
         self.changes = 0
         self._qa_changes_at = 0  # the log version the answers overlay last changed at

@@ -62,6 +62,19 @@ def test_writes_through_a_real_server_are_served_without_a_build(warehouse, tmp_
     shutil.copytree(warehouse, copy)
     server = start_server(copy, tmp_path, env={"RECQA_INGEST_TOKEN": TOKEN})
     auth = {"Authorization": f"Bearer {TOKEN}"}
+    # Readers keep questions being encoded the whole time: the writes are embedded beside them,
+    # on the follower's own thread (which cannot call the encoder service the questions use).
+    import threading
+
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            requests.post(f"{server.base_url}/answer", json={"question": "How do I reset my password?", "k": 3}, timeout=60)
+
+    readers = [threading.Thread(target=read, daemon=True) for _ in range(4)]
+    for reader in readers:
+        reader.start()
     try:
         question = {"question": "How do I paint my rowing boat with marine varnish?", "k": 3, "mode": "keyword"}
         answer = {"doc_id": "fresh-boat", "question": "How do I varnish a rowing boat?",
@@ -93,4 +106,8 @@ def test_writes_through_a_real_server_are_served_without_a_build(warehouse, tmp_
         after = server.post("/recommend", {"user_id": user, "k": 5}).json()
         assert not set(seen) & {i["item_id"] for i in after["items"]}  # what they just had is not recommended again
     finally:
+        stop.set()
+        for reader in readers:
+            reader.join(timeout=60)
         stop_server(server.process)
+    assert "cannot apply the change log" not in server.log.read_text()
