@@ -17,6 +17,7 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 class ScoredItem(TypedDict):
     item_id: str
     title: str | None
+    category: str | None
     score: float
     reason: str | None
 
@@ -41,8 +42,11 @@ class SearchItemsResponse(TypedDict):
 
 class ScoredAnswer(TypedDict):
     doc_id: str
+    chunk_id: int
     text: str
     question: str | None
+    source: str | None
+    tags: list[str]
     score: float
 
 
@@ -57,14 +61,15 @@ class AnswerResponse(TypedDict):
 class RecQAError(Exception):
     """The server refused a request (`status` is its HTTP status) or could not be reached (`status` None).
 
-    `message` is the server's own error text, with the fields it names for a 400.
+    `message` is the server's own error text; `field` the request field it names, if any.
     """
 
-    def __init__(self, message: str, status: int | None = None, body: Any = None) -> None:
+    def __init__(self, message: str, status: int | None = None, body: Any = None, field: str | None = None) -> None:
         super().__init__(f"{status}: {message}" if status is not None else message)
         self.message = message
         self.status = status
         self.body = body
+        self.field = field
 
 
 class RecQAClient:
@@ -157,17 +162,9 @@ def _json(response: httpx.Response) -> Any:
 
 
 def _error(response: httpx.Response) -> RecQAError:
-    """The server's message: `{"error": ...}` (BentoML wraps some in a list), with a 400's field errors."""
+    """The server's error, in its one shape `{"error", "field", "status"}`; a body of another
+    shape (a proxy's page) is kept as text."""
     body = _json(response)
-    first = body[0] if isinstance(body, list) and body and isinstance(body[0], dict) else body
-    if isinstance(first, dict) and "error" in first:
-        message = str(first["error"])
-        details = first.get("detail")
-        if isinstance(details, list):
-            fields = [
-                f"{'.'.join(str(part) for part in d.get('loc', ()))}: {d.get('msg', '')}" for d in details if isinstance(d, dict)
-            ]
-            message = "; ".join([message, *fields])
-    else:
-        message = response.text.strip() or response.reason_phrase
-    return RecQAError(message, response.status_code, body)
+    if isinstance(body, dict) and "error" in body:
+        return RecQAError(str(body["error"]), response.status_code, body, field=body.get("field"))
+    return RecQAError(response.text.strip() or response.reason_phrase, response.status_code, body)

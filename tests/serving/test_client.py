@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from client import RecQAClient, RecQAError
+from client.recqa import ScoredAnswer, ScoredItem
 from tests.serving.conftest import free_port
 
 pytestmark = pytest.mark.slow
@@ -43,6 +44,9 @@ def test_each_method_returns_what_the_endpoint_returns(client, server):
     assert _without_cache_flag(answered) == _without_cache_flag(direct.json())  # one of the two may come from the cache
     assert len(answered["answers"]) == 3
     assert pairs[1][0]["strategy"] == "fold_in" and "DAF-00502" not in [i["item_id"] for i in pairs[1][0]["items"]]
+    # the client's types name exactly the fields the server sends
+    assert set(pairs[0][0]["items"][0]) == set(ScoredItem.__annotations__)
+    assert set(answered["answers"][0]) == set(ScoredAnswer.__annotations__)
 
 
 def test_version_says_what_is_served(client, server):
@@ -53,8 +57,8 @@ def test_version_says_what_is_served(client, server):
 def test_a_bad_request_raises_with_the_servers_message_naming_the_field(client):
     with pytest.raises(RecQAError) as raised:
         client.recommend("someone", k=0)
-    assert raised.value.status == 400
-    assert "validation error" in raised.value.message and "k:" in raised.value.message
+    assert raised.value.status == 400 and raised.value.field == "k"
+    assert "k" in raised.value.message and "greater than or equal to 1" in raised.value.message
 
 
 def test_an_unknown_item_raises_404_naming_it(client):
