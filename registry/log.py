@@ -118,6 +118,12 @@ class ChangeLog:
     version: int  # 0: no log yet
 
 
+def changes_version(warehouse: str) -> int:
+    """The change log's latest version, 0 before the first write: a manifest read, no rows."""
+    ds = _open(warehouse, CHANGES_TABLE)
+    return int(ds.version) if ds is not None else 0
+
+
 def read_changes(warehouse: str, version: int | None = None, after: int | None = None) -> ChangeLog:
     """The acknowledged writes at `version` (default the latest), in acknowledgement order.
 

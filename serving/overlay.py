@@ -15,28 +15,15 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from features.bm25 import BM25
-from features.changes import CHANGES_TABLE, META_CHANGES, ChangeSet, fold
-from features.schemas import ANSWER_INDEX, ANSWER_TEXT_COLUMN, table_uri
+from features.changes import META_CHANGES, ChangeSet, fold
+from features.schemas import ANSWER_INDEX, ANSWER_TEXT_COLUMN
 from features.text import answer_chunks, item_text
-from registry.log import is_missing_dataset, read_changes
+from registry.log import read_changes
 from serving.answers import FreshAnswers
 
 # How often the follower checks the change log for new writes: the 2 s visibility target
 # leaves room for the check, the read of the log and the embedding of what it brings.
 CHANGES_POLL_SECONDS = 0.5
-
-
-def changes_version(warehouse: str) -> int:
-    """The change log's latest version, 0 before the first write: the cheap check of each poll
-    (a manifest read, no rows)."""
-    import lance
-
-    try:
-        return int(lance.dataset(table_uri(warehouse, CHANGES_TABLE)).version)
-    except ValueError as error:
-        if is_missing_dataset(error):
-            return 0
-        raise
 
 
 def applied_changes(metadata: Mapping[bytes, bytes] | None) -> int:

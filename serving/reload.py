@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 
 from features.errors import TableContractError
-from registry.log import published_versions
-from serving.overlay import CHANGES_POLL_SECONDS, changes_version
+from registry.log import changes_version, published_versions
+from serving.overlay import CHANGES_POLL_SECONDS
 from serving.store import Store
 
 logger = logging.getLogger(__name__)

@@ -77,15 +77,22 @@ class Store:
         did not change (tables, the overlay of an unchanged part, embeddings already made)."""
         other = copy.copy(self)
         other.changes = version
+        folded: dict[int, ChangeSet] = {}  # by applied version: one read of the log when both builds saw the same
+
+        def changes_since(applied: int) -> ChangeSet:
+            if applied not in folded:
+                folded[applied] = changes_after(self._warehouse, version, applied)
+            return folded[applied]
+
         if self._base_recommender is not None:
-            recs = changes_after(self._warehouse, version, self.applied["recs"])
+            recs = changes_since(self.applied["recs"])
             if (recs.items, recs.events, recs.forgotten) != (self._recs_changes.items, self._recs_changes.events, self._recs_changes.forgotten):
                 other._recs_changes = recs
                 vectors = item_vectors(recs, self._item_embeddings)
                 fresh_recs = recs.items or recs.events or recs.forgotten
                 other.recommender = FreshRecommender(self._base_recommender, recs, vectors, self._folded) if fresh_recs else self._base_recommender
         if self._base_answers is not None:
-            qa = changes_after(self._warehouse, version, self.applied["qa"])
+            qa = changes_since(self.applied["qa"])
             if qa.answers != self._qa_changes.answers:  # events, items and users leave the answers as they were
                 other._qa_changes, other._qa_changes_at = qa, version
                 fresh = fresh_answers(qa, self._answer_embeddings, self._base_answers.rows()) if qa.answers else None
