@@ -172,6 +172,9 @@ class ChangeSet:
     answers: dict[str, QADocument | None] = field(default_factory=dict)
     events: tuple[Interaction, ...] = ()
     forgotten: frozenset[str] = frozenset()
+    # every event since the last forget of its user, deleted items' included: an item deleted and
+    # then upserted again counts its earlier events, so a fold continued from here needs them
+    logged: tuple[Interaction, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.items or self.answers or self.events or self.forgotten)
@@ -201,12 +204,15 @@ class ChangeSet:
         return event.user_id not in self.forgotten and self.items.get(event.item_id, True) is not None
 
 
-def fold(changes: Iterable[Change]) -> ChangeSet:
-    """The ChangeSet of changes given in the order they were acknowledged."""
-    items: dict[str, Item | None] = {}
-    answers: dict[str, QADocument | None] = {}
-    events: list[Interaction] = []
-    forgotten: set[str] = set()
+def fold(changes: Iterable[Change], start: ChangeSet | None = None) -> ChangeSet:
+    """The ChangeSet of changes given in the order they were acknowledged, continued from
+    `start` (the fold of the changes before them): `fold(b, fold(a)) == fold(a + b)`, so a
+    reader that follows the log folds only what is new to it."""
+    start = start or ChangeSet()
+    items: dict[str, Item | None] = dict(start.items)
+    answers: dict[str, QADocument | None] = dict(start.answers)
+    events: list[Interaction] = list(start.logged)
+    forgotten: set[str] = set(start.forgotten)
     for change in changes:
         if change.kind == ITEMS:
             items[change.key] = Item(**change.record) if change.op == UPSERT else None
@@ -218,4 +224,4 @@ def fold(changes: Iterable[Change]) -> ChangeSet:
             forgotten.add(change.key)
             events = [e for e in events if e.user_id != change.key]  # their history up to now is forgotten
     kept = tuple(e for e in events if items.get(e.item_id, True) is not None)
-    return ChangeSet(items, answers, kept, frozenset(forgotten))
+    return ChangeSet(items, answers, kept, frozenset(forgotten), tuple(events))

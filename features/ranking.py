@@ -124,7 +124,13 @@ class RecommenderCore:
 
     def rows(self) -> dict[str, Any]:
         """The constructor's arguments as this core holds them (items in id order): what a core
-        with changes applied over it is built from (serving/freshness.py)."""
+        with changes applied over it is built from (serving/recommender.py). Made once: the
+        core never changes, and every step of the change log's overlay starts from it."""
+        if getattr(self, "_rows", None) is None:
+            self._rows = self._make_rows()
+        return self._rows
+
+    def _make_rows(self) -> dict[str, Any]:
         return {
             "user_ids": sorted(self._user_index, key=self._user_index.__getitem__),
             "user_vectors": self._user_vectors,

@@ -149,3 +149,56 @@ def read_changes(warehouse: str, version: int | None = None, after: int | None =
         keep = [(b, p) not in done for b, p in zip(table.column("batch").to_pylist(), table.column("pos").to_pylist())]
         table = table.filter(keep)
     return ChangeLog(tuple(changes_from_arrow(table)), int(ds.version))
+
+
+@dataclass(frozen=True)
+class ChangeCursor:
+    """How far a follower of the change log has read: the log version, the fragments it has
+    read, and the writer batches they held.
+
+    Appends add fragments and never touch old ones, so what is new at a later version is in
+    the fragments not read yet; a compaction rewrites old rows into new fragments, which the
+    batch ids (one per commit) tell apart from new ones.
+    """
+
+    version: int = 0
+    fragments: frozenset[int] = frozenset()
+    batches: frozenset[str] = frozenset()
+
+
+def change_cursor(warehouse: str, version: int) -> ChangeCursor:
+    """The cursor of a reader that has seen the log up to `version` (a build that applied it).
+
+    0, or a version a purge or cleanup has removed: the cursor of a reader that saw nothing,
+    so the follower reads every change (the superset `read_changes(after=...)` gives too).
+    """
+    ds = _open(warehouse, CHANGES_TABLE)
+    if ds is None or not version:
+        return ChangeCursor()
+    try:
+        ds = ds.checkout_version(version)
+    except OSError as error:
+        if not is_missing_dataset(error):
+            raise
+        return ChangeCursor()
+    batches = ds.to_table(columns=["batch"]).column("batch").unique().to_pylist()
+    return ChangeCursor(int(version), frozenset(f.fragment_id for f in ds.get_fragments()), frozenset(batches))
+
+
+def read_new_changes(warehouse: str, version: int, cursor: ChangeCursor) -> tuple[tuple[Change, ...], ChangeCursor]:
+    """The changes of the log at `version` that `cursor` has not read, in acknowledgement
+    order, and the cursor after them: the read costs the new rows, not the whole log."""
+    ds = _open(warehouse, CHANGES_TABLE)
+    if ds is None or version <= cursor.version:
+        return (), cursor
+    ds = ds.checkout_version(version)
+    fragments = ds.get_fragments()
+    unread = [f for f in fragments if f.fragment_id not in cursor.fragments]
+    ids = frozenset(f.fragment_id for f in fragments)
+    if not unread:
+        return (), ChangeCursor(int(version), ids, cursor.batches)
+    table = ds.scanner(fragments=unread).to_table()
+    batch = table.column("batch")
+    new = [b not in cursor.batches for b in batch.to_pylist()]
+    table = table.filter(new)
+    return tuple(changes_from_arrow(table)), ChangeCursor(int(version), ids, cursor.batches | set(table.column("batch").to_pylist()))

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 from lance.query import MatchQuery
 
-from features.bm25 import BM25
 from features.encoders import Encoder
 from features.filters import answer_condition, sql_string
 from features.retrieval import bm25_weight_of, distance_to_similarity, mmr, rrf_fuse, score_fuse
 from features.schemas import ANSWER_INDEX, ANSWER_TEXT_COLUMN, IndexConfig
+from serving.fresh_answers import FreshAnswers
 from serving.tables import Hit, check_encoder, nearest
 
 # Chunks fetched per answer asked for: long answers have several chunks near the question.
@@ -26,43 +25,6 @@ _POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="recqa-keyword")
 HIT_FIELDS = {"text": "answer", "question": "question", "source": "source", "tags": "tags", "chunk_id": "chunk_id"}
 # How much deeper a search goes again when the written-since-build changes filtered out too many of its rows.
 DEEPEN_FACTOR = 4
-
-
-@dataclass(frozen=True)
-class FreshAnswers:
-    """Answers written since the table's build (serving/overlay.py builds it): searched beside it.
-
-    `touched`: every doc_id whose table rows no longer count (replaced or deleted).
-    `documents`: doc_id -> the document as `AnswerIndex.document` gives it, or None when deleted.
-    `rows`: one per chunk of an upserted document, with the table's columns and its unit `vector`.
-    """
-
-    touched: frozenset[str]
-    documents: Mapping[str, dict | None]
-    rows: tuple[dict, ...]
-    vectors: np.ndarray  # (chunks, dim) unit vectors, in the order of `rows`
-    bm25: BM25
-
-    def _allowed(self, sources: list[str] | None, tags: list[str] | None) -> np.ndarray:
-        return np.array(
-            [(sources is None or row["source"] in sources) and (tags is None or bool(set(row["tags"] or ()) & set(tags))) for row in self.rows],
-            dtype=bool,
-        )
-
-    def vector_rows(self, vector: np.ndarray, sources: list[str] | None, tags: list[str] | None) -> list[dict]:
-        """Every chunk the filters allow, exactly by cosine, with `_distance` as Lance reports it."""
-        if not self.rows:
-            return []
-        cosine = self.vectors @ (np.asarray(vector, dtype=np.float32) / max(float(np.linalg.norm(vector)), 1e-12))
-        allowed = self._allowed(sources, tags)
-        return [{**row, "_distance": 1.0 - float(cosine[i])} for i, row in enumerate(self.rows) if allowed[i]]
-
-    def keyword_rows(self, question: str, sources: list[str] | None, tags: list[str] | None) -> list[dict]:
-        """The chunks the filters allow that match a query word, with their BM25 `_score`."""
-        if not self.rows:
-            return []
-        allowed = self._allowed(sources, tags)
-        return [{**row, "_score": score} for i, (row, score) in enumerate(zip(self.rows, self.bm25.scores(question))) if allowed[i] and score > 0]
 
 
 class AnswerIndex:
@@ -202,13 +164,13 @@ class PendingAnswer:
             found = self._current(owner._vector(vector, self._condition, self._depth, with_vectors),
                                   lambda depth: owner._vector(vector, self._condition, depth, with_vectors))
             if fresh is not None:  # distances of one metric: the fresh chunks slot in by them
-                found = sorted(found + fresh.vector_rows(vector, *self._filters), key=lambda r: r["_distance"])
+                found = sorted(found + fresh.vector_rows(vector, *self._filters, self._depth), key=lambda r: r["_distance"])
             rankings.append(_best_per_doc(found, rows, lambda r: distance_to_similarity(r["_distance"])))
         if self._keyword is not None:
             found = self._current(self._keyword.result(),
                                   lambda depth: owner._keyword(self._question, self._condition, depth, with_vectors))
             if fresh is not None:
-                found = sorted(found + fresh.keyword_rows(self._question, *self._filters), key=lambda r: -float(r["_score"]))
+                found = sorted(found + fresh.keyword_rows(self._question, *self._filters, self._depth), key=lambda r: -float(r["_score"]))
             rankings.append(_best_per_doc(found, rows, lambda r: float(r["_score"])))
         if self._mode == "hybrid":
             ranked = self._owner._fuse(*rankings)

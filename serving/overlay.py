@@ -2,28 +2,29 @@
 turned into what the read-side classes search beside the tables.
 
 A build applies the change log up to one version and records it in its tables' metadata
-(META_CHANGES); what came after that is the overlay: `fold(read_changes(after=applied))`,
-separately for the recommendation tables and the answers table, since each is built on its
-own snapshot. Upserted answers and items are embedded here with the service's encoder, once:
-a text already embedded for the previous overlay is not encoded again.
+(META_CHANGES); what came after that is the overlay. The follower reads only what is new in
+the log at each step (registry/log.read_new_changes), folds it onto the overlay before
+(`fold(new, start=...)`), and embeds and indexes only the answers and items those new
+changes touch: a step costs what was written since the last one, not everything written
+since the build.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
-from features.bm25 import BM25
-from features.changes import META_CHANGES, ChangeSet, fold
+from features.changes import META_CHANGES, ChangeSet
 from features.schemas import ANSWER_INDEX, ANSWER_TEXT_COLUMN
 from features.text import answer_chunks, item_text
-from registry.log import read_changes
-from serving.answers import FreshAnswers
+from serving.fresh_answers import COMPACT_SLACK, FreshAnswers, FreshChunks
 
 # How often the follower checks the change log for new writes: the 2 s visibility target
-# leaves room for the check, the read of the log and the embedding of what it brings.
+# leaves room for the check, the read of the new rows and the embedding of what they bring.
 CHANGES_POLL_SECONDS = 0.5
+
+Encode = Callable[[list[str]], np.ndarray]
 
 
 def applied_changes(metadata: Mapping[bytes, bytes] | None) -> int:
@@ -32,61 +33,72 @@ def applied_changes(metadata: Mapping[bytes, bytes] | None) -> int:
     return int(value or 0)
 
 
-def changes_after(warehouse: str, version: int, applied: int) -> ChangeSet:
-    """What the log at `version` holds beyond the `applied` version a build has seen, folded."""
-    if version <= applied:
-        return ChangeSet()
-    return fold(read_changes(warehouse, version=version, after=applied).changes)
+def unit_vectors(encode: Encode, texts: list[str]) -> np.ndarray:
+    """The texts' embeddings scaled to unit length (how the tables store them)."""
+    vectors = np.asarray(encode(texts), dtype=np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
-class Embeddings:
-    """Texts embedded by the service's encoder, kept between overlays so each is encoded once."""
-
-    def __init__(self, encode: Callable[[list[str]], np.ndarray]) -> None:
-        self._encode = encode
-        self._vectors: dict[str, np.ndarray] = {}
-
-    def of(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit vectors of `texts`, in order; only the ones not seen before go to the encoder."""
-        missing = [text for text in dict.fromkeys(texts) if text not in self._vectors]
-        if missing:
-            vectors = np.asarray(self._encode(missing), dtype=np.float32)
-            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-            self._vectors.update(zip(missing, vectors))
-        return np.stack([self._vectors[text] for text in texts]) if texts else np.zeros((0, 0), np.float32)
-
-    def keep_only(self, texts: Sequence[str]) -> None:
-        """Forget what the current overlay no longer uses (after a build applied it, or a delete)."""
-        wanted = set(texts)
-        self._vectors = {text: vector for text, vector in self._vectors.items() if text in wanted}
-
-
-def fresh_answers(changes: ChangeSet, embeddings: Embeddings, corpus_size: int) -> FreshAnswers:
-    """The upserted and deleted answers of `changes`, embedded and keyword-indexed for search."""
-    rows: list[dict] = []
-    documents: dict[str, dict | None] = {doc_id: None for doc_id in changes.deleted("answers")}
-    for document in changes.upserted_answers():
+def advance_answers(
+    previous: FreshAnswers | None, changes: ChangeSet, changed: Iterable[str], encode: Encode, corpus_size: int
+) -> FreshAnswers:
+    """The fresh answers after a step of the log: `changes` is the fold of the log so far and
+    `changed` the doc_ids the step's new changes touched; only those are chunked and embedded.
+    Their earlier rows are retired; the store is compacted when retired rows dominate it."""
+    previous = previous or FreshAnswers(FreshChunks(), corpus_size=corpus_size)
+    documents, doc_rows = dict(previous.documents), dict(previous.doc_rows)
+    dead, length_total = set(previous.dead), previous.length_total
+    bm25 = previous.chunks.bm25
+    rows: list[tuple[str, dict]] = []
+    for doc_id in dict.fromkeys(changed):
+        retired = doc_rows.pop(doc_id, ())
+        dead.update(retired)
+        length_total -= sum(bm25.length(row) for row in retired)
+        document = changes.answers.get(doc_id)
+        if document is None:
+            documents[doc_id] = None
+            continue
         chunks = answer_chunks(document)
-        rows += chunks
-        documents[document.doc_id] = {
-            "doc_id": document.doc_id,
-            "question": document.question,
-            "text": document.answer,
-            "source": document.source,
-            "tags": list(document.tags),
-            "chunks": len(chunks),
+        rows += [(doc_id, chunk) for chunk in chunks]
+        documents[doc_id] = {
+            "doc_id": doc_id, "question": document.question, "text": document.answer,
+            "source": document.source, "tags": list(document.tags), "chunks": len(chunks),
         }
-    texts = [row[ANSWER_TEXT_COLUMN] for row in rows]
-    vectors = embeddings.of(texts)
-    embeddings.keep_only(texts)
-    rows = [{**row, ANSWER_INDEX.column: vector} for row, vector in zip(rows, vectors)]
-    return FreshAnswers(frozenset(changes.answers), documents, tuple(rows), vectors, BM25(texts, corpus_size + len(rows)))
+    store = previous.chunks
+    if len(dead) > (previous.n - len(dead)) + COMPACT_SLACK:  # retired rows dominate: copy the live ones
+        store, doc_rows, dead = *_compacted(store, doc_rows), set()
+        length_total = sum(store.bm25.length(row) for kept in doc_rows.values() for row in kept)
+    vectors = unit_vectors(encode, [chunk[ANSWER_TEXT_COLUMN] for _, chunk in rows]) if rows else []
+    for (doc_id, chunk), vector in zip(rows, vectors):
+        row = store.add(chunk, vector)
+        doc_rows[doc_id] = doc_rows.get(doc_id, ()) + (row,)
+        length_total += store.bm25.length(row)
+    return FreshAnswers(
+        store, len(store.rows), frozenset(dead), frozenset(changes.answers), documents, doc_rows, corpus_size, length_total
+    )
 
 
-def item_vectors(changes: ChangeSet, embeddings: Embeddings) -> dict[str, np.ndarray]:
-    """The content embedding of each upserted item, of the text build-recs encodes (`item_text`)."""
-    items = changes.upserted_items()
-    texts = [item_text(item) for item in items]
-    vectors = embeddings.of(texts)
-    embeddings.keep_only(texts)
-    return {item.item_id: vector for item, vector in zip(items, vectors)}
+def _compacted(old: FreshChunks, doc_rows: Mapping[str, tuple[int, ...]]) -> tuple[FreshChunks, dict[str, tuple[int, ...]]]:
+    """A new store holding only the live rows of `old`, and where each document's rows now are."""
+    store, moved = FreshChunks(), {}
+    for doc_id, rows in doc_rows.items():
+        kept = []
+        for row in rows:
+            chunk = dict(old.rows[row])
+            kept.append(store.add(chunk, chunk.pop(ANSWER_INDEX.column)))
+        moved[doc_id] = tuple(kept)
+    return store, moved
+
+
+def advance_items(previous: Mapping[str, np.ndarray], changes: ChangeSet, changed: Iterable[str], encode: Encode) -> dict[str, np.ndarray]:
+    """The content embedding of each upserted item after a step of the log, of the text
+    build-recs encodes (`item_text`); only the items the step's changes touched are encoded."""
+    content = dict(previous)
+    upserted = []
+    for item_id in dict.fromkeys(changed):
+        content.pop(item_id, None)
+        if (item := changes.items.get(item_id)) is not None:
+            upserted.append(item)
+    if upserted:
+        content.update(zip((item.item_id for item in upserted), unit_vectors(encode, [item_text(item) for item in upserted])))
+    return content

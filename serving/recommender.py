@@ -103,24 +103,31 @@ class FreshRecommender(RecommenderCore):
     ) -> None:
         self._base = base
         self._dropped = frozenset(changes.items)  # their table rows (content vectors included) no longer count
-        self._content = {item_id: vector / max(float(np.linalg.norm(vector)), 1e-12) for item_id, vector in content.items()}
+        self._content_ids = list(content)  # unit vectors (serving/overlay.advance_items), searched as one matrix
+        self._content_row = {item_id: row for row, item_id in enumerate(self._content_ids)}
+        self._content = np.stack(list(content.values())).astype(np.float32) if content else np.zeros((0, 0), np.float32)
         rows = base.rows()
         upserted = {item.item_id: item for item in changes.upserted_items()}
-        keep = [i for i, item_id in enumerate(rows["item_ids"]) if item_id not in changes.items or item_id in upserted]
+        keep = np.fromiter((item_id not in changes.items or item_id in upserted for item_id in rows["item_ids"]), bool, len(rows["item_ids"]))
+        kept = np.flatnonzero(keep)
         new = [item_id for item_id in upserted if not base.has_item(item_id)]
-        vectors = np.asarray(rows["item_vectors"])[keep] if keep else np.zeros((0, max(rows["item_vectors"].shape[1], 1)), np.float32)
-        item_ids = [rows["item_ids"][i] for i in keep] + new
-        pick = lambda column, fresh: [fresh(item_id, rows[column][i]) for i, item_id in zip(keep, item_ids)] + [fresh(i, None) for i in new]  # noqa: E731
+        ids = [rows["item_ids"][i] for i in kept]
+        vectors = np.asarray(rows["item_vectors"])[kept] if len(kept) else np.zeros((0, max(rows["item_vectors"].shape[1], 1)), np.float32)
+        titles = [rows["titles"][i] for i in kept]
+        categories = [rows["categories"][i] for i in kept]
+        for position, item_id in enumerate(ids):  # an upsert of a table item: its new title and category
+            if item_id in upserted:
+                titles[position], categories[position] = upserted[item_id].title, upserted[item_id].category
         user_ids, user_vectors, user_seen, self._folded = self._users(base, rows, changes, folded if folded is not None else {})
         super().__init__(
             user_ids=user_ids,
             user_vectors=user_vectors,
             user_seen=user_seen,
-            item_ids=item_ids,
+            item_ids=ids + new,
             item_vectors=np.concatenate([vectors, np.zeros((len(new), vectors.shape[1]), np.float32)]),
-            popularity=pick("popularity", lambda item_id, old: old if old is not None else 0),
-            categories=pick("categories", lambda item_id, old: upserted[item_id].category if item_id in upserted else old),
-            titles=pick("titles", lambda item_id, old: upserted[item_id].title if item_id in upserted else old),
+            popularity=[rows["popularity"][i] for i in kept] + [0] * len(new),
+            categories=categories + [upserted[item_id].category for item_id in new],
+            titles=titles + [upserted[item_id].title for item_id in new],
             als=rows["als"],
         )
 
@@ -131,13 +138,11 @@ class FreshRecommender(RecommenderCore):
         for event in changes.events:
             logged.setdefault(event.user_id, []).append(event.item_id)
         deleted_items = changes.deleted(ITEMS)
-        ids, vectors, seen, used = [], [], [], {}
-        for index, user_id in enumerate(rows["user_ids"]):
-            if user_id in changes.forgotten or user_id in logged:
-                continue
-            ids.append(user_id)
-            vectors.append(rows["user_vectors"][index])
-            seen.append(rows["user_seen"][index])
+        keep = np.fromiter((u not in changes.forgotten and u not in logged for u in rows["user_ids"]), bool, len(rows["user_ids"]))
+        kept = np.flatnonzero(keep)
+        ids = [rows["user_ids"][i] for i in kept]
+        seen = [rows["user_seen"][i] for i in kept]
+        vectors, used = [], {}
         for user_id, items in logged.items():
             history = [] if user_id in changes.forgotten else base.seen(user_id)
             known = tuple(i for i in dict.fromkeys(history + items) if base.has_item(i) and i not in deleted_items)
@@ -150,8 +155,10 @@ class FreshRecommender(RecommenderCore):
             seen.append(list(dict.fromkeys(history + items)))
         folded.clear()  # only what this overlay uses: a user's older histories are not asked again
         folded.update(used)
-        dimension = rows["user_vectors"].shape[1] if rows["user_vectors"].ndim == 2 else 0
-        matrix = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, dimension), np.float32)
+        base_vectors = np.asarray(rows["user_vectors"], np.float32)
+        dimension = base_vectors.shape[1] if base_vectors.ndim == 2 else 0
+        matrix = np.concatenate([base_vectors[kept] if len(kept) else np.zeros((0, dimension), np.float32),
+                                 np.asarray(vectors, np.float32).reshape(len(vectors), dimension)])
         return ids, matrix, seen, set(logged)
 
     def for_user(self, user_id: str, k: int, *args, **kwargs) -> Recommendation:
@@ -166,7 +173,7 @@ class FreshRecommender(RecommenderCore):
             raise NotFoundError(f"unknown item_id '{item_id}'")
         if signal == "behaviour":
             return self.similar_by_behaviour(item_id, k)
-        vector = self._content[item_id] if item_id in self._content else self._base.content_vector(item_id)
+        vector = self._content[self._content_row[item_id]] if item_id in self._content_row else self._base.content_vector(item_id)
         return self.search_items(vector, k, exclude_ids=[item_id])
 
     def search_items(
@@ -180,12 +187,15 @@ class FreshRecommender(RecommenderCore):
             if len(found) < depth or len(kept) >= k:
                 break
             depth *= DEEPEN_FACTOR
-        unit = np.asarray(vector, dtype=np.float32) / max(float(np.linalg.norm(vector)), 1e-12)
-        fresh = [
-            (item_id, float(content @ unit))
-            for item_id, content in self._content.items()
-            if item_id not in exclude_ids and (categories is None or self.category(item_id) in categories)
-        ]
+        fresh: list[tuple[str, float]] = []
+        if self._content_ids:
+            cosine = self._content @ (np.asarray(vector, dtype=np.float32) / max(float(np.linalg.norm(vector)), 1e-12))
+            for index in np.argsort(-cosine, kind="stable"):  # best first: stop at k allowed
+                item_id = self._content_ids[index]
+                if item_id not in exclude_ids and (categories is None or self.category(item_id) in categories):
+                    fresh.append((item_id, float(cosine[index])))
+                    if len(fresh) == k:
+                        break
         return sorted(kept + fresh, key=lambda pair: -pair[1])[:k]
 
     def encode(self, text: str) -> np.ndarray:

@@ -12,12 +12,14 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from features.changes import ChangeSet
+from features.changes import ANSWERS, EVENTS, ITEMS, USERS, ChangeSet, fold
 from features.encoders import Encoder
 from features.errors import TableContractError
 from features.schemas import ANSWERS_TABLE, ITEMS_TABLE, RECQA_TABLES, USERS_TABLE
 from serving.answers import AnswerIndex
-from serving.overlay import Embeddings, applied_changes, changes_after, fresh_answers, item_vectors
+from registry.log import ChangeCursor, change_cursor, read_new_changes
+from serving.fresh_answers import FreshAnswers
+from serving.overlay import advance_answers, advance_items, applied_changes
 from serving.recommender import FreshRecommender, Recommender
 
 # What each kind of endpoint reads, and the job that builds it.
@@ -58,10 +60,13 @@ class Store:
             part: applied_changes(tables[name].schema.metadata) for part, name in (("recs", ITEMS_TABLE), ("qa", ANSWERS_TABLE)) if name in tables
         }
         self._base_recommender, self._base_answers = self.recommender, self.answers
+        # the overlay of each part: how far it has read the log, the fold so far, and what it built
+        self._cursors: dict[str, ChangeCursor] = {}
         self._recs_changes, self._qa_changes = ChangeSet(), ChangeSet()
+        self._item_content: dict[str, np.ndarray] = {}
+        self._fresh_answers: FreshAnswers | None = None
         # the change log's texts: embedded on the follower's thread, by an encoder that runs there
-        embed = (writes_encoder or encoder).encode
-        self._item_embeddings, self._answer_embeddings = Embeddings(embed), Embeddings(embed)
+        self._embed = (writes_encoder or encoder).encode
         self._folded: dict = {}
         self.changes = 0
         self._qa_changes_at = 0  # the log version the answers overlay last changed at
@@ -73,31 +78,46 @@ class Store:
         return (tuple(sorted(self.versions.items())), self._qa_changes_at)
 
     def with_changes(self, version: int) -> "Store":
-        """This Store's tables with the change log at `version` applied over them, sharing what
-        did not change (tables, the overlay of an unchanged part, embeddings already made)."""
+        """This Store's tables with the change log at `version` applied over them: each part
+        reads only the log rows it has not read yet and rebuilds only what they touch, sharing
+        the rest (tables, an unchanged part's overlay, the fresh answers' append-only store)."""
         other = copy.copy(self)
-        other.changes = version
-        folded: dict[int, ChangeSet] = {}  # by applied version: one read of the log when both builds saw the same
+        other.changes, other._cursors = version, dict(self._cursors)
+        reads: dict = {}  # by cursor: one read of the log when both parts stand at the same place
 
-        def changes_since(applied: int) -> ChangeSet:
-            if applied not in folded:
-                folded[applied] = changes_after(self._warehouse, version, applied)
-            return folded[applied]
+        def new_changes(part: str):
+            cursor = self._cursors.get(part)
+            if cursor is None:  # the first step: from the version the part's build applied
+                key = ("applied", self.applied[part])
+                if key not in reads:
+                    reads[key] = change_cursor(self._warehouse, self.applied[part])
+                cursor = reads[key]
+            if cursor not in reads:
+                reads[cursor] = read_new_changes(self._warehouse, version, cursor)
+            new, other._cursors[part] = reads[cursor]
+            return new
 
         if self._base_recommender is not None:
-            recs = changes_since(self.applied["recs"])
-            if (recs.items, recs.events, recs.forgotten) != (self._recs_changes.items, self._recs_changes.events, self._recs_changes.forgotten):
-                other._recs_changes = recs
-                vectors = item_vectors(recs, self._item_embeddings)
-                fresh_recs = recs.items or recs.events or recs.forgotten
-                other.recommender = FreshRecommender(self._base_recommender, recs, vectors, self._folded) if fresh_recs else self._base_recommender
+            new = new_changes("recs")
+            if any(change.kind in (ITEMS, EVENTS, USERS) for change in new):
+                recs = other._recs_changes = fold(new, self._recs_changes)
+                other._item_content = advance_items(self._item_content, recs, (c.key for c in new if c.kind == ITEMS), self._embed)
+                fresh = recs.items or recs.events or recs.forgotten
+                other.recommender = FreshRecommender(self._base_recommender, recs, other._item_content, self._folded) if fresh else self._base_recommender
         if self._base_answers is not None:
-            qa = changes_since(self.applied["qa"])
-            if qa.answers != self._qa_changes.answers:  # events, items and users leave the answers as they were
-                other._qa_changes, other._qa_changes_at = qa, version
-                fresh = fresh_answers(qa, self._answer_embeddings, self._base_answers.rows()) if qa.answers else None
-                other.answers = self._base_answers.with_fresh(fresh)
+            new = [change for change in new_changes("qa") if change.kind == ANSWERS]  # the rest leaves the answers as they were
+            if new:
+                qa = other._qa_changes = fold(new, self._qa_changes)
+                other._qa_changes_at = version
+                other._fresh_answers = advance_answers(self._fresh_answers, qa, (c.key for c in new), self._embed, self._corpus_size())
+                other.answers = self._base_answers.with_fresh(other._fresh_answers)
         return other
+
+    def _corpus_size(self) -> int:
+        """Chunks in the served answers table (the corpus size fresh BM25 scores are put on)."""
+        if self._fresh_answers is not None:
+            return self._fresh_answers.corpus_size
+        return self._base_answers.rows()
 
     def absent(self, needed: tuple[str, ...]) -> str | None:
         """Why this Store cannot serve what reads the `needed` tables, or None when it can."""

@@ -60,3 +60,41 @@ def test_events_on_a_deleted_item_no_longer_count():
     folded = fold([_event("u", "i1"), Change(ITEMS, "delete", "i1"), _event("u", "i1"), _event("u", "i2")])
     assert [e.item_id for e in folded.events] == ["i2"]
     assert not folded.keeps_event(Interaction("w", "i1", 0.0))
+
+
+def _random_changes(seed: int, count: int) -> list:
+    """A random mix of every kind of change over a few ids, so ids are upserted, deleted,
+    upserted again and users forgotten between their events."""
+    import random
+
+
+
+    rng = random.Random(seed)
+    out = []
+    for n in range(count):
+        kind = rng.choice(["items", "answers", "events", "users"])
+        key = f"{kind[0]}{rng.randrange(4)}"
+        if kind == "events":
+            out.append(Change("events", "event", f"u{rng.randrange(3)}",
+                              {"user_id": f"u{rng.randrange(3)}", "item_id": f"i{rng.randrange(4)}", "timestamp": float(n), "event": None, "value": None}))
+        elif kind == "users":
+            out.append(Change("users", "delete", f"u{rng.randrange(3)}"))
+        elif rng.random() < 0.3:
+            out.append(Change(kind, "delete", key))
+        elif kind == "items":
+            out.append(Change("items", "upsert", key, {"item_id": key, "title": f"t{n}", "text": None, "category": None}))
+        else:
+            out.append(Change("answers", "upsert", key, {"doc_id": key, "answer": f"a{n}", "question": None, "source": None, "tags": ["x"]}))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_fold_continued_from_an_earlier_fold_equals_the_fold_of_everything(seed):
+
+
+    changes = _random_changes(seed, 60)
+    whole = fold(changes)
+    step = None
+    for start in range(0, len(changes), 7):  # the follower's steps: a few changes at a time
+        step = fold(changes[start:start + 7], step)
+    assert step == whole

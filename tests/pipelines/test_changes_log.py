@@ -104,3 +104,27 @@ def test_compaction_bounds_fragments_and_versions_and_keeps_tagged_snapshots(tmp
     lance_io.compact_changes(warehouse, keep_seconds=0)
     assert versions[9] not in {v["version"] for v in lance.dataset(table_uri(warehouse, CHANGES_TABLE)).versions()}
     assert len(read_changes(warehouse, version=versions[19]).changes) == 40
+
+
+def test_a_follower_reads_only_what_is_new_across_appends_compaction_and_purge(tmp_path):
+    from registry.log import change_cursor, read_new_changes
+
+    warehouse = str(tmp_path)
+    versions = [lance_io.append_changes(warehouse, _items(f"f{n}-", 2)) for n in range(5)]
+    cursor = change_cursor(warehouse, versions[1])
+    assert len(cursor.fragments) == 2 and cursor.version == versions[1]
+    new, cursor = read_new_changes(warehouse, versions[4], cursor)
+    assert [c.key for c in new] == [f"f{n}-{i}" for n in range(2, 5) for i in range(2)]
+    assert read_new_changes(warehouse, versions[4], cursor) == ((), cursor)  # nothing new: nothing read
+    # a compaction rewrites every row into new fragments: none of them reads as new
+    lance_io.compact_changes(warehouse, keep_seconds=0)
+    latest = lance_io.append_changes(warehouse, _items("g", 1))
+    new, cursor = read_new_changes(warehouse, latest, cursor)
+    assert [c.key for c in new] == ["g0"]
+    # a purge removes the snapshot a build applied: the follower starts from the whole log,
+    # the superset read_changes(after=...) gives too
+    lance_io.purge_changes(warehouse, "key = 'f0-0'")
+    fresh = change_cursor(warehouse, versions[1])
+    assert fresh.version == 0
+    everything, _ = read_new_changes(warehouse, read_changes(warehouse).version, fresh)
+    assert [c.key for c in everything] == [c.key for c in read_changes(warehouse).changes] and "f0-0" not in {c.key for c in everything}

@@ -1,0 +1,101 @@
+"""The answers written since the answers table's build, searched beside it.
+
+The follower adds the chunks of each upserted answer to `FreshChunks`, an append-only store
+(rows, unit vectors, BM25 postings) shared by every overlay made from it; an overlay,
+`FreshAnswers`, is how many of its rows existed when it was made and which of those a later
+replace or delete has retired. So a write costs the embedding and indexing of its own
+chunks, not a rebuild of everything written since the build, and a reader never waits on
+the follower. The store is compacted (its live rows copied into a new one) when retired rows
+outnumber the live ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from features.bm25 import PostingsBM25
+from features.schemas import ANSWER_INDEX, ANSWER_TEXT_COLUMN
+
+# Retired rows a store may hold beyond its live ones before it is compacted.
+COMPACT_SLACK = 1000
+
+
+class FreshChunks:
+    """Append-only chunk rows with their unit vectors and BM25 postings (see the module)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+        self.bm25 = PostingsBM25()
+        self._vectors = np.zeros((0, 0), np.float32)  # sized by the first vector added
+
+    def vectors(self, n: int) -> np.ndarray:
+        """The first n rows' vectors (a view: rows added later never change it)."""
+        return self._vectors[:n]
+
+    def add(self, row: dict, vector: np.ndarray) -> int:
+        """Append one chunk (its table columns and unit vector); returns its row number."""
+        index = len(self.rows)
+        if index == len(self._vectors):  # grow into a copy: readers keep the old array
+            grown = np.zeros((max(2 * index, 64), len(vector)), np.float32)
+            if index:
+                grown[:index] = self._vectors
+            self._vectors = grown
+        self._vectors[index] = vector
+        self.bm25.add(row[ANSWER_TEXT_COLUMN])
+        self.rows.append({**row, ANSWER_INDEX.column: vector})  # last: a reader's n never passes it
+        return index
+
+
+@dataclass(frozen=True)
+class FreshAnswers:
+    """One overlay of fresh answers over the table (serving/overlay.py makes it).
+
+    `touched`: every doc_id whose table rows no longer count (replaced or deleted).
+    `documents`: doc_id -> the document as `AnswerIndex.document` gives it, or None when deleted.
+    `doc_rows`: the live rows of each upserted document in `chunks`, below `n`.
+    """
+
+    chunks: FreshChunks
+    n: int = 0
+    dead: frozenset[int] = frozenset()
+    touched: frozenset[str] = frozenset()
+    documents: Mapping[str, dict | None] = field(default_factory=dict)
+    doc_rows: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    corpus_size: int = 0  # chunks in the served table version
+    length_total: int = 0  # tokens in the live rows, for BM25's average length
+
+    @property
+    def live(self) -> int:
+        return self.n - len(self.dead)
+
+    def vector_rows(self, vector: np.ndarray, sources: list[str] | None, tags: list[str] | None, depth: int) -> list[dict]:
+        """The `depth` nearest live chunks the filters allow, exactly by cosine, with
+        `_distance` as Lance reports it (1 - cosine)."""
+        if not self.live:
+            return []
+        cosine = self.chunks.vectors(self.n) @ (np.asarray(vector, dtype=np.float32) / max(float(np.linalg.norm(vector)), 1e-12))
+        if self.dead:
+            cosine[np.fromiter(self.dead, np.int64, len(self.dead))] = -np.inf
+        order = np.argsort(-cosine, kind="stable")[: self.live]
+        return self._take(((int(i), {"_distance": 1.0 - float(cosine[i])}) for i in order), sources, tags, depth)
+
+    def keyword_rows(self, question: str, sources: list[str] | None, tags: list[str] | None, depth: int) -> list[dict]:
+        """The `depth` best live chunks the filters allow that match a query word, with their BM25 `_score`."""
+        if not self.live:
+            return []
+        scores = self.chunks.bm25.scores(question, self.n, self.dead, self.corpus_size + self.live, self.length_total / self.live)
+        ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+        return self._take(((row, {"_score": score}) for row, score in ranked if score > 0), sources, tags, depth)
+
+    def _take(self, ranked, sources: list[str] | None, tags: list[str] | None, depth: int) -> list[dict]:
+        out: list[dict] = []
+        for row, extra in ranked:
+            found = self.chunks.rows[row]
+            if (sources is None or found["source"] in sources) and (tags is None or bool(set(found["tags"] or ()) & set(tags))):
+                out.append({**found, **extra})
+                if len(out) == depth:
+                    break
+        return out
