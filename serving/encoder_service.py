@@ -16,8 +16,9 @@ from typing import Any
 import bentoml
 import numpy as np
 
-from features.encoders import Encoder, SentenceTransformerEncoder, model_dimension
-from features.onnx_encoder import OnnxEncoder
+from encoding.onnx_encoder import OnnxEncoder
+from encoding.sentence_transformer import SentenceTransformerEncoder, model_dimension
+from features.encoders import Encoder
 from features.errors import TableContractError
 from serving.settings import ServiceSettings
 
