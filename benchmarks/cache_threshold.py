@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> None:
     from evaluation.qa import cache_curve, load_stackfaq
-    from features.encoders import SentenceTransformerEncoder
+    from encoding.sentence_transformer import SentenceTransformerEncoder
 
     qa = load_stackfaq(ROOT / "data/stackfaq/stackExchange-FAQ.json")
     for point in cache_curve(SentenceTransformerEncoder().load(), qa):

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     from threadpoolctl import threadpool_limits
 
     from features.adapters import interaction_from_mapping
-    from features.encoders import SentenceTransformerEncoder
+    from encoding.sentence_transformer import SentenceTransformerEncoder
     from features.interactions import build_matrix
     from features.schemas import ALSConfig
 

@@ -133,7 +133,7 @@ def drive(port: int, route: str, bodies: list[dict], concurrency: int, seconds: 
 
 def raw_encode_throughput(questions: list[str], batch_size: int = 64) -> float:
     """Texts per second of the bare model over the same questions, batched, in this process."""
-    from features.encoders import SentenceTransformerEncoder
+    from encoding.sentence_transformer import SentenceTransformerEncoder
 
     encoder = SentenceTransformerEncoder(batch_size=batch_size).load()
     encoder.encode(questions[:batch_size])  # warm-up

@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from features.encoders import SentenceTransformerEncoder
-    from features.onnx_encoder import OnnxEncoder
+    from encoding.sentence_transformer import SentenceTransformerEncoder
+    from encoding.onnx_encoder import OnnxEncoder
     from registry.log import published_versions
     from serving.store import Store
 

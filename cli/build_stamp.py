@@ -20,7 +20,7 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 # What a build's outcome depends on, relative to the project: folders (every file) and files.
-BUILD_INPUTS = ("data", "features", "pipelines", "evaluation", "registry", "serving", "cli", "pyproject.toml", "constraints.txt")
+BUILD_INPUTS = ("data", "features", "encoding", "pipelines", "evaluation", "registry", "serving", "cli", "pyproject.toml", "constraints.txt")
 _SKIPPED_PARTS = {"__pycache__", ".pytest_cache"}
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from cli.interrupt import InterruptGuard
 from cli.ports import port_problem
 from features.errors import InputError
-from features.locations import add_warehouse_argument
+from pipelines.flags import add_warehouse_argument
 
 # subcommand -> (module, function taking argv, one-line help)
 JOBS = {

@@ -19,10 +19,10 @@ from evaluation.paths import existing_dir, existing_file
 from evaluation.verdict import add_candidate_arguments, decision, gate_rows, keep_report, record_verdict
 from evaluation.qa import MMR_LAMBDA, MODES, ann_quality, cache_curve, evaluate_modes, load_beir, load_stackfaq, open_answers, table_encoder_name, without_groups
 from features.retrieval import BM25_WEIGHT, bm25_weight_of
-from features.locations import add_warehouse_argument
 from features.candidates import QA
 from features.errors import InputError
 from features.schemas import ANSWER_INDEX, ANSWERS_TABLE, DEFAULT_MODEL_NAME
+from pipelines.flags import add_warehouse_argument
 from pipelines.options import command_parser, parse_flags
 from registry.log import find_candidate, read_releases
 
@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    from features.encoders import SentenceTransformerEncoder
+    from encoding.sentence_transformer import SentenceTransformerEncoder
 
     args = parse_flags(_parser(), argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]

@@ -24,12 +24,12 @@ from features.candidates import RECS, Candidate
 from features.errors import InputError
 from features.factorization import fit_als
 from features.interactions import build_matrix
-from features.locations import add_warehouse_argument
 from features.ranking import RecommenderCore
 from features.releases import Release
 from features.schemas import ITEMS_TABLE, USERS_TABLE
 from features.splits import Split, SplitSpec, random_split, split_from_pairs
 from pipelines import build_recs
+from pipelines.flags import add_warehouse_argument
 from pipelines.progress import Progress
 from pipelines.options import command_parser, flag_names, refuse_unknown
 from registry.log import find_candidate, read_candidates, read_releases

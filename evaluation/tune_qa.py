@@ -245,7 +245,7 @@ def builder(build_argv: Sequence[str], work: Path, changes: ChangeLog | None = N
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse, build scratch tables, search, write `--out`; returns the result and `out`, the file written."""
     from evaluation import report
-    from features.encoders import SentenceTransformerEncoder
+    from encoding.sentence_transformer import SentenceTransformerEncoder
 
     tune_args, build_args, build_argv = parse_args(argv)
     qa = judged_queries(tune_args)

@@ -1,9 +1,11 @@
-"""BEIR-format retrieval data (corpus, queries, qrels) parsed from lines into the QA contract.
+"""BEIR-format judgements (queries, qrels) parsed from lines, for `recqa evaluate qa --beir`.
 
 BEIR (github.com/beir-cellar/beir) is the layout most public retrieval benchmarks ship in:
 `corpus.jsonl` ({"_id", "title", "text"}), `queries*.jsonl` ({"_id", "text"}) and
-`qrels/<split>.tsv` (`query-id corpus-id score`, with a header line). The caller reads the
-files; these functions turn their lines into records, naming the line of any bad one.
+`qrels/<split>.tsv` (`query-id corpus-id score`, with a header line). The corpus is an input
+like any other: build-qa reads it through the contract adapter (`--map doc_id=_id --map
+question=title --map answer=text`). The caller reads the files; these functions turn their
+lines into records, naming the line of any bad one.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import json
 from collections.abc import Iterable
 
 from features.errors import InputError
-from features.schemas import QADocument
 
 
 def _json(line: str, row: str) -> dict:
@@ -25,28 +26,11 @@ def _json(line: str, row: str) -> dict:
     return record
 
 
-def _field(record: dict, name: str, row: str, required: bool = True) -> str:
+def _field(record: dict, name: str, row: str) -> str:
     value = record.get(name)
-    if value is None or (required and not str(value).strip()):
-        if required:
-            raise InputError("missing", field=name, row=row)
-        return ""
+    if value is None or not str(value).strip():
+        raise InputError("missing", field=name, row=row)
     return str(value)
-
-
-def corpus_documents(lines: Iterable[str], source: str = "beir", label: str = "corpus.jsonl") -> list[QADocument]:
-    """One QADocument per corpus line: the title stands where a FAQ has its question."""
-    documents = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        row = f"{label}:{number}"
-        record = _json(line, row)
-        title = _field(record, "title", row, required=False).strip()
-        documents.append(
-            QADocument(doc_id=_field(record, "_id", row), answer=_field(record, "text", row), question=title or None, source=source)
-        )
-    return documents
 
 
 def queries(lines: Iterable[str], label: str = "queries.jsonl") -> dict[str, str]:

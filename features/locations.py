@@ -1,16 +1,15 @@
 """Warehouse locations: which URIs Lance can open, checked before a command does any work.
 
 A typo such as `s4://bucket` or `http://host/warehouse` would otherwise surface minutes later
-as an object-store error deep inside a Beam worker or the service's start-up.
+as an object-store error deep inside a Beam worker or the service's start-up. The argparse
+flag that applies this check is pipelines/flags.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import re
 
 from features.errors import InputError
-from features.schemas import DEFAULT_WAREHOUSE
 
 # What recqa's Lance reads and writes reach: a local path (no scheme), and these URI schemes.
 SUPPORTED_SCHEMES = ("file", "s3", "gs", "az", "memory")
@@ -34,16 +33,3 @@ def check_warehouse(uri: str, flag: str = "--warehouse") -> str:
     if scheme is not None and not uri[len(scheme) + 3 :].strip("/"):
         raise InputError(f"'{uri}' names no bucket or folder", field=flag)
     return uri
-
-
-def warehouse_argument(uri: str) -> str:
-    """argparse `type=` for --warehouse: argparse prints the message after the flag's name."""
-    try:
-        return check_warehouse(uri)
-    except InputError as error:
-        raise argparse.ArgumentTypeError(error.reason) from error
-
-
-def add_warehouse_argument(parser: argparse.ArgumentParser, help: str = "where Lance tables live (path or URI)") -> None:
-    """The one `--warehouse` flag every command takes: same default, same scheme check."""
-    parser.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, type=warehouse_argument, help=help)

@@ -34,11 +34,6 @@ def _relevant(relevant: Relevance | Iterable[str]) -> dict[str, float]:
     return {i: 1.0 for i in relevant}
 
 
-def rank_by_score(scores: Mapping[str, float]) -> list[str]:
-    """Ids by score, best first; ties broken by id so that a ranking never depends on dict order."""
-    return [i for i, _ in sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))]
-
-
 def hits_at_k(ranking: Sequence[str], relevant: Relevance | Iterable[str], k: int) -> int:
     rel = _relevant(relevant)
     return sum(i in rel for i in _top(ranking, k))

@@ -27,16 +27,6 @@ def item_text(item: Item) -> str:
     return ". ".join(p for p in parts if p)
 
 
-def document_text(document: QADocument) -> str:
-    """What an answer is indexed under: the question it answers, then the answer.
-
-    The question comes first because the encoder truncates long inputs and users ask in
-    the words of questions, not of answers.
-    """
-    parts = [normalize_text(document.question), normalize_text(document.answer)]
-    return "\n".join(p for p in parts if p)
-
-
 # all-MiniLM-L6-v2 reads 256 word pieces; ~160 words leave room for the question in front.
 DEFAULT_CHUNK_WORDS = 160
 DEFAULT_CHUNK_OVERLAP_WORDS = 32
@@ -61,7 +51,11 @@ def chunk_words(text: str, size: int = DEFAULT_CHUNK_WORDS, overlap: int = DEFAU
 def answer_chunks(document: QADocument, size: int = DEFAULT_CHUNK_WORDS, overlap: int = DEFAULT_CHUNK_OVERLAP_WORDS) -> list[dict[str, Any]]:
     """The answers-table rows of one document, without the vector: one per chunk of the answer,
     each indexed and embedded after the question. build-qa writes these, and the service makes
-    the same of a document written since, so both are searched alike."""
+    the same of a document written since, so both are searched alike.
+
+    The question comes first because the encoder truncates long inputs and users ask in the
+    words of questions, not of answers.
+    """
     question = normalize_text(document.question)
     return [
         {

@@ -23,9 +23,9 @@ from typing import Any
 from features.adapters import DEFAULT_MAX_TEXT_CHARS, ParseOptions
 from features.changes import ANSWERS, DELETE_KINDS, EVENTS, ITEMS, Change, Rejected, parse_deletes, parse_records
 from features.errors import InputError
-from features.locations import add_warehouse_argument
 from features.timestamps import AUTO, check_timestamp_format
 from pipelines import lance_io
+from pipelines.flags import add_warehouse_argument
 from pipelines.options import command_parser, parse_flags
 from pipelines.transforms.quality import DEFAULT_MAX_REJECT_FRACTION
 from pipelines.transforms.read import CONTRACT, MS_STORE, STACKFAQ, InputSpec, ensure_filesystem_options, input_mappings, read_input

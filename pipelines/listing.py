@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from features.candidates import KINDS
 from features.errors import InputError
-from features.locations import add_warehouse_argument
+from pipelines.flags import add_warehouse_argument
 from pipelines.options import JobResult, command_parser, parse_flags
 from registry.log import existing_versions, read_candidates, read_releases
 

@@ -16,8 +16,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from features.adapters import DEFAULT_MAX_TEXT_CHARS
 from features.errors import InputError
-from features.locations import add_warehouse_argument
 from features.schemas import ALS_INDEX
+from pipelines.flags import add_warehouse_argument
 from pipelines.transforms.quality import DEFAULT_MAX_REJECT_FRACTION
 
 # Beam's default runner tries Prism first, which downloads a binary; name a local one.

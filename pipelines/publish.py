@@ -21,11 +21,11 @@ from collections.abc import Sequence
 
 from features.candidates import CANDIDATES_TABLE, LATEST, Candidate, resolve_candidate
 from features.errors import InputError
-from features.locations import add_warehouse_argument
 from features.releases import Release
 from features.schemas import ALS_INDEX, RECQA_TABLES
 from pipelines import lance_io
 from pipelines.checks import check_tables
+from pipelines.flags import add_warehouse_argument
 from pipelines.options import JobResult, command_parser, parse_flags
 from registry.log import missing_versions, read_candidates, read_releases
 

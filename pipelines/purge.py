@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 from features.changes import EVENTS, USERS, parse_deletes
 from features.errors import InputError
-from features.locations import add_warehouse_argument
 from features.schemas import USERS_TABLE
 from pipelines import lance_io
+from pipelines.flags import add_warehouse_argument
 from pipelines.ingest import _read_ids
 from pipelines.options import command_parser, parse_flags
 

@@ -47,7 +47,8 @@ class AnswerIndex:
         if fusion not in ("score", "rrf"):
             raise ValueError(f"fusion must be 'score' or 'rrf', not {fusion!r}")
         # The pylance dataset at the table's version: its scanner costs less per query than the
-        # lancedb query builder (FTS 11 vs 19 ms, vector 15 vs 19 ms on 100,000 rows, busy machine).
+        # lancedb query builder, for full-text and vector search alike (benchmarks/RESULTS.md,
+        # "Measured figures behind code comments").
         self._dataset = table.to_lance()
         self._encoder = encoder
         self._index = index

@@ -16,8 +16,9 @@ from typing import Any
 import bentoml
 import numpy as np
 
-from features.encoders import Encoder, SentenceTransformerEncoder, model_dimension
-from features.onnx_encoder import OnnxEncoder
+from encoding.onnx_encoder import OnnxEncoder
+from encoding.sentence_transformer import SentenceTransformerEncoder, model_dimension
+from features.encoders import Encoder
 from features.errors import TableContractError
 from serving.settings import ServiceSettings
 
@@ -101,9 +102,10 @@ class IdleFirstEncoder:
     """Encodes in this process when no other question is being encoded here, else batched.
 
     Batching pays only when questions arrive together. A lone question sent to the encoder
-    service waits on two HTTP hops and the dispatcher to share a batch with nobody (about 20 ms
-    of a 42 ms /answer at concurrency 1); here it takes 10 ms. Any question that arrives while
-    one is being encoded goes to the batcher, so under load nearly all of them do.
+    service waits on two HTTP hops and the dispatcher to share a batch with nobody, which costs
+    more than the forward pass itself (benchmarks/RESULTS.md, "Measured figures behind code
+    comments"). Any question that arrives while one is being encoded goes to the batcher,
+    so under load nearly all of them do.
     """
 
     def __init__(self, local: Encoder, batched: Encoder, on_encode: Callable[[str], None] = lambda path: None) -> None:

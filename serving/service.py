@@ -154,9 +154,10 @@ class RecQA:
     query_encoder = bentoml.depends(QueryEncoder)  # adaptive batching of question embeddings
 
     def __init__(self) -> None:
-        # Each request's numpy work (ALS scores: 100,000 x 32) is small; with the 32 API threads
-        # each also starting BLAS threads, /recommend at concurrency 32 fell to 23 req/s with a
-        # 7 s p99. One BLAS thread per request thread: concurrency comes from the requests.
+        # Each request's numpy work (ALS scores: 100,000 x 32) is small; with the API_THREADS
+        # request threads each also starting BLAS threads, /recommend collapsed under concurrency
+        # (benchmarks/RESULTS.md, "Measured figures behind code comments"). One BLAS thread per
+        # request thread: concurrency comes from the requests.
         threadpool_limits(1, "blas")
         settings = ServiceSettings.from_env()
         self.settings = settings

@@ -13,10 +13,11 @@ ENV_MODEL = "RECQA_MODEL"
 ENV_RELOAD_SECONDS = "RECQA_RELOAD_SECONDS"
 DEFAULT_RELOAD_SECONDS = 10.0
 # Threads per forward pass. The API process (Lance searches, JSON) needs a core too, and two
-# OpenMP threads contending with it made one question 5x slower (126 ms vs 21 ms p50 here).
+# OpenMP threads contending with it made one question several times slower
+# (benchmarks/RESULTS.md, "Measured figures behind code comments").
 DEFAULT_ENCODER_THREADS = 1
-# onnx: the model exported to ONNX Runtime at start-up (2.5x faster for one question); torch:
-# sentence-transformers as the batch jobs run it.
+# onnx: the model exported to ONNX Runtime at start-up (faster for one question, checked
+# against the model there); torch: sentence-transformers as the batch jobs run it.
 DEFAULT_ENCODER_BACKEND = "onnx"
 
 

@@ -67,7 +67,7 @@ def no_work(monkeypatch):
 
     import cli.main
     from cli.main import DEFAULT_ENV
-    from features import encoders
+    from encoding import sentence_transformer as encoders
     from pipelines import options
 
     def stop(*args, **kwargs):

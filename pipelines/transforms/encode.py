@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import apache_beam as beam
 import numpy as np
 
-from features.encoders import SentenceTransformerEncoder
+from encoding.sentence_transformer import SentenceTransformerEncoder
 from pipelines.progress import Progress
 
 # Batches big enough to keep the encoder busy, small enough to bound memory per bundle.

@@ -1,9 +1,7 @@
-import argparse
-
 import pytest
 
 from features.errors import InputError
-from features.locations import SUPPORTED_SCHEMES, check_warehouse, warehouse_argument, warehouse_scheme
+from features.locations import SUPPORTED_SCHEMES, check_warehouse, warehouse_scheme
 
 
 @pytest.mark.parametrize(
@@ -42,12 +40,3 @@ def test_the_flag_named_is_the_callers():
 def test_scheme_is_none_for_local_paths():
     assert warehouse_scheme("./a://b") is None and warehouse_scheme("Memory://x") == "memory"
 
-
-def test_argparse_prints_the_reason_after_the_flag(capsys):
-    parser = argparse.ArgumentParser(prog="recqa x")
-    parser.add_argument("--warehouse", default="./warehouse", type=warehouse_argument)
-    assert parser.parse_args([]).warehouse == "./warehouse"
-    with pytest.raises(SystemExit) as caught:
-        parser.parse_args(["--warehouse", "http://host/wh"])
-    assert caught.value.code == 2
-    assert "argument --warehouse: unsupported scheme 'http://'" in capsys.readouterr().err

@@ -13,7 +13,6 @@ from features.metrics import (
     mean_popularity,
     ndcg_at_k,
     precision_at_k,
-    rank_by_score,
     recall_at_k,
     reciprocal_rank_at_k,
 )
@@ -61,10 +60,6 @@ def test_ndcg_binary_and_graded_by_hand():
 def test_ties_in_grades_make_any_order_of_equals_ideal():
     assert ndcg_at_k(["b", "a"], {"a": 1, "b": 1}, 2) == pytest.approx(1.0)
     assert ndcg_at_k(["a", "b"], {"a": 1, "b": 1}, 2) == pytest.approx(1.0)
-
-
-def test_ties_in_scores_break_by_id():
-    assert rank_by_score({"b": 0.5, "a": 0.5, "c": 0.9}) == ["c", "a", "b"]
 
 
 def test_reciprocal_rank_counts_only_the_first_hit_within_k():

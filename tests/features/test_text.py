@@ -1,5 +1,6 @@
 from features.schemas import Item, QADocument
-from features.text import document_text, item_text, normalize_text
+from features.schemas import ANSWER_TEXT_COLUMN
+from features.text import answer_chunks, item_text, normalize_text
 
 
 def test_normalize_collapses_whitespace_and_drops_control_characters():
@@ -16,10 +17,12 @@ def test_item_text_is_title_then_text():
     assert item_text(Item(item_id="1", title="Sleeve")) == "Sleeve"
 
 
-def test_document_text_puts_question_before_answer():
-    doc = QADocument(doc_id="d", question="How?", answer="Like  this.")
-    assert document_text(doc) == "How?\nLike this."
-    assert document_text(QADocument(doc_id="d", answer="Only")) == "Only"
+def test_each_chunk_is_indexed_after_the_normalised_question():
+    doc = QADocument(doc_id="d", question=" How\u0000now? ", answer="one two  three four five")
+    rows = answer_chunks(doc, size=3, overlap=1)
+    assert [row[ANSWER_TEXT_COLUMN] for row in rows] == ["How now?\none two three", "How now?\nthree four five"]
+    assert [row["chunk_id"] for row in rows] == [0, 1] and {row["question"] for row in rows} == {doc.question}
+    assert [r[ANSWER_TEXT_COLUMN] for r in answer_chunks(QADocument(doc_id="d", answer="Only"))] == ["Only"]
 
 
 def test_short_text_is_one_chunk():

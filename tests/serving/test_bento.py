@@ -23,6 +23,7 @@ def test_bento_builds_offline_and_serves_the_warehouse(warehouse, tmp_path):
     (bento,) = [p for p in (tmp_path / "home" / "bentos" / "recqa").iterdir() if p.name != "latest"]
     assert (bento / "src" / "serving" / "service.py").exists()
     assert (bento / "src" / "features" / "schemas.py").exists()
+    assert (bento / "src" / "encoding" / "onnx_encoder.py").exists()  # the query encoder
     # of the pipelines, only the one Lance writer ships (the write API appends through it), never a Beam job
     assert sorted(p.name for p in (bento / "src" / "pipelines").iterdir()) == ["__init__.py", "lance_io.py"]
     assert (bento / "src" / "ingest" / "routes.py").exists()

@@ -5,9 +5,9 @@ import threading
 import numpy as np
 import pytest
 
-from features.encoders import SentenceTransformerEncoder
+from encoding.sentence_transformer import SentenceTransformerEncoder
 from features.errors import TableContractError
-from features.onnx_encoder import OnnxEncoder
+from encoding.onnx_encoder import OnnxEncoder
 from serving.encoder_service import IdleFirstEncoder, load_query_encoder
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from features.encoders import SentenceTransformerEncoder
-from features.onnx_encoder import OnnxEncoder
+from encoding.sentence_transformer import SentenceTransformerEncoder
+from encoding.onnx_encoder import OnnxEncoder
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ def test_batches_grouped_by_length_come_back_in_the_order_asked(encoders):
 
 def test_an_export_that_disagrees_with_the_model_is_refused(encoders, monkeypatch):
     model, _ = encoders
-    import features.onnx_encoder as module
+    import encoding.onnx_encoder as module
 
     monkeypatch.setattr(module, "PARITY_MIN_COSINE", 1.01)  # no export can pass this
     with pytest.raises(RuntimeError, match="disagrees"):

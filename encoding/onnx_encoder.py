@@ -1,10 +1,11 @@
 """The same sentence-transformers model run by ONNX Runtime, for one question at a time.
 
-A short question through PyTorch's eager kernels took 24 ms here and 9.6 ms through ONNX
-Runtime (batches of 64: within 10% of each other), so the service's query path uses it. The
-graph is exported from the loaded sentence-transformers model itself (tokenizer outputs in,
-its own pooling and normalisation out), so any model the batch jobs encode with exports the
-same way, and `load()` refuses an export whose vectors differ from the original's.
+For one short question ONNX Runtime is faster than PyTorch's eager kernels, and for batches
+of 64 about as fast (figures: benchmarks/RESULTS.md, "Measured figures behind code comments"),
+so the service's query path uses it. The graph is exported from the loaded
+sentence-transformers model itself (tokenizer outputs in, its own pooling and normalisation
+out), so any model the batch jobs encode with exports the same way, and `load()` refuses an
+export whose vectors differ from the original's.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from features.encoders import SentenceTransformerEncoder
+from encoding.sentence_transformer import SentenceTransformerEncoder
 
 # Texts the export is checked on: short, long (truncated), non-Latin, empty.
 PARITY_TEXTS = ["How do I cross out text?", "refund " * 400, "Wie setze ich mein Passwort zurück? 🙂", ""]
@@ -42,7 +43,7 @@ class OnnxEncoder:
         return self._dimension
 
     def load(self) -> "OnnxEncoder":
-        """Export the model (about 2 s), open it in ONNX Runtime and check it against PyTorch."""
+        """Export the model to a temporary folder, open it in ONNX Runtime and check it against PyTorch."""
         if self._session is not None:
             return self
         import onnxruntime
