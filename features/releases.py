@@ -20,7 +20,7 @@ RELEASES_TABLE = "releases"
 RELEASES_SCHEMA = pa.schema(
     [
         pa.field("release", pa.int64(), nullable=False),  # 1, 2, 3, ...; after a rollback the dropped number is used again
-        pa.field("action", pa.string(), nullable=False),  # "publish", or "tagged" for a pre-log warehouse's tags
+        pa.field("action", pa.string(), nullable=False),  # "publish", "purge" (users forgotten), or "tagged" for a pre-log warehouse's tags
         pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
         pa.field("tables", pa.string(), nullable=False),  # JSON {table: version}
         # JSON {kind: candidate id} of the candidates released (empty for a pre-candidate release)

@@ -240,6 +240,7 @@ def publish_release(
     candidates: Mapping[str, str] | None = None,
     forced: Sequence[str] = (),
     reports: Mapping[str, str] | None = None,
+    action: str = "publish",
 ) -> Release:
     """Append a release of `versions` (other tables keep their published version) in one commit.
 
@@ -253,7 +254,7 @@ def publish_release(
     release = Release(
         number=current.number + 1 if current is not None else 1,
         tables={**(current.tables if current is not None else {}), **{k: int(v) for k, v in versions.items()}},
-        action="publish",
+        action=action,
         candidates={**(current.candidates if current is not None else {}), **dict(candidates or {})},
         forced=sorted((set(current.forced if current is not None else ()) - set(candidates or {})) | set(forced)),
         reports={**(current.reports if current is not None else {}), **dict(reports or {})},
@@ -482,3 +483,51 @@ def purge_changes(warehouse: str, where: str) -> int:
         release_snapshot_tags(warehouse, keep=set())  # a tagged snapshot would keep the rows' files
         lance.dataset(uri).cleanup_old_versions(older_than=timedelta(0), delete_unverified=True, error_if_tagged_old_versions=False)
     return count
+
+
+def purge_rows(warehouse: str, name: str, column: str, ids: Sequence[str], version: int) -> tuple[int, int] | None:
+    """A new latest version of `name`: its `version` without the rows whose `column` is one of
+    `ids`, rewritten so that no data file of the new version holds them, and the first version
+    of the rewrite's own steps (see `drop_versions_holding`); None when no row matched.
+
+    The rows are deleted by row id, never by a predicate naming them (Lance keeps a delete's
+    predicate in its manifest). The older versions still hold them: `drop_versions_holding`
+    removes those once nothing serves them.
+    """
+    import lance
+
+    values = ", ".join("'" + key.replace("'", "''") + "'" for key in ids)
+    ds = dataset(warehouse, name, version)
+    doomed = ds.to_table(columns=[column], with_row_id=True, filter=f"{column} IN ({values})").column("_rowid").to_pylist()
+    if not doomed:
+        return None
+    ds.restore()  # the released rows become the latest, whatever candidates were built since
+    uri = table_uri(warehouse, name)
+    restored = int(lance.dataset(uri).version)
+    lance.dataset(uri).delete(f"_rowid IN ({', '.join(map(str, doomed))})")
+    lance.dataset(uri).optimize.compact_files(materialize_deletions=True, materialize_deletions_threshold=0.0)
+    return int(lance.dataset(uri).version), restored
+
+
+def drop_versions_holding(warehouse: str, name: str, column: str, ids: Sequence[str], since: int | None = None) -> list[int]:
+    """Remove every version of `name` but the latest that holds a row of `ids` (their tags
+    first: a tagged version is never removed), so their files go; returns the versions removed.
+
+    `since`: also every version from that one on (but the latest): purge_rows' own steps,
+    whose files still hold the rows its delete only marked.
+    """
+    import lance
+
+    values = ", ".join("'" + key.replace("'", "''") + "'" for key in ids)
+    ds = dataset(warehouse, name)
+    if ds is None:
+        return []
+    doomed = [int(v["version"]) for v in ds.versions()
+              if v["version"] != ds.version and ((since is not None and v["version"] >= since)
+                                                 or dataset(warehouse, name, v["version"]).count_rows(filter=f"{column} IN ({values})"))]
+    if doomed:
+        for tag, info in list(ds.tags.list().items()):
+            if int(info["version"]) in doomed:
+                ds.tags.delete(tag)
+        lance.dataset(ds.uri).cleanup_old_versions(versions=doomed, error_if_tagged_old_versions=False)
+    return doomed

@@ -1,13 +1,15 @@
 """`recqa purge users ID...`: forget users in the warehouse's files, not only in what is served.
 
-`recqa delete users` makes the service and every later build forget a user; their logged
-events and rejected rows still sit in the warehouse's files. Purge deletes them (if not yet
-deleted), then removes their events from every file of the change log (older versions
-included) and their rows from `<warehouse>/_rejects/`. It keeps the delete itself (the id
-alone): the input files may still hold the user's events, and that delete is what keeps every
-build from bringing them back. It then says what still holds them, which it does not rewrite:
-released versions of the `users` table (they go when publish's cleanup drops versions older
-than the retained releases), a `--rejects` folder outside the warehouse, and the input files.
+`recqa delete users` makes the service and every later build forget a user; their vectors,
+logged events and rejected rows still sit in the warehouse's files. Purge deletes them (if not
+yet deleted), removes their events from every file of the change log (older versions
+included) and their rows from `<warehouse>/_rejects/`, and rewrites the released `users`
+table without them: the rewrite is published as a release of its own (action `purge`), then
+every older `users` version that holds them is removed with its files. Releases and
+candidates that named a removed version can no longer be rolled back to or published (say
+so, never silently). It keeps the delete itself (the id alone): the input files may still
+hold the user's events, and that delete is what keeps every build from bringing them back.
+Run it when no build-recs is running: a build started before it would still hold them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pipelines import lance_io
 from pipelines.flags import add_warehouse_argument
 from pipelines.ingest import _read_ids
 from pipelines.options import command_parser, parse_flags
+from registry.log import read_releases
 
 
 @dataclass(frozen=True)
@@ -34,10 +37,18 @@ class PurgeResult:
     log_rows: int
     reject_rows: int
     still: list[str] = field(default_factory=list)
+    users_version: int | None = None  # the rewritten users table, published; None: no table held them
+    removed_versions: list[int] = field(default_factory=list)
+    unreachable_releases: list[int] = field(default_factory=list)
 
     def summary(self) -> str:
         lines = [f"  {len(self.users)} user(s) deleted and purged: {self.log_rows} logged event(s) removed from the change log "
                  f"(every version), {self.reject_rows} rejected row(s) from _rejects/"]
+        if self.users_version is not None:
+            lines.append(f"  users table rewritten without them as version {self.users_version} and published; "
+                         f"versions {self.removed_versions} that held them removed with their files")
+        if self.unreachable_releases:
+            lines.append(f"  releases {self.unreachable_releases} named a removed version: they can no longer be rolled back to")
         lines += [f"  still held: {line}" for line in self.still] or ["  nothing else in the warehouse holds them"]
         return "\n".join(lines)
 
@@ -47,7 +58,7 @@ def purge_parser() -> argparse.ArgumentParser:
     parser.add_argument("kind", choices=[USERS], help="what the ids name (users)")
     parser.add_argument("ids", nargs="*", metavar="ID", help="user ids to forget")
     parser.add_argument("--ids-file", default=None, metavar="FILE", help="also the ids of this file, one a line (blank lines skipped)")
-    add_warehouse_argument(parser, "whose change log and _rejects/ are purged")
+    add_warehouse_argument(parser, "whose change log, _rejects/ and users table are purged")
     return parser
 
 
@@ -98,20 +109,36 @@ def purge_rejects(warehouse: str, ids: set[str]) -> int:
 
 
 def still_held(warehouse: str, ids: Sequence[str]) -> list[str]:
-    """The versions of the users table that still hold a vector of any of `ids` (purge does not rewrite them)."""
+    """The versions of the users table that still hold a vector of any of `ids` (none after a purge)."""
     ds = lance_io.dataset(warehouse, USERS_TABLE)
     if ds is None:
         return []
     holding = [int(v["version"]) for v in ds.versions()
                if lance_io.dataset(warehouse, USERS_TABLE, v["version"]).count_rows(filter=f"user_id IN ({_sql_list(ids)})")]
-    if not holding:
-        return []
-    return [f"users table versions {holding} (built before the delete; the next build-recs leaves them out, and publish's cleanup "
-            "removes versions older than the retained releases: --retain-releases)"]
+    return [f"users table versions {holding}"] if holding else []
+
+
+def purge_users_table(warehouse: str, ids: Sequence[str]) -> tuple[int | None, list[int], list[int]]:
+    """Publish the released users table without `ids`, then remove every version holding them.
+
+    Returns the new version (None when the release held none of them), the versions removed,
+    and the releases of the log that named one of those.
+    """
+    log = read_releases(warehouse)
+    current = log.current
+    new = since = None
+    if current is not None and USERS_TABLE in current.tables:
+        rewrite = lance_io.purge_rows(warehouse, USERS_TABLE, "user_id", ids, current.tables[USERS_TABLE])
+        if rewrite is not None:  # a publish since we read the log fails this commit: nothing served changes
+            new, since = rewrite
+            lance_io.publish_release(warehouse, log, {USERS_TABLE: new}, retain_releases=len(log.releases) + 1, action="purge")
+    removed = lance_io.drop_versions_holding(warehouse, USERS_TABLE, "user_id", ids, since)
+    unreachable = [r.number for r in read_releases(warehouse).releases if r.tables.get(USERS_TABLE) in set(removed)]
+    return new, removed, unreachable
 
 
 def run(argv: Sequence[str] | None = None) -> PurgeResult:
-    """Delete the users (logged), then purge their events from the change log's files and _rejects/."""
+    """Delete the users (logged), then purge them from the change log's files, _rejects/ and the users table."""
     args = parse_flags(purge_parser(), argv)
     ids = list(args.ids) + (_read_ids(args.ids_file) if args.ids_file else [])
     if not ids:
@@ -123,4 +150,5 @@ def run(argv: Sequence[str] | None = None) -> PurgeResult:
     lance_io.append_changes(args.warehouse, changes)  # forgotten by the service and every build from now on
     log_rows = lance_io.purge_changes(args.warehouse, f"kind = '{EVENTS}' AND key IN ({_sql_list(keys)})")
     reject_rows = purge_rejects(args.warehouse, set(keys))
-    return PurgeResult(keys, log_rows, reject_rows, still_held(args.warehouse, keys))
+    version, removed, unreachable = purge_users_table(args.warehouse, keys)
+    return PurgeResult(keys, log_rows, reject_rows, still_held(args.warehouse, keys), version, removed, unreachable)

@@ -43,3 +43,38 @@ def test_purge_removes_a_users_events_from_every_file_and_no_build_brings_them_b
 
     again = build_recs.run([*recs_argv(str(warehouse), inputs), "--max-reject-fraction", "0.1"])
     assert "u3" not in _rows(str(warehouse), USERS_TABLE, again.versions[USERS_TABLE], "user_id")
+
+
+def test_purge_rewrites_the_released_users_table_and_removes_every_version_holding_them(tmp_path, capsys):
+    from pipelines import publish
+    from registry.log import read_releases
+    from serving.reload import StoreFollower
+    from serving.store import Store
+    from tests.conftest import FakeEncoder
+
+    warehouse = tmp_path / "warehouse"
+    inputs = write_inputs(tmp_path)
+    gone, kept = "forget-me-7f3a9c", "u4"
+    with open(inputs["interactions"], "a") as handle:
+        handle.write("".join(f"{gone},i{i},{1_600_000_100 + i}\n" for i in range(3)))
+    first = build_recs.run(recs_argv(str(warehouse), inputs))
+    publish.run(["--warehouse", str(warehouse), "--candidate", first.candidate, "--force"])
+    later = build_recs.run(recs_argv(str(warehouse), inputs))  # a candidate built since: it holds them too
+    assert _files_holding(warehouse / "users.lance", gone.encode())
+    released = read_releases(str(warehouse)).current
+
+    code, out, err = _recqa(capsys, "purge", "users", gone, "--warehouse", str(warehouse))
+    assert code == 0, err
+    # only the change log's delete of the id (which keeps every build from bringing them back) names them
+    assert {Path(p).relative_to(warehouse).parts[0] for p in _files_holding(warehouse, gone.encode())} <= {"changes.lance"}
+    assert [(c.op, c.key) for c in read_changes(str(warehouse)).changes if gone in str(c.record or "") + c.key] == [("delete", gone)]
+    current = read_releases(str(warehouse)).current
+    assert current.action == "purge" and current.number == released.number + 1
+    assert {k: v for k, v in current.tables.items() if k != USERS_TABLE} == {k: v for k, v in released.tables.items() if k != USERS_TABLE}
+    users = _rows(str(warehouse), USERS_TABLE, current.tables[USERS_TABLE], "user_id")
+    assert gone not in users and kept in users and len(users) == 6  # everyone else as released
+    assert f"releases [{released.number}]" in out and "published" in out
+    assert later.versions[USERS_TABLE] not in {int(v["version"]) for v in lance_io.dataset(str(warehouse), USERS_TABLE).versions()}
+    # the service opens the purged release and serves the user as unknown
+    store = StoreFollower(str(warehouse), lambda versions: Store(str(warehouse), FakeEncoder(), versions), 60)
+    assert store.refresh() and not store.current().recommender.has_user(gone) and store.current().recommender.has_user(kept)
