@@ -26,6 +26,7 @@ META_DIMENSION = b"recqa.dimension"
 META_ALS = b"recqa.als"
 META_FIT = b"recqa.fit"  # one id per build-recs run: users and items of one fit share it
 META_BM25_WEIGHT = b"recqa.bm25_weight"  # the hybrid fusion weight build-qa was told to serve with (tuned)
+META_CHUNKING = b"recqa.chunking"  # JSON {"chunk_words", "chunk_overlap"}: how build-qa chunked, so written answers are chunked alike
 META_CANDIDATE = b"recqa.candidate"  # the candidate (features/candidates.py) whose build wrote this version
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 
+from collections.abc import Mapping
 from typing import Any
 
-from features.schemas import ANSWER_TEXT_COLUMN, Item, QADocument
+from features.schemas import ANSWER_TEXT_COLUMN, META_CHUNKING, Item, QADocument
 
 _WHITESPACE = re.compile(r"\s+")
 
@@ -69,3 +71,10 @@ def answer_chunks(document: QADocument, size: int = DEFAULT_CHUNK_WORDS, overlap
         }
         for chunk_id, chunk in enumerate(chunk_words(document.answer, size, overlap))
     ]
+
+
+def chunking_of(metadata: Mapping[bytes, bytes] | None) -> tuple[int, int]:
+    """(words per chunk, overlap) an answers table was built with: the defaults for a table
+    built before build-qa recorded them."""
+    recorded = json.loads((metadata or {}).get(META_CHUNKING, b"{}") or b"{}")
+    return int(recorded.get("chunk_words", DEFAULT_CHUNK_WORDS)), int(recorded.get("chunk_overlap", DEFAULT_CHUNK_OVERLAP_WORDS))

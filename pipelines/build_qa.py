@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from features.schemas import (
     ANSWERS_TABLE,
     DEFAULT_MODEL_NAME,
     META_BM25_WEIGHT,
+    META_CHUNKING,
     META_CANDIDATE,
     FTSConfig,
     QADocument,
@@ -98,7 +100,7 @@ def _answers_schema(row: dict[str, Any]) -> pa.Schema:
 
 def _commit(
     written: list, ok: bool, *, warehouse: str, model: str, ann_min_rows: int, candidate: str, fts: FTSConfig, bm25_weight: float,
-    changes_version: int = 0,
+    changes_version: int = 0, chunking: tuple[int, int] = (DEFAULT_CHUNK_WORDS, DEFAULT_CHUNK_OVERLAP_WORDS),
 ) -> None:
     """The run's only visible change: one commit, then the BM25 and (when large) vector indexes.
 
@@ -107,7 +109,8 @@ def _commit(
     assert ok
     dimension = written[0][0].field(ANSWER_INDEX.column).type.list_size if written else 0
     extra = {META_CANDIDATE: candidate.encode(), META_BM25_WEIGHT: repr(float(bm25_weight)).encode(),
-             META_CHANGES: str(changes_version).encode()}
+             META_CHANGES: str(changes_version).encode(),
+             META_CHUNKING: json.dumps({"chunk_words": chunking[0], "chunk_overlap": chunking[1]}).encode()}
     metadata = TableMetadata(model, dimension, extra).to_arrow()
     lance_io.commit_fragments(warehouse, ANSWERS_TABLE, written, metadata)
     lance_io.create_fts_index(warehouse, ANSWERS_TABLE, config=fts, candidate=candidate)
@@ -171,6 +174,7 @@ def run(argv: Sequence[str] | None = None, changes: ChangeLog | None = None) -> 
     _ = written | "Commit" >> beam.Map(
         _commit, beam.pvalue.AsSingleton(checked), warehouse=args.warehouse, model=args.model, ann_min_rows=args.ann_min_rows,
         candidate=candidate, fts=fts_config(args), bm25_weight=args.bm25_weight, changes_version=log.version,
+        chunking=(args.chunk_words, args.chunk_overlap),
     )
     result = pipeline.run()
     result.wait_until_finish()

@@ -17,7 +17,7 @@ import numpy as np
 
 from features.changes import META_CHANGES, ChangeSet
 from features.schemas import ANSWER_INDEX, ANSWER_TEXT_COLUMN
-from features.text import answer_chunks, item_text
+from features.text import DEFAULT_CHUNK_OVERLAP_WORDS, DEFAULT_CHUNK_WORDS, answer_chunks, item_text
 from serving.fresh_answers import COMPACT_SLACK, FreshAnswers, FreshChunks
 
 # How often the follower checks the change log for new writes: the 2 s visibility target
@@ -40,10 +40,12 @@ def unit_vectors(encode: Encode, texts: list[str]) -> np.ndarray:
 
 
 def advance_answers(
-    previous: FreshAnswers | None, changes: ChangeSet, changed: Iterable[str], encode: Encode, corpus_size: int
+    previous: FreshAnswers | None, changes: ChangeSet, changed: Iterable[str], encode: Encode, corpus_size: int,
+    chunking: tuple[int, int] = (DEFAULT_CHUNK_WORDS, DEFAULT_CHUNK_OVERLAP_WORDS),
 ) -> FreshAnswers:
     """The fresh answers after a step of the log: `changes` is the fold of the log so far and
-    `changed` the doc_ids the step's new changes touched; only those are chunked and embedded.
+    `changed` the doc_ids the step's new changes touched; only those are chunked (as the
+    table's build chunked, `chunking`) and embedded.
     Their earlier rows are retired; the store is compacted when retired rows dominate it."""
     previous = previous or FreshAnswers(FreshChunks(), corpus_size=corpus_size)
     documents, doc_rows = dict(previous.documents), dict(previous.doc_rows)
@@ -58,7 +60,7 @@ def advance_answers(
         if document is None:
             documents[doc_id] = None
             continue
-        chunks = answer_chunks(document)
+        chunks = answer_chunks(document, *chunking)
         rows += [(doc_id, chunk) for chunk in chunks]
         documents[doc_id] = {
             "doc_id": doc_id, "question": document.question, "text": document.answer,

@@ -16,8 +16,9 @@ from features.changes import ANSWERS, EVENTS, ITEMS, USERS, ChangeSet, fold
 from features.encoders import Encoder
 from features.errors import TableContractError
 from features.schemas import ANSWERS_TABLE, ITEMS_TABLE, RECQA_TABLES, USERS_TABLE
-from serving.answers import AnswerIndex
+from features.text import chunking_of
 from registry.log import ChangeCursor, change_cursor, read_new_changes
+from serving.answers import AnswerIndex
 from serving.fresh_answers import FreshAnswers
 from serving.overlay import advance_answers, advance_items, applied_changes
 from serving.recommender import FreshRecommender, Recommender
@@ -60,6 +61,7 @@ class Store:
             part: applied_changes(tables[name].schema.metadata) for part, name in (("recs", ITEMS_TABLE), ("qa", ANSWERS_TABLE)) if name in tables
         }
         self._base_recommender, self._base_answers = self.recommender, self.answers
+        self._chunking = chunking_of(tables[ANSWERS_TABLE].schema.metadata) if ANSWERS_TABLE in tables else None
         # the overlay of each part: how far it has read the log, the fold so far, and what it built
         self._cursors: dict[str, ChangeCursor] = {}
         self._recs_changes, self._qa_changes = ChangeSet(), ChangeSet()
@@ -109,7 +111,7 @@ class Store:
             if new:
                 qa = other._qa_changes = fold(new, self._qa_changes)
                 other._qa_changes_at = version
-                other._fresh_answers = advance_answers(self._fresh_answers, qa, (c.key for c in new), self._embed, self._corpus_size())
+                other._fresh_answers = advance_answers(self._fresh_answers, qa, (c.key for c in new), self._embed, self._corpus_size(), self._chunking)
                 other.answers = self._base_answers.with_fresh(other._fresh_answers)
         return other
 

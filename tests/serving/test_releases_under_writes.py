@@ -75,3 +75,21 @@ def test_a_publish_and_a_rollback_under_writes_lose_no_acknowledged_write(tmp_pa
     assert writer.errors == [] and len(writer.acknowledged) > 5
     assert _serves_every_write(follower, writer.acknowledged) == []
     assert follower.current().versions == read_releases(warehouse).current.tables
+
+
+def test_an_answer_written_since_is_chunked_as_the_served_tables_build_chunked(tmp_path):
+    from features.schemas import QADocument
+    from features.text import answer_chunks
+
+    warehouse = str(tmp_path / "warehouse")
+    inputs = write_inputs(tmp_path)
+    built = build_qa.run([*qa_argv(warehouse, inputs), "--chunk-words", "20", "--chunk-overlap", "5"])
+    publish.run(["--warehouse", warehouse, "--force", f"--candidate={built.candidate}"])
+    follower = StoreFollower(warehouse, lambda versions: Store(warehouse, FakeEncoder(), versions), interval_seconds=60)
+    assert follower.refresh()
+    text = " ".join(f"word{i}" for i in range(200))
+    answers, _ = parse_records(ANSWERS, [{"doc_id": "long", "answer": text}])
+    lance_io.append_changes(warehouse, answers)
+    assert follower.refresh_changes()
+    document = QADocument("long", text)
+    assert follower.current().answers.document("long")["chunks"] == len(answer_chunks(document, 20, 5)) > len(answer_chunks(document)) > 1
