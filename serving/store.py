@@ -100,8 +100,8 @@ class Store:
             return new
 
         if self._base_recommender is not None:
-            new = new_changes("recs")
-            if any(change.kind in (ITEMS, EVENTS, USERS) for change in new):
+            new = [change for change in new_changes("recs") if change.kind in (ITEMS, EVENTS, USERS)]  # answers leave it as it was
+            if new:
                 recs = other._recs_changes = fold(new, self._recs_changes)
                 other._item_content = advance_items(self._item_content, recs, (c.key for c in new if c.kind == ITEMS), self._embed)
                 fresh = recs.items or recs.events or recs.forgotten
