@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -157,6 +157,46 @@ class AnswerIndex:
             "chunks": len(rows),
         }
 
+    @property
+    def vector_column(self) -> str:
+        return self._index.column
+
+    def ranked_rows(
+        self, query: str | np.ndarray, filters: tuple[list[str] | None, list[str] | None], depth: int, with_vectors: bool
+    ) -> list[dict]:
+        """The chunks best for `query` under the (sources, tags) filters, best first: by BM25 for a
+        question (`_score`), by the index's metric for a vector (`_distance`).
+
+        The table's rows come without the answers replaced or deleted since its build, searched
+        deeper while those filtered out so many that fewer answers than `depth` asks for remain;
+        the chunks written since (the fresh answers) slot in by the same score.
+        """
+        keyword = isinstance(query, str)
+        condition = answer_condition(*filters)
+        search = self._keyword if keyword else self._vector
+        found = search(query, condition, depth, with_vectors)
+        fresh = self._fresh
+        if fresh is None:
+            return found
+        if fresh.touched:
+            wanted = depth // CHUNK_OVERFETCH
+            while True:
+                kept = [row for row in found if row["doc_id"] not in fresh.touched]
+                if len(found) < depth or len({row["doc_id"] for row in kept}) >= wanted:
+                    break
+                depth *= DEEPEN_FACTOR
+                found = search(query, condition, depth, with_vectors)
+            found = kept
+        if keyword:
+            return sorted(found + fresh.keyword_rows(query, *filters), key=lambda r: -float(r["_score"]))
+        return sorted(found + fresh.vector_rows(query, *filters), key=lambda r: r["_distance"])  # one metric: fresh chunks slot in
+
+    def fuse(self, vector: list[tuple[str, float]], keyword: list[tuple[str, float]]) -> list[tuple[str, float]]:
+        """The hybrid ranking of the two per-answer rankings, by the index's `fusion`."""
+        if self._fusion == "rrf":
+            return rrf_fuse([[doc_id for doc_id, _ in vector], [doc_id for doc_id, _ in keyword]])
+        return score_fuse(vector, keyword, self._bm25_weight)
+
     def _columns(self, with_vectors: bool) -> list[str]:
         return ["doc_id", "chunk_id", "answer", "question", "source", "tags", *([self._index.column] if with_vectors else [])]
 
@@ -169,11 +209,6 @@ class AnswerIndex:
         search = nearest(self._index, vector, depth, self._exact)
         return self._dataset.to_table(columns=self._columns(with_vectors), nearest=search, filter=condition, prefilter=True).to_pylist()
 
-    def _fuse(self, vector: list[tuple[str, float]], keyword: list[tuple[str, float]]) -> list[tuple[str, float]]:
-        if self._fusion == "rrf":
-            return rrf_fuse([[doc_id for doc_id, _ in vector], [doc_id for doc_id, _ in keyword]])
-        return score_fuse(vector, keyword, self._bm25_weight)
-
 
 class PendingAnswer:
     """One answer in progress: the keyword half already running, the vector half to come."""
@@ -182,11 +217,11 @@ class PendingAnswer:
         self, owner: AnswerIndex, question: str, k: int, mode: str, filters: tuple[list[str] | None, list[str] | None], diversity: float | None
     ):
         self._owner, self._question, self._k, self._mode, self._diversity = owner, question, k, mode, diversity
-        self._filters, self._condition = filters, answer_condition(*filters)
+        self._filters = filters
         self._depth = k * CHUNK_OVERFETCH * (2 if diversity is not None else 1)
         self._keyword: Future | None = None
         if mode in ("keyword", "hybrid"):
-            self._keyword = _POOL.submit(owner._keyword, question, self._condition, self._depth, diversity is not None)
+            self._keyword = _POOL.submit(owner.ranked_rows, question, filters, self._depth, diversity is not None)
 
     def cancel(self) -> None:
         """The answer is not needed (a cache hit): drop the keyword search if it has not begun."""
@@ -197,44 +232,18 @@ class PendingAnswer:
         """The ranked hits; `vector` is the question's embedding (unused in plain keyword mode)."""
         rows: dict[str, dict] = {}
         rankings: list[list[tuple[str, float]]] = []
-        owner, fresh, with_vectors = self._owner, self._owner._fresh, self._diversity is not None
         if self._mode in ("vector", "hybrid"):
-            found = self._current(owner._vector(vector, self._condition, self._depth, with_vectors),
-                                  lambda depth: owner._vector(vector, self._condition, depth, with_vectors))
-            if fresh is not None:  # distances of one metric: the fresh chunks slot in by them
-                found = sorted(found + fresh.vector_rows(vector, *self._filters), key=lambda r: r["_distance"])
+            found = self._owner.ranked_rows(vector, self._filters, self._depth, self._diversity is not None)
             rankings.append(_best_per_doc(found, rows, lambda r: distance_to_similarity(r["_distance"])))
         if self._keyword is not None:
-            found = self._current(self._keyword.result(),
-                                  lambda depth: owner._keyword(self._question, self._condition, depth, with_vectors))
-            if fresh is not None:
-                found = sorted(found + fresh.keyword_rows(self._question, *self._filters), key=lambda r: -float(r["_score"]))
-            rankings.append(_best_per_doc(found, rows, lambda r: float(r["_score"])))
-        if self._mode == "hybrid":
-            ranked = self._owner._fuse(*rankings)
-        else:
-            ranked = rankings[0]
+            rankings.append(_best_per_doc(self._keyword.result(), rows, lambda r: float(r["_score"])))
+        ranked = self._owner.fuse(*rankings) if self._mode == "hybrid" else rankings[0]
         if self._diversity is not None and ranked:
-            ranked = _diversify(vector, ranked[: self._depth], rows, self._owner._index.column, self._k, self._diversity)
+            ranked = _diversify(vector, ranked[: self._depth], rows, self._owner.vector_column, self._k, self._diversity)
         return [
             Hit(id=doc_id, score=score, fields={field: rows[doc_id][column] for field, column in HIT_FIELDS.items()})
             for doc_id, score in ranked[: self._k]
         ]
-
-
-    def _current(self, found: list[dict], fetch: Callable[[int], list[dict]]) -> list[dict]:
-        """The table's rows without the answers replaced or deleted since its build; searched
-        deeper while they filtered out so many that fewer answers than asked for remain."""
-        fresh = self._owner._fresh
-        if fresh is None or not fresh.touched:
-            return found
-        depth, wanted = self._depth, self._depth // CHUNK_OVERFETCH
-        while True:
-            kept = [row for row in found if row["doc_id"] not in fresh.touched]
-            if len(found) < depth or len({row["doc_id"] for row in kept}) >= wanted:
-                return kept
-            depth *= DEEPEN_FACTOR
-            found = fetch(depth)
 
 
 def _best_per_doc(found: list[dict], rows: dict[str, dict], score) -> list[tuple[str, float]]:
