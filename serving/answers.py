@@ -15,7 +15,7 @@ from features.encoders import Encoder
 from features.filters import answer_condition, sql_string
 from features.retrieval import bm25_weight_of, distance_to_similarity, mmr, rrf_fuse, score_fuse
 from features.schemas import ANSWER_INDEX, ANSWER_TEXT_COLUMN, IndexConfig
-from serving.tables import Hit, check_encoder, nearest
+from serving.tables import Hit, check_encoder, vector_search
 
 # Chunks fetched per answer asked for: long answers have several chunks near the question.
 CHUNK_OVERFETCH = 4
@@ -206,8 +206,8 @@ class AnswerIndex:
         return found.to_pylist()
 
     def _vector(self, vector: np.ndarray, condition: str | None, depth: int, with_vectors: bool) -> list[dict]:
-        search = nearest(self._index, vector, depth, self._exact)
-        return self._dataset.to_table(columns=self._columns(with_vectors), nearest=search, filter=condition, prefilter=True).to_pylist()
+        search = vector_search(self._dataset, self._index, vector, depth, self._columns(with_vectors), condition, self._exact)
+        return search.to_table().to_pylist()
 
 
 class PendingAnswer:
