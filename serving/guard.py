@@ -68,10 +68,14 @@ class GuardMiddleware:
     def __init__(self, app: ASGIApp, settings: GuardSettings | None = None, json_routes: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.json_routes = json_routes  # the POST routes whose body is JSON (the BentoML APIs)
-        # Read when BentoML builds the app in the worker, not at import.
+        # Read when BentoML builds the app in the worker, not at import, and again when the app
+        # starts (lifespan): an app built once serves each start with that start's environment.
+        self._from_env = settings is None
         self.settings = settings if settings is not None else GuardSettings.from_env()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan" and self._from_env:
+            self.settings = GuardSettings.from_env()
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
