@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -14,7 +13,7 @@ from features.filters import answer_condition, sql_string
 from features.retrieval import bm25_weight_of, distance_to_similarity, mmr, rrf_fuse, score_fuse
 from features.schemas import ANSWER_INDEX, ANSWER_TEXT_COLUMN, IndexConfig
 from serving.fresh_answers import FreshAnswers
-from serving.tables import Hit, check_encoder, nearest
+from serving.tables import Hit, check_encoder, vector_search
 
 # Chunks fetched per answer asked for: long answers have several chunks near the question.
 CHUNK_OVERFETCH = 4
@@ -47,8 +46,7 @@ class AnswerIndex:
         if fusion not in ("score", "rrf"):
             raise ValueError(f"fusion must be 'score' or 'rrf', not {fusion!r}")
         # The pylance dataset at the table's version: its scanner costs less per query than the
-        # lancedb query builder, for full-text and vector search alike (benchmarks/RESULTS.md,
-        # "Measured figures behind code comments").
+        # lancedb query builder (FTS 11 vs 19 ms, vector 15 vs 19 ms on 100,000 rows, busy machine).
         self._dataset = table.to_lance()
         self._encoder = encoder
         self._index = index
@@ -120,6 +118,46 @@ class AnswerIndex:
             "chunks": len(rows),
         }
 
+    @property
+    def vector_column(self) -> str:
+        return self._index.column
+
+    def ranked_rows(
+        self, query: str | np.ndarray, filters: tuple[list[str] | None, list[str] | None], depth: int, with_vectors: bool
+    ) -> list[dict]:
+        """The chunks best for `query` under the (sources, tags) filters, best first: by BM25 for a
+        question (`_score`), by the index's metric for a vector (`_distance`).
+
+        The table's rows come without the answers replaced or deleted since its build, searched
+        deeper while those filtered out so many that fewer answers than `depth` asks for remain;
+        the chunks written since (the fresh answers) slot in by the same score.
+        """
+        keyword, asked = isinstance(query, str), depth
+        condition = answer_condition(*filters)
+        search = self._keyword if keyword else self._vector
+        found = search(query, condition, depth, with_vectors)
+        fresh = self._fresh
+        if fresh is None:
+            return found
+        if fresh.touched:
+            wanted = depth // CHUNK_OVERFETCH
+            while True:
+                kept = [row for row in found if row["doc_id"] not in fresh.touched]
+                if len(found) < depth or len({row["doc_id"] for row in kept}) >= wanted:
+                    break
+                depth *= DEEPEN_FACTOR
+                found = search(query, condition, depth, with_vectors)
+            found = kept
+        if keyword:
+            return sorted(found + fresh.keyword_rows(query, *filters, asked), key=lambda r: -float(r["_score"]))
+        return sorted(found + fresh.vector_rows(query, *filters, asked), key=lambda r: r["_distance"])  # one metric: fresh chunks slot in
+
+    def fuse(self, vector: list[tuple[str, float]], keyword: list[tuple[str, float]]) -> list[tuple[str, float]]:
+        """The hybrid ranking of the two per-answer rankings, by the index's `fusion`."""
+        if self._fusion == "rrf":
+            return rrf_fuse([[doc_id for doc_id, _ in vector], [doc_id for doc_id, _ in keyword]])
+        return score_fuse(vector, keyword, self._bm25_weight)
+
     def _columns(self, with_vectors: bool) -> list[str]:
         return ["doc_id", "chunk_id", "answer", "question", "source", "tags", *([self._index.column] if with_vectors else [])]
 
@@ -129,13 +167,8 @@ class AnswerIndex:
         return found.to_pylist()
 
     def _vector(self, vector: np.ndarray, condition: str | None, depth: int, with_vectors: bool) -> list[dict]:
-        search = nearest(self._index, vector, depth, self._exact)
-        return self._dataset.to_table(columns=self._columns(with_vectors), nearest=search, filter=condition, prefilter=True).to_pylist()
-
-    def _fuse(self, vector: list[tuple[str, float]], keyword: list[tuple[str, float]]) -> list[tuple[str, float]]:
-        if self._fusion == "rrf":
-            return rrf_fuse([[doc_id for doc_id, _ in vector], [doc_id for doc_id, _ in keyword]])
-        return score_fuse(vector, keyword, self._bm25_weight)
+        search = vector_search(self._dataset, self._index, vector, depth, self._columns(with_vectors), condition, self._exact)
+        return search.to_table().to_pylist()
 
 
 class PendingAnswer:
@@ -145,11 +178,11 @@ class PendingAnswer:
         self, owner: AnswerIndex, question: str, k: int, mode: str, filters: tuple[list[str] | None, list[str] | None], diversity: float | None
     ):
         self._owner, self._question, self._k, self._mode, self._diversity = owner, question, k, mode, diversity
-        self._filters, self._condition = filters, answer_condition(*filters)
+        self._filters = filters
         self._depth = k * CHUNK_OVERFETCH * (2 if diversity is not None else 1)
         self._keyword: Future | None = None
         if mode in ("keyword", "hybrid"):
-            self._keyword = _POOL.submit(owner._keyword, question, self._condition, self._depth, diversity is not None)
+            self._keyword = _POOL.submit(owner.ranked_rows, question, filters, self._depth, diversity is not None)
 
     def cancel(self) -> None:
         """The answer is not needed (a cache hit): drop the keyword search if it has not begun."""
@@ -160,44 +193,18 @@ class PendingAnswer:
         """The ranked hits; `vector` is the question's embedding (unused in plain keyword mode)."""
         rows: dict[str, dict] = {}
         rankings: list[list[tuple[str, float]]] = []
-        owner, fresh, with_vectors = self._owner, self._owner._fresh, self._diversity is not None
         if self._mode in ("vector", "hybrid"):
-            found = self._current(owner._vector(vector, self._condition, self._depth, with_vectors),
-                                  lambda depth: owner._vector(vector, self._condition, depth, with_vectors))
-            if fresh is not None:  # distances of one metric: the fresh chunks slot in by them
-                found = sorted(found + fresh.vector_rows(vector, *self._filters, self._depth), key=lambda r: r["_distance"])
+            found = self._owner.ranked_rows(vector, self._filters, self._depth, self._diversity is not None)
             rankings.append(_best_per_doc(found, rows, lambda r: distance_to_similarity(r["_distance"])))
         if self._keyword is not None:
-            found = self._current(self._keyword.result(),
-                                  lambda depth: owner._keyword(self._question, self._condition, depth, with_vectors))
-            if fresh is not None:
-                found = sorted(found + fresh.keyword_rows(self._question, *self._filters, self._depth), key=lambda r: -float(r["_score"]))
-            rankings.append(_best_per_doc(found, rows, lambda r: float(r["_score"])))
-        if self._mode == "hybrid":
-            ranked = self._owner._fuse(*rankings)
-        else:
-            ranked = rankings[0]
+            rankings.append(_best_per_doc(self._keyword.result(), rows, lambda r: float(r["_score"])))
+        ranked = self._owner.fuse(*rankings) if self._mode == "hybrid" else rankings[0]
         if self._diversity is not None and ranked:
-            ranked = _diversify(vector, ranked[: self._depth], rows, self._owner._index.column, self._k, self._diversity)
+            ranked = _diversify(vector, ranked[: self._depth], rows, self._owner.vector_column, self._k, self._diversity)
         return [
             Hit(id=doc_id, score=score, fields={field: rows[doc_id][column] for field, column in HIT_FIELDS.items()})
             for doc_id, score in ranked[: self._k]
         ]
-
-
-    def _current(self, found: list[dict], fetch: Callable[[int], list[dict]]) -> list[dict]:
-        """The table's rows without the answers replaced or deleted since its build; searched
-        deeper while they filtered out so many that fewer answers than asked for remain."""
-        fresh = self._owner._fresh
-        if fresh is None or not fresh.touched:
-            return found
-        depth, wanted = self._depth, self._depth // CHUNK_OVERFETCH
-        while True:
-            kept = [row for row in found if row["doc_id"] not in fresh.touched]
-            if len(found) < depth or len({row["doc_id"] for row in kept}) >= wanted:
-                return kept
-            depth *= DEEPEN_FACTOR
-            found = fetch(depth)
 
 
 def _best_per_doc(found: list[dict], rows: dict[str, dict], score) -> list[tuple[str, float]]:

@@ -11,20 +11,14 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
 from typing import Any
 
 from serving.errors import error_body
+from serving.settings import DEFAULT_MAX_BODY_BYTES, ENV_MAX_BODY_BYTES, GuardSettings
 
-ENV_MAX_BODY_BYTES = "RECQA_MAX_BODY_BYTES"
-ENV_ADMIN_TOKEN = "RECQA_ADMIN_TOKEN"
-ENV_API_TOKEN = "RECQA_API_TOKEN"
-ENV_INGEST_TOKEN = "RECQA_INGEST_TOKEN"
-# 1 MiB: the largest valid request (1,000 filter values of 256 characters, or a 4,000-character
-# question) is well under it; anything bigger is a mistake or an attack, refused before parsing.
-DEFAULT_MAX_BODY_BYTES = 1 << 20
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "GuardMiddleware", "GuardSettings", "access_status", "bearer_matches"]
+
 ADMIN_PREFIX = "/admin/"
 INGEST_PREFIX = "/ingest/"  # the write API (ingest/routes.py): its own token, never the API's or the admin's
 # Probes and scrapes stay open when RECQA_API_TOKEN is set: orchestrators call them without one.
@@ -40,23 +34,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class GuardSettings:
-    """The body limit and the two optional tokens, read from the environment at service start."""
-
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    admin_token: str = ""  # empty: the admin endpoints do not exist (404)
-    api_token: str = ""  # empty: the public endpoints need no token
-    ingest_token: str = ""  # empty: the write API does not exist (404)
-
-    @classmethod
-    def from_env(cls) -> "GuardSettings":
-        limit = int(os.environ.get(ENV_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES))
-        if limit < 1:
-            raise ValueError(f"{ENV_MAX_BODY_BYTES} must be a positive number of bytes, got {limit}")
-        return cls(limit, os.environ.get(ENV_ADMIN_TOKEN, ""), os.environ.get(ENV_API_TOKEN, ""), os.environ.get(ENV_INGEST_TOKEN, ""))
 
 
 def bearer_matches(authorization: str | None, token: str) -> bool:
@@ -91,10 +68,14 @@ class GuardMiddleware:
     def __init__(self, app: ASGIApp, settings: GuardSettings | None = None, json_routes: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.json_routes = json_routes  # the POST routes whose body is JSON (the BentoML APIs)
-        # Read when BentoML builds the app in the worker, not at import.
+        # Read when BentoML builds the app in the worker, not at import, and again when the app
+        # starts (lifespan): an app built once serves each start with that start's environment.
+        self._from_env = settings is None
         self.settings = settings if settings is not None else GuardSettings.from_env()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan" and self._from_env:
+            self.settings = GuardSettings.from_env()
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

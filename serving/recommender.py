@@ -21,7 +21,7 @@ from features.filters import item_condition, sql_string
 from features.ranking import Recommendation, RecommenderCore, event_weight_default
 from features.retrieval import distance_to_similarity
 from features.schemas import ALS_INDEX, CONTENT_INDEX, META_ALS, ALSConfig, fit_of
-from serving.tables import check_encoder, vector_query, where
+from serving.tables import check_encoder, vector_search
 
 __all__ = ["FreshRecommender", "Recommendation", "Recommender", "event_weight_default"]
 # How much deeper a content search goes again when changed items filtered out too many of its rows.
@@ -33,6 +33,7 @@ class Recommender(RecommenderCore):
 
     def __init__(self, users_table, items_table, encoder: Encoder) -> None:
         self._items = items_table
+        self._dataset = items_table.to_lance()  # the pylance dataset at the table's version, for `vector_search`
         self._encoder = encoder
         check_encoder(self._items, encoder)
         _check_same_fit(users_table, self._items)
@@ -66,8 +67,7 @@ class Recommender(RecommenderCore):
         self, vector: np.ndarray, k: int, categories: list[str] | None = None, exclude_ids: list[str] = ()
     ) -> list[tuple[str, float]]:
         """Items nearest to a content-space vector (a question's or an item's), filters applied first."""
-        query = where(vector_query(self._items, vector, CONTENT_INDEX), item_condition(categories, exclude_ids))
-        rows = query.limit(k).select(["item_id"]).to_arrow()
+        rows = vector_search(self._dataset, CONTENT_INDEX, vector, k, ["item_id"], item_condition(categories, exclude_ids)).to_table()
         return list(zip(rows.column("item_id").to_pylist(), map(distance_to_similarity, rows.column("_distance").to_pylist())))
 
     def encode(self, text: str) -> np.ndarray:

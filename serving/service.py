@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import bentoml
@@ -17,9 +16,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from threadpoolctl import threadpool_limits
 
-from features.locations import check_warehouse
 from features.schemas import ALS_INDEX, ANSWER_INDEX, ANSWERS_TABLE, CONTENT_INDEX, ITEMS_TABLE
 from ingest.routes import IngestEndpoints
 from serving.api import (
@@ -38,15 +35,14 @@ from serving.api import (
     SimilarItemsRequest,
     SimilarItemsResponse,
 )
-from serving.cache import SemanticCache
 from serving.docs import docs_routes, openapi_spec
-from serving.encoder_service import IdleFirstEncoder, LazyEncoder, QueryEncoder, RemoteEncoder, load_query_encoder
+from serving.encoder_service import QueryEncoder, RemoteEncoder, load_query_encoder
 from serving.errors import error_body, error_response
 from serving.front import FrontDoor, RestorePath
 from serving.guard import GuardMiddleware
 from serving.recommender import Recommender
-from serving.reload import StoreFollower
-from serving.settings import ENV_WAREHOUSE, ServiceSettings
+from serving.settings import ServiceSettings
+from serving.startup import QueryEncoders, ServedState, choose_encoders, limit_blas_threads, served_versions_text, service_metrics
 from serving.store import ANSWER_TABLES, RECOMMENDATION_TABLES, Store
 
 logger = logging.getLogger(__name__)
@@ -56,31 +52,6 @@ REQUEST_TIMEOUT_SECONDS = 30
 # time). Handlers mostly wait on Lance (Rust, GIL released) or on the encoder service, so
 # concurrent requests overlap, and their questions reach the encoder together to be batched.
 API_THREADS = 32
-SERVED_VERSION_METRIC = "recqa_served_table_version"
-
-
-@dataclass(frozen=True)
-class ServiceMetrics:
-    cache_lookups: Any
-    question_encodes: Any
-
-
-@functools.cache
-def _service_metrics() -> ServiceMetrics:
-    """The service's Prometheus counters, made once per process.
-
-    Not at import: the worker sets PROMETHEUS_MULTIPROC_DIR after importing this module, and
-    a counter made before that is never exported. Not per instance either: Prometheus refuses
-    a second registration, and a process may start the service more than once (in-process tests).
-    """
-    return ServiceMetrics(
-        cache_lookups=bentoml.metrics.Counter(
-            name="recqa_answer_cache_lookups", documentation="Semantic cache lookups of /answer", labelnames=["result"]
-        ),
-        question_encodes=bentoml.metrics.Counter(
-            name="recqa_question_encodes", documentation="Questions encoded in the API process or batched", labelnames=["path"]
-        ),
-    )
 
 
 def _version(request: Request) -> JSONResponse:
@@ -154,52 +125,29 @@ class RecQA:
     query_encoder = bentoml.depends(QueryEncoder)  # adaptive batching of question embeddings
 
     def __init__(self) -> None:
-        # Each request's numpy work (ALS scores: 100,000 x 32) is small; with the API_THREADS
-        # request threads each also starting BLAS threads, /recommend collapsed under concurrency
-        # (benchmarks/RESULTS.md, "Measured figures behind code comments"). One BLAS thread per
-        # request thread: concurrency comes from the requests.
-        threadpool_limits(1, "blas")
-        settings = ServiceSettings.from_env()
-        self.settings = settings
-        metrics = _service_metrics()
-        self.cache_lookups = metrics.cache_lookups
-        self.question_encodes = metrics.question_encodes
-        self.follower: StoreFollower | None = None
-        self.cache: SemanticCache | None = None
-        self.not_ready_reason = ""
-        try:
-            check_warehouse(settings.warehouse, ENV_WAREHOUSE)  # a bad scheme: not ready, saying why
-            encoder = RemoteEncoder(self.query_encoder, settings.model_name)
-            load_local = functools.partial(load_query_encoder, settings.model_name, settings.encoder_backend, settings.encoder_threads)
-            # the change log's texts are embedded on the follower's thread, which cannot call the encoder service
-            writes_encoder = LazyEncoder(load_local, encoder.name, encoder.dimension)
-            if settings.encode_locally_when_idle:
-                local = writes_encoder = load_local()
-                encoder = IdleFirstEncoder(local, encoder, lambda path: self.question_encodes.labels(path=path).inc())
-            self.cache = SemanticCache(encoder.dimension, settings.cache_capacity, settings.cache_threshold)
-            self.follower = StoreFollower(
-                settings.warehouse, lambda versions: Store(settings.warehouse, encoder, versions, writes_encoder), settings.reload_seconds
-            )
-            self.follower.refresh()  # the published tables open now, not on the first request
-            self.follower.start()
-        except Exception as error:  # noqa: BLE001 - stay up (liveness) and say why we are not ready
-            self.not_ready_reason = f"{type(error).__name__}: {error}"
-            logger.exception("recqa is not ready")
+        limit_blas_threads()
+        self.settings = ServiceSettings.from_env()  # a bad variable stops the start, naming it
+        self.metrics = service_metrics()
+        self.state = ServedState.start(self.settings, self._encoders)
+
+    def _encoders(self) -> QueryEncoders:
+        settings = self.settings
+        load_local = functools.partial(load_query_encoder, settings.model_name, settings.encoder_backend, settings.encoder_threads)
+        batched = RemoteEncoder(self.query_encoder, settings.model_name)
+        return choose_encoders(settings, batched, load_local, self.metrics.count_encode)
 
     @bentoml.on_shutdown
     def stop_following(self) -> None:
         """Stop polling the release log: a stopped service (or one of an in-process test) keeps no poller."""
-        if self.follower is not None:
-            self.follower.stop()
+        self.state.stop()
         _ingest.close()  # queued writes are committed (and answered) before the process goes
 
     def version_info(self) -> dict[str, Any]:
         """Served table versions, the encoder, and the search parameters of each served vector index."""
-        store = self.follower.current() if self.follower is not None else None
-        reason = self.follower.not_ready_reason if self.follower is not None else self.not_ready_reason
+        store = self.state.current()
         return {
             "ready": store is not None,
-            "reason": None if store is not None else reason,
+            "reason": None if store is not None else self.state.not_ready_reason,
             "tables": store.versions if store is not None else {},
             "model": self.settings.model_name,
             "indexes": {  # before a release, every index the service would search
@@ -222,25 +170,26 @@ class RecQA:
 
     def admin_reload(self) -> dict[str, Any]:
         """Re-check the release log now; says whether the served versions changed."""
-        if self.follower is None:
-            return {"reason": self.not_ready_reason}
-        swapped = self.follower.refresh()
-        store = self.follower.current()
+        follower = self.state.follower
+        if follower is None:
+            return {"reason": self.state.not_ready_reason}
+        swapped = follower.refresh()
+        store = follower.current()
         if store is None:
-            return {"reason": self.follower.not_ready_reason}
+            return {"reason": self.state.not_ready_reason}
         logger.info("admin reload: %s", "swapped" if swapped else "unchanged")
         return {"swapped": swapped, "tables": store.versions}
 
     def admin_flush(self) -> dict[str, Any]:
         """Empty the semantic cache; says how many entries went."""
-        if self.cache is None:
-            return {"reason": self.not_ready_reason}
-        flushed = self.cache.clear()
+        if self.state.cache is None:
+            return {"reason": self.state.not_ready_reason}
+        flushed = self.state.cache.clear()
         logger.info("admin cache flush: %d entries", flushed)
         return {"flushed": flushed}
 
     def __is_ready__(self) -> bool:
-        return self.follower is not None and self.follower.current() is not None
+        return self.state.current() is not None
 
     def _store(self, needed: tuple[str, ...]) -> Store | JSONResponse:
         """The Store this request uses from start to end, even if a reload swaps in another; or
@@ -249,10 +198,9 @@ class RecQA:
         A response of our own, not an exception: BentoML would replace a 5xx's message with a
         generic one, and the caller should see why (the front door logs it at ERROR).
         """
-        store = self.follower.current() if self.follower is not None else None
+        store = self.state.current()
         if store is None:
-            reason = self.follower.not_ready_reason if self.follower is not None else self.not_ready_reason
-            return error_response(503, f"not ready: {reason}")
+            return error_response(503, f"not ready: {self.state.not_ready_reason}")
         reason = store.absent(needed)
         if reason is not None:
             return error_response(503, reason, missing_tables=[t for t in needed if t not in store.versions])
@@ -286,13 +234,9 @@ class RecQA:
         return JSONResponse(AnswerDocument(**found, version=store.versions).model_dump())
 
     def __metrics__(self, exported: str) -> str:
-        """BentoML's /metrics text plus the served version of each served table, read at scrape
-        time: a gauge set at each swap would keep a table a later release dropped (Prometheus
-        cannot remove a label set in multiprocess mode)."""
-        store = self.follower.current() if self.follower is not None else None
-        lines = [f"# HELP {SERVED_VERSION_METRIC} Lance table version being served", f"# TYPE {SERVED_VERSION_METRIC} gauge"]
-        lines += [f'{SERVED_VERSION_METRIC}{{table="{table}"}} {version}' for table, version in (store.versions if store else {}).items()]
-        return exported + "\n".join(lines) + "\n"
+        """BentoML's /metrics text plus the served version of each served table."""
+        store = self.state.current()
+        return exported + served_versions_text(store.versions if store is not None else {})
 
     @staticmethod
     def _items(recommender: Recommender, ranked: list[tuple[str, float]], known: list[str] | None = None) -> list[ScoredItem]:
@@ -361,15 +305,16 @@ class RecQA:
         pending = store.answers.start(req.question, req.k, req.mode, filters.source, filters.tags, req.diversity)
         vector = store.encode(req.question)  # the keyword search runs meanwhile
         params = (req.k, req.mode, _frozen(filters.source), _frozen(filters.tags), req.diversity)
-        assert self.cache is not None  # set before the store that _store() returned
-        hits = self.cache.get(vector, params, store.cache_version)  # the overlay too: a delete empties it
+        cache = self.state.cache
+        assert cache is not None  # set before the store that _store() returned
+        hits = cache.get(vector, params, store.cache_version)  # the overlay too: a delete empties it
         cached = hits is not None
-        self.cache_lookups.labels(result="hit" if cached else "miss").inc()
+        self.metrics.count_lookup(cached)
         if cached:
             pending.cancel()
         else:
             hits = pending.finish(vector)
-            self.cache.put(vector, params, store.cache_version, hits)
+            cache.put(vector, params, store.cache_version, hits)
         return AnswerResponse(
             question=req.question,
             mode=req.mode,

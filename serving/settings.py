@@ -1,9 +1,19 @@
-"""Service settings, read from the environment once when the service starts."""
+"""Every RECQA_* variable the service reads, parsed once at start into typed, frozen models.
+
+Each field's alias is its variable, its default is what an unset variable means, and its
+constraints are checked at start: a bad value stops the service with one line naming the
+variable, the value and what it expects, never a bare "invalid literal for int()" later.
+pydantic by hand rather than pydantic-settings: the project already depends on pydantic, and a
+dozen variables need no second library.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from features.schemas import DEFAULT_MODEL_NAME, DEFAULT_WAREHOUSE
 from serving.cache import DEFAULT_CAPACITY, DEFAULT_THRESHOLD
@@ -11,6 +21,16 @@ from serving.cache import DEFAULT_CAPACITY, DEFAULT_THRESHOLD
 ENV_WAREHOUSE = "RECQA_WAREHOUSE"
 ENV_MODEL = "RECQA_MODEL"
 ENV_RELOAD_SECONDS = "RECQA_RELOAD_SECONDS"
+ENV_CACHE_CAPACITY = "RECQA_CACHE_CAPACITY"
+ENV_CACHE_THRESHOLD = "RECQA_CACHE_THRESHOLD"
+ENV_ENCODER_THREADS = "RECQA_ENCODER_THREADS"
+ENV_ENCODER_BACKEND = "RECQA_ENCODER_BACKEND"
+ENV_LOCAL_ENCODE = "RECQA_LOCAL_ENCODE"
+ENV_MAX_BODY_BYTES = "RECQA_MAX_BODY_BYTES"
+ENV_ADMIN_TOKEN = "RECQA_ADMIN_TOKEN"
+ENV_API_TOKEN = "RECQA_API_TOKEN"
+ENV_INGEST_TOKEN = "RECQA_INGEST_TOKEN"
+
 DEFAULT_RELOAD_SECONDS = 10.0
 # Threads per forward pass. The API process (Lance searches, JSON) needs a core too, and two
 # OpenMP threads contending with it made one question several times slower
@@ -19,30 +39,61 @@ DEFAULT_ENCODER_THREADS = 1
 # onnx: the model exported to ONNX Runtime at start-up (faster for one question, checked
 # against the model there); torch: sentence-transformers as the batch jobs run it.
 DEFAULT_ENCODER_BACKEND = "onnx"
+# 1 MiB: the largest valid request (1,000 filter values of 256 characters, or a 4,000-character
+# question) is well under it; anything bigger is a mistake or an attack, refused before parsing.
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+
+_SECRETS = frozenset({ENV_ADMIN_TOKEN, ENV_API_TOKEN, ENV_INGEST_TOKEN})  # never echoed in an error
 
 
-@dataclass(frozen=True)
-class ServiceSettings:
-    """Where the tables are and which encoder the questions go through."""
+class SettingsError(ValueError):
+    """A RECQA_* variable holds a value the service cannot use; the message is one line naming it."""
 
-    warehouse: str = DEFAULT_WAREHOUSE
-    model_name: str = DEFAULT_MODEL_NAME
-    reload_seconds: float = DEFAULT_RELOAD_SECONDS  # how often the release log is checked
-    cache_capacity: int = DEFAULT_CAPACITY
-    cache_threshold: float = DEFAULT_THRESHOLD  # cosine similarity for a semantic-cache hit
-    encoder_threads: int = DEFAULT_ENCODER_THREADS
-    encoder_backend: str = DEFAULT_ENCODER_BACKEND
-    encode_locally_when_idle: bool = True  # see serving.encoder_service.IdleFirstEncoder
+    def __init__(self, variable: str, value: str, expected: str, default: object) -> None:
+        self.variable = variable
+        shown = "(hidden)" if variable in _SECRETS else repr(value)
+        super().__init__(f"{variable}={shown} is not valid: {expected} (unset it for the default, {default!r})")
+
+
+Settings = TypeVar("Settings", bound="EnvSettings")
+
+
+class EnvSettings(BaseModel):
+    """Fields named by their variable (alias) or by their Python name (tests, callers)."""
+
+    model_config = ConfigDict(frozen=True, validate_by_name=True, validate_by_alias=True, extra="forbid", allow_inf_nan=False)
 
     @classmethod
-    def from_env(cls) -> "ServiceSettings":
-        return cls(
-            warehouse=os.environ.get(ENV_WAREHOUSE, DEFAULT_WAREHOUSE),
-            model_name=os.environ.get(ENV_MODEL, DEFAULT_MODEL_NAME),
-            reload_seconds=float(os.environ.get(ENV_RELOAD_SECONDS, DEFAULT_RELOAD_SECONDS)),
-            cache_capacity=int(os.environ.get("RECQA_CACHE_CAPACITY", DEFAULT_CAPACITY)),
-            cache_threshold=float(os.environ.get("RECQA_CACHE_THRESHOLD", DEFAULT_THRESHOLD)),
-            encoder_threads=int(os.environ.get("RECQA_ENCODER_THREADS", DEFAULT_ENCODER_THREADS)),
-            encoder_backend=os.environ.get("RECQA_ENCODER_BACKEND", DEFAULT_ENCODER_BACKEND),
-            encode_locally_when_idle=os.environ.get("RECQA_LOCAL_ENCODE", "1") not in ("0", "false", "no"),
-        )
+    def from_env(cls: type[Settings], environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings the variables in `environ` (default: the process's) give; SettingsError on a bad one."""
+        environ = os.environ if environ is None else environ
+        given = {field.alias: environ[field.alias] for field in cls.model_fields.values() if field.alias in environ}
+        try:
+            return cls.model_validate(given)
+        except ValidationError as error:
+            first = error.errors(include_url=False)[0]
+            variable = str(first["loc"][0])
+            field = next(f for f in cls.model_fields.values() if f.alias == variable)
+            raise SettingsError(variable, given.get(variable, ""), first["msg"][0].lower() + first["msg"][1:], field.default) from None
+
+
+class ServiceSettings(EnvSettings):
+    """Where the tables are, which encoder the questions go through, and the semantic cache."""
+
+    warehouse: str = Field(DEFAULT_WAREHOUSE, alias=ENV_WAREHOUSE, min_length=1, description="the warehouse the release log names tables in")
+    model_name: str = Field(DEFAULT_MODEL_NAME, alias=ENV_MODEL, min_length=1, description="sentence-transformers folder or hub name")
+    reload_seconds: float = Field(DEFAULT_RELOAD_SECONDS, alias=ENV_RELOAD_SECONDS, gt=0, description="how often the release log is checked")
+    cache_capacity: int = Field(DEFAULT_CAPACITY, alias=ENV_CACHE_CAPACITY, ge=1, description="answers the semantic cache holds")
+    cache_threshold: float = Field(DEFAULT_THRESHOLD, alias=ENV_CACHE_THRESHOLD, gt=0, le=1, description="cosine for a cache hit")
+    encoder_threads: int = Field(DEFAULT_ENCODER_THREADS, alias=ENV_ENCODER_THREADS, ge=1, description="threads per forward pass")
+    encoder_backend: Literal["onnx", "torch"] = Field(DEFAULT_ENCODER_BACKEND, alias=ENV_ENCODER_BACKEND)
+    encode_locally_when_idle: bool = Field(True, alias=ENV_LOCAL_ENCODE, description="see serving.encoder_service.IdleFirstEncoder")
+
+
+class GuardSettings(EnvSettings):
+    """The body limit and the three optional tokens (serving/guard.py applies them)."""
+
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, alias=ENV_MAX_BODY_BYTES, ge=1, description="larger bodies get 413")
+    admin_token: str = Field("", alias=ENV_ADMIN_TOKEN, description="empty: the admin endpoints do not exist (404)")
+    api_token: str = Field("", alias=ENV_API_TOKEN, description="empty: the public endpoints need no token")
+    ingest_token: str = Field("", alias=ENV_INGEST_TOKEN, description="empty: the write API does not exist (404)")

@@ -20,22 +20,8 @@ class Hit:
     fields: dict
 
 
-def where(query, condition: str | None):
-    return query.where(condition, prefilter=True) if condition else query
-
-
-def vector_query(table, vector: np.ndarray, config: IndexConfig):
-    """A vector query with the metric and search parameters of the config that built the index."""
-    return (
-        table.search(vector, vector_column_name=config.column)
-        .distance_type(config.distance_type)
-        .nprobes(config.nprobes)
-        .refine_factor(config.refine_factor)
-    )
-
-
 def nearest(config: IndexConfig, vector: np.ndarray, k: int, exact: bool = False) -> dict:
-    """The same search as `vector_query`, as pylance's `nearest=` argument (its cheaper scanner)."""
+    """pylance's `nearest=` argument with the metric and search parameters of the config that built the index."""
     return {
         "column": config.column,
         "q": vector,
@@ -45,6 +31,19 @@ def nearest(config: IndexConfig, vector: np.ndarray, k: int, exact: bool = False
         "refine_factor": config.refine_factor,
         "use_index": not exact,
     }
+
+
+def vector_search(
+    dataset, config: IndexConfig, vector: np.ndarray, k: int, columns: list[str], condition: str | None = None, exact: bool = False
+):
+    """The service's one vector search: the k rows nearest `vector` in a pylance dataset (with
+    `_distance`), the filter applied before the search. A scanner: `.to_table()` runs it,
+    `.explain_plan()` shows whether the index is used.
+
+    pylance's scanner rather than lancedb's query builder: it costs less per query (see
+    serving/answers.py) and the answers' keyword search already goes through it.
+    """
+    return dataset.scanner(columns=columns, nearest=nearest(config, vector, k, exact), filter=condition, prefilter=True)
 
 
 def check_encoder(table, encoder: Encoder) -> None:

@@ -1,4 +1,4 @@
-"""Above the threshold the IVF-PQ index is built and used, and keeps recall@10 against exact search."""
+"""Above the threshold the IVF-PQ index is built and the serving search uses it, keeping recall@10 against exact search."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from features.schemas import CONTENT_INDEX
 from pipelines import lance_io
+from serving.tables import vector_search
 
 ROWS = 50_000
 DIMENSION = 384
@@ -41,20 +42,17 @@ def test_index_is_used_above_the_threshold_with_recall_at_10_of_at_least_095(tmp
     assert lance_io.create_vector_indexes(warehouse, "big", [config]) == [CONTENT_INDEX.column]
     assert lance_io.create_vector_indexes(warehouse, "small", [config]) == []
 
-    big = lancedb.connect(warehouse).open_table("big")
+    big = lancedb.connect(warehouse).open_table("big").to_lance()
     queries = vectors[rng.choice(ROWS, 100, replace=False)] + 0.05 * rng.normal(size=(100, DIMENSION)).astype(np.float32)
     exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
     recalls = []
     for query, truth in zip(queries, exact):
-        search = (
-            big.search(query, vector_column_name=config.column)
-            .distance_type(config.distance_type)
-            .nprobes(config.nprobes)
-            .refine_factor(config.refine_factor)
-            .limit(10)
-        )
-        found = {int(i[1:]) for i in search.select(["item_id"]).to_arrow().column("item_id").to_pylist()}
+        search = vector_search(big, config, query, 10, ["item_id"])  # the search the service runs
+        found = {int(i[1:]) for i in search.to_table().column("item_id").to_pylist()}
         recalls.append(len(found & set(truth.tolist())) / 10)
     plan = search.explain_plan(verbose=True)
     assert "ANNSubIndex" in plan or "ANNIvfPartition" in plan, plan
     assert np.mean(recalls) >= 0.95
+    small = lancedb.connect(warehouse).open_table("small").to_lance()
+    small_plan = vector_search(small, config, queries[0], 10, ["item_id"]).explain_plan(verbose=True)
+    assert "ANNSubIndex" not in small_plan and "ANNIvfPartition" not in small_plan, small_plan  # below the threshold: exact

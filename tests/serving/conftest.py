@@ -109,22 +109,38 @@ def service_app(tmp_path_factory: pytest.TempPathFactory):
 
 
 @contextlib.contextmanager
-def in_process(app, warehouse: Path, reload_seconds: float = 10.0) -> Iterator[TestClient]:
-    """A client of a service instance started in this process over `warehouse` (lifespan run).
+def in_process(app, warehouse: Path, reload_seconds: float = 10.0, env: dict[str, str] | None = None) -> Iterator[TestClient]:
+    """A client of a service instance started in this process over `warehouse` (lifespan run);
+    `env` adds variables (tokens), which are otherwise unset.
 
     Questions are encoded with the real model through PyTorch, in the encoder dependency only:
     no ONNX export and no second copy of the model in the API instance.
     """
-    env = {
+    variables = {
         "RECQA_WAREHOUSE": str(warehouse),
         "RECQA_RELOAD_SECONDS": str(reload_seconds),
         "RECQA_ENCODER_BACKEND": "torch",
         "RECQA_LOCAL_ENCODE": "0",
+        **(env or {}),
     }
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            patch.setenv(name, value)
-        for name in ("RECQA_API_TOKEN", "RECQA_ADMIN_TOKEN"):
+        for name in ("RECQA_API_TOKEN", "RECQA_ADMIN_TOKEN", "RECQA_INGEST_TOKEN"):
             patch.delenv(name, raising=False)
+        for name, value in variables.items():
+            patch.setenv(name, value)
         with TestClient(app) as client:
             yield client
+
+
+class InProcessServer:
+    """The `Server` calls (`post(route, body)`, `get(route)`) over an in-process client, so a
+    contract test reads the same against either."""
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+
+    def post(self, route: str, body: dict):
+        return self.client.post(route, json=body)
+
+    def get(self, route: str):
+        return self.client.get(route)

@@ -146,3 +146,19 @@ def test_the_ingest_token_is_read_from_its_own_variable(monkeypatch):
     monkeypatch.setenv("RECQA_API_TOKEN", API)
     settings = GuardSettings.from_env()
     assert (settings.ingest_token, settings.api_token) == (INGEST, API)
+
+
+def test_settings_from_the_environment_are_read_again_at_each_app_start(monkeypatch):
+    """An app built once (as the in-process tests build the service's) guards each start with that start's variables."""
+    monkeypatch.delenv("RECQA_API_TOKEN", raising=False)
+    app = GuardMiddleware(_echo_app())
+    with TestClient(app) as client:
+        assert client.post("/answer", json={}).status_code == 200
+    monkeypatch.setenv("RECQA_API_TOKEN", API)
+    with TestClient(app) as client:
+        assert client.post("/answer", json={}).status_code == 401
+        assert client.post("/answer", json={}, headers=_bearer(API)).status_code == 200
+    monkeypatch.setenv("RECQA_MAX_BODY_BYTES", "lots")
+    with pytest.raises(ValueError, match="RECQA_MAX_BODY_BYTES='lots'"):  # a bad variable fails the start
+        with TestClient(app):
+            pass

@@ -1,20 +1,23 @@
-"""Hostile input against a real `recqa serve` with both tokens set: sizes, odd text, tokens, fuzzing.
+"""Hostile input against the service with both tokens set: sizes, odd text, tokens, fuzzing.
 
-One server for the module (start-up costs 30-60 s). RECQA_API_TOKEN is set, so every call
-here carries it except where the test is about leaving it out.
+In-process through the service's ASGI app (the guard, BentoML's middlewares and the front door
+included), one service instance for the module. RECQA_API_TOKEN is set, so every call here
+carries it except where the test is about leaving it out.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 
+import httpx
 import pytest
-import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from starlette.testclient import TestClient
 
-from tests.serving.conftest import start_server, stop_server
+from tests.serving.conftest import in_process
 from registry.log import published_version
 
 pytestmark = pytest.mark.slow
@@ -23,40 +26,39 @@ pytestmark = pytest.mark.slow
 ADMIN_TOKEN = f"admin-{uuid.uuid4().hex}"
 API_TOKEN = f"api-{uuid.uuid4().hex}"
 MAX_BODY_BYTES = 1 << 20  # the documented default, left unset on the server
-FUZZ_EXAMPLES = 50  # per operation and mode: about 30 s in all here, after the server is up
+FUZZ_EXAMPLES = 50  # per operation and mode
 
 
 class Client:
-    """Calls the server with the API token unless told otherwise."""
+    """Calls the service with the API token unless told otherwise."""
 
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
+    def __init__(self, http: TestClient) -> None:
+        self.http = http
 
-    def post(self, route: str, body=None, token: str | None = API_TOKEN, **kwargs) -> requests.Response:
+    def post(self, route: str, body=None, token: str | None = API_TOKEN, data=None, **kwargs) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
         headers.update(kwargs.pop("headers", {}))
-        return requests.post(f"{self.base_url}{route}", json=body, headers=headers, timeout=60, **kwargs)
+        if data is not None:
+            return self.http.post(route, content=data, headers=headers, **kwargs)
+        return self.http.post(route, json=body, headers=headers, **kwargs)
 
-    def get(self, route: str, token: str | None = API_TOKEN) -> requests.Response:
+    def get(self, route: str, token: str | None = API_TOKEN) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-        return requests.get(f"{self.base_url}{route}", headers=headers, timeout=60)
+        return self.http.get(route, headers=headers)
 
 
 @pytest.fixture(scope="module")
-def guarded(warehouse, tmp_path_factory):
-    server = start_server(
-        warehouse, tmp_path_factory.mktemp("guarded"), env={"RECQA_ADMIN_TOKEN": ADMIN_TOKEN, "RECQA_API_TOKEN": API_TOKEN}
-    )
-    yield server
-    stop_server(server.process)
+def guarded(service_app, warehouse):
+    with in_process(service_app, warehouse, env={"RECQA_ADMIN_TOKEN": ADMIN_TOKEN, "RECQA_API_TOKEN": API_TOKEN}) as http:
+        yield http
 
 
 @pytest.fixture(scope="module")
 def client(guarded) -> Client:
-    return Client(guarded.base_url)
+    return Client(guarded)
 
 
-def _fields(response: requests.Response) -> set[str]:
+def _fields(response: httpx.Response) -> set[str]:
     return set(response.json()["field"].split("."))  # the error shape names the first offending field, dotted
 
 
@@ -185,12 +187,13 @@ def test_admin_flush_empties_the_semantic_cache(client):
     assert client.post("/admin/cache/flush", token=ADMIN_TOKEN).json()["flushed"] == 1  # the one just stored
 
 
-def test_tokens_never_reach_the_log(client, guarded):
+def test_tokens_never_reach_the_log(client, caplog):
+    caplog.set_level(logging.DEBUG)
     client.post("/admin/reload", token=ADMIN_TOKEN)
     client.post("/admin/reload", token=ADMIN_TOKEN + "-wrong")
     client.post("/recommend", {"user_id": API_TOKEN, "k": 1}, token=API_TOKEN + "-wrong")
     client.post("/recommend", {"user_id": "u", "k": 1})
-    log = guarded.log.read_text()
+    log = caplog.text
     assert "/admin/reload" in log or "admin reload" in log  # the requests are in the log, the tokens are not
     assert ADMIN_TOKEN not in log and API_TOKEN not in log
 
@@ -199,12 +202,27 @@ def test_tokens_never_reach_the_log(client, guarded):
 
 SEARCH_APIS = {"/recommend", "/similar_items", "/search_items", "/answer"}
 
+def _send(http: TestClient, case, token: str) -> httpx.Response:
+    """A generated case sent through the in-process client (schemathesis's own ASGI transport
+    would start a second service instance in this process, over the first)."""
+    kwargs = case.as_transport_kwargs(base_url=str(http.base_url), headers={"Authorization": f"Bearer {token}"})
+    body = {}
+    if "json" in kwargs:
+        body["json"] = kwargs["json"]
+    elif kwargs.get("data") is not None:
+        data = kwargs["data"]
+        body["content" if isinstance(data, (bytes, str)) else "data"] = data
+    if kwargs.get("files"):
+        body["files"] = kwargs["files"]
+    return http.request(kwargs["method"], kwargs["url"], headers=kwargs.get("headers"), params=kwargs.get("params"), cookies=kwargs.get("cookies"), **body)
+
+
 # schemathesis's own pytest integration (`from_fixture`) fails on pytest 9.2 ("'Function' object
 # has no attribute '_nodeid'"), so its per-operation Hypothesis strategies are driven here.
 @pytest.mark.parametrize("mode", [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE])
 def test_fuzzed_requests_never_get_a_5xx(guarded, mode):
-    auth = {"Authorization": f"Bearer {API_TOKEN}"}
-    api = schemathesis.openapi.from_url(f"{guarded.base_url}/docs.json", headers=auth, timeout=60)
+    spec = guarded.get("/docs.json", headers={"Authorization": f"Bearer {API_TOKEN}"}).json()
+    api = schemathesis.openapi.from_dict(spec)
     operations = [result.ok() for result in api.get_all_operations()]
     assert SEARCH_APIS <= {op.path for op in operations}
     failures: list[str] = []
@@ -220,7 +238,7 @@ def test_fuzzed_requests_never_get_a_5xx(guarded, mode):
         def fuzz(case) -> None:
             # the spec lists the admin routes too: they are fuzzed with their own token
             token = ADMIN_TOKEN if case.path.startswith("/admin/") else API_TOKEN
-            response = case.call(base_url=guarded.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+            response = _send(guarded, case, token)
             calls.append(response.status_code)
             if case.path in SEARCH_APIS:
                 api_calls.append(response.status_code)

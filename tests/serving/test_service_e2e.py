@@ -1,4 +1,9 @@
-"""End to end: the real pipelines' warehouse served by a real `bentoml serve` on loopback."""
+"""End to end: the real pipelines' warehouse served in-process through the service's ASGI app
+(BentoML's middlewares, the front door and the encoder dependency included).
+
+What needs real processes (the encoder service batching across requests) is in
+test_service_processes.py, against a real `bentoml serve`.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,17 @@ import pytest
 
 from features.adapters import stackfaq_queries
 from tests.conftest import MS_CATALOG
+from tests.serving.conftest import InProcessServer, in_process
 from registry.log import published_version
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(service_app, warehouse):
+    """The service over the session's warehouse, in this process; the calls read as against a real server."""
+    with in_process(service_app, warehouse) as client:
+        yield InProcessServer(client)
 
 
 @pytest.fixture(scope="module")
@@ -187,12 +200,10 @@ def test_answer_modes_filters_and_diversity(server):
 
 
 def test_admin_endpoints_do_not_exist_without_an_admin_token(server):
-    """This server was started with no RECQA_ADMIN_TOKEN: any bearer token gets 404, nothing runs."""
-    import requests
-
+    """This service was started with no RECQA_ADMIN_TOKEN: any bearer token gets 404, nothing runs."""
     for path in ("/admin/reload", "/admin/cache/flush"):
         for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer anything"}):
-            response = requests.post(f"{server.base_url}{path}", headers=headers, timeout=30)
+            response = server.client.post(path, headers=headers)
             assert response.status_code == 404, (path, headers, response.text)
     assert server.get("/readyz").status_code == 200
 
@@ -277,39 +288,3 @@ def test_version_names_tables_model_and_index_parameters(server, warehouse):
     assert body["indexes"]["items.vector"]["distance_type"] == "dot"
     assert body["indexes"]["answers.vector"]["distance_type"] == "cosine"
     assert server.get("/docs.json").status_code == 200 and server.get("/healthz").status_code == 200
-
-
-def _histogram(metrics: str, name: str, method: str) -> tuple[float, float]:
-    """(sum, count) of a Prometheus histogram's series for one method_name, across workers."""
-    totals = {"sum": 0.0, "count": 0.0}
-    for line in metrics.splitlines():
-        for part in totals:
-            if line.startswith(f"{name}_{part}{{") and f'method_name="{method}"' in line:
-                totals[part] += float(line.rsplit(" ", 1)[1])
-    return totals["sum"], totals["count"]
-
-
-def _counter(metrics: str, name: str, label: str) -> float:
-    """A Prometheus counter's value for one label set, summed across workers."""
-    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith(f"{name}_total{{") and label in line)
-
-
-def test_concurrent_questions_share_encoder_batches_and_a_lone_one_is_encoded_locally(server, stackfaq_data):
-    from concurrent.futures import ThreadPoolExecutor
-
-    questions = [q for q, _ in random.Random(11).sample(stackfaq_queries(stackfaq_data), 49)]
-    metrics = server.get("/metrics").text
-    before = _histogram(metrics, "bentoml_service_adaptive_batch_size", "encode")
-    local_before = _counter(metrics, "recqa_question_encodes", 'path="local"')
-    with ThreadPoolExecutor(max_workers=24) as pool:
-        responses = list(pool.map(lambda q: server.post("/answer", {"question": q, "k": 2, "mode": "vector"}), questions[:48]))
-    assert [r.status_code for r in responses] == [200] * 48
-    assert all(len(r.json()["answers"]) == 2 for r in responses)
-    metrics = server.get("/metrics").text
-    total, batches = (a - b for a, b in zip(_histogram(metrics, "bentoml_service_adaptive_batch_size", "encode"), before))
-    local = _counter(metrics, "recqa_question_encodes", 'path="local"') - local_before
-    assert total + local == 48  # every question is encoded once (the cache is keyed by its vector), one way or the other
-    assert 0 < batches < total  # fewer forward passes than batched questions: some batches held several
-    lone = server.post("/answer", {"question": questions[48], "k": 2, "mode": "vector"})  # nothing else in flight
-    assert lone.status_code == 200
-    assert _counter(server.get("/metrics").text, "recqa_question_encodes", 'path="local"') == local_before + local + 1

@@ -1,0 +1,146 @@
+"""What `RecQA.__init__` starts, one small function or object per job, each tested alone.
+
+BLAS limits, the Prometheus counters, the choice of question encoder, and `ServedState`: the
+semantic cache and the store follower (open the release now, then poll) that the endpoints
+read, or the reason the service is not ready.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import bentoml
+from threadpoolctl import threadpool_limits
+
+from features.encoders import Encoder
+from features.locations import check_warehouse
+from serving.cache import SemanticCache
+from serving.encoder_service import IdleFirstEncoder, LazyEncoder
+from serving.reload import StoreFollower
+from serving.settings import ENV_WAREHOUSE, ServiceSettings
+from serving.store import Store
+
+logger = logging.getLogger(__name__)
+
+SERVED_VERSION_METRIC = "recqa_served_table_version"
+
+
+def limit_blas_threads() -> None:
+    """One BLAS thread per request thread: concurrency comes from the requests.
+
+    Each request's numpy work (ALS scores) is small; with every API thread also starting BLAS
+    threads, /recommend collapsed under concurrency (benchmarks/RESULTS.md).
+    """
+    threadpool_limits(1, "blas")
+
+
+@dataclass(frozen=True)
+class ServiceMetrics:
+    """The service's own counters; the served versions are a gauge made at scrape time (`served_versions_text`)."""
+
+    cache_lookups: Any  # by result: hit | miss
+    question_encodes: Any  # by path: local | batched
+
+    def count_encode(self, path: str) -> None:
+        self.question_encodes.labels(path=path).inc()
+
+    def count_lookup(self, hit: bool) -> None:
+        self.cache_lookups.labels(result="hit" if hit else "miss").inc()
+
+
+@functools.cache
+def service_metrics() -> ServiceMetrics:
+    """The service's Prometheus counters, made once per process.
+
+    Not at import: the worker sets PROMETHEUS_MULTIPROC_DIR after importing the service, and
+    a counter made before that is never exported. Not per instance either: Prometheus refuses
+    a second registration, and a process may start the service more than once (in-process tests).
+    """
+    return ServiceMetrics(
+        cache_lookups=bentoml.metrics.Counter(
+            name="recqa_answer_cache_lookups", documentation="Semantic cache lookups of /answer", labelnames=["result"]
+        ),
+        question_encodes=bentoml.metrics.Counter(
+            name="recqa_question_encodes", documentation="Questions encoded in the API process or batched", labelnames=["path"]
+        ),
+    )
+
+
+def served_versions_text(versions: Mapping[str, int]) -> str:
+    """The served version of each served table in Prometheus text, read at scrape time: a gauge
+    set at each swap would keep a table a later release dropped (Prometheus cannot remove a
+    label set in multiprocess mode)."""
+    lines = [f"# HELP {SERVED_VERSION_METRIC} Lance table version being served", f"# TYPE {SERVED_VERSION_METRIC} gauge"]
+    lines += [f'{SERVED_VERSION_METRIC}{{table="{table}"}} {version}' for table, version in versions.items()]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class QueryEncoders:
+    """`questions` encodes the requests' questions; `writes` the change log's texts, on the
+    follower's thread, which cannot call the encoder service."""
+
+    questions: Encoder
+    writes: Encoder
+
+
+def choose_encoders(
+    settings: ServiceSettings, batched: Encoder, load_local: Callable[[], Encoder], on_encode: Callable[[str], None]
+) -> QueryEncoders:
+    """Questions through the batching encoder service, or first in this process when it is idle
+    (`encode_locally_when_idle`, which loads the model here now); writes through the local
+    model, loaded on the first write unless it is loaded already."""
+    if not settings.encode_locally_when_idle:
+        return QueryEncoders(batched, LazyEncoder(load_local, batched.name, batched.dimension))
+    local = load_local()
+    return QueryEncoders(IdleFirstEncoder(local, batched, on_encode), local)
+
+
+def follow_releases(settings: ServiceSettings, encoders: QueryEncoders) -> StoreFollower:
+    """A follower of the warehouse's release log that has opened the published tables (so the
+    first request does not) and polls in the background."""
+    follower = StoreFollower(
+        settings.warehouse, lambda versions: Store(settings.warehouse, encoders.questions, versions, encoders.writes), settings.reload_seconds
+    )
+    follower.refresh()
+    follower.start()
+    return follower
+
+
+class ServedState:
+    """What the endpoints read: the current Store and the semantic cache, or why there are none.
+
+    A warehouse or encoder that cannot be opened leaves the process up (liveness) but not ready,
+    with the reason; a release not published yet is the follower's reason until it is.
+    """
+
+    def __init__(self, follower: StoreFollower | None, cache: SemanticCache | None, reason: str = "") -> None:
+        self.follower, self.cache, self._reason = follower, cache, reason
+
+    @classmethod
+    def start(cls, settings: ServiceSettings, make_encoders: Callable[[], QueryEncoders]) -> "ServedState":
+        try:
+            check_warehouse(settings.warehouse, ENV_WAREHOUSE)  # a bad scheme: not ready, saying why
+            encoders = make_encoders()
+            cache = SemanticCache(encoders.questions.dimension, settings.cache_capacity, settings.cache_threshold)
+            return cls(follow_releases(settings, encoders), cache)
+        except Exception as error:  # noqa: BLE001 - stay up (liveness) and say why we are not ready
+            logger.exception("recqa is not ready")
+            return cls(None, None, f"{type(error).__name__}: {error}")
+
+    def current(self) -> Store | None:
+        """The Store a request uses from start to end, even if a reload swaps in another."""
+        return self.follower.current() if self.follower is not None else None
+
+    @property
+    def not_ready_reason(self) -> str:
+        return self.follower.not_ready_reason if self.follower is not None else self._reason
+
+    def stop(self) -> None:
+        """Stop polling the release log."""
+        if self.follower is not None:
+            self.follower.stop()

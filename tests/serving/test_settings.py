@@ -1,0 +1,80 @@
+"""Every RECQA_* variable is read through serving/settings.py; a bad one fails naming itself."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from serving.settings import GuardSettings, ServiceSettings, SettingsError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_unset_variables_give_the_documented_defaults():
+    settings = ServiceSettings.from_env({})
+    assert settings == ServiceSettings()
+    assert (settings.cache_capacity, settings.encoder_backend, settings.encode_locally_when_idle) == (2_048, "onnx", True)
+    assert GuardSettings.from_env({}).max_body_bytes == 1 << 20
+
+
+def test_each_variable_sets_its_field():
+    env = {
+        "RECQA_WAREHOUSE": "s3://bucket/wh", "RECQA_MODEL": "/models/m", "RECQA_RELOAD_SECONDS": "0.5",
+        "RECQA_CACHE_CAPACITY": "16", "RECQA_CACHE_THRESHOLD": "0.8", "RECQA_ENCODER_THREADS": "2",
+        "RECQA_ENCODER_BACKEND": "torch", "RECQA_LOCAL_ENCODE": "no", "RECQA_UNRELATED": "x",
+    }
+    assert ServiceSettings.from_env(env) == ServiceSettings(
+        warehouse="s3://bucket/wh", model_name="/models/m", reload_seconds=0.5, cache_capacity=16,
+        cache_threshold=0.8, encoder_threads=2, encoder_backend="torch", encode_locally_when_idle=False,
+    )
+    guard = GuardSettings.from_env({"RECQA_MAX_BODY_BYTES": "2048", "RECQA_API_TOKEN": "t", "RECQA_INGEST_TOKEN": "i"})
+    assert (guard.max_body_bytes, guard.api_token, guard.admin_token, guard.ingest_token) == (2048, "t", "", "i")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("RECQA_CACHE_CAPACITY", "abc", "valid integer"),
+        ("RECQA_CACHE_CAPACITY", "0", "greater than or equal to 1"),
+        ("RECQA_CACHE_THRESHOLD", "1.5", "less than or equal to 1"),
+        ("RECQA_RELOAD_SECONDS", "soon", "valid number"),
+        ("RECQA_ENCODER_THREADS", "-1", "greater than or equal to 1"),
+        ("RECQA_ENCODER_BACKEND", "tensorflow", "'onnx' or 'torch'"),
+        ("RECQA_LOCAL_ENCODE", "maybe", "valid boolean"),
+        ("RECQA_WAREHOUSE", "", "at least 1 character"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_the_variable_the_value_and_what_is_expected(variable, value, expected):
+    with pytest.raises(SettingsError) as raised:
+        ServiceSettings.from_env({variable: value})
+    message = str(raised.value)
+    assert raised.value.variable == variable
+    assert message.startswith(f"{variable}={value!r} is not valid: ") and expected in message and "\n" not in message
+    assert "default" in message
+
+
+def test_a_bad_body_limit_fails_and_tokens_are_never_echoed():
+    with pytest.raises(SettingsError, match=r"^RECQA_MAX_BODY_BYTES='1k' is not valid: input should be a valid integer"):
+        GuardSettings.from_env({"RECQA_MAX_BODY_BYTES": "1k"})
+    assert "s3cret" not in str(SettingsError("RECQA_API_TOKEN", "s3cret", "a string", ""))
+
+
+def test_the_service_reads_no_recqa_variable_outside_the_settings_module():
+    """One place for the service's configuration: no other module of serving/ or ingest/ reads os.environ."""
+    readers = [
+        str(path.relative_to(ROOT))
+        for folder in ("serving", "ingest")
+        for path in (ROOT / folder).glob("*.py")
+        if path.name != "settings.py" and re.search(r"os\.environ|getenv\(", path.read_text())
+    ]
+    assert readers == []
+
+
+def test_a_bad_variable_fails_the_service_start_naming_it(service_app, monkeypatch):
+    monkeypatch.setenv("RECQA_CACHE_CAPACITY", "abc")
+    with pytest.raises(SettingsError, match=r"^RECQA_CACHE_CAPACITY='abc' is not valid: input should be a valid integer"):
+        with TestClient(service_app):
+            pass
