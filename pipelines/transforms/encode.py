@@ -34,9 +34,14 @@ class EncodeBatchDoFn(beam.DoFn):
         self._encoder = SentenceTransformerEncoder(self._model_name).load()
         self._written = beam.metrics.Metrics.counter(self._stage, "written")
         self._msecs = beam.metrics.Metrics.counter(self._stage, "msecs")
+        self._loads = beam.metrics.Metrics.counter(self._stage, "model_loads")
+        self._load_unreported = True
         self._progress = None
 
     def process(self, batch: list[tuple[str, str]], total: int) -> Iterator[tuple[str, np.ndarray]]:
+        if self._load_unreported:  # counted here: runners drop counters incremented in setup()
+            self._loads.inc()
+            self._load_unreported = False
         if self._progress is None:  # made on the worker, where it is drawn
             self._progress = Progress(total, self._stage, "texts")
         started = time.perf_counter()
