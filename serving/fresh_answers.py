@@ -24,7 +24,10 @@ COMPACT_SLACK = 1000
 
 
 class FreshChunks:
-    """Append-only chunk rows with their unit vectors and BM25 postings (see the module)."""
+    """Append-only chunk rows with their unit vectors and BM25 postings (see the module).
+
+    One writer: the follower, which only ever extends the newest overlay's store.
+    """
 
     def __init__(self) -> None:
         self.rows: list[dict] = []

@@ -49,7 +49,8 @@ def advance_answers(
     Their earlier rows are retired; the store is compacted when retired rows dominate it."""
     previous = previous or FreshAnswers(FreshChunks(), corpus_size=corpus_size)
     documents, doc_rows = dict(previous.documents), dict(previous.doc_rows)
-    dead, length_total = set(previous.dead), previous.length_total
+    # rows past the previous overlay's n were added by a step that then failed: never served
+    dead, length_total = set(previous.dead) | set(range(previous.n, len(previous.chunks.rows))), previous.length_total
     bm25 = previous.chunks.bm25
     rows: list[tuple[str, dict]] = []
     for doc_id in dict.fromkeys(changed):

@@ -116,3 +116,16 @@ def test_postings_score_as_bm25_over_the_live_rows():
             expected[i] = score
     got = index.scores(query, n, dead, size, average)
     assert got.keys() == expected.keys() and all(math.isclose(got[i], expected[i]) for i in got)
+
+
+def test_rows_a_failed_step_added_are_never_served():
+    encode = Encoder()
+    first = [Change("answers", "upsert", "d1", {"doc_id": "d1", "answer": "quokka telemetry switch", "tags": []})]
+    one = advance_answers(None, fold(first), ["d1"], encode, corpus_size=10)
+    one.chunks.add({"doc_id": "ghost", "chunk_id": 0, "answer": "quokka ghost", "question": None, "source": None, "tags": [],
+                    "text": "quokka ghost"}, encode(["quokka ghost"])[0])  # a step that failed after adding its row
+    second = [Change("answers", "upsert", "d2", {"doc_id": "d2", "answer": "wombat burrow", "tags": []})]
+    two = advance_answers(one, fold(second, fold(first)), ["d2"], encode, corpus_size=10)
+    assert {r["doc_id"] for r in two.keyword_rows("quokka", None, None, 5)} == {"d1"}
+    assert "ghost" not in {r["doc_id"] for r in two.vector_rows(encode(["quokka ghost"])[0], None, None, 5)}
+    assert two.live == 2
