@@ -42,6 +42,49 @@ class LoadedFakeEncoder(FakeEncoder):
         return self
 
 
+TEXT_VECTOR_DIMENSION = 8
+
+
+def text_vector(text: str) -> np.ndarray:
+    """A unit vector that depends on the text alone, so a vector stored beside the wrong text shows."""
+    import hashlib
+
+    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+    vector = np.random.default_rng(seed).standard_normal(TEXT_VECTOR_DIMENSION).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+class TextHashEncoder:
+    """In the place of the pipelines' SentenceTransformerEncoder: no model, each text's own vector.
+
+    `loads` counts the loads since the `text_model` fixture reset it (one per DoFn instance).
+    """
+
+    loads = 0
+
+    def __init__(self, name: str = "all-MiniLM-L6-v2") -> None:
+        self.name = name
+
+    def load(self) -> "TextHashEncoder":
+        TextHashEncoder.loads += 1
+        return self
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, TEXT_VECTOR_DIMENSION), dtype=np.float32)
+        return np.stack([text_vector(text) for text in texts])
+
+
+@pytest.fixture
+def text_model(monkeypatch: pytest.MonkeyPatch) -> type[TextHashEncoder]:
+    """The builds' encode stages use TextHashEncoder: real Beam and Lance, vectors that name their text."""
+    from pipelines.transforms import encode
+
+    monkeypatch.setattr(encode, "SentenceTransformerEncoder", TextHashEncoder)
+    TextHashEncoder.loads = 0
+    return TextHashEncoder
+
+
 @pytest.fixture
 def fake_model(monkeypatch: pytest.MonkeyPatch) -> None:
     """The builds' encode stages use LoadedFakeEncoder: real Beam and Lance, no model."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import apache_beam as beam
@@ -21,44 +20,12 @@ from pipelines.transforms.encode import EncodeTexts
 from pipelines.transforms.lance_write import WriteTable
 from pipelines.transforms.quality import CheckRejects
 from pipelines.transforms.recs import DropDuplicateEvents
-
-DIMENSION = 8
-
-
-def text_vector(text: str) -> np.ndarray:
-    """A unit vector that depends on the text alone: a mismatched text and vector shows."""
-    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
-    vector = np.random.default_rng(seed).standard_normal(DIMENSION).astype(np.float32)
-    return vector / np.linalg.norm(vector)
-
-
-class TextHashEncoder:
-    """In the place of SentenceTransformerEncoder: no model, each text's own vector."""
-
-    loads = 0
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def load(self) -> "TextHashEncoder":
-        TextHashEncoder.loads += 1
-        return self
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        return np.stack([text_vector(t) for t in texts]) if texts else np.zeros((0, DIMENSION), np.float32)
-
-
-@pytest.fixture
-def text_encoder(monkeypatch: pytest.MonkeyPatch) -> type[TextHashEncoder]:
-    monkeypatch.setattr(encode, "SentenceTransformerEncoder", TextHashEncoder)
-    TextHashEncoder.loads = 0
-    return TextHashEncoder
-
+from tests.conftest import text_vector
 
 # --- the encode step -------------------------------------------------------------------------
 
 
-def test_encode_texts_carries_each_key_beside_the_vector_of_its_own_text(text_encoder):
+def test_encode_texts_carries_each_key_beside_the_vector_of_its_own_text(text_model):
     rows = [{"doc_id": f"d{i % 7}", "chunk_id": i, "text": f"text number {i}"} for i in range(600)]  # several batches
     with test_pipeline.TestPipeline(runner="FnApiRunner") as pipeline:
         encoded = (
@@ -72,7 +39,7 @@ def test_encode_texts_carries_each_key_beside_the_vector_of_its_own_text(text_en
         assert_that(encoded, equal_to(expected))
 
 
-def test_encode_texts_keeps_keys_that_repeat_and_keys_that_are_not_strings(text_encoder):
+def test_encode_texts_keeps_keys_that_repeat_and_keys_that_are_not_strings(text_model):
     pairs = [(("same", 1), "alpha"), (("same", 1), "beta"), (None, "gamma")]
     with test_pipeline.TestPipeline(runner="FnApiRunner") as pipeline:
         encoded = (
@@ -84,10 +51,10 @@ def test_encode_texts_keeps_keys_that_repeat_and_keys_that_are_not_strings(text_
         assert_that(encoded, equal_to([(key, tuple(np.round(text_vector(text), 6))) for key, text in pairs]))
 
 
-def test_encode_texts_loads_the_model_once_per_worker_not_per_batch(text_encoder):
+def test_encode_texts_loads_the_model_once_per_worker_not_per_batch(text_model):
     with test_pipeline.TestPipeline(runner="FnApiRunner") as pipeline:
         _ = pipeline | beam.Create([(i, f"t{i}") for i in range(3 * encode.MAX_BATCH_SIZE)]) | EncodeTexts("any-model")
-    assert text_encoder.loads == 1  # one DoFn instance on the in-process runner, three or more batches
+    assert text_model.loads == 1  # one DoFn instance on the in-process runner, three or more batches
 
 
 # --- CheckRejects ------------------------------------------------------------------------------
