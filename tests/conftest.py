@@ -207,6 +207,22 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def fake_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """As `warehouse`, built and published by the real jobs on the bundled data, but with
+    LoadedFakeEncoder in the place of the model: for tests of the tables, not of the vectors' meaning."""
+    from pipelines import build_qa, build_recs, publish
+    from pipelines.transforms import encode
+
+    path = tmp_path_factory.mktemp("fake-warehouse")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(encode, "SentenceTransformerEncoder", LoadedFakeEncoder)
+        recs = build_recs.run(["--warehouse", str(path), "--interactions", str(MS_USAGE), "--items", str(MS_CATALOG)])
+        qa = build_qa.run(["--warehouse", str(path), "--documents", str(STACKFAQ)])
+    publish.run(["--warehouse", str(path), "--candidate", recs.candidate, "--candidate", qa.candidate, "--force"])
+    return path
+
+
 def register_candidate(warehouse, tables: list[str], passed: bool | None = True) -> str:
     """A candidate naming the latest versions of `tables`, as a build records one, judged `passed` (None: never evaluated).
 
