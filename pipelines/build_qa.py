@@ -87,10 +87,8 @@ def chunk_rows(element: tuple[str, Iterable[QADocument]], size: int, overlap: in
     yield from answer_chunks(documents[0], size, overlap)
 
 
-def _with_vector(element: tuple[str, dict[str, Iterable[Any]]]) -> dict[str, Any]:
-    _, groups = element
-    (row,) = list(groups["row"])
-    (vector,) = list(groups["vector"])
+def _with_vector(row: dict[str, Any], vector: Any) -> dict[str, Any]:
+    """The chunk's row with the embedding of its own text, carried beside it through the model call."""
     return {**row, ANSWER_INDEX.column: vector}
 
 
@@ -162,13 +160,12 @@ def run(argv: Sequence[str] | None = None, changes: ChangeLog | None = None) -> 
         | "KeyDocuments" >> beam.Map(lambda d: (d.doc_id, d))
         | "GroupById" >> beam.GroupByKey()
         | "Chunk" >> beam.FlatMap(chunk_rows, args.chunk_words, args.chunk_overlap)
-        | "KeyChunks" >> beam.Map(lambda row: (f"{row['doc_id']}#{row['chunk_id']}", row))
     )
-    vectors = rows | "ChunkText" >> beam.MapTuple(lambda key, row: (key, row[ANSWER_TEXT_COLUMN])) | "EncodeChunks" >> EncodeTexts(args.model, stage="encode-answers")
     written = (
-        {"row": rows, "vector": vectors}
-        | "JoinVectors" >> beam.CoGroupByKey()
-        | "AnswerRows" >> beam.Map(_with_vector)
+        rows
+        | "ChunkText" >> beam.Map(lambda row: (row, row[ANSWER_TEXT_COLUMN]))
+        | "EncodeChunks" >> EncodeTexts(args.model, stage="encode-answers")
+        | "AnswerRows" >> beam.MapTuple(_with_vector)
         | "WriteAnswers" >> WriteTable(args.warehouse, ANSWERS_TABLE, _answers_schema)
     )
     _ = written | "Commit" >> beam.Map(

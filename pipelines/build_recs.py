@@ -202,15 +202,11 @@ def run(argv: Sequence[str] | None = None, changes: ChangeLog | None = None) -> 
         | "JoinCatalogue" >> beam.CoGroupByKey()
         | "MergeItem" >> beam.Map(merge_item)
     )
-    content = (
-        merged
-        | "ItemText" >> beam.MapTuple(lambda item_id, merged_item: (item_id, item_text(merged_item[0])))
-        | "EncodeItems" >> EncodeTexts(args.model, stage="encode-items")
-    )
     items_written = (
-        {"item": merged, "content": content}
-        | "JoinContent" >> beam.CoGroupByKey()
-        | "ItemRows" >> beam.Map(item_row)
+        merged
+        | "ItemText" >> beam.MapTuple(lambda item_id, parts: ((item_id, parts), item_text(parts[0])))
+        | "EncodeItems" >> EncodeTexts(args.model, stage="encode-items")
+        | "ItemRows" >> beam.MapTuple(item_row)
         | "WriteItems" >> WriteTable(args.warehouse, ITEMS_TABLE, functools.partial(_items_schema, factors=als.factors))
     )
     _ = items_written | "Commit" >> beam.Map(

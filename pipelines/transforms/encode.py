@@ -19,6 +19,9 @@ MAX_BATCH_SIZE = 256
 class EncodeBatchDoFn(beam.DoFn):
     """[(key, text)] -> (key, vector) for each pair of the batch, with progress against `total`.
 
+    The key is whatever the caller needs back with the vector, usually the whole row: carried
+    through the model call, it saves a join (a shuffle of the whole table) after it.
+
     `total` is the number of texts of the whole PCollection (a side input): exact and known
     before the first batch, at the cost of one count over what is encoded. A runner with many
     workers shows each worker's own count against the whole.
@@ -60,7 +63,11 @@ class EncodeBatchDoFn(beam.DoFn):
 
 
 class EncodeTexts(beam.PTransform):
-    """(key, text) -> (key, normalised embedding) through BatchElements and one model per worker."""
+    """(key, text) -> (key, normalised embedding) through BatchElements and one model per worker.
+
+    Any picklable key passes through unchanged beside its text's vector (as RunInference's
+    KeyedModelHandler does); the keys need not be distinct.
+    """
 
     def __init__(self, model_name: str, stage: str = "encode") -> None:
         super().__init__()

@@ -88,11 +88,9 @@ def merge_item(element: tuple[str, dict[str, Iterable[Any]]]) -> tuple[str, tupl
     return item_id, (item, vector, popularity)
 
 
-def item_row(element: tuple[str, dict[str, Iterable[Any]]]) -> dict[str, Any]:
-    """An items-table row from the merged item and its content vector."""
-    item_id, groups = element
-    (item, vector, popularity) = next(iter(groups["item"]))
-    (content_vector,) = list(groups["content"])
+def item_row(merged: tuple[str, tuple[Item, np.ndarray, int]], content_vector: np.ndarray) -> dict[str, Any]:
+    """An items-table row from the merged item and the content vector of its own text."""
+    item_id, (item, vector, popularity) = merged
     return {
         "item_id": item_id,
         "title": item.title,

@@ -30,12 +30,12 @@ def test_importing_and_constructing_the_encoder_does_not_import_the_model_librar
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.split() == ["False", "False"]
-    assert isinstance(SentenceTransformerEncoder(), Encoder)
 
 
 @pytest.mark.slow
 def test_real_model_gives_normalised_vectors_closer_for_paraphrases():
     encoder = SentenceTransformerEncoder().load()
+    assert isinstance(encoder, Encoder)  # on Python 3.11 the check reads `dimension`, which loads the model
     vectors = encoder.encode(["How do I cross out text?", "Strikethrough text formatting", "Best pizza in Naples"])
     assert vectors.shape == (3, encoder.dimension) == (3, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)

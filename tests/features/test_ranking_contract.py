@@ -73,7 +73,7 @@ def matrix() -> InteractionMatrix:
 def write_like_build_recs(warehouse: str, matrix: InteractionMatrix, factors: Factors, als: ALSConfig, encoder: FakeEncoder) -> None:
     """The users and items tables of one fit, with the rows and metadata build-recs commits.
 
-    Rows come from build-recs' own row functions. The job's CoGroupByKey leaves items in no
+    Rows come from build-recs' own row functions. The job leaves items in no
     particular order; here they are written in reverse, so that any dependence on row order
     shows (every tie is flipped).
     """
@@ -83,7 +83,7 @@ def write_like_build_recs(warehouse: str, matrix: InteractionMatrix, factors: Fa
     model = TrainedModel(matrix=matrix, factors=factors)
     content = encoder.encode([""])[0]
     items = [  # no catalogue entry: titled by id, no category, as from_fit assumes
-        item_row((item_id, {"item": [merge_item((item_id, {"catalogue": [], "factors": [learnt]}))[1]], "content": [content]}))
+        item_row(merge_item((item_id, {"catalogue": [], "factors": [learnt]})), content)
         for item_id, learnt in item_factors(model)
     ]
     items.reverse()

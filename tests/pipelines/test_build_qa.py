@@ -26,8 +26,8 @@ def test_every_answer_is_chunked_into_rows_with_normalised_vectors(warehouse, st
     assert table.schema.metadata[META_DIMENSION] == b"384"
 
 
-def test_full_text_index_finds_a_keyword(warehouse):
-    table = lancedb.connect(str(warehouse)).open_table(ANSWERS_TABLE)
+def test_full_text_index_finds_a_keyword(fake_warehouse):
+    table = lancedb.connect(str(fake_warehouse)).open_table(ANSWERS_TABLE)
     assert any(index.index_type == "FTS" for index in table.list_indices())
     hits = table.search("strikethrough", query_type="fts").limit(5).select(["doc_id", "text"]).to_arrow()
     assert hits.num_rows > 0

@@ -11,13 +11,13 @@ from tests.conftest import MS_CATALOG
 
 
 @pytest.fixture(scope="module")
-def users(warehouse):
-    return lance.dataset(str(warehouse / f"{USERS_TABLE}.lance")).to_table()
+def users(fake_warehouse):
+    return lance.dataset(str(fake_warehouse / f"{USERS_TABLE}.lance")).to_table()
 
 
 @pytest.fixture(scope="module")
-def items(warehouse):
-    return lance.dataset(str(warehouse / f"{ITEMS_TABLE}.lance")).to_table()
+def items(fake_warehouse):
+    return lance.dataset(str(fake_warehouse / f"{ITEMS_TABLE}.lance")).to_table()
 
 
 def test_one_row_per_distinct_user_with_their_seen_items(users, usage_rows):

@@ -20,9 +20,9 @@ from tests.conftest import register_candidate
 
 
 @pytest.fixture
-def copy(warehouse, tmp_path):
+def copy(fake_warehouse, tmp_path):
     target = tmp_path / "warehouse"
-    shutil.copytree(warehouse, target)
+    shutil.copytree(fake_warehouse, target)
     return str(target)
 
 

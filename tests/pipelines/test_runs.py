@@ -14,12 +14,14 @@ from features.errors import InputError
 from pipelines import build_recs, lance_io, publish
 from registry.log import published_version
 
+pytestmark = pytest.mark.usefixtures("fake_model")  # real Beam and Lance, no model
+
 
 @pytest.fixture
-def published(warehouse, tmp_path):
+def published(fake_warehouse, tmp_path):
     """A private copy of the session warehouse, published, that a test may break."""
     copy = tmp_path / "warehouse"
-    shutil.copytree(warehouse, copy)
+    shutil.copytree(fake_warehouse, copy)
     return copy
 
 
@@ -66,6 +68,9 @@ def test_a_run_killed_before_its_commit_changes_nothing_and_a_rerun_succeeds(pub
         f"""
         import os, signal
         from pipelines import build_recs, lance_io
+        from pipelines.transforms import encode
+        from tests.conftest import LoadedFakeEncoder
+        encode.SentenceTransformerEncoder = LoadedFakeEncoder  # no model: the kill is what is tested
         lance_io.commit_fragments = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
         build_recs.run({args!r})
         """

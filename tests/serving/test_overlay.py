@@ -34,9 +34,9 @@ class HashingEncoder(FakeEncoder):
 
 
 @pytest.fixture
-def follower(warehouse, tmp_path):
+def follower(fake_warehouse, tmp_path):
     copy = tmp_path / "warehouse"
-    shutil.copytree(warehouse, copy)
+    shutil.copytree(fake_warehouse, copy)
     follower = StoreFollower(str(copy), lambda versions: Store(str(copy), HashingEncoder(), versions), interval_seconds=60)
     assert follower.refresh() is True and follower.current().changes == 0
     return follower

@@ -21,10 +21,10 @@ from tests.conftest import FakeEncoder
 from tests.serving.conftest import start_server, stop_server
 
 
-def test_the_follower_serves_a_recs_only_release_then_picks_up_answers_released_later(warehouse, tmp_path):
+def test_the_follower_serves_a_recs_only_release_then_picks_up_answers_released_later(fake_warehouse, tmp_path):
     copy = tmp_path / "warehouse"
     for name in RECQA_TABLES:  # every table built, nothing published: no release log, no tags
-        shutil.copytree(warehouse / f"{name}.lance", copy / f"{name}.lance")
+        shutil.copytree(fake_warehouse / f"{name}.lance", copy / f"{name}.lance")
         lance.dataset(lance_io.table_uri(str(copy), name)).tags.delete(PUBLISHED_TAG)
     follower = StoreFollower(str(copy), lambda versions: Store(str(copy), FakeEncoder(), versions), interval_seconds=60)
     assert follower.refresh() is False and follower.current() is None

@@ -12,18 +12,18 @@ from tests.conftest import FakeEncoder
 
 
 @pytest.mark.parametrize(("name", "dimension"), [("other-model", 384), ("all-MiniLM-L6-v2", 768)])
-def test_tables_of_another_encoder_are_refused(warehouse, name, dimension):
+def test_tables_of_another_encoder_are_refused(fake_warehouse, name, dimension):
     with pytest.raises(TableContractError, match="embedded by 'all-MiniLM-L6-v2' \\(384 dims\\)"):
-        Store(str(warehouse), FakeEncoder(name, dimension), published_versions(str(warehouse)))
+        Store(str(fake_warehouse), FakeEncoder(name, dimension), published_versions(str(fake_warehouse)))
 
 
-def test_users_and_items_of_different_fits_are_refused(warehouse, tmp_path):
+def test_users_and_items_of_different_fits_are_refused(fake_warehouse, tmp_path):
     import shutil
 
     import lance
 
     copy = tmp_path / "warehouse"
-    shutil.copytree(warehouse, copy)
+    shutil.copytree(fake_warehouse, copy)
     users = lance.dataset(str(copy / f"{USERS_TABLE}.lance")).to_table()
     other_fit = lance_io.write_table(str(copy), USERS_TABLE, users, {META_ALS: b'{"factors": 32, "random_state": 1}'})
     versions = {**published_versions(str(copy)), USERS_TABLE: other_fit}  # what publish's own check refuses
@@ -36,18 +36,18 @@ def test_a_release_naming_no_table_is_refused(tmp_path):
         Store(str(tmp_path), FakeEncoder("all-MiniLM-L6-v2", 384), {})
 
 
-def test_a_released_table_missing_from_the_warehouse_is_named(warehouse, tmp_path):
+def test_a_released_table_missing_from_the_warehouse_is_named(fake_warehouse, tmp_path):
     import shutil
 
     for name in ("users", "items"):
-        shutil.copytree(warehouse / f"{name}.lance", tmp_path / f"{name}.lance")
+        shutil.copytree(fake_warehouse / f"{name}.lance", tmp_path / f"{name}.lance")
     with pytest.raises(TableContractError, match="has no table 'answers', which the release names"):
-        Store(str(tmp_path), FakeEncoder("all-MiniLM-L6-v2", 384), published_versions(str(warehouse)))
+        Store(str(tmp_path), FakeEncoder("all-MiniLM-L6-v2", 384), published_versions(str(fake_warehouse)))
 
 
-def test_only_the_answers_table_is_opened_when_the_release_names_only_it(warehouse):
-    versions = {"answers": published_versions(str(warehouse))["answers"]}
-    store = Store(str(warehouse), FakeEncoder("all-MiniLM-L6-v2", 384), versions)
+def test_only_the_answers_table_is_opened_when_the_release_names_only_it(fake_warehouse):
+    versions = {"answers": published_versions(str(fake_warehouse))["answers"]}
+    store = Store(str(fake_warehouse), FakeEncoder("all-MiniLM-L6-v2", 384), versions)
     assert store.versions == versions and store.recommender is None
     assert store.answers.answer("github strikethrough", 2, "keyword")
     assert store.absent(ANSWER_TABLES) is None
@@ -56,9 +56,9 @@ def test_only_the_answers_table_is_opened_when_the_release_names_only_it(warehou
     assert "recqa build-recs" in reason
 
 
-def test_only_users_and_items_are_opened_when_the_release_names_only_them(warehouse):
-    versions = {name: v for name, v in published_versions(str(warehouse)).items() if name != "answers"}
-    store = Store(str(warehouse), FakeEncoder("all-MiniLM-L6-v2", 384), versions)
+def test_only_users_and_items_are_opened_when_the_release_names_only_them(fake_warehouse):
+    versions = {name: v for name, v in published_versions(str(fake_warehouse)).items() if name != "answers"}
+    store = Store(str(fake_warehouse), FakeEncoder("all-MiniLM-L6-v2", 384), versions)
     assert store.versions == versions and set(versions) == {"users", "items"} and store.answers is None
     assert store.recommender.popular(2)
     assert store.absent(RECOMMENDATION_TABLES) is None
@@ -68,10 +68,10 @@ def test_only_users_and_items_are_opened_when_the_release_names_only_them(wareho
 
 
 @pytest.mark.parametrize(("released", "missing"), [("users", "items"), ("items", "users")])
-def test_users_without_items_or_items_without_users_break_the_contract(warehouse, released, missing):
-    versions = {name: v for name, v in published_versions(str(warehouse)).items() if name != missing}
+def test_users_without_items_or_items_without_users_break_the_contract(fake_warehouse, released, missing):
+    versions = {name: v for name, v in published_versions(str(fake_warehouse)).items() if name != missing}
     with pytest.raises(TableContractError, match=f"names '{released}' but no '{missing}'"):
-        Store(str(warehouse), FakeEncoder("all-MiniLM-L6-v2", 384), versions)
+        Store(str(fake_warehouse), FakeEncoder("all-MiniLM-L6-v2", 384), versions)
 
 
 def test_a_cold_item_has_no_behaviour_and_falls_back_to_content(warehouse, tmp_path):
@@ -94,7 +94,7 @@ def test_a_cold_item_has_no_behaviour_and_falls_back_to_content(warehouse, tmp_p
     assert "i9" not in neighbours
 
 
-def test_recommendations_are_the_exact_top_k_by_dot_product_under_filters_and_history(warehouse):
+def test_recommendations_are_the_exact_top_k_by_dot_product_under_filters_and_history(fake_warehouse):
     """Scored in memory over every item: checked against numpy over the published table itself."""
     import collections
 
@@ -102,8 +102,8 @@ def test_recommendations_are_the_exact_top_k_by_dot_product_under_filters_and_hi
 
     from features.schemas import ITEMS_TABLE, PUBLISHED_TAG, table_uri
 
-    store = Store(str(warehouse), FakeEncoder("all-MiniLM-L6-v2", 384), published_versions(str(warehouse))).recommender
-    items = lance.dataset(table_uri(str(warehouse), ITEMS_TABLE), version=PUBLISHED_TAG).to_table(
+    store = Store(str(fake_warehouse), FakeEncoder("all-MiniLM-L6-v2", 384), published_versions(str(fake_warehouse))).recommender
+    items = lance.dataset(table_uri(str(fake_warehouse), ITEMS_TABLE), version=PUBLISHED_TAG).to_table(
         columns=["item_id", "category", "vector"]
     )
     ids = items.column("item_id").to_pylist()
