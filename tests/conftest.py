@@ -133,7 +133,7 @@ class _RealModelGuard:
         self._original: Any = None
 
     def install(self) -> None:
-        from features.encoders import SentenceTransformerEncoder
+        from encoding.sentence_transformer import SentenceTransformerEncoder
 
         self._original = original = SentenceTransformerEncoder.load
         guard = self
@@ -150,7 +150,7 @@ class _RealModelGuard:
         SentenceTransformerEncoder.load = load
 
     def uninstall(self) -> None:
-        from features.encoders import SentenceTransformerEncoder
+        from encoding.sentence_transformer import SentenceTransformerEncoder
 
         if self._original is not None:
             SentenceTransformerEncoder.load = self._original

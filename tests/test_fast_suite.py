@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from features.encoders import SentenceTransformerEncoder
+from encoding.sentence_transformer import SentenceTransformerEncoder
 from tests import conftest
 
 
