@@ -138,6 +138,14 @@ def _serve(argv: Sequence[str]) -> int:
         env["RECQA_MODEL"] = args.model
     for key, value in DEFAULT_ENV.items():
         env.setdefault(key, value)
+    from serving.settings import GuardSettings, ServiceSettings, SettingsError
+
+    try:  # a bad RECQA_* value fails here in one line; inside BentoML its workers would restart forever
+        ServiceSettings.from_env(env)
+        GuardSettings.from_env(env)
+    except SettingsError as error:
+        print(f"recqa serve: {error}", file=sys.stderr)
+        return 1
     spec = importlib.util.find_spec("serving")
     working_dir = str(Path(next(iter(spec.submodule_search_locations))).resolve().parent)
     bentoml = str(Path(sys.executable).with_name("bentoml"))

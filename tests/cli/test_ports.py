@@ -67,3 +67,15 @@ def test_recqa_serve_on_a_busy_port_fails_in_one_line_before_starting_bentoml(bu
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert f"port {busy_port} on 127.0.0.1 is already in use" in lines[0] and "--port" in lines[0]
+
+
+@pytest.mark.parametrize("variable, value", [("RECQA_CACHE_CAPACITY", "abc"), ("RECQA_MAX_BODY_BYTES", "-5")])
+def test_recqa_serve_with_a_bad_variable_fails_in_one_line_naming_it_before_starting_bentoml(tmp_path, variable, value):
+    env = {**os.environ, "PYTHONPATH": str(PROJECT), variable: value}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "cli.main", "serve", "--warehouse", str(tmp_path), "--port", str(next_free_port("127.0.0.1", 20000))],
+                          capture_output=True, text=True, timeout=60, env=env, cwd=PROJECT)
+    assert done.returncode == 1 and time.monotonic() - started < 30
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("recqa serve: ") and variable in lines[0] and value in lines[0]
