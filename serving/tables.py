@@ -46,6 +46,15 @@ def vector_search(
     return dataset.scanner(columns=columns, nearest=nearest(config, vector, k, exact), filter=condition, prefilter=True)
 
 
+def vector_candidates(dataset, config: IndexConfig, vector: np.ndarray, k: int, condition: str | None = None) -> np.ndarray:
+    """The row ids of the k rows the vector index ranks nearest `vector` (PQ distances, no
+    refine): candidates for an exact re-rank from vectors held in memory (serving/memory.py).
+    Nothing but ids is read, so no raw vector or text column is fetched from disk."""
+    search = {**nearest(config, vector, k), "refine_factor": None}
+    found = dataset.scanner(columns=[], with_row_id=True, disable_scoring_autoprojection=True, nearest=search, filter=condition, prefilter=True)
+    return found.to_table().column("_rowid").to_numpy()
+
+
 def check_encoder(table, encoder: Encoder) -> None:
     metadata = table.schema.metadata or {}
     written_by = metadata.get(META_ENCODER, b"").decode()
