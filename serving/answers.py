@@ -13,6 +13,7 @@ from features.encoders import Encoder
 from features.filters import answer_condition, sql_string
 from features.retrieval import bm25_weight_of, distance_to_similarity, mmr, rrf_fuse, score_fuse
 from features.schemas import ANSWER_INDEX, ANSWER_TEXT_COLUMN, IndexConfig
+from serving.batching import Batcher
 from serving.fresh_answers import FreshAnswers
 from serving.memory import DEFAULT_MEMORY_BUDGET_MB, AnswerMemory
 from serving.tables import Hit, check_encoder, vector_candidates, vector_search
@@ -68,6 +69,7 @@ class AnswerIndex:
         self._indexed = any(index.get("type") != "Inverted" and self._index.column in index.get("fields", ()) for index in self._dataset.list_indices())
         self._memory, self._plan = AnswerMemory.load(self._dataset, index.column, memory_budget_mb << 20)
         logger.info("answers table version %s: searched through %s (%s)", self._dataset.version, self._plan.path, self._plan.reason)
+        self._batcher = Batcher(self._vector_batch)  # concurrent questions' vector searches, one batch
 
     def search_info(self) -> dict:
         """Which path searches this version (memory or Lance), its size and the budget."""
@@ -201,15 +203,26 @@ class AnswerIndex:
         if memory is None:
             search = vector_search(self._dataset, self._index, vector, depth, self._columns(with_vectors), condition, self._exact)
             return search.to_table().to_pylist()
-        if self._exact or not self._indexed:
-            positions, distances = memory.nearest(np.asarray(vector)[None, :], [memory.mask(*filters)], depth)[0]
+        vector = np.asarray(vector, np.float32)
+        if self._exact or not self._indexed:  # one matrix product whatever the filters: they are masks
+            positions, distances = self._batcher.submit(("exact",), (vector, filters, depth))
         else:  # the index's candidates, as many as Lance's refine would have re-ranked from disk
-            ids = vector_candidates(self._dataset, self._index, vector, depth * max(self._index.refine_factor or 1, 1), condition)
-            positions, distances = memory.rerank(np.asarray(vector, np.float32), memory.positions(ids), depth)
+            positions, distances = self._batcher.submit(("index", condition, depth), (vector, filters, depth))
         rows = memory.take(positions, with_vectors, self._index.column)
         for row, distance in zip(rows, distances.tolist()):
             row["_distance"] = distance
         return rows
+
+
+    def _vector_batch(self, key: tuple, searches: list[tuple[np.ndarray, tuple, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The vector searches of concurrent questions at once: (memory rows, distances) each."""
+        memory = self._memory
+        vectors = np.stack([vector for vector, _, _ in searches])
+        if key[0] == "exact":
+            return memory.nearest(vectors, [memory.mask(*filters) for _, filters, _ in searches], [depth for _, _, depth in searches])
+        _, condition, depth = key
+        candidates = vector_candidates(self._dataset, self._index, vectors, depth * max(self._index.refine_factor or 1, 1), condition)
+        return [memory.rerank(vector, memory.positions(ids), depth) for vector, ids in zip(vectors, candidates)]
 
 
 class PendingAnswer:

@@ -141,14 +141,13 @@ class AnswerMemory:
             self._masks[key] = allowed
         return allowed
 
-    def nearest(self, queries: np.ndarray, masks: list[np.ndarray | None], depth: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    def nearest(self, queries: np.ndarray, masks: list[np.ndarray | None], depths: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Exact cosine search of each query (one matrix product for all): per query, the memory
         rows of its `depth` nearest allowed rows, best first (ties by row order, as Lance's
         flat search breaks them by row id), and their cosine distances."""
-        units = _unit(queries)
-        similarity = self.vectors @ units.T  # (rows, queries)
+        similarity = self.vectors @ _unit(queries).T  # (rows, queries): one pass over the matrix for all
         out = []
-        for j, allowed in enumerate(masks):
+        for j, (allowed, depth) in enumerate(zip(masks, depths)):
             scores = similarity[:, j]
             candidates = np.arange(self.rows) if allowed is None else np.flatnonzero(allowed)
             out.append(self._best(candidates, scores[candidates], depth))
