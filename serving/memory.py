@@ -104,7 +104,8 @@ class AnswerMemory:
         norms = np.linalg.norm(vectors, axis=1)
         vectors /= np.maximum(norms, 1e-12)[:, None]
         schema = pa.schema([dataset.schema.field(name) for name in FIELD_COLUMNS])
-        table = pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()
+        # one chunk a column: Arrow's take over a chunked column concatenates it first, every call
+        table = (pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()).combine_chunks()
         row_ids = np.concatenate(ids) if ids else np.zeros(0, np.uint64)
         memory = cls(row_ids, vectors, norms, table)
         return memory, MemoryPlan("memory", at, memory.nbytes, budget_bytes, f"{at:,} rows fit in {_mb(memory.nbytes)}")
