@@ -105,6 +105,9 @@ def in_process(table, questions: list[str], vectors, repeat: int) -> list[tuple[
     import numpy as np
 
     from serving.answers import AnswerIndex
+    from serving.startup import limit_blas_threads
+
+    limit_blas_threads()  # as the service runs: one BLAS thread per request thread
 
     class Named:  # check_encoder's view of the model: the vectors are already encoded
         name, dimension = table.schema.metadata[b"recqa.encoder"].decode(), vectors.shape[1]

@@ -68,7 +68,8 @@ class AnswerIndex:
         self.metadata = dict(table.schema.metadata or {})
         self._indexed = any(index.get("type") != "Inverted" and self._index.column in index.get("fields", ()) for index in self._dataset.list_indices())
         self._memory, self._plan = AnswerMemory.load(self._dataset, index.column, memory_budget_mb << 20)
-        logger.info("answers table version %s: searched through %s (%s)", self._dataset.version, self._plan.path, self._plan.reason)
+        log = logger.info if self._memory is not None else logger.warning  # over the budget: slower, and worth seeing
+        log("answers table version %s: searched through %s (%s)", self._dataset.version, self._plan.path, self._plan.reason)
         self._batcher = Batcher(self._vector_batch)  # concurrent questions' vector searches, one batch
 
     def search_info(self) -> dict:

@@ -25,8 +25,9 @@ logger = logging.getLogger(__name__)
 
 # The columns a response (or the overlay's merge) reads from a table row.
 FIELD_COLUMNS = ("doc_id", "chunk_id", "answer", "question", "source", "tags")
-# 1 GiB: the vectors (4 bytes a dimension) and fields of about 300,000 answer chunks of 384
-# dimensions (benchmarks/RESULTS.md, "Answer search from memory").
+# 1 GiB: the vectors (4 bytes a dimension) and fields of about 480,000 answer chunks like the
+# bundled StackFAQ ones, 2.2 KB each at 384 dimensions (benchmarks/RESULTS.md, "Answer search
+# from memory"); a larger table is searched through Lance unless the budget is raised.
 DEFAULT_MEMORY_BUDGET_MB = 1024
 # Filter masks kept per table version: requests mostly repeat a few filter combinations.
 MASK_CACHE_SIZE = 64
