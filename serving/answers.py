@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -12,8 +13,12 @@ from features.encoders import Encoder
 from features.filters import answer_condition, sql_string
 from features.retrieval import bm25_weight_of, distance_to_similarity, mmr, rrf_fuse, score_fuse
 from features.schemas import ANSWER_INDEX, ANSWER_TEXT_COLUMN, IndexConfig
+from serving.batching import Batcher
 from serving.fresh_answers import FreshAnswers
-from serving.tables import Hit, check_encoder, vector_search
+from serving.memory import DEFAULT_MEMORY_BUDGET_MB, AnswerMemory
+from serving.tables import Hit, check_encoder, vector_candidates, vector_search
+
+logger = logging.getLogger(__name__)
 
 # Chunks fetched per answer asked for: long answers have several chunks near the question.
 CHUNK_OVERFETCH = 4
@@ -31,6 +36,11 @@ class AnswerIndex:
 
     `fusion` is how hybrid combines its two lists: "score" (cosine + bm25_weight * BM25, the
     served default) or "rrf" (reciprocal rank fusion, kept as the evaluation's reference).
+
+    Within `memory_budget_mb` the version's vectors and response fields are held in memory
+    (serving/memory.py): Lance's indexes give row ids, the re-ranking and fields come from
+    memory, and a table without a vector index is searched exactly in memory. Above the
+    budget every search goes through Lance.
     """
 
     def __init__(
@@ -41,6 +51,7 @@ class AnswerIndex:
         exact: bool = False,
         fusion: str = "score",
         bm25_weight: float | None = None,  # None: the weight the table was built with (build-qa --bm25-weight)
+        memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB,
     ) -> None:
         check_encoder(table, encoder)
         if fusion not in ("score", "rrf"):
@@ -55,6 +66,19 @@ class AnswerIndex:
         self._bm25_weight = bm25_weight if bm25_weight is not None else bm25_weight_of(table.schema.metadata)
         self._fresh: FreshAnswers | None = None
         self.metadata = dict(table.schema.metadata or {})
+        self._indexed = any(index.get("type") != "Inverted" and self._index.column in index.get("fields", ()) for index in self._dataset.list_indices())
+        self._memory, self._plan = AnswerMemory.load(self._dataset, index.column, memory_budget_mb << 20)
+        log = logger.info if self._memory is not None else logger.warning  # over the budget: slower, and worth seeing
+        log("answers table version %s: searched through %s (%s)", self._dataset.version, self._plan.path, self._plan.reason)
+        self._batcher = Batcher(self._vector_batch)  # concurrent questions' vector searches, one batch
+
+    def search_info(self) -> dict:
+        """Which path searches this version (memory or Lance), its size and the budget."""
+        if self._memory is None:
+            vector = "Lance, exact" if self._exact or not self._indexed else "Lance IVF-PQ, refined from disk"
+        else:
+            vector = "exact in memory" if self._exact or not self._indexed else "Lance IVF-PQ row ids, re-ranked in memory"
+        return {**self._plan.info(), "vector_search": vector}
 
     def with_fresh(self, fresh: FreshAnswers | None) -> "AnswerIndex":
         """The same table version searched together with the answers written since its build."""
@@ -135,7 +159,7 @@ class AnswerIndex:
         keyword, asked = isinstance(query, str), depth
         condition = answer_condition(*filters)
         search = self._keyword if keyword else self._vector
-        found = search(query, condition, depth, with_vectors)
+        found = search(query, filters, condition, depth, with_vectors)
         fresh = self._fresh
         if fresh is None:
             return found
@@ -146,7 +170,7 @@ class AnswerIndex:
                 if len(found) < depth or len({row["doc_id"] for row in kept}) >= wanted:
                     break
                 depth *= DEEPEN_FACTOR
-                found = search(query, condition, depth, with_vectors)
+                found = search(query, filters, condition, depth, with_vectors)
             found = kept
         if keyword:
             return sorted(found + fresh.keyword_rows(query, *filters, asked), key=lambda r: -float(r["_score"]))
@@ -161,14 +185,45 @@ class AnswerIndex:
     def _columns(self, with_vectors: bool) -> list[str]:
         return ["doc_id", "chunk_id", "answer", "question", "source", "tags", *([self._index.column] if with_vectors else [])]
 
-    def _keyword(self, question: str, condition: str | None, depth: int, with_vectors: bool) -> list[dict]:
+    def _keyword(self, question: str, filters: tuple, condition: str | None, depth: int, with_vectors: bool) -> list[dict]:
         query = MatchQuery(question, ANSWER_TEXT_COLUMN)
-        found = self._dataset.to_table(columns=self._columns(with_vectors), full_text_query=query, filter=condition, prefilter=True, limit=depth)
-        return found.to_pylist()
+        memory = self._memory
+        if memory is None:
+            found = self._dataset.to_table(columns=self._columns(with_vectors), full_text_query=query, filter=condition, prefilter=True, limit=depth)
+            return found.to_pylist()
+        found = self._dataset.to_table(
+            columns=["_score"], with_row_id=True, disable_scoring_autoprojection=True, full_text_query=query, filter=condition, prefilter=True, limit=depth
+        )
+        rows = memory.take(memory.positions(found.column("_rowid").to_numpy()), with_vectors, self._index.column)
+        for row, score in zip(rows, found.column("_score").to_pylist()):
+            row["_score"] = score
+        return rows
 
-    def _vector(self, vector: np.ndarray, condition: str | None, depth: int, with_vectors: bool) -> list[dict]:
-        search = vector_search(self._dataset, self._index, vector, depth, self._columns(with_vectors), condition, self._exact)
-        return search.to_table().to_pylist()
+    def _vector(self, vector: np.ndarray, filters: tuple, condition: str | None, depth: int, with_vectors: bool) -> list[dict]:
+        memory = self._memory
+        if memory is None:
+            search = vector_search(self._dataset, self._index, vector, depth, self._columns(with_vectors), condition, self._exact)
+            return search.to_table().to_pylist()
+        vector = np.asarray(vector, np.float32)
+        if self._exact or not self._indexed:  # one matrix product whatever the filters: they are masks
+            positions, distances = self._batcher.submit(("exact",), (vector, filters, depth))
+        else:  # the index's candidates, as many as Lance's refine would have re-ranked from disk
+            positions, distances = self._batcher.submit(("index", condition, depth), (vector, filters, depth))
+        rows = memory.take(positions, with_vectors, self._index.column)
+        for row, distance in zip(rows, distances.tolist()):
+            row["_distance"] = distance
+        return rows
+
+
+    def _vector_batch(self, key: tuple, searches: list[tuple[np.ndarray, tuple, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The vector searches of concurrent questions at once: (memory rows, distances) each."""
+        memory = self._memory
+        vectors = np.stack([vector for vector, _, _ in searches])
+        if key[0] == "exact":
+            return memory.nearest(vectors, [memory.mask(*filters) for _, filters, _ in searches], [depth for _, _, depth in searches])
+        _, condition, depth = key
+        candidates = vector_candidates(self._dataset, self._index, vectors, depth * max(self._index.refine_factor or 1, 1), condition)
+        return [memory.rerank(vector, memory.positions(ids), depth) for vector, ids in zip(vectors, candidates)]
 
 
 class PendingAnswer:

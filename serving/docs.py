@@ -53,6 +53,11 @@ _VERSION_SCHEMA = {
         "indexes": {"type": "object", "description": "Search parameters of each vector index, by `table.column`."},
         "encoder": {"type": "object", "description": "Encoder backend, threads and whether idle questions are encoded locally."},
         "cache": {"type": "object", "description": "The semantic cache's threshold and capacity."},
+        "answer_search": {
+            "type": "object",
+            "description": "How the served answers version is searched: `path` memory or lance, its rows and bytes, "
+            "`budget_mb` (RECQA_MEMORY_BUDGET_MB), `reason`, and `vector_search`.",
+        },
     },
 }
 _RELOAD_SCHEMA = {

@@ -166,6 +166,9 @@ class RecQA:
                 "local_when_idle": self.settings.encode_locally_when_idle,
             },
             "cache": {"threshold": self.settings.cache_threshold, "capacity": self.settings.cache_capacity},
+            # which path searches the served answers version: memory or Lance (serving/memory.py)
+            "answer_search": store.answers.search_info() if store is not None and store.answers is not None
+            else {"budget_mb": self.settings.memory_budget_mb},
         }
 
     def admin_reload(self) -> dict[str, Any]:

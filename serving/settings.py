@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from features.schemas import DEFAULT_MODEL_NAME, DEFAULT_WAREHOUSE
 from serving.cache import DEFAULT_CAPACITY, DEFAULT_THRESHOLD
+from serving.memory import DEFAULT_MEMORY_BUDGET_MB
 
 ENV_WAREHOUSE = "RECQA_WAREHOUSE"
 ENV_MODEL = "RECQA_MODEL"
@@ -27,6 +28,7 @@ ENV_ENCODER_THREADS = "RECQA_ENCODER_THREADS"
 ENV_ENCODER_BACKEND = "RECQA_ENCODER_BACKEND"
 ENV_LOCAL_ENCODE = "RECQA_LOCAL_ENCODE"
 ENV_MAX_BODY_BYTES = "RECQA_MAX_BODY_BYTES"
+ENV_MEMORY_BUDGET_MB = "RECQA_MEMORY_BUDGET_MB"
 ENV_ADMIN_TOKEN = "RECQA_ADMIN_TOKEN"
 ENV_API_TOKEN = "RECQA_API_TOKEN"
 ENV_INGEST_TOKEN = "RECQA_INGEST_TOKEN"
@@ -88,6 +90,10 @@ class ServiceSettings(EnvSettings):
     encoder_threads: int = Field(DEFAULT_ENCODER_THREADS, alias=ENV_ENCODER_THREADS, ge=1, description="threads per forward pass")
     encoder_backend: Literal["onnx", "torch"] = Field(DEFAULT_ENCODER_BACKEND, alias=ENV_ENCODER_BACKEND)
     encode_locally_when_idle: bool = Field(True, alias=ENV_LOCAL_ENCODE, description="see serving.encoder_service.IdleFirstEncoder")
+    memory_budget_mb: int = Field(
+        DEFAULT_MEMORY_BUDGET_MB, alias=ENV_MEMORY_BUDGET_MB, ge=0,
+        description="MiB an answers table version may hold in memory for search (0: always search through Lance)",
+    )
 
 
 class GuardSettings(EnvSettings):

@@ -103,9 +103,10 @@ def choose_encoders(
 def follow_releases(settings: ServiceSettings, encoders: QueryEncoders) -> StoreFollower:
     """A follower of the warehouse's release log that has opened the published tables (so the
     first request does not) and polls in the background."""
-    follower = StoreFollower(
-        settings.warehouse, lambda versions: Store(settings.warehouse, encoders.questions, versions, encoders.writes), settings.reload_seconds
-    )
+    def open_store(versions):
+        return Store(settings.warehouse, encoders.questions, versions, encoders.writes, settings.memory_budget_mb)
+
+    follower = StoreFollower(settings.warehouse, open_store, settings.reload_seconds)
     follower.refresh()
     follower.start()
     return follower

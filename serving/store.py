@@ -20,6 +20,7 @@ from features.text import chunking_of
 from registry.log import ChangeCursor, change_cursor, read_new_changes
 from serving.answers import AnswerIndex
 from serving.fresh_answers import FreshAnswers
+from serving.memory import DEFAULT_MEMORY_BUDGET_MB
 from serving.overlay import advance_answers, advance_items, applied_changes
 from serving.recommender import FreshRecommender, Recommender
 
@@ -37,7 +38,10 @@ class Store:
     (serving/overlay.py); `changes` is the log version a Store reflects (0: none read yet).
     """
 
-    def __init__(self, warehouse: str, encoder: Encoder, versions: Mapping[str, int], writes_encoder: Encoder | None = None) -> None:
+    def __init__(
+        self, warehouse: str, encoder: Encoder, versions: Mapping[str, int], writes_encoder: Encoder | None = None,
+        memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB,
+    ) -> None:
         import lancedb
 
         named = [name for name in RECQA_TABLES if name in versions]
@@ -54,7 +58,7 @@ class Store:
         self._warehouse = warehouse
         self._encoder = encoder
         self.recommender = Recommender(tables[USERS_TABLE], tables[ITEMS_TABLE], encoder) if USERS_TABLE in tables else None
-        self.answers = AnswerIndex(tables[ANSWERS_TABLE], encoder) if ANSWERS_TABLE in tables else None
+        self.answers = AnswerIndex(tables[ANSWERS_TABLE], encoder, memory_budget_mb=memory_budget_mb) if ANSWERS_TABLE in tables else None
         self.versions = {name: int(table.version) for name, table in tables.items()}
         # the change-log version each part's build applied: the overlay is what came after it
         self.applied = {

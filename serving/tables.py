@@ -46,6 +46,22 @@ def vector_search(
     return dataset.scanner(columns=columns, nearest=nearest(config, vector, k, exact), filter=condition, prefilter=True)
 
 
+def vector_candidates(dataset, config: IndexConfig, vectors: np.ndarray, k: int, condition: str | None = None) -> list[np.ndarray]:
+    """For each row of `vectors`, the row ids of the k rows the vector index ranks nearest it
+    (PQ distances, no refine): candidates for an exact re-rank from vectors held in memory
+    (serving/memory.py). Nothing but ids is read, so no raw vector or text column is fetched
+    from disk; several vectors are one batched call (Lance adds `query_index`)."""
+    vectors = np.asarray(vectors, np.float32)
+    search = {**nearest(config, vectors[0] if len(vectors) == 1 else vectors, k), "refine_factor": None}
+    found = dataset.scanner(columns=[], with_row_id=True, disable_scoring_autoprojection=True, nearest=search, filter=condition, prefilter=True)
+    found = found.to_table()
+    ids = found.column("_rowid").to_numpy()
+    if len(vectors) == 1:
+        return [ids]
+    query = found.column("query_index").to_numpy()
+    return [ids[query == j] for j in range(len(vectors))]
+
+
 def check_encoder(table, encoder: Encoder) -> None:
     metadata = table.schema.metadata or {}
     written_by = metadata.get(META_ENCODER, b"").decode()
