@@ -88,16 +88,17 @@ def require_gate(reference: TextEncoder, candidate: TextEncoder, texts: list[str
 
 
 def gate_texts(stackfaq: Path = BUNDLED_STACKFAQ, beir_corpus: Path | None = None, count: int = GATE_TEXTS) -> list[str]:
-    """`count` real texts: StackFAQ answers (then questions), half of them SciFact-style BEIR abstracts when a corpus is given.
+    """`count` real texts: StackFAQ answers (then questions and their rephrasings), half of them SciFact-style BEIR abstracts when a corpus is given.
 
     The bundled StackFAQ file is on every machine, so a build can always run the gate; a BEIR
     corpus (corpus.jsonl) adds long scientific abstracts, the other kind of text the tables hold.
     """
-    from features.adapters import stackfaq_records
+    from features.adapters import stackfaq_queries, stackfaq_records
 
-    records = [record for _, record in stackfaq_records(json.loads(Path(stackfaq).read_text()))]
-    faq = [r["answer"] for r in records if isinstance(r.get("answer"), str) and r["answer"].strip()]
-    faq += list(dict.fromkeys(r["question"] for r in records if isinstance(r.get("question"), str) and r["question"].strip()))
+    data = json.loads(Path(stackfaq).read_text())
+    records = [record for _, record in stackfaq_records(data)]
+    texts = [r["answer"] for r in records] + [r["question"] for r in records] + [query for query, _ in stackfaq_queries(data)]
+    faq = list(dict.fromkeys(t for t in texts if isinstance(t, str) and t.strip()))
     if beir_corpus is None:
         return faq[:count]
     abstracts = []
