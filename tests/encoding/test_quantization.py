@@ -65,3 +65,11 @@ def test_gate_texts_are_real_stackfaq_answers_and_half_beir_abstracts_when_given
     assert len(mixed) == GATE_TEXTS
     assert sum(text.startswith("T") and "abstract" in text for text in mixed) == GATE_TEXTS // 2
     assert mixed[: GATE_TEXTS // 2] == bundled[: GATE_TEXTS // 2]
+
+
+def test_an_unknown_quantization_is_refused_before_any_model_loads():
+    from encoding.onnx_encoder import OnnxEncoder
+    from tests.conftest import FakeEncoder
+
+    with pytest.raises(ValueError, match="'int4' is not one of"):
+        OnnxEncoder(FakeEncoder(), quantize="int4")
