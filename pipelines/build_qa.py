@@ -36,7 +36,7 @@ from pipelines.candidates import build_flags, input_rows, record_build
 from pipelines.options import JobResult, job_parser, parse_job_args, pipeline_options, rejects_dir, tuned_record, warn_tuned_snapshot
 from pipelines.summary import stage_rows
 from pipelines.transforms.changes import apply_changes, folded, snapshot_input
-from pipelines.transforms.encode import EncodeTexts
+from pipelines.transforms.encode import EncodeTexts, add_encoder_arguments
 from pipelines.transforms.lance_write import WriteTable
 from pipelines.transforms.quality import CheckRejects
 from pipelines.transforms.read import STACKFAQ, InputSpec, ReadRecords, files_sha256, input_mappings
@@ -58,6 +58,7 @@ def arg_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("--chunk-words", type=int, default=DEFAULT_CHUNK_WORDS, help="words per chunk of a long answer")
     parser.add_argument("--chunk-overlap", type=int, default=DEFAULT_CHUNK_OVERLAP_WORDS, help="words shared by consecutive chunks")
     parser.add_argument("--model", default=DEFAULT_MODEL_NAME, help="sentence-transformers model name or folder")
+    add_encoder_arguments(parser)
     parser.add_argument("--fts-stem", action=argparse.BooleanOptionalAction, default=ANSWER_FTS.stem,
                         help="stem words in the full-text (BM25) index; its queries are tokenized the same way")
     parser.add_argument("--fts-stop-words", action=argparse.BooleanOptionalAction, default=ANSWER_FTS.remove_stop_words,
@@ -164,7 +165,7 @@ def run(argv: Sequence[str] | None = None, changes: ChangeLog | None = None) -> 
     written = (
         rows
         | "ChunkText" >> beam.Map(lambda row: (row, row[ANSWER_TEXT_COLUMN]))
-        | "EncodeChunks" >> EncodeTexts(args.model, stage="encode-answers")
+        | "EncodeChunks" >> EncodeTexts(args.model, stage="encode-answers", backend=args.encoder_backend, quantize=args.quantize)
         | "AnswerRows" >> beam.MapTuple(_with_vector)
         | "WriteAnswers" >> WriteTable(args.warehouse, ANSWERS_TABLE, _answers_schema)
     )

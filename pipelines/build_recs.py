@@ -41,7 +41,7 @@ from pipelines.candidates import build_flags, input_rows, record_build
 from pipelines.options import JobResult, job_parser, parse_job_args, pipeline_options, rejects_dir, tuned_record, warn_tuned_snapshot
 from pipelines.summary import stage_rows
 from pipelines.transforms.changes import apply_changes, folded, snapshot_input
-from pipelines.transforms.encode import EncodeTexts
+from pipelines.transforms.encode import EncodeTexts, add_encoder_arguments
 from pipelines.transforms.lance_write import WriteTable
 from pipelines.transforms.quality import CheckRejects
 from pipelines.transforms.read import MS_STORE, InputSpec, ReadRecords, files_sha256, input_mappings, parse_mapping
@@ -73,6 +73,7 @@ def arg_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("--min-item-interactions", type=int, default=1,
                         help="items with fewer distinct users are left out of the fit (they stay as cold items)")
     parser.add_argument("--model", default=DEFAULT_MODEL_NAME, help="sentence-transformers model name or folder")
+    add_encoder_arguments(parser)
     defaults = ALSConfig()
     parser.add_argument("--factors", type=int, default=defaults.factors, help="ALS: dimension of the user and item vectors")
     parser.add_argument("--regularization", type=float, default=defaults.regularization, help="ALS: L2 penalty on the vectors")
@@ -205,7 +206,7 @@ def run(argv: Sequence[str] | None = None, changes: ChangeLog | None = None) -> 
     items_written = (
         merged
         | "ItemText" >> beam.MapTuple(lambda item_id, parts: ((item_id, parts), item_text(parts[0])))
-        | "EncodeItems" >> EncodeTexts(args.model, stage="encode-items")
+        | "EncodeItems" >> EncodeTexts(args.model, stage="encode-items", backend=args.encoder_backend, quantize=args.quantize)
         | "ItemRows" >> beam.MapTuple(item_row)
         | "WriteItems" >> WriteTable(args.warehouse, ITEMS_TABLE, functools.partial(_items_schema, factors=als.factors))
     )

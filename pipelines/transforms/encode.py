@@ -1,19 +1,76 @@
-"""Batched text encoding inside a pipeline, the model loaded once per worker."""
+"""Batched text encoding inside a pipeline, the model loaded once per worker.
+
+The backend is the service's ONNX Runtime graph by default (encoding/onnx_encoder.py), so the
+vectors a build writes are the ones the service's query encoder lives beside; `torch` runs the
+sentence-transformers model itself. Either way the table records the model's name alone.
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
 import time
 from collections.abc import Iterator
 
 import apache_beam as beam
 import numpy as np
 
+from encoding import sentence_transformer
+from encoding.onnx_encoder import QUANTIZE_CHOICES, OnnxEncoder
+from encoding.quantization import GateResult, gate_texts, require_gate
 from encoding.sentence_transformer import SentenceTransformerEncoder
 from pipelines.progress import Progress
+
+TORCH = "torch"
+ONNX = "onnx"
+BACKENDS = (ONNX, TORCH)
+DEFAULT_BACKEND = ONNX
 
 # Batches big enough to keep the encoder busy, small enough to bound memory per bundle.
 MIN_BATCH_SIZE = 64
 MAX_BATCH_SIZE = 256
+
+
+def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
+    """--encoder-backend and --quantize, shared by the builds that encode."""
+    parser.add_argument("--encoder-backend", default=DEFAULT_BACKEND, choices=BACKENDS,
+                        help="run the model through the service's ONNX Runtime graph or PyTorch; same vectors within 1e-4 (default: %(default)s)")
+    parser.add_argument("--quantize", default=None, choices=QUANTIZE_CHOICES,
+                        help="int8 MatMul weights (onnx only), used only if the quality gate passes on 1,000 real texts (default: fp32)")
+
+
+def check_backend(backend: str, quantize: str | None) -> None:
+    """Refuse a backend/quantization pair that cannot run, naming the flag to change."""
+    if backend not in BACKENDS:
+        raise ValueError(f"--encoder-backend {backend!r} is not one of {BACKENDS}")
+    if quantize is not None and quantize not in QUANTIZE_CHOICES:
+        raise ValueError(f"--quantize {quantize!r} is not one of {QUANTIZE_CHOICES}")
+    if quantize is not None and backend != ONNX:
+        raise ValueError(f"--quantize {quantize} needs --encoder-backend {ONNX} (the torch backend runs fp32 only)")
+
+
+def load_encoder(model_name: str, backend: str = DEFAULT_BACKEND, quantize: str | None = None, threads: int | None = None):
+    """The loaded encoder a worker uses: the model itself (torch) or its ONNX graph.
+
+    `SentenceTransformerEncoder` is looked up in this module, so tests put a stand-in in its
+    place; a stand-in has no graph to export and encodes as it is, whatever the backend.
+    """
+    check_backend(backend, quantize)
+    source = SentenceTransformerEncoder(model_name).load()
+    if backend == TORCH or not isinstance(source, sentence_transformer.SentenceTransformerEncoder):
+        return source
+    return OnnxEncoder(source, threads=threads or os.cpu_count() or 1, batch_size=MIN_BATCH_SIZE, quantize=quantize).load()
+
+
+def check_quantization(model_name: str, backend: str, quantize: str | None, texts: list[str] | None = None) -> GateResult | None:
+    """Run the quality gate for `quantize` before any worker starts; raises QuantizationRefused with the figures."""
+    check_backend(backend, quantize)
+    if quantize is None:
+        return None
+    reference = load_encoder(model_name, backend)
+    candidate = load_encoder(model_name, backend, quantize)
+    return require_gate(reference, candidate, gate_texts() if texts is None else texts, quantize)
 
 
 class EncodeBatchDoFn(beam.DoFn):
@@ -27,14 +84,16 @@ class EncodeBatchDoFn(beam.DoFn):
     workers shows each worker's own count against the whole.
     """
 
-    def __init__(self, model_name: str, stage: str) -> None:
+    def __init__(self, model_name: str, stage: str, backend: str = DEFAULT_BACKEND, quantize: str | None = None) -> None:
         self._model_name = model_name
         self._stage = stage
-        self._encoder: SentenceTransformerEncoder | None = None
+        self._backend = backend
+        self._quantize = quantize
+        self._encoder = None
         self._progress: Progress | None = None
 
     def setup(self) -> None:
-        self._encoder = SentenceTransformerEncoder(self._model_name).load()
+        self._encoder = load_encoder(self._model_name, self._backend, self._quantize)
         self._written = beam.metrics.Metrics.counter(self._stage, "written")
         self._msecs = beam.metrics.Metrics.counter(self._stage, "msecs")
         self._loads = beam.metrics.Metrics.counter(self._stage, "model_loads")
@@ -66,18 +125,26 @@ class EncodeTexts(beam.PTransform):
     """(key, text) -> (key, normalised embedding) through BatchElements and one model per worker.
 
     Any picklable key passes through unchanged beside its text's vector (as RunInference's
-    KeyedModelHandler does); the keys need not be distinct.
+    KeyedModelHandler does); the keys need not be distinct. With `quantize`, the quality gate
+    runs when the pipeline is built and a failing gate raises QuantizationRefused there.
     """
 
-    def __init__(self, model_name: str, stage: str = "encode") -> None:
+    def __init__(self, model_name: str, stage: str = "encode", backend: str = DEFAULT_BACKEND, quantize: str | None = None) -> None:
         super().__init__()
+        check_backend(backend, quantize)
         self._model_name = model_name
         self._stage = stage
+        self._backend = backend
+        self._quantize = quantize
 
     def expand(self, pairs: beam.PCollection) -> beam.PCollection:
+        # Once, in the launching process, before any worker loads the quantized graph.
+        self.gate = check_quantization(self._model_name, self._backend, self._quantize)
+        if self.gate is not None:
+            print(self.gate.describe(), file=sys.stderr, flush=True)
         total = pairs | "CountTexts" >> beam.combiners.Count.Globally()
         return (
             pairs
             | "Batch" >> beam.BatchElements(min_batch_size=MIN_BATCH_SIZE, max_batch_size=MAX_BATCH_SIZE)
-            | "Encode" >> beam.ParDo(EncodeBatchDoFn(self._model_name, self._stage), total=beam.pvalue.AsSingleton(total))
+            | "Encode" >> beam.ParDo(EncodeBatchDoFn(self._model_name, self._stage, self._backend, self._quantize), total=beam.pvalue.AsSingleton(total))
         )

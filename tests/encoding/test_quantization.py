@@ -1,0 +1,75 @@
+"""The quality gate measures a quantized encoder against fp32 and refuses one that misses."""
+
+import json
+
+import numpy as np
+import pytest
+
+from encoding.quantization import GATE_TEXTS, QuantizationRefused, gate_texts, quality_gate, require_gate
+
+
+class Fixed:
+    """Unit vectors given up front, one row per text, in the order of the texts asked."""
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self._vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return self._vectors[: len(texts)]
+
+
+def _pair(noise: float, rows: int = 1000, seed: int = 0) -> tuple[Fixed, Fixed]:
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal((rows, 384))
+    return Fixed(base), Fixed(base + noise * rng.standard_normal((rows, 384)))
+
+
+def test_a_perturbed_encoder_is_refused_with_its_figures():
+    reference, perturbed = _pair(noise=0.2)  # cosine about 0.98 per text: under 0.99 for nearly all
+    texts = [f"text {i}" for i in range(1000)]
+    result = quality_gate(reference, perturbed, texts)
+    assert not result.passed and result.share_above < 0.99 and result.min < result.p1 <= result.mean < 0.99
+    with pytest.raises(QuantizationRefused, match=rf"mean {result.mean:.4f}, min {result.min:.4f}, 1st percentile {result.p1:.4f}"):
+        require_gate(reference, perturbed, texts)
+
+
+def test_an_encoder_within_the_threshold_passes():
+    reference, close = _pair(noise=0.02)  # cosine about 0.9998
+    result = require_gate(reference, close, [f"text {i}" for i in range(1000)])
+    assert result.passed and result.share_above == 1.0 and result.min >= 0.99
+
+
+def test_one_text_in_a_hundred_below_the_threshold_still_passes_two_do_not():
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal((1000, 384))
+    texts = [str(i) for i in range(1000)]
+    for bad, passes in ((10, True), (11, False)):
+        moved = base.copy()
+        moved[:bad] = rng.standard_normal((bad, 384))  # unrelated vectors: cosine near 0
+        assert quality_gate(Fixed(base), Fixed(moved), texts).passed is passes
+
+
+def test_the_gate_needs_texts():
+    reference, _ = _pair(noise=0.0, rows=1)
+    with pytest.raises(ValueError, match="needs texts"):
+        quality_gate(reference, reference, [])
+
+
+def test_gate_texts_are_real_stackfaq_answers_and_half_beir_abstracts_when_given(tmp_path):
+    bundled = gate_texts()
+    assert len(bundled) == GATE_TEXTS == len(set(bundled))
+    assert all(text.strip() for text in bundled)
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"_id": str(i), "title": f"T{i}", "text": f"abstract {i}"}) + "\n" for i in range(800)))
+    mixed = gate_texts(beir_corpus=corpus)
+    assert len(mixed) == GATE_TEXTS
+    assert sum(text.startswith("T") and "abstract" in text for text in mixed) == GATE_TEXTS // 2
+    assert mixed[: GATE_TEXTS // 2] == bundled[: GATE_TEXTS // 2]
+
+
+def test_an_unknown_quantization_is_refused_before_any_model_loads():
+    from encoding.onnx_encoder import OnnxEncoder
+    from tests.conftest import FakeEncoder
+
+    with pytest.raises(ValueError, match="'int4' is not one of"):
+        OnnxEncoder(FakeEncoder(), quantize="int4")
