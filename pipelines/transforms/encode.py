@@ -25,7 +25,9 @@ from pipelines.progress import Progress
 TORCH = "torch"
 ONNX = "onnx"
 BACKENDS = (ONNX, TORCH)
-DEFAULT_BACKEND = ONNX
+# PyTorch until ONNX Runtime is measured faster for batches on an idle machine: on a shared one
+# it was not (benchmarks/RESULTS.md, "Batch encode stage"); both give the same vectors within 1e-4.
+DEFAULT_BACKEND = TORCH
 
 # Batches big enough to keep the encoder busy, small enough to bound memory per bundle.
 MIN_BATCH_SIZE = 64

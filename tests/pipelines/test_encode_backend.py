@@ -46,7 +46,7 @@ def test_a_quantized_build_whose_gate_fails_is_refused_with_the_figures(tmp_path
     from pipelines.transforms import encode
 
     monkeypatch.setattr(encode, "SentenceTransformerEncoder", NoisyEncoder)
-    argv = ["--warehouse", str(tmp_path / "wh"), "--documents", str(_documents(tmp_path)), "--quantize", "int8"]
+    argv = ["--warehouse", str(tmp_path / "wh"), "--documents", str(_documents(tmp_path)), "--quantize", "int8", "--encoder-backend", "onnx"]
     with pytest.raises(QuantizationRefused, match=r"--quantize int8 refused: .*mean 0\.\d+, min .*1st percentile"):
         build_qa.run(argv)
     assert not (tmp_path / "wh" / f"{ANSWERS_TABLE}.lance").exists()
@@ -55,7 +55,7 @@ def test_a_quantized_build_whose_gate_fails_is_refused_with_the_figures(tmp_path
 def test_a_quantized_build_whose_gate_passes_writes_its_tables(tmp_path, text_model):
     from pipelines import build_qa
 
-    build_qa.run(["--warehouse", str(tmp_path / "wh"), "--documents", str(_documents(tmp_path)), "--quantize", "int8"])
+    build_qa.run(["--warehouse", str(tmp_path / "wh"), "--documents", str(_documents(tmp_path)), "--quantize", "int8", "--encoder-backend", "onnx"])
     assert lance.dataset(str(tmp_path / "wh" / f"{ANSWERS_TABLE}.lance")).count_rows() >= 4
 
 
@@ -66,12 +66,12 @@ def test_int8_on_the_torch_backend_is_refused_naming_the_flag(tmp_path, fake_mod
         build_recs.run(["--warehouse", str(tmp_path), "--quantize", "int8", "--encoder-backend", "torch"])
 
 
-def test_the_backend_flags_default_to_onnx_fp32():
+def test_the_backend_flags_default_to_torch_fp32():
     from pipelines import build_qa, build_recs
 
     for module in (build_qa, build_recs):
         args, rest = module.parse_args([])
-        assert (args.encoder_backend, args.quantize, rest) == ("onnx", None, [])
+        assert (args.encoder_backend, args.quantize, rest) == ("torch", None, [])
 
 
 @pytest.mark.slow
