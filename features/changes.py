@@ -9,9 +9,11 @@ log is the source of truth for them, not the served tables:
 - the build records that version in its tables' metadata (META_CHANGES), so the service
   applies on top of a release exactly the changes its builds had not seen yet.
 
-The order of changes is the order of their acknowledgement: (at, batch, pos). Appends to a
-Lance table never conflict with each other, so two writers both land without a sequence to
-agree on; each writer's own order is kept.
+The order of changes is the order of their commits, the table's own row order read in order:
+each commit appends its fragment after the ones before it (a racing append is rebased after
+the winner), compaction keeps the fragments' order, and a batch's rows are in `pos` order.
+A build reading the whole log and the service reading it a few fragments at a time see
+the same sequence; `at` (stamped before the commit, which may retry) only says when.
 
 Pure: the table schema, record validation and the fold of a log into what it means. The
 writer is pipelines/lance_io.py; the reader is registry/log.py.
@@ -153,8 +155,8 @@ def rows_to_arrow(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
 
 
 def changes_from_arrow(table: pa.Table) -> list[Change]:
-    """The changes a table holds, in the order they were acknowledged."""
-    rows = sorted(table.to_pylist(), key=lambda r: (r["at"], r["batch"], r["pos"]))
+    """The changes a table holds, in its row order: commit order when the log is read in order."""
+    rows = table.to_pylist()
     return [Change(r["kind"], r["op"], r["key"], None if r["record"] is None else json.loads(r["record"])) for r in rows]
 
 

@@ -481,18 +481,25 @@ def purge_changes(warehouse: str, where: str) -> int:
         uri = table_uri(warehouse, CHANGES_TABLE)
         lance.dataset(uri).optimize.compact_files(materialize_deletions=True, materialize_deletions_threshold=0.0)
         release_snapshot_tags(warehouse, keep=set())  # a tagged snapshot would keep the rows' files
-        lance.dataset(uri).cleanup_old_versions(older_than=timedelta(0), delete_unverified=True, error_if_tagged_old_versions=False)
+        # verified files only: an append in flight has files no version names yet, and must keep them
+        lance.dataset(uri).cleanup_old_versions(older_than=timedelta(0), error_if_tagged_old_versions=False)
     return count
 
 
-def purge_rows(warehouse: str, name: str, column: str, ids: Sequence[str], version: int) -> tuple[int, int] | None:
+class PurgeConflict(RuntimeError):
+    """Another commit landed on the table while a purge rewrote it: nothing was published."""
+
+
+def purge_rows(warehouse: str, name: str, column: str, ids: Sequence[str], version: int) -> tuple[int, range] | None:
     """A new latest version of `name`: its `version` without the rows whose `column` is one of
-    `ids`, rewritten so that no data file of the new version holds them, and the first version
-    of the rewrite's own steps (see `drop_versions_holding`); None when no row matched.
+    `ids`, rewritten so that no data file of the new version holds them; returns it and the
+    versions of the rewrite's own steps before it (their files still hold the rows: see
+    `drop_versions_holding`); None when no row matched.
 
     The rows are deleted by row id, never by a predicate naming them (Lance keeps a delete's
-    predicate in its manifest). The older versions still hold them: `drop_versions_holding`
-    removes those once nothing serves them.
+    predicate in its manifest). Each step must be the next commit of the table: a commit of
+    anyone else in between (a build) raises PurgeConflict, so row ids never meet another
+    version's rows and nothing half-rewritten is published.
     """
     import lance
 
@@ -501,20 +508,35 @@ def purge_rows(warehouse: str, name: str, column: str, ids: Sequence[str], versi
     doomed = ds.to_table(columns=[column], with_row_id=True, filter=f"{column} IN ({values})").column("_rowid").to_pylist()
     if not doomed:
         return None
-    ds.restore()  # the released rows become the latest, whatever candidates were built since
+    expected_rows = ds.count_rows() - len(doomed)
     uri = table_uri(warehouse, name)
-    restored = int(lance.dataset(uri).version)
-    lance.dataset(uri).delete(f"_rowid IN ({', '.join(map(str, doomed))})")
-    lance.dataset(uri).optimize.compact_files(materialize_deletions=True, materialize_deletions_threshold=0.0)
-    return int(lance.dataset(uri).version), restored
+    start = int(lance.dataset(uri).version)
+
+    def step(number: int, what: str):
+        latest = lance.dataset(uri)
+        if int(latest.version) != start + number:
+            raise PurgeConflict(f"'{name}' changed during the purge's {what} (version {latest.version}, expected {start + number}): "
+                                "another job wrote it; nothing was published, run the purge again when no build-recs runs")
+        return latest
+
+    ds.restore()  # the released rows become the latest, whatever candidates were built since
+    step(1, "restore").delete(f"_rowid IN ({', '.join(map(str, doomed))})")
+    step(2, "delete").optimize.compact_files(materialize_deletions=True, materialize_deletions_threshold=0.0)
+    rewritten = lance.dataset(uri)
+    if rewritten.count_rows() != expected_rows or rewritten.count_rows(filter=f"{column} IN ({values})"):
+        raise PurgeConflict(f"'{name}' version {rewritten.version} is not the purged release ({rewritten.count_rows()} rows, expected "
+                            f"{expected_rows}): another job wrote it; nothing was published, run the purge again")
+    return int(rewritten.version), range(start + 1, int(rewritten.version))
 
 
-def drop_versions_holding(warehouse: str, name: str, column: str, ids: Sequence[str], since: int | None = None) -> list[int]:
+def drop_versions_holding(
+    warehouse: str, name: str, column: str, ids: Sequence[str], also: Iterable[int] = (), keep: Iterable[int] = ()
+) -> list[int]:
     """Remove every version of `name` but the latest that holds a row of `ids` (their tags
     first: a tagged version is never removed), so their files go; returns the versions removed.
 
-    `since`: also every version from that one on (but the latest): purge_rows' own steps,
-    whose files still hold the rows its delete only marked.
+    `also`: versions to remove whatever they hold (a purge's own steps, whose files hold rows
+    its delete only marked); `keep`: versions never removed (what the release log serves).
     """
     import lance
 
@@ -522,9 +544,10 @@ def drop_versions_holding(warehouse: str, name: str, column: str, ids: Sequence[
     ds = dataset(warehouse, name)
     if ds is None:
         return []
+    also, keep = set(also), set(keep) | {int(ds.version)}
     doomed = [int(v["version"]) for v in ds.versions()
-              if v["version"] != ds.version and ((since is not None and v["version"] >= since)
-                                                 or dataset(warehouse, name, v["version"]).count_rows(filter=f"{column} IN ({values})"))]
+              if v["version"] not in keep and (v["version"] in also
+                                               or dataset(warehouse, name, v["version"]).count_rows(filter=f"{column} IN ({values})"))]
     if doomed:
         for tag, info in list(ds.tags.list().items()):
             if int(info["version"]) in doomed:

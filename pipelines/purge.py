@@ -118,21 +118,35 @@ def still_held(warehouse: str, ids: Sequence[str]) -> list[str]:
     return [f"users table versions {holding}"] if holding else []
 
 
-def purge_users_table(warehouse: str, ids: Sequence[str]) -> tuple[int | None, list[int], list[int]]:
+def purge_users_table(warehouse: str, ids: Sequence[str], attempts: int = 3) -> tuple[int | None, list[int], list[int]]:
     """Publish the released users table without `ids`, then remove every version holding them.
 
     Returns the new version (None when the release held none of them), the versions removed,
-    and the releases of the log that named one of those.
+    and the releases of the log that named one of those. A publish racing the purge's own
+    makes it start again from the new release; a version the release log then serves is
+    never removed (still_held names it if it holds them).
     """
-    log = read_releases(warehouse)
-    current = log.current
-    new = since = None
-    if current is not None and USERS_TABLE in current.tables:
+    new, ours = None, set()
+    for attempt in range(attempts):
+        log = read_releases(warehouse)
+        current = log.current
+        if current is None or USERS_TABLE not in current.tables:
+            break
         rewrite = lance_io.purge_rows(warehouse, USERS_TABLE, "user_id", ids, current.tables[USERS_TABLE])
-        if rewrite is not None:  # a publish since we read the log fails this commit: nothing served changes
-            new, since = rewrite
+        if rewrite is None:
+            break
+        new, steps = rewrite
+        ours |= set(steps)
+        try:
             lance_io.publish_release(warehouse, log, {USERS_TABLE: new}, retain_releases=len(log.releases) + 1, action="purge")
-    removed = lance_io.drop_versions_holding(warehouse, USERS_TABLE, "user_id", ids, since)
+            break
+        except lance_io.ReleaseConflict:
+            ours.add(new)  # never published: a rewrite like the others, removed below
+            new = None
+            if attempt == attempts - 1:
+                raise
+    served = {r.tables[USERS_TABLE] for r in read_releases(warehouse).releases[-1:] if USERS_TABLE in r.tables}
+    removed = lance_io.drop_versions_holding(warehouse, USERS_TABLE, "user_id", ids, also=ours, keep=served)
     unreachable = [r.number for r in read_releases(warehouse).releases if r.tables.get(USERS_TABLE) in set(removed)]
     return new, removed, unreachable
 

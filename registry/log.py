@@ -125,7 +125,7 @@ def changes_version(warehouse: str) -> int:
 
 
 def read_changes(warehouse: str, version: int | None = None, after: int | None = None) -> ChangeLog:
-    """The acknowledged writes at `version` (default the latest), in acknowledgement order.
+    """The acknowledged writes at `version` (default the latest), in commit order.
 
     `after`: only the changes committed after that version, the ones a build that applied
     the log at `after` has not seen (0 or None: all of them). When `recqa purge` has removed
@@ -186,7 +186,7 @@ def change_cursor(warehouse: str, version: int) -> ChangeCursor:
 
 
 def read_new_changes(warehouse: str, version: int, cursor: ChangeCursor) -> tuple[tuple[Change, ...], ChangeCursor]:
-    """The changes of the log at `version` that `cursor` has not read, in acknowledgement
+    """The changes of the log at `version` that `cursor` has not read, in commit
     order, and the cursor after them: the read costs the new rows, not the whole log."""
     ds = _open(warehouse, CHANGES_TABLE)
     if ds is None or version <= cursor.version:
@@ -197,8 +197,10 @@ def read_new_changes(warehouse: str, version: int, cursor: ChangeCursor) -> tupl
     ids = frozenset(f.fragment_id for f in fragments)
     if not unread:
         return (), ChangeCursor(int(version), ids, cursor.batches)
-    table = ds.scanner(fragments=unread).to_table()
-    batch = table.column("batch")
-    new = [b not in cursor.batches for b in batch.to_pylist()]
-    table = table.filter(new)
-    return tuple(changes_from_arrow(table)), ChangeCursor(int(version), ids, cursor.batches | set(table.column("batch").to_pylist()))
+    batches = ds.scanner(fragments=unread, columns=["batch"]).to_table().column("batch").unique().to_pylist()
+    new = [batch for batch in batches if batch not in cursor.batches]  # a compaction's fragments hold only read batches
+    if not new:
+        return (), ChangeCursor(int(version), ids, cursor.batches)
+    listed = ", ".join("'" + batch.replace("'", "''") + "'" for batch in new)
+    table = ds.scanner(fragments=unread, filter=f"batch IN ({listed})").to_table()
+    return tuple(changes_from_arrow(table)), ChangeCursor(int(version), ids, cursor.batches | set(new))

@@ -1,8 +1,8 @@
 """Batched text encoding inside a pipeline, the model loaded once per worker.
 
-The backend is the service's ONNX Runtime graph by default (encoding/onnx_encoder.py), so the
-vectors a build writes are the ones the service's query encoder lives beside; `torch` runs the
-sentence-transformers model itself. Either way the table records the model's name alone.
+The backend is the sentence-transformers model itself (`torch`, the default) or the service's
+ONNX Runtime graph (`--encoder-backend onnx`, encoding/onnx_encoder.py): the same vectors
+within 1e-4, so the table records the model's name alone either way.
 """
 
 from __future__ import annotations

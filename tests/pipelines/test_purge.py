@@ -78,3 +78,31 @@ def test_purge_rewrites_the_released_users_table_and_removes_every_version_holdi
     # the service opens the purged release and serves the user as unknown
     store = StoreFollower(str(warehouse), lambda versions: Store(str(warehouse), FakeEncoder(), versions), 60)
     assert store.refresh() and not store.current().recommender.has_user(gone) and store.current().recommender.has_user(kept)
+
+
+def test_a_build_committing_during_the_purge_stops_it_before_anything_is_published(tmp_path, capsys, monkeypatch):
+    import lance
+
+    from pipelines import publish
+    from registry.log import read_releases
+
+    warehouse = tmp_path / "warehouse"
+    inputs = write_inputs(tmp_path)
+    first = build_recs.run(recs_argv(str(warehouse), inputs))
+    publish.run(["--warehouse", str(warehouse), "--candidate", first.candidate, "--force"])
+    released = read_releases(str(warehouse)).current
+    users = lance_io.dataset(str(warehouse), USERS_TABLE)
+    other = users.to_table().slice(0, 2)  # what a build-recs overwrite would land: other rows, other row ids
+    restore = lance.LanceDataset.restore
+
+    def restore_then_a_build_commits(self, *args, **kwargs):
+        restore(self, *args, **kwargs)
+        lance.write_dataset(other, self.uri, mode="overwrite")
+        monkeypatch.setattr(lance.LanceDataset, "restore", restore)
+
+    monkeypatch.setattr(lance.LanceDataset, "restore", restore_then_a_build_commits)
+    code, out, err = _recqa(capsys, "purge", "users", "u3", "--warehouse", str(warehouse))
+    assert code != 0 and "run the purge again" in err and "nothing was published" in err
+    assert read_releases(str(warehouse)).current == released  # the release still serves its own version
+    served = _rows(str(warehouse), USERS_TABLE, released.tables[USERS_TABLE], "user_id")
+    assert "u3" in served and len(served) == 6
