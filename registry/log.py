@@ -137,18 +137,10 @@ def read_changes(warehouse: str, version: int | None = None, after: int | None =
         return ChangeLog((), 0)
     if version is not None:
         ds = ds.checkout_version(version)
-    table = ds.to_table()
-    if after:
-        try:
-            seen = ds.checkout_version(after).to_table(columns=["batch", "pos"])
-        except OSError as error:
-            if not is_missing_dataset(error):
-                raise
-            return ChangeLog(tuple(changes_from_arrow(table)), int(ds.version))
-        done = set(zip(seen.column("batch").to_pylist(), seen.column("pos").to_pylist()))
-        keep = [(b, p) not in done for b, p in zip(table.column("batch").to_pylist(), table.column("pos").to_pylist())]
-        table = table.filter(keep)
-    return ChangeLog(tuple(changes_from_arrow(table)), int(ds.version))
+    if after:  # what a follower standing at `after` reads next: the same code path as the service's
+        new, _ = read_new_changes(warehouse, int(ds.version), change_cursor(warehouse, after))
+        return ChangeLog(new, int(ds.version))
+    return ChangeLog(tuple(changes_from_arrow(ds.to_table())), int(ds.version))
 
 
 @dataclass(frozen=True)
