@@ -1,7 +1,17 @@
-"""The `recqa` console script: help for every subcommand, clear errors."""
+"""The `recqa` console script: help for every subcommand, clear errors.
 
+Argument and input errors are checked in this process (`_in_process`: what `main` prints and
+returns, without a new interpreter's second of start-up per test); what only a real process
+shows (import-time noise on stderr, library warnings, a traceback, Ctrl-C) runs the console
+script (`_recqa`).
+"""
+
+import io
+import os
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,6 +23,35 @@ def _recqa(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([RECQA, *args], capture_output=True, text=True, timeout=120)
 
 
+@dataclass(frozen=True)
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _in_process(*args: str, cwd: Path | None = None) -> Ran:
+    """`recqa ARGS` through `cli.main.main` here: its exit code (argparse's SystemExit included)
+    and what it printed; the working folder and environment are put back after."""
+    from cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    folder, environment = os.getcwd(), dict(os.environ)
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        os.chdir(folder)
+        os.environ.clear()
+        os.environ.update(environment)
+    return Ran(code, out.getvalue(), err.getvalue())
+
+
 def test_top_level_help_lists_the_commands():
     result = _recqa("--help")
     assert result.returncode == 0
@@ -22,27 +61,27 @@ def test_top_level_help_lists_the_commands():
 
 @pytest.mark.parametrize("command", ["build-recs", "build-qa", "serve", "publish", "await-service", "candidates", "releases"])
 def test_every_command_has_help_with_warehouse(command):
-    result = _recqa(command, "--help")
+    result = _in_process(command, "--help")
     assert result.returncode == 0, result.stderr
     assert "--warehouse" in result.stdout
 
 
 def test_unknown_command_fails_with_usage():
-    result = _recqa("train-everything")
+    result = _in_process("train-everything")
     assert result.returncode == 2
     assert "unknown command 'train-everything'" in result.stderr
 
 
 def test_tune_needs_a_kind_and_names_an_unknown_flag(tmp_path):
-    result = _recqa("tune")
+    result = _in_process("tune")
     assert result.returncode == 2 and "recqa tune <kind>" in result.stdout
-    result = _recqa("tune", "recs", "--out", str(tmp_path / "tuned.json"), "--fctors", "3")
+    result = _in_process("tune", "recs", "--out", str(tmp_path / "tuned.json"), "--fctors", "3")
     assert result.returncode == 1 and "unknown flag --fctors (did you mean --factors?)" in result.stderr
     assert not (tmp_path / "tuned.json").exists()
 
 
 def test_missing_input_fails_with_the_path(tmp_path):
-    result = _recqa("build-qa", "--warehouse", str(tmp_path), "--documents", str(tmp_path / "none.json"))
+    result = _in_process("build-qa", "--warehouse", str(tmp_path), "--documents", str(tmp_path / "none.json"))
     assert result.returncode == 1
     assert "none.json' matches no file" in result.stderr
 
@@ -61,7 +100,7 @@ def test_missing_input_fails_with_the_path(tmp_path):
     ],
 )
 def test_an_unsupported_warehouse_scheme_fails_before_any_work(argv, tmp_path):
-    result = subprocess.run([RECQA, *argv], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    result = _in_process(*argv, cwd=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "argument --warehouse: unsupported scheme" in result.stderr
     assert "s3://" in result.stderr and "local path" in result.stderr
@@ -76,17 +115,17 @@ def test_an_unsupported_warehouse_scheme_fails_before_any_work(argv, tmp_path):
     ],
 )
 def test_missing_local_inputs_of_evaluate_are_named(argv, message, tmp_path):
-    result = subprocess.run([RECQA, *argv], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    result = _in_process(*argv, cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
 def test_evaluate_recs_reads_its_inputs_as_the_build_does_and_names_a_missing_one(tmp_path):
-    result = subprocess.run([RECQA, "evaluate", "recs", "--interactions", "none.csv"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    result = _in_process("evaluate", "recs", "--interactions", "none.csv", cwd=tmp_path)
     assert result.returncode == 1 and "interactions input 'none.csv' matches no file" in result.stderr, result.stderr
 
 
 def test_validate_names_a_missing_input(tmp_path):
-    result = _recqa("validate", "recs", "--warehouse", str(tmp_path), "--interactions", str(tmp_path / "none.csv"))
+    result = _in_process("validate", "recs", "--warehouse", str(tmp_path), "--interactions", str(tmp_path / "none.csv"))
     assert result.returncode == 1
     assert "none.csv' matches no file" in result.stderr
 
@@ -94,7 +133,7 @@ def test_validate_names_a_missing_input(tmp_path):
 def test_version_comes_from_the_package_metadata():
     from importlib.metadata import version
 
-    result = _recqa("--version")
+    result = _in_process("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"recqa {version('recqa')}"
 
 
@@ -102,7 +141,7 @@ def test_serve_help_shows_the_defaults():
     from cli.main import DEFAULT_HOST, DEFAULT_PORT
     from features.schemas import DEFAULT_MODEL_NAME
 
-    help_text = " ".join(_recqa("serve", "--help").stdout.split())
+    help_text = " ".join(_in_process("serve", "--help").stdout.split())
     assert f"(default {DEFAULT_HOST})" in help_text and f"(default {DEFAULT_PORT})" in help_text
     assert f"$RECQA_MODEL if set, else {DEFAULT_MODEL_NAME})" in help_text
 
@@ -176,6 +215,7 @@ def _documents(tmp_path, count: int):
     return path
 
 
+@pytest.mark.slow  # a real process interrupted mid-run
 def test_ctrl_c_stops_a_build_at_once_saying_nothing_was_published(tmp_path, monkeypatch):
     import signal
     import time
@@ -219,12 +259,13 @@ def test_ctrl_c_stops_a_build_at_once_saying_nothing_was_published(tmp_path, mon
 
 def test_evaluate_qa_on_a_warehouse_without_answers_says_how_to_make_them(tmp_path):
     stackfaq = Path(__file__).resolve().parents[1] / "data" / "stackfaq" / "stackExchange-FAQ.json"
-    result = _recqa("evaluate", "qa", "--warehouse", str(tmp_path), "--stackfaq", str(stackfaq))
+    result = _in_process("evaluate", "qa", "--warehouse", str(tmp_path), "--stackfaq", str(stackfaq))
     assert result.returncode == 1
     assert result.stderr.strip() == (f"recqa evaluate qa: field '--warehouse': no answers table in '{tmp_path}': "
                                      f"build one with `recqa build-qa --warehouse {tmp_path}`, or name the warehouse that has it")
 
 
+@pytest.mark.slow  # a real process interrupted mid-run
 def test_ctrl_c_during_tuning_ends_it_at_once_and_writes_no_result(tmp_path):
     import signal
     import time
@@ -257,7 +298,7 @@ def test_a_command_run_in_process_leaves_the_interrupt_handling_as_it_found_it()
 
 
 def test_a_typo_in_a_build_flag_fails_at_once_with_one_line_naming_the_fix(tmp_path):
-    result = subprocess.run([RECQA, "build-recs", "--halflife-days", "30"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    result = _in_process("build-recs", "--halflife-days", "30", cwd=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("recqa ")]
     assert errors == ["recqa build-recs: unknown flag --halflife-days (did you mean --half-life-days?); "

@@ -14,7 +14,7 @@ from pipelines.options import tuned_snapshot_warning
 from registry.log import find_candidate
 from tests.pipelines.test_build_changes import log_changes, recs_argv, write_inputs
 
-pytestmark = pytest.mark.usefixtures("fake_model")  # real Beam and Lance, no model
+pytestmark = [pytest.mark.usefixtures("fake_model"), pytest.mark.slow]  # real Beam and Lance, no model; whole builds
 
 
 def test_a_candidate_is_evaluated_on_exactly_the_snapshot_its_build_applied(tmp_path):

@@ -18,7 +18,7 @@ from registry.log import read_candidates, read_changes
 ALS_FLAGS = ["--factors", "4", "--iterations", "2"]
 
 
-pytestmark = pytest.mark.usefixtures("fake_model")
+pytestmark = [pytest.mark.usefixtures("fake_model"), pytest.mark.slow]  # whole builds over a change log
 
 
 def write_inputs(folder) -> dict[str, str]:

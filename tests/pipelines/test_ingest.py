@@ -84,6 +84,7 @@ def _published(warehouse: str, name: str, key: str) -> dict[str, dict]:
     return {row[key]: row for row in lance.dataset(f"{warehouse}/{name}.lance", version=version).to_table().to_pylist()}
 
 
+@pytest.mark.slow  # both builds and a publish
 def test_every_logged_write_survives_the_next_build_and_publish_from_the_original_files(tmp_path, capsys):
     warehouse = str(tmp_path / "warehouse")
     inputs = write_inputs(tmp_path)  # the original files; never changed below

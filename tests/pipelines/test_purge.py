@@ -13,7 +13,7 @@ from registry.log import read_changes
 from tests.pipelines.test_build_changes import _rows, recs_argv, write_inputs
 from tests.pipelines.test_ingest import _recqa
 
-pytestmark = pytest.mark.usefixtures("fake_model")  # real Beam and Lance, no model
+pytestmark = [pytest.mark.usefixtures("fake_model"), pytest.mark.slow]  # real Beam and Lance, no model; whole builds and publishes
 
 
 def _files_holding(folder: Path, needle: bytes) -> list[str]:

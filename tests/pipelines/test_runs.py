@@ -14,7 +14,7 @@ from features.errors import InputError
 from pipelines import build_recs, lance_io, publish
 from registry.log import published_version
 
-pytestmark = pytest.mark.usefixtures("fake_model")  # real Beam and Lance, no model
+pytestmark = [pytest.mark.usefixtures("fake_model"), pytest.mark.slow]  # real Beam and Lance, no model; whole runs, one killed
 
 
 @pytest.fixture

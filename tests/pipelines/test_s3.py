@@ -42,6 +42,7 @@ def s3(monkeypatch):
     server.stop()
 
 
+@pytest.mark.slow  # a real S3 server and multi-process Beam jobs
 @pytest.mark.usefixtures("fake_model")  # real Beam, Lance and S3 (moto), no model
 def test_jobs_read_inputs_from_s3_and_write_published_tables_there(s3, tmp_path):
     events = "user_id,item_id,timestamp\n" + "".join(f"u{u},i{(u + j) % 3},{1_600_000_000 + j}\n" for u in range(6) for j in range(20))

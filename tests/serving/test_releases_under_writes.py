@@ -51,6 +51,7 @@ def _serves_every_write(follower: StoreFollower, acknowledged: list[int]) -> lis
     return missing + [f"w-doc-{n}" for n in acknowledged if store.answers.document(f"w-doc-{n}") is None]
 
 
+@pytest.mark.slow  # builds, publishes and a rollback while writers run
 def test_a_publish_and_a_rollback_under_writes_lose_no_acknowledged_write(tmp_path):
     warehouse = str(tmp_path / "warehouse")
     inputs = write_inputs(tmp_path)
