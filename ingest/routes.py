@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -45,6 +45,8 @@ class IngestEndpoints:
     """The four routes and the process's one BatchingWriter, made on the first write.
 
     `warehouse` is asked only then, so building the app reads no settings and starts no thread.
+    `before_commit`, set by the service, is run by the writer on each commit's changes before
+    the commit (embedding their texts ahead of the follower).
     """
 
     def __init__(self, warehouse: Callable[[], str], make_writer: Callable[[str], BatchingWriter] = BatchingWriter.for_warehouse) -> None:
@@ -52,12 +54,18 @@ class IngestEndpoints:
         self._make_writer = make_writer
         self._writer: BatchingWriter | None = None
         self._lock = threading.Lock()
+        self.before_commit: Callable[[Sequence[Change]], Any] | None = None
 
     def writer(self) -> BatchingWriter:
         with self._lock:
             if self._writer is None:
                 self._writer = self._make_writer(self._warehouse())
+                self._writer.before_commit = self._before_commit
             return self._writer
+
+    def _before_commit(self, changes: Sequence[Change]) -> None:
+        if (hook := self.before_commit) is not None:  # read at each commit: the service may set it after the first write
+            hook(changes)
 
     def close(self) -> None:
         """Commit what is queued and stop the writer (service shutdown); the next write starts a new one."""

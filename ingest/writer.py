@@ -6,6 +6,9 @@ whatever is queued when the oldest has waited `interval_seconds` or `max_records
 waiting, whichever comes first. Each request's records go into one commit whole (a request
 is never split), and its future resolves only when that commit has returned, i.e. is durable
 and read back. A failed commit fails every request in it: nothing of it is acknowledged.
+
+`before_commit`, when set, sees a commit's changes just before it is made (the service embeds
+their texts then, serving/embedding_memo.py); its failure is logged and the commit goes on.
 """
 
 from __future__ import annotations
@@ -69,8 +72,10 @@ class BatchingWriter:
         prepare: Callable[[], None] | None = None,
         maintain: Callable[[], Any] | None = None,
         maintain_every: int = DEFAULT_MAINTAIN_EVERY,
+        before_commit: Callable[[Sequence[Change]], Any] | None = None,
     ) -> None:
         self._append = append
+        self.before_commit = before_commit
         self._prepare = prepare  # run once on the thread before the first commit (create the table)
         self._maintain = maintain  # run on the thread every `maintain_every` commits (compaction)
         self.maintain_every = maintain_every
@@ -149,6 +154,11 @@ class BatchingWriter:
         changes = [change for pending in live for change in pending.changes]
         if not live:
             return
+        if self.before_commit is not None:
+            try:
+                self.before_commit(changes)
+            except Exception as error:  # noqa: BLE001 - work done ahead, not the write: the commit goes on
+                logger.warning("work ahead of a commit failed (the commit goes on): %s: %s", type(error).__name__, error)
         try:
             version = self._append(changes)
         except Exception as error:  # noqa: BLE001 - every request of the commit fails, none is acknowledged

@@ -129,6 +129,7 @@ class RecQA:
         self.settings = ServiceSettings.from_env()  # a bad variable stops the start, naming it
         self.metrics = service_metrics()
         self.state = ServedState.start(self.settings, self._encoders)
+        _ingest.before_commit = self.state.embed_ahead  # a write's texts are embedded before its 2xx, not after
 
     def _encoders(self) -> QueryEncoders:
         settings = self.settings

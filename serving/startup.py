@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import bentoml
 from threadpoolctl import threadpool_limits
 
+from features.changes import Change
 from features.encoders import Encoder
 from features.locations import check_warehouse
 from serving.cache import SemanticCache
+from serving.embedding_memo import EmbeddingMemo
 from serving.encoder_service import IdleFirstEncoder, LazyEncoder
 from serving.reload import StoreFollower
 from serving.settings import ENV_WAREHOUSE, ServiceSettings
@@ -82,7 +84,8 @@ def served_versions_text(versions: Mapping[str, int]) -> str:
 @dataclass(frozen=True)
 class QueryEncoders:
     """`questions` encodes the requests' questions; `writes` the change log's texts, on the
-    follower's thread, which cannot call the encoder service."""
+    follower's thread or the ingest writer's (ahead of the commit), which cannot call the
+    encoder service; one memo for the process, so texts embedded ahead outlive a release swap."""
 
     questions: Encoder
     writes: Encoder
@@ -95,9 +98,9 @@ def choose_encoders(
     (`encode_locally_when_idle`, which loads the model here now); writes through the local
     model, loaded on the first write unless it is loaded already."""
     if not settings.encode_locally_when_idle:
-        return QueryEncoders(batched, LazyEncoder(load_local, batched.name, batched.dimension))
+        return QueryEncoders(batched, EmbeddingMemo(LazyEncoder(load_local, batched.name, batched.dimension)))
     local = load_local()
-    return QueryEncoders(IdleFirstEncoder(local, batched, on_encode), local)
+    return QueryEncoders(IdleFirstEncoder(local, batched, on_encode), EmbeddingMemo(local))
 
 
 def follow_releases(settings: ServiceSettings, encoders: QueryEncoders) -> StoreFollower:
@@ -132,6 +135,12 @@ class ServedState:
         except Exception as error:  # noqa: BLE001 - stay up (liveness) and say why we are not ready
             logger.exception("recqa is not ready")
             return cls(None, None, f"{type(error).__name__}: {error}")
+
+    def embed_ahead(self, changes: Sequence[Change]) -> int:
+        """Embed a commit's texts before it is made, for the Store the follower will read it into
+        (the writer's `before_commit`); nothing before a release is served."""
+        store = self.current()
+        return store.embed_ahead(changes) if store is not None else 0
 
     def current(self) -> Store | None:
         """The Store a request uses from start to end, even if a reload swaps in another."""

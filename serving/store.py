@@ -8,17 +8,18 @@ exactly those. What needs an absent table is refused by `absent()`, naming it.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from features.changes import ANSWERS, EVENTS, ITEMS, USERS, ChangeSet, fold
+from features.changes import ANSWERS, EVENTS, ITEMS, UPSERT, USERS, Change, ChangeSet, fold
 from features.encoders import Encoder
 from features.errors import TableContractError
-from features.schemas import ANSWERS_TABLE, ITEMS_TABLE, RECQA_TABLES, USERS_TABLE
-from features.text import chunking_of
+from features.schemas import ANSWER_TEXT_COLUMN, ANSWERS_TABLE, ITEMS_TABLE, RECQA_TABLES, USERS_TABLE
+from features.text import answer_chunks, chunking_of, item_text
 from registry.log import ChangeCursor, change_cursor, read_new_changes
 from serving.answers import AnswerIndex
+from serving.embedding_memo import EmbeddingMemo
 from serving.fresh_answers import FreshAnswers
 from serving.memory import DEFAULT_MEMORY_BUDGET_MB
 from serving.overlay import advance_answers, advance_items, applied_changes
@@ -71,8 +72,11 @@ class Store:
         self._recs_changes, self._qa_changes = ChangeSet(), ChangeSet()
         self._item_content: dict[str, np.ndarray] = {}
         self._fresh_answers: FreshAnswers | None = None
-        # the change log's texts: embedded on the follower's thread, by an encoder that runs there
-        self._embed = (writes_encoder or encoder).encode
+        # the change log's texts: embedded on the follower's thread by an encoder that runs there,
+        # or ahead, before their commit (`embed_ahead`), into a memo the follower takes them from
+        writes = encoder if writes_encoder is None else writes_encoder
+        self._writes = writes if isinstance(writes, EmbeddingMemo) else EmbeddingMemo(writes)
+        self._embed = self._writes.encode
         self._folded: dict = {}
         self.changes = 0
         self._qa_changes_at = 0  # the log version the answers overlay last changed at
@@ -118,6 +122,19 @@ class Store:
                 other._fresh_answers = advance_answers(self._fresh_answers, qa, (c.key for c in new), self._embed, self._corpus_size(), self._chunking)
                 other.answers = self._base_answers.with_fresh(other._fresh_answers)
         return other
+
+    def embed_ahead(self, changes: Sequence[Change]) -> int:
+        """Embed the texts the follower will embed for these changes (the answers' chunks as
+        the served table chunks them, the items' text as build-recs makes it), before they are
+        committed; how many texts were embedded. Texts a part that is not served would never
+        read are left alone."""
+        upserts = fold(change for change in changes if change.op == UPSERT and change.kind in (ITEMS, ANSWERS))
+        texts = []
+        if self._base_answers is not None:
+            texts += [chunk[ANSWER_TEXT_COLUMN] for document in upserts.upserted_answers() for chunk in answer_chunks(document, *self._chunking)]
+        if self._base_recommender is not None:
+            texts += [item_text(item) for item in upserts.upserted_items()]
+        return self._writes.prime(texts) if texts else 0
 
     def _corpus_size(self) -> int:
         """Chunks in the served answers table (the corpus size fresh BM25 scores are put on)."""

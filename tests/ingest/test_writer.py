@@ -162,3 +162,19 @@ def test_sigkill_mid_batch_keeps_every_acknowledged_write_and_no_half_request(tm
     per_request = Counter(key.rsplit("-", 1)[0] for key in keys if key != "after-restart")
     assert set(per_request.values()) == {3}  # a request is in the log whole or not at all
     assert keys["after-restart"] == 1
+
+
+def test_before_commit_sees_each_commits_changes_first_and_its_failure_does_not_stop_the_commit():
+    append, seen = Recorder(), []
+
+    def ahead(changes):
+        seen.append(([c.key for c in changes], len(append.commits)))
+        if len(seen) == 2:
+            raise RuntimeError("the encoder is gone")
+
+    writer = BatchingWriter(append, interval_seconds=0.05, max_records=500, before_commit=ahead)
+    assert writer.submit(deletes("x", "y")).result(timeout=10).version == 1
+    assert writer.submit(deletes("z")).result(timeout=10).version == 2  # its work ahead failed; the write did not
+    assert seen == [(["x", "y"], 0), (["z"], 1)]  # each time before the commit holding them
+    assert append.commits == [["x", "y"], ["z"]]
+    writer.close()

@@ -197,3 +197,39 @@ def test_the_service_stops_serving_a_deleted_answer_and_item_within_two_seconds(
         assert again["cached"] is False and gone not in [a["doc_id"] for a in again["answers"]] and len(again["answers"]) == 3
         assert item not in [i["item_id"] for i in client.post("/recommend", json={"user_id": "nobody", "k": 5}).json()["items"]]
         assert client.post("/similar_items", json={"item_id": item, "k": 3}).status_code == 404
+
+
+def test_texts_embedded_ahead_of_the_commit_are_not_embedded_again_and_serve_the_same(fake_warehouse, tmp_path):
+    from features.changes import parse_records
+    from serving.embedding_memo import EmbeddingMemo
+
+    embedded: list[str] = []
+
+    class Counting(HashingEncoder):
+        def encode(self, texts):
+            embedded.extend(texts)
+            return super().encode(texts)
+
+    results = {}
+    for ahead in (False, True):
+        copy = tmp_path / f"warehouse-{ahead}"
+        shutil.copytree(fake_warehouse, copy)
+        writes = EmbeddingMemo(Counting())
+        follower = StoreFollower(str(copy), lambda versions, copy=copy, writes=writes: Store(str(copy), HashingEncoder(), versions, writes),
+                                 interval_seconds=60)
+        assert follower.refresh() is True
+        changes, _ = parse_records("answers", [{"doc_id": "fresh-1", "answer": " ".join(f"quokka{i}" for i in range(300))}])
+        items, _ = parse_records("items", [{"item_id": "new-item", "title": "Quokka lamp", "text": "A lamp for quokkas."}])
+        embedded.clear()
+        if ahead:
+            assert follower.current().embed_ahead(changes + items) == len(embedded) > 2  # the chunks and the item
+        primed = list(embedded)
+        lance_io.append_changes(str(copy), changes + items)
+        assert follower.refresh_changes() is True
+        store = follower.current()
+        assert embedded == (primed if ahead else embedded) and len(embedded) > 2  # the follower embedded nothing more when the texts came ahead
+        answers = [(hit.id, round(hit.score, 5)) for hit in store.answers.answer("quokka7 quokka8", 5, "vector")]
+        items = [(item_id, round(score, 5)) for item_id, score in store.recommender.search_items(HashingEncoder().encode(["quokka lamp"])[0], 3)]
+        assert answers[0][0] == "fresh-1" and items[0][0] == "new-item"
+        results[ahead] = (answers, items)
+    assert results[True] == results[False]

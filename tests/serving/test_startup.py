@@ -62,7 +62,7 @@ def test_without_local_encoding_questions_are_batched_and_the_model_loads_on_the
     batched, local, paths = Fixed(), Fixed(), []
     loads = []
     encoders = choose_encoders(ServiceSettings(encode_locally_when_idle=False), batched, lambda: loads.append(1) or local, paths.append)
-    assert encoders.questions is batched and isinstance(encoders.writes, LazyEncoder) and loads == []
+    assert encoders.questions is batched and isinstance(encoders.writes.inner, LazyEncoder) and loads == []
     encoders.writes.encode(["a write"])
     encoders.writes.encode(["another"])
     assert loads == [1] and local.calls == 2 and batched.calls == 0
@@ -72,7 +72,7 @@ def test_with_local_encoding_the_model_loads_now_and_an_idle_question_is_encoded
     batched, local, paths = Fixed(), Fixed(), []
     loads = []
     encoders = choose_encoders(ServiceSettings(encode_locally_when_idle=True), batched, lambda: loads.append(1) or local, paths.append)
-    assert loads == [1] and isinstance(encoders.questions, IdleFirstEncoder) and encoders.writes is local
+    assert loads == [1] and isinstance(encoders.questions, IdleFirstEncoder) and encoders.writes.inner is local
     encoders.questions.encode(["a lone question"])
     assert paths == ["local"] and local.calls == 1 and batched.calls == 0
 
