@@ -25,6 +25,10 @@ from serving.memory import DEFAULT_MEMORY_BUDGET_MB
 from serving.overlay import advance_answers, advance_items, applied_changes
 from serving.recommender import FreshRecommender, Recommender
 
+# Texts a commit embeds ahead at most: a big commit (1,000 long answers) would otherwise hold its
+# requests' 2xx past the request timeout; the follower embeds the rest after the commit.
+EMBED_AHEAD_MAX_TEXTS = 256
+
 # What each kind of endpoint reads, and the job that builds it.
 RECOMMENDATION_TABLES = (USERS_TABLE, ITEMS_TABLE)
 ANSWER_TABLES = (ANSWERS_TABLE,)
@@ -127,14 +131,14 @@ class Store:
         """Embed the texts the follower will embed for these changes (the answers' chunks as
         the served table chunks them, the items' text as build-recs makes it), before they are
         committed; how many texts were embedded. Texts a part that is not served would never
-        read are left alone."""
+        read are left alone, and past EMBED_AHEAD_MAX_TEXTS the follower embeds the rest."""
         upserts = fold(change for change in changes if change.op == UPSERT and change.kind in (ITEMS, ANSWERS))
         texts = []
         if self._base_answers is not None:
             texts += [chunk[ANSWER_TEXT_COLUMN] for document in upserts.upserted_answers() for chunk in answer_chunks(document, *self._chunking)]
         if self._base_recommender is not None:
             texts += [item_text(item) for item in upserts.upserted_items()]
-        return self._writes.prime(texts) if texts else 0
+        return self._writes.prime(texts[:EMBED_AHEAD_MAX_TEXTS]) if texts else 0
 
     def _corpus_size(self) -> int:
         """Chunks in the served answers table (the corpus size fresh BM25 scores are put on)."""

@@ -233,3 +233,22 @@ def test_texts_embedded_ahead_of_the_commit_are_not_embedded_again_and_serve_the
         assert answers[0][0] == "fresh-1" and items[0][0] == "new-item"
         results[ahead] = (answers, items)
     assert results[True] == results[False]
+
+
+def test_a_commit_embeds_at_most_so_many_texts_ahead_and_the_follower_the_rest(fake_warehouse, tmp_path, monkeypatch):
+    from features.changes import parse_records
+    from serving import store as store_module
+    from serving.embedding_memo import EmbeddingMemo
+
+    monkeypatch.setattr(store_module, "EMBED_AHEAD_MAX_TEXTS", 2)
+    copy = tmp_path / "warehouse"
+    shutil.copytree(fake_warehouse, copy)
+    writes = EmbeddingMemo(HashingEncoder())
+    follower = StoreFollower(str(copy), lambda versions: Store(str(copy), HashingEncoder(), versions, writes), interval_seconds=60)
+    assert follower.refresh() is True
+    items, _ = parse_records("items", [{"item_id": f"new-{n}", "title": f"Quokka lamp {n}"} for n in range(5)])
+    assert follower.current().embed_ahead(items) == 2 and writes.held == 2
+    lance_io.append_changes(str(copy), items)
+    assert follower.refresh_changes() is True and writes.held == 0  # the two taken, the other three embedded
+    found = [item_id for item_id, _ in follower.current().recommender.search_items(HashingEncoder().encode(["quokka lamp 4"])[0], 1)]
+    assert found == ["new-4"]
