@@ -58,6 +58,33 @@ def recall(found: list[np.ndarray], truth: np.ndarray) -> float:
     return float(np.mean([len(set(f.tolist()) & set(t.tolist())) / K for f, t in zip(found, truth)]))
 
 
+def build(warehouse: str, name: str, schema: pa.Schema, vectors: np.ndarray, config, args: argparse.Namespace) -> None:
+    """The table by the pipelines' writer, and its IVF-PQ index by the builds' own call (or with --sub-vectors)."""
+    from lancedb.index import IvfPq
+
+    from pipelines.lance_io import commit_table, create_vector_indexes, ivf_pq_parameters, write_fragments
+
+    started, fragments = time.perf_counter(), []
+    for start in range(0, len(vectors), 250_000):
+        block = vectors[start:start + 250_000]
+        table = pa.table({"row": np.arange(start, start + len(block)),
+                          "vector": pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), args.dimension)}, schema=schema)
+        fragments += write_fragments(warehouse, name, table)
+    commit_table(warehouse, name, schema, fragments)
+    print(f"{len(vectors):,} x {args.dimension} vectors in {args.clusters:,} clusters written in {time.perf_counter() - started:.1f} s")
+    started = time.perf_counter()
+    parameters = ivf_pq_parameters(len(vectors), args.dimension)
+    if args.sub_vectors is None:
+        create_vector_indexes(warehouse, name, [config])
+    else:
+        import lancedb
+
+        parameters["num_sub_vectors"] = args.sub_vectors
+        lancedb.connect(warehouse).open_table(name).create_index(
+            config.column, config=IvfPq(distance_type=config.distance_type, max_iterations=config.kmeans_iterations, **parameters))
+    print(f"IVF-PQ {parameters} built in {time.perf_counter() - started:.1f} s", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -69,13 +96,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--refine", default="0,2,5,10", help="0: no refine (PQ distances only)")
     parser.add_argument("--work", default=None, help="folder for the table (default: a temp dir)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reuse", action="store_true", help="the table and index --work holds from an earlier run of the same sizes and seed")
+    parser.add_argument("--sub-vectors", type=int, default=None, help="PQ sub-vectors instead of ivf_pq_parameters' (an index built here, not by the builds)")
     args = parser.parse_args(argv)
 
     import lance
     from threadpoolctl import threadpool_limits
 
     from features.schemas import ANSWER_INDEX
-    from pipelines.lance_io import commit_table, create_vector_indexes, ivf_pq_parameters, write_fragments
     from serving.tables import vector_search
 
     work = Path(args.work or tempfile.mkdtemp(prefix="recqa-ivf-"))
@@ -85,20 +113,9 @@ def main(argv: list[str] | None = None) -> None:
 
     started = time.perf_counter()
     vectors = np.concatenate(list(clustered(args.rows, args.dimension, args.clusters, args.noise, rng)))
-    fragments = []
-    for start in range(0, args.rows, 250_000):
-        block = vectors[start:start + 250_000]
-        table = pa.table({"row": np.arange(start, start + len(block)),
-                          "vector": pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), args.dimension)}, schema=schema)
-        fragments += write_fragments(warehouse, name, table)
-    commit_table(warehouse, name, schema, fragments)
-    print(f"{args.rows:,} x {args.dimension} vectors in {args.clusters:,} clusters written in {time.perf_counter() - started:.1f} s")
-
     config = dataclasses.replace(ANSWER_INDEX, min_rows_for_ann=0)
-    started = time.perf_counter()
-    create_vector_indexes(warehouse, name, [config])
-    build_seconds = time.perf_counter() - started
-    print(f"IVF-PQ {ivf_pq_parameters(args.rows, args.dimension)} built in {build_seconds:.1f} s")
+    if not args.reuse:
+        build(warehouse, name, schema, vectors, config, args)
 
     queries = np.concatenate(list(clustered(args.queries, args.dimension, args.clusters, args.noise, np.random.default_rng(args.seed))))
     queries = queries[rng.permutation(len(queries))]
