@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline-texts", type=int, default=0,
                         help="encode a seeded random sample of this many of the same answer texts for the raw "
                              "baseline (throughput), instead of all of them (default 0 = all)")
+    parser.add_argument("--quantize", default=None, choices=("bf16",),
+                        help="encode both builds in this precision (past its quality gate); the raw baseline stays fp32")
     args = parser.parse_args(argv)
 
     import generate  # benchmarks/generate.py, beside this file
@@ -66,7 +68,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from pipelines import build_qa, build_recs
 
-    common = ["--warehouse", warehouse, "--input-format", "contract", "--rejects", str(work / "rejects")]
+    common = ["--warehouse", warehouse, "--input-format", "contract", "--rejects", str(work / "rejects"),
+              *(["--quantize", args.quantize] if args.quantize else [])]
     started = time.perf_counter()
     recs = build_recs.run([*common, "--interactions", str(data / "interactions.parquet"), "--items", str(data / "items.parquet")])
     recs_seconds = time.perf_counter() - started
@@ -115,11 +118,14 @@ def main(argv: list[str] | None = None) -> None:
 
     print("figure                                         value      target")
     print(f"ALS stage / raw implicit fit (time)            {pipeline_als / raw_als:6.2f}x     <= 1.2x   ({pipeline_als:.1f} s vs {raw_als:.1f} s)")
-    print(f"encode stage / raw encode (throughput)         {stage_encode / raw_encode:6.2f}x     >= 0.8x   ({stage_encode:.0f} vs {raw_encode:.0f} texts/s)")
+    target = ">= 2.5x" if args.quantize else ">= 0.8x"
+    print(f"encode stage / raw encode (throughput)         {stage_encode / raw_encode:6.2f}x     {target}   ({stage_encode:.0f} vs {raw_encode:.0f} texts/s)")
     print(f"whole build-qa job / raw encode (throughput)   {job_encode / raw_encode:6.2f}x               (index builds included)")
     for result in (recs, qa):
         for line in result.stages.splitlines()[1:]:
             parts = line.split()
+            if len(parts) != 6:  # the lines after the table ("no rejects", where they went)
+                continue
             rows, seconds = _stage(result, parts[0])
             if seconds > 0:
                 print(f"  {parts[0]:<16} {rows / seconds:>12,.0f} rows/s  ({rows:,} rows, {seconds:.1f} s in-stage)")

@@ -52,12 +52,43 @@ def model_dimension(name: str) -> int | None:
     return int(dimension) if dimension is not None else None
 
 
-class SentenceTransformerEncoder:
-    """A sentence-transformers model on the CPU; `name` is a hub id or a local folder."""
+PRECISIONS = ("fp32", "bf16")
+# Texts per forward pass: bf16 runs best on smaller, more even batches (less padding per AMX tile
+# pass; benchmarks/RESULTS.md, "Batch encode stage"), fp32 on the library's usual 64.
+_BATCH_SIZE = {"fp32": 64, "bf16": 32}
+DEVICES = ("cpu", "cuda")
 
-    def __init__(self, name: str = DEFAULT_MODEL_NAME, batch_size: int = 64) -> None:
+
+def native_bf16() -> bool | None:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX); None where unknown.
+
+    Without it PyTorch emulates bf16 and runs slower than fp32, so a bf16 build warns.
+    """
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return None
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+class SentenceTransformerEncoder:
+    """A sentence-transformers model; `name` is a hub id or a local folder.
+
+    `precision="bf16"` loads the weights as bfloat16: on CPUs with AMX or AVX512-BF16 the batch
+    jobs encode several times faster (benchmarks/RESULTS.md, "Batch encode stage"), and the
+    vectors come back as float32 unit vectors either way. The builds use it only past the
+    quality gate (encoding/quantization.py).
+    """
+
+    def __init__(self, name: str = DEFAULT_MODEL_NAME, batch_size: int | None = None, precision: str = "fp32", device: str = "cpu") -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r} is not one of {PRECISIONS}")
+        if device not in DEVICES:
+            raise ValueError(f"device={device!r} is not one of {DEVICES}")
         self.name = name
-        self.batch_size = batch_size
+        self.batch_size = batch_size or _BATCH_SIZE[precision]
+        self.precision = precision
+        self.device = device
         self._model = None
 
     def load(self) -> "SentenceTransformerEncoder":
@@ -68,7 +99,12 @@ class SentenceTransformerEncoder:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder must never reach for a hub
             from sentence_transformers import SentenceTransformer
 
-            self._model = SentenceTransformer(path, device="cpu")
+            kwargs = {}
+            if self.precision == "bf16":
+                import torch
+
+                kwargs["model_kwargs"] = {"torch_dtype": torch.bfloat16}
+            self._model = SentenceTransformer(path, device=self.device, **kwargs)
         return self
 
     @property
@@ -81,7 +117,9 @@ class SentenceTransformerEncoder:
         self.load()
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self._model.encode(
+        vectors = np.asarray(self._model.encode(
             list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
-        )
-        return np.asarray(vectors, dtype=np.float32)
+        ), dtype=np.float32)
+        if self.precision != "fp32":  # normalised in bf16: unit length only to about 1e-3
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors

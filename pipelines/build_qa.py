@@ -165,7 +165,8 @@ def run(argv: Sequence[str] | None = None, changes: ChangeLog | None = None) -> 
     written = (
         rows
         | "ChunkText" >> beam.Map(lambda row: (row, row[ANSWER_TEXT_COLUMN]))
-        | "EncodeChunks" >> EncodeTexts(args.model, stage="encode-answers", backend=args.encoder_backend, quantize=args.quantize)
+        | "EncodeChunks" >> EncodeTexts(args.model, stage="encode-answers", backend=args.encoder_backend, quantize=args.quantize,
+                                            device=args.device)
         | "AnswerRows" >> beam.MapTuple(_with_vector)
         | "WriteAnswers" >> WriteTable(args.warehouse, ANSWERS_TABLE, _answers_schema)
     )

@@ -206,7 +206,8 @@ def run(argv: Sequence[str] | None = None, changes: ChangeLog | None = None) -> 
     items_written = (
         merged
         | "ItemText" >> beam.MapTuple(lambda item_id, parts: ((item_id, parts), item_text(parts[0])))
-        | "EncodeItems" >> EncodeTexts(args.model, stage="encode-items", backend=args.encoder_backend, quantize=args.quantize)
+        | "EncodeItems" >> EncodeTexts(args.model, stage="encode-items", backend=args.encoder_backend, quantize=args.quantize,
+                                            device=args.device)
         | "ItemRows" >> beam.MapTuple(item_row)
         | "WriteItems" >> WriteTable(args.warehouse, ITEMS_TABLE, functools.partial(_items_schema, factors=als.factors))
     )

@@ -3,6 +3,10 @@
 The backend is the sentence-transformers model itself (`torch`, the default) or the service's
 ONNX Runtime graph (`--encoder-backend onnx`, encoding/onnx_encoder.py): the same vectors
 within 1e-4, so the table records the model's name alone either way.
+
+Lower precision is a choice the build makes past the quality gate: `--quantize bf16` (PyTorch
+weights in bfloat16, several times faster on CPUs with AMX or AVX512-BF16) or `--quantize int8`
+(the ONNX graph's MatMul weights). `--device cuda` runs PyTorch on a GPU where one is present.
 """
 
 from __future__ import annotations
@@ -17,14 +21,18 @@ import apache_beam as beam
 import numpy as np
 
 from encoding import sentence_transformer
-from encoding.onnx_encoder import QUANTIZE_CHOICES, OnnxEncoder
+from encoding.onnx_encoder import OnnxEncoder
 from encoding.quantization import GateResult, gate_texts, require_gate
-from encoding.sentence_transformer import SentenceTransformerEncoder
+from encoding.sentence_transformer import DEVICES, SentenceTransformerEncoder, native_bf16
 from pipelines.progress import Progress
 
 TORCH = "torch"
 ONNX = "onnx"
 BACKENDS = (ONNX, TORCH)
+INT8 = "int8"
+BF16 = "bf16"
+QUANTIZE_CHOICES = (INT8, BF16)
+_QUANTIZE_BACKEND = {INT8: ONNX, BF16: TORCH}  # the backend each lower precision runs on
 # PyTorch until ONNX Runtime is measured faster for batches on an idle machine: on a shared one
 # it was not (benchmarks/RESULTS.md, "Batch encode stage"); both give the same vectors within 1e-4.
 DEFAULT_BACKEND = TORCH
@@ -35,43 +43,69 @@ MAX_BATCH_SIZE = 256
 
 
 def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
-    """--encoder-backend and --quantize, shared by the builds that encode."""
+    """--encoder-backend, --quantize and --device, shared by the builds that encode."""
     parser.add_argument("--encoder-backend", default=DEFAULT_BACKEND, choices=BACKENDS,
                         help="run the model through the service's ONNX Runtime graph or PyTorch; same vectors within 1e-4 (default: %(default)s)")
     parser.add_argument("--quantize", default=None, choices=QUANTIZE_CHOICES,
-                        help="int8 MatMul weights (onnx only), used only if the quality gate passes on 1,000 real texts (default: fp32)")
+                        help="bf16 weights (torch; fast on CPUs with AMX or AVX512-BF16) or int8 MatMul weights (onnx), "
+                             "used only if the quality gate passes on 1,000 real texts (default: fp32)")
+    parser.add_argument("--device", default="cpu", choices=DEVICES,
+                        help="where PyTorch runs the model; cuda needs a GPU and --encoder-backend torch (default: %(default)s)")
 
 
-def check_backend(backend: str, quantize: str | None) -> None:
-    """Refuse a backend/quantization pair that cannot run, naming the flag to change."""
+def check_backend(backend: str, quantize: str | None, device: str = "cpu") -> None:
+    """Refuse a backend/quantization/device combination that cannot run, naming the flag to change."""
     if backend not in BACKENDS:
         raise ValueError(f"--encoder-backend {backend!r} is not one of {BACKENDS}")
     if quantize is not None and quantize not in QUANTIZE_CHOICES:
         raise ValueError(f"--quantize {quantize!r} is not one of {QUANTIZE_CHOICES}")
-    if quantize is not None and backend != ONNX:
-        raise ValueError(f"--quantize {quantize} needs --encoder-backend {ONNX} (the torch backend runs fp32 only)")
+    if quantize is not None and backend != _QUANTIZE_BACKEND[quantize]:
+        raise ValueError(f"--quantize {quantize} needs --encoder-backend {_QUANTIZE_BACKEND[quantize]}")
+    if device not in DEVICES:
+        raise ValueError(f"--device {device!r} is not one of {DEVICES}")
+    if device == "cuda" and backend != TORCH:
+        raise ValueError(f"--device cuda needs --encoder-backend {TORCH} (the ONNX graph runs on the CPU here)")
 
 
-def load_encoder(model_name: str, backend: str = DEFAULT_BACKEND, quantize: str | None = None, threads: int | None = None):
-    """The loaded encoder a worker uses: the model itself (torch) or its ONNX graph.
+def check_device(device: str) -> None:
+    """Refuse --device cuda where PyTorch sees no GPU, before a worker loads the model."""
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda: PyTorch sees no CUDA device here (torch.cuda.is_available() is False); "
+                             "drop --device to encode on the CPU")
+
+
+def load_encoder(model_name: str, backend: str = DEFAULT_BACKEND, quantize: str | None = None, threads: int | None = None,
+                 device: str = "cpu"):
+    """The loaded encoder a worker uses: the model itself (torch, fp32 or bf16) or its ONNX graph.
 
     `SentenceTransformerEncoder` is looked up in this module, so tests put a stand-in in its
-    place; a stand-in has no graph to export and encodes as it is, whatever the backend.
+    place; a stand-in has no graph to export and encodes as it is, whatever the backend. Only
+    the arguments that differ from the defaults are passed, so a stand-in takes the name alone.
     """
-    check_backend(backend, quantize)
-    source = SentenceTransformerEncoder(model_name).load()
+    check_backend(backend, quantize, device)
+    options = {key: value for key, value in (("precision", quantize if quantize == BF16 else "fp32"), ("device", device))
+               if value not in ("fp32", "cpu")}
+    source = SentenceTransformerEncoder(model_name, **options).load()
     if backend == TORCH or not isinstance(source, sentence_transformer.SentenceTransformerEncoder):
         return source
     return OnnxEncoder(source, threads=threads or os.cpu_count() or 1, batch_size=MIN_BATCH_SIZE, quantize=quantize).load()
 
 
-def check_quantization(model_name: str, backend: str, quantize: str | None, texts: list[str] | None = None) -> GateResult | None:
-    """Run the quality gate for `quantize` before any worker starts; raises QuantizationRefused with the figures."""
-    check_backend(backend, quantize)
+def check_quantization(model_name: str, backend: str, quantize: str | None, texts: list[str] | None = None,
+                       device: str = "cpu") -> GateResult | None:
+    """Run the quality gate for `quantize` before any worker starts; raises QuantizationRefused with the figures.
+
+    The reference is fp32 on the same backend and device, so the gate measures the precision alone.
+    """
+    check_backend(backend, quantize, device)
+    check_device(device)
     if quantize is None:
         return None
-    reference = load_encoder(model_name, backend)
-    candidate = load_encoder(model_name, backend, quantize)
+    reference = load_encoder(model_name, backend, device=device)
+    candidate = load_encoder(model_name, backend, quantize, device=device)
     return require_gate(reference, candidate, gate_texts() if texts is None else texts, quantize)
 
 
@@ -86,16 +120,18 @@ class EncodeBatchDoFn(beam.DoFn):
     workers shows each worker's own count against the whole.
     """
 
-    def __init__(self, model_name: str, stage: str, backend: str = DEFAULT_BACKEND, quantize: str | None = None) -> None:
+    def __init__(self, model_name: str, stage: str, backend: str = DEFAULT_BACKEND, quantize: str | None = None,
+                 device: str = "cpu") -> None:
         self._model_name = model_name
         self._stage = stage
         self._backend = backend
         self._quantize = quantize
+        self._device = device
         self._encoder = None
         self._progress: Progress | None = None
 
     def setup(self) -> None:
-        self._encoder = load_encoder(self._model_name, self._backend, self._quantize)
+        self._encoder = load_encoder(self._model_name, self._backend, self._quantize, device=self._device)
         self._written = beam.metrics.Metrics.counter(self._stage, "written")
         self._msecs = beam.metrics.Metrics.counter(self._stage, "msecs")
         self._loads = beam.metrics.Metrics.counter(self._stage, "model_loads")
@@ -131,22 +167,28 @@ class EncodeTexts(beam.PTransform):
     runs when the pipeline is built and a failing gate raises QuantizationRefused there.
     """
 
-    def __init__(self, model_name: str, stage: str = "encode", backend: str = DEFAULT_BACKEND, quantize: str | None = None) -> None:
+    def __init__(self, model_name: str, stage: str = "encode", backend: str = DEFAULT_BACKEND, quantize: str | None = None,
+                 device: str = "cpu") -> None:
         super().__init__()
-        check_backend(backend, quantize)
+        check_backend(backend, quantize, device)
         self._model_name = model_name
         self._stage = stage
         self._backend = backend
         self._quantize = quantize
+        self._device = device
 
     def expand(self, pairs: beam.PCollection) -> beam.PCollection:
         # Once, in the launching process, before any worker loads the quantized graph.
-        self.gate = check_quantization(self._model_name, self._backend, self._quantize)
+        self.gate = check_quantization(self._model_name, self._backend, self._quantize, device=self._device)
         if self.gate is not None:
             print(self.gate.describe(), file=sys.stderr, flush=True)
+        if self._quantize == BF16 and self._device == "cpu" and native_bf16() is False:
+            print("warning: --quantize bf16 on a CPU without AVX512-BF16 or AMX: PyTorch emulates bf16 and encodes "
+                  "slower than fp32 here; drop --quantize", file=sys.stderr, flush=True)
         total = pairs | "CountTexts" >> beam.combiners.Count.Globally()
         return (
             pairs
             | "Batch" >> beam.BatchElements(min_batch_size=MIN_BATCH_SIZE, max_batch_size=MAX_BATCH_SIZE)
-            | "Encode" >> beam.ParDo(EncodeBatchDoFn(self._model_name, self._stage, self._backend, self._quantize), total=beam.pvalue.AsSingleton(total))
+            | "Encode" >> beam.ParDo(EncodeBatchDoFn(self._model_name, self._stage, self._backend, self._quantize, self._device),
+                                     total=beam.pvalue.AsSingleton(total))
         )

@@ -41,3 +41,33 @@ def test_real_model_gives_normalised_vectors_closer_for_paraphrases():
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
     assert encoder.encode([]).shape == (0, 384)
+
+
+def test_an_unknown_precision_or_device_is_refused_naming_the_choices():
+    with pytest.raises(ValueError, match=r"precision='fp16' is not one of \('fp32', 'bf16'\)"):
+        SentenceTransformerEncoder(precision="fp16")
+    with pytest.raises(ValueError, match=r"device='mps' is not one of \('cpu', 'cuda'\)"):
+        SentenceTransformerEncoder(device="mps")
+
+
+@pytest.mark.slow
+def test_bf16_weights_give_unit_float32_vectors_close_to_fp32():
+    texts = ["How do I cross out text?", "refund " * 400, "Wie setze ich mein Passwort zurück?", ""]
+    fp32 = SentenceTransformerEncoder().encode(texts)
+    bf16_encoder = SentenceTransformerEncoder(precision="bf16")
+    bf16 = bf16_encoder.encode(texts)
+    assert next(bf16_encoder._model.parameters()).dtype.is_floating_point
+    assert str(next(bf16_encoder._model.parameters()).dtype) == "torch.bfloat16"  # the weights really are bf16
+    assert bf16.dtype == np.float32 and bf16.shape == fp32.shape
+    np.testing.assert_allclose(np.linalg.norm(bf16, axis=1), 1.0, atol=1e-5)
+    cosine = np.sum(bf16 * fp32, axis=1)
+    assert cosine.min() > 0.999 and not np.array_equal(bf16, fp32)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU (none here)")
+def test_cuda_encodes_what_the_cpu_encodes():
+    texts = ["How do I cross out text?", "Best pizza in Naples"]
+    cpu = SentenceTransformerEncoder().encode(texts)
+    cuda = SentenceTransformerEncoder(device="cuda").encode(texts)
+    assert float(np.min(np.sum(cpu * cuda, axis=1))) > 0.9999

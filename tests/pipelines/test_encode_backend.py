@@ -1,4 +1,4 @@
-"""The builds encode with the service's ONNX graph or PyTorch, and int8 only past the quality gate."""
+"""The builds encode with the service's ONNX graph or PyTorch, and bf16 or int8 only past the quality gate."""
 
 import json
 
@@ -106,3 +106,76 @@ def test_onnx_built_vectors_are_pytorchs_and_serving_accepts_the_table(tmp_path,
         schema = table.schema
 
     check_encoder(Opened(), model)  # raises on a model or dimension mismatch
+
+
+def test_bf16_on_the_onnx_backend_and_cuda_on_onnx_are_refused_naming_the_flag(tmp_path, fake_model):
+    from pipelines import build_qa
+
+    documents = str(_documents(tmp_path))
+    with pytest.raises(ValueError, match="--quantize bf16 needs --encoder-backend torch"):
+        build_qa.run(["--warehouse", str(tmp_path / "wh"), "--documents", documents, "--quantize", "bf16", "--encoder-backend", "onnx"])
+    with pytest.raises(ValueError, match="--device cuda needs --encoder-backend torch"):
+        build_qa.run(["--warehouse", str(tmp_path / "wh"), "--documents", documents, "--device", "cuda", "--encoder-backend", "onnx"])
+    assert not (tmp_path / "wh" / f"{ANSWERS_TABLE}.lance").exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is present: the refusal cannot happen")
+def test_cuda_without_a_gpu_is_refused_before_anything_is_written(tmp_path, fake_model):
+    from pipelines import build_qa
+
+    with pytest.raises(ValueError, match=r"--device cuda: PyTorch sees no CUDA device here .*drop --device"):
+        build_qa.run(["--warehouse", str(tmp_path / "wh"), "--documents", str(_documents(tmp_path)), "--device", "cuda"])
+    assert not (tmp_path / "wh" / f"{ANSWERS_TABLE}.lance").exists()
+
+
+class PrecisionEncoder:
+    """In the place of the model: records the precision each load asked for; bf16 adds a little noise."""
+
+    precisions: list[str] = []
+
+    def __init__(self, name: str = "all-MiniLM-L6-v2", precision: str = "fp32") -> None:
+        self.name = name
+        self.precision = precision
+        PrecisionEncoder.precisions.append(precision)
+
+    def load(self) -> "PrecisionEncoder":
+        return self
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        vectors = np.stack([text_vector(t) for t in texts])
+        if self.precision == "bf16":
+            vectors = vectors + 0.01 * np.stack([text_vector(t + "#") for t in texts])
+        return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_a_bf16_build_runs_the_gate_against_fp32_then_encodes_in_bf16(tmp_path, monkeypatch, capfd):
+    from pipelines import build_qa
+    from pipelines.transforms import encode
+
+    PrecisionEncoder.precisions = []
+    monkeypatch.setattr(encode, "SentenceTransformerEncoder", PrecisionEncoder)
+    build_qa.run(["--warehouse", str(tmp_path / "wh"), "--documents", str(_documents(tmp_path)), "--quantize", "bf16"])
+    assert PrecisionEncoder.precisions[:2] == ["fp32", "bf16"]  # the gate: reference, then candidate
+    assert set(PrecisionEncoder.precisions[2:]) == {"bf16"}  # every worker encodes in bf16
+    assert "quality gate passed on 1000 texts" in capfd.readouterr().err
+    table = lance.dataset(str(tmp_path / "wh" / f"{ANSWERS_TABLE}.lance")).to_table()
+    stored = np.stack(table.column("vector").to_numpy(zero_copy_only=False))
+    expected = PrecisionEncoder(precision="bf16").encode(table.column("text").to_pylist())
+    np.testing.assert_allclose(stored, expected, atol=1e-6)
+
+
+def test_a_bf16_build_whose_gate_fails_is_refused_with_the_figures(tmp_path, monkeypatch):
+    from encoding.quantization import QuantizationRefused
+    from pipelines import build_qa
+    from pipelines.transforms import encode
+
+    class FarEncoder(PrecisionEncoder):
+        def encode(self, texts):
+            if self.precision == "fp32":
+                return super().encode(texts)
+            return NoisyEncoder().encode(texts)
+
+    monkeypatch.setattr(encode, "SentenceTransformerEncoder", FarEncoder)
+    with pytest.raises(QuantizationRefused, match=r"--quantize bf16 refused: quality gate FAILED on 1000 texts"):
+        build_qa.run(["--warehouse", str(tmp_path / "wh"), "--documents", str(_documents(tmp_path)), "--quantize", "bf16"])
+    assert not (tmp_path / "wh" / f"{ANSWERS_TABLE}.lance").exists()
