@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     for result in (recs, qa):
         for line in result.stages.splitlines()[1:]:
             parts = line.split()
-            if len(parts) != 6:  # the lines after the table ("no rejects", where they went)
+            if len(parts) != 6 or not parts[-1].replace(".", "", 1).isdigit():  # the lines after the table (rejects)
                 continue
             rows, seconds = _stage(result, parts[0])
             if seconds > 0:

@@ -36,7 +36,7 @@ from pipelines.candidates import build_flags, input_rows, record_build
 from pipelines.options import JobResult, job_parser, parse_job_args, pipeline_options, rejects_dir, tuned_record, warn_tuned_snapshot
 from pipelines.summary import stage_rows
 from pipelines.transforms.changes import apply_changes, folded, snapshot_input
-from pipelines.transforms.encode import EncodeTexts, add_encoder_arguments
+from pipelines.transforms.encode import EncodeTexts, add_encoder_arguments, check_encoding
 from pipelines.transforms.lance_write import WriteTable
 from pipelines.transforms.quality import CheckRejects
 from pipelines.transforms.read import STACKFAQ, InputSpec, ReadRecords, files_sha256, input_mappings
@@ -150,6 +150,7 @@ def run(argv: Sequence[str] | None = None, changes: ChangeLog | None = None) -> 
     chunk_words(" ".join(["x"] * 3), args.chunk_words, args.chunk_overlap)  # refuse bad sizes before running
     (spec,) = input_specs(args)
     candidate = new_candidate_id(QA)
+    check_encoding(args.encoder_backend, args.quantize, args.device)  # a refused flag writes nothing, not even the tag
     lance_io.ensure_candidates_table(args.warehouse)  # now, long before this run appends to it
     lance_io.tag_changes_snapshot(args.warehouse, log.version, candidate)  # kept readable for its evaluation
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))

@@ -41,7 +41,7 @@ from pipelines.candidates import build_flags, input_rows, record_build
 from pipelines.options import JobResult, job_parser, parse_job_args, pipeline_options, rejects_dir, tuned_record, warn_tuned_snapshot
 from pipelines.summary import stage_rows
 from pipelines.transforms.changes import apply_changes, folded, snapshot_input
-from pipelines.transforms.encode import EncodeTexts, add_encoder_arguments
+from pipelines.transforms.encode import EncodeTexts, add_encoder_arguments, check_encoding
 from pipelines.transforms.lance_write import WriteTable
 from pipelines.transforms.quality import CheckRejects
 from pipelines.transforms.read import MS_STORE, InputSpec, ReadRecords, files_sha256, input_mappings, parse_mapping
@@ -172,6 +172,7 @@ def run(argv: Sequence[str] | None = None, changes: ChangeLog | None = None) -> 
     weights = weight_config(args)
     interactions_spec, items_spec = input_specs(args)
     candidate = new_candidate_id(RECS)
+    check_encoding(args.encoder_backend, args.quantize, args.device)  # a refused flag writes nothing, not even the tag
     lance_io.ensure_candidates_table(args.warehouse)  # now, long before this run appends to it
     lance_io.tag_changes_snapshot(args.warehouse, log.version, candidate)  # kept readable for its evaluation
     rejects = rejects_dir(args, "build-recs")

@@ -77,6 +77,13 @@ def check_device(device: str) -> None:
                              "drop --device to encode on the CPU")
 
 
+def check_encoding(backend: str, quantize: str | None, device: str = "cpu") -> None:
+    """Everything about the encode flags that can be refused without a model: a build calls it
+    before it writes anything (its candidate's snapshot tag included)."""
+    check_backend(backend, quantize, device)
+    check_device(device)
+
+
 def load_encoder(model_name: str, backend: str = DEFAULT_BACKEND, quantize: str | None = None, threads: int | None = None,
                  device: str = "cpu"):
     """The loaded encoder a worker uses: the model itself (torch, fp32 or bf16) or its ONNX graph.
@@ -178,13 +185,13 @@ class EncodeTexts(beam.PTransform):
         self._device = device
 
     def expand(self, pairs: beam.PCollection) -> beam.PCollection:
+        if self._quantize == BF16 and self._device == "cpu" and native_bf16() is False:  # said before the gate's wait
+            print("warning: --quantize bf16 on a CPU without AVX512-BF16 or AMX: PyTorch emulates bf16 and encodes "
+                  "slower than fp32 here; drop --quantize", file=sys.stderr, flush=True)
         # Once, in the launching process, before any worker loads the quantized graph.
         self.gate = check_quantization(self._model_name, self._backend, self._quantize, device=self._device)
         if self.gate is not None:
             print(self.gate.describe(), file=sys.stderr, flush=True)
-        if self._quantize == BF16 and self._device == "cpu" and native_bf16() is False:
-            print("warning: --quantize bf16 on a CPU without AVX512-BF16 or AMX: PyTorch emulates bf16 and encodes "
-                  "slower than fp32 here; drop --quantize", file=sys.stderr, flush=True)
         total = pairs | "CountTexts" >> beam.combiners.Count.Globally()
         return (
             pairs

@@ -56,7 +56,6 @@ def test_bf16_weights_give_unit_float32_vectors_close_to_fp32():
     fp32 = SentenceTransformerEncoder().encode(texts)
     bf16_encoder = SentenceTransformerEncoder(precision="bf16")
     bf16 = bf16_encoder.encode(texts)
-    assert next(bf16_encoder._model.parameters()).dtype.is_floating_point
     assert str(next(bf16_encoder._model.parameters()).dtype) == "torch.bfloat16"  # the weights really are bf16
     assert bf16.dtype == np.float32 and bf16.shape == fp32.shape
     np.testing.assert_allclose(np.linalg.norm(bf16, axis=1), 1.0, atol=1e-5)
