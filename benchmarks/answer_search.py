@@ -145,18 +145,8 @@ def raw_single_encode_ms(questions: list[str], threads: int) -> float:
     """p50 ms of one question through the bare model (PyTorch, `threads` threads), one at a time, in this process."""
     import torch
 
-    from encoding.sentence_transformer import SentenceTransformerEncoder
-
     torch.set_num_threads(threads)
-    encoder = SentenceTransformerEncoder().load()
-    for question in questions[:8]:
-        encoder.encode([question])
-    times = []
-    for question in questions:
-        started = time.perf_counter()
-        encoder.encode([question])
-        times.append(1000 * (time.perf_counter() - started))
-    return statistics.median(times)
+    return _bench_serving().raw_single_encode_ms(questions)
 
 
 def main(argv: list[str] | None = None) -> None:
