@@ -69,17 +69,14 @@ def _ndcg(encoder, documents: dict[str, str], queries: dict[str, str], relevant:
     """Mean nDCG@10 of exact cosine search of `queries` over `documents` (ids ranked by `group`, first hit kept)."""
     import numpy as np
 
-    from features.metrics import ndcg_at_k
+    from features.metrics import mean_at_k
 
     ids = list(documents)
     matrix = encoder.encode([documents[i] for i in ids])
     asked = [q for q in queries if q in relevant]
     scores = encoder.encode([queries[q] for q in asked]) @ matrix.T
-    total = 0.0
-    for row, query in enumerate(asked):
-        ranking = list(dict.fromkeys(group(ids[i]) for i in np.argsort(-scores[row])[:50]))
-        total += ndcg_at_k(ranking, relevant[query], 10) or 0.0
-    return total / len(asked)
+    rankings = {query: list(dict.fromkeys(group(ids[i]) for i in np.argsort(-scores[row])[:50])) for row, query in enumerate(asked)}
+    return mean_at_k(rankings, {q: relevant[q] for q in asked}, 10, ["ndcg"])["ndcg"]
 
 
 def ndcg_sets(corpus: Path | None) -> dict[str, tuple]:

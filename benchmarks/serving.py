@@ -159,11 +159,11 @@ def _tree_rss_mb(pid: int) -> float:
     return total
 
 
-def raw_single_encode_ms(questions: list[str]) -> float:
+def raw_single_encode_ms(questions: list[str], encoder=None) -> float:
     """p50 ms of one question through the bare model (PyTorch, every core), one at a time, in this process."""
     from encoding.sentence_transformer import SentenceTransformerEncoder
 
-    encoder = SentenceTransformerEncoder().load()
+    encoder = encoder or SentenceTransformerEncoder().load()
     for question in questions[:8]:
         encoder.encode([question])
     times = []
@@ -174,12 +174,9 @@ def raw_single_encode_ms(questions: list[str]) -> float:
     return statistics.median(times)
 
 
-def raw_encode_throughput(questions: list[str], batch_size: int = 64) -> float:
-    """Texts per second of the bare model over the same questions, batched, in this process."""
-    from encoding.sentence_transformer import SentenceTransformerEncoder
-
-    encoder = SentenceTransformerEncoder(batch_size=batch_size).load()
-    encoder.encode(questions[:batch_size])  # warm-up
+def raw_encode_throughput(questions: list[str], encoder) -> float:
+    """Texts per second of the bare model (batches of its batch size, 64) over the same questions, in this process."""
+    encoder.encode(questions[: encoder.batch_size])  # warm-up
     started = time.perf_counter()
     encoder.encode(questions)
     return len(questions) / (time.perf_counter() - started)
@@ -249,8 +246,11 @@ def main(argv: list[str] | None = None) -> None:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
 
-    raw = raw_encode_throughput(questions)  # the server is stopped: the model has both cores
-    single = raw_single_encode_ms(questions[:200])
+    from encoding.sentence_transformer import SentenceTransformerEncoder
+
+    encoder = SentenceTransformerEncoder().load()  # the server is stopped: the model has both cores
+    raw = raw_encode_throughput(questions, encoder)
+    single = raw_single_encode_ms(questions[:200], encoder)
     print(f"\nraw batched encode: {raw:.1f} texts/s; one question alone: p50 {single:.2f} ms\n")
     print("figure                                          value        target")
     for r in results:

@@ -93,8 +93,11 @@ def load_encoder(model_name: str, backend: str = DEFAULT_BACKEND, quantize: str 
     the arguments that differ from the defaults are passed, so a stand-in takes the name alone.
     """
     check_backend(backend, quantize, device)
-    options = {key: value for key, value in (("precision", quantize if quantize == BF16 else "fp32"), ("device", device))
-               if value not in ("fp32", "cpu")}
+    options = {}
+    if quantize == BF16:
+        options["precision"] = BF16
+    if device != "cpu":
+        options["device"] = device
     source = SentenceTransformerEncoder(model_name, **options).load()
     if backend == TORCH or not isinstance(source, sentence_transformer.SentenceTransformerEncoder):
         return source
@@ -107,8 +110,7 @@ def check_quantization(model_name: str, backend: str, quantize: str | None, text
 
     The reference is fp32 on the same backend and device, so the gate measures the precision alone.
     """
-    check_backend(backend, quantize, device)
-    check_device(device)
+    check_encoding(backend, quantize, device)
     if quantize is None:
         return None
     reference = load_encoder(model_name, backend, device=device)
