@@ -47,19 +47,29 @@ def fit_als(user_items: csr_matrix, config: ALSConfig) -> Factors:
     return Factors(user_factors=users, item_factors=items)
 
 
-def fold_in(item_factors: np.ndarray, item_idx: np.ndarray, weights: np.ndarray, config: ALSConfig) -> np.ndarray:
+def item_gram(item_factors: np.ndarray) -> np.ndarray:
+    """YᵀY in float64: the part of every fold-in's system that does not depend on the user.
+    A served core computes it once, not per request (it reads the whole item matrix)."""
+    factors = np.asarray(item_factors, dtype=np.float64)
+    return factors.T @ factors
+
+
+def fold_in(
+    item_factors: np.ndarray, item_idx: np.ndarray, weights: np.ndarray, config: ALSConfig, gram: np.ndarray | None = None
+) -> np.ndarray:
     """A user vector from items alone, solving the ALS user step against fixed item factors.
 
     The same least squares as implicit's `recalculate_user`: confidence c = alpha * weight,
     A = YᵀY + Σ (c - 1) y yᵀ + λI, b = Σ c y. Lets the service place a new or session user
-    in the trained space without refitting.
+    in the trained space without refitting. `gram` is `item_gram(item_factors)` when the
+    caller holds it.
     """
-    factors = item_factors.astype(np.float64)
-    matrix = factors.T @ factors + config.regularization * np.eye(factors.shape[1])
-    rhs = np.zeros(factors.shape[1])
+    gram = item_gram(item_factors) if gram is None else gram
+    matrix = gram + config.regularization * np.eye(gram.shape[0])
+    rhs = np.zeros(gram.shape[0])
     for idx, weight in zip(np.asarray(item_idx), np.asarray(weights, dtype=np.float64)):
         confidence = config.alpha * weight
-        y = factors[idx]
+        y = np.asarray(item_factors[idx], dtype=np.float64)
         matrix += (confidence - 1.0) * np.outer(y, y)
         rhs += confidence * y
     return np.linalg.solve(matrix, rhs).astype(np.float32)

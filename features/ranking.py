@@ -11,14 +11,14 @@ are masks, so a selective filter still yields k items when k exist.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from features.errors import NotFoundError
-from features.factorization import Factors, explain_by_similarity, fold_in
+from features.factorization import Factors, explain_by_similarity, fold_in, item_gram
 from features.interactions import DEFAULT_EVENT, DEFAULT_EVENT_WEIGHTS, InteractionMatrix
 from features.retrieval import take_unseen, top_k
 from features.schemas import ALSConfig
@@ -36,6 +36,13 @@ class Recommendation:
 def event_weight_default() -> float:
     """The weight of one event of the default kind: what a session item counts as."""
     return DEFAULT_EVENT_WEIGHTS[DEFAULT_EVENT]
+
+
+# What a core is made of: `_init_changed` starts a changed core from these of its base.
+_CORE_FIELDS = (
+    "_user_index", "_user_vectors", "_user_seen", "_item_ids", "_item_index", "_item_vectors", "_titles",
+    "_categories", "_counts", "_category_code", "_item_category", "_popular_order", "_gram", "_als",
+)
 
 
 def _matrix(vectors: np.ndarray, rows: int) -> np.ndarray:
@@ -65,21 +72,27 @@ class RecommenderCore:
         # items in id order, whatever order the rows came in: equal scores (cold items, equal
         # popularity) then rank the same from a table as from a fit
         order = sorted(range(len(item_ids)), key=lambda i: item_ids[i])
-        item_ids, item_vectors = [item_ids[i] for i in order], np.asarray(item_vectors)[order] if len(order) else item_vectors
-        popularity, categories, titles = ([seq[i] for i in order] for seq in (popularity, categories, titles))
-        self._item_ids = list(item_ids)
-        self._item_index = {item_id: i for i, item_id in enumerate(self._item_ids)}
-        self._item_vectors = _matrix(item_vectors, len(self._item_ids))
-        self._titles = dict(zip(self._item_ids, titles))
+        self._set_items(
+            [item_ids[i] for i in order],
+            np.asarray(item_vectors)[order] if len(order) else item_vectors,
+            np.asarray([popularity[i] for i in order], dtype=np.int64),
+            [categories[i] for i in order],
+            [titles[i] for i in order],
+        )
+        self._als = als
+
+    def _set_items(self, item_ids: list[str], item_vectors: np.ndarray, counts: np.ndarray, categories: list, titles: list) -> None:
+        """The catalogue, given in id order: per-item fields are lists and arrays aligned with
+        `_item_ids`, so a core with a few items changed is built with array operations over the
+        catalogue and Python work over the changes only (`with_changes`)."""
+        self._item_ids = item_ids
+        self._item_index = {item_id: i for i, item_id in enumerate(item_ids)}
+        self._item_vectors = _matrix(item_vectors, len(item_ids))
+        self._titles, self._categories, self._counts = titles, categories, counts
         self._category_code: dict[str | None, int] = {}  # category -> small int, for filter masks
         self._item_category = np.array([self._category_code.setdefault(c, len(self._category_code)) for c in categories], dtype=np.int64)
-        self._categories = dict(zip(self._item_ids, categories))
-        counts = np.asarray(popularity, dtype=np.int64)
-        self._popularity = dict(zip(self._item_ids, counts.tolist()))
-        # Scored on 0..1 like the other lists a client renders: count / the largest count.
-        top = float(max(int(counts.max()), 1)) if len(counts) else 1.0
-        self._popular = [(self._item_ids[i], float(counts[i]) / top) for i in np.argsort(-counts, kind="stable")]
-        self._als = als
+        self._popular_order: np.ndarray | None = None  # made on the first `popular` call
+        self._gram: np.ndarray | None = None  # the items' YᵀY, made on the first fold-in
 
     @classmethod
     def from_fit(
@@ -112,8 +125,8 @@ class RecommenderCore:
         vector, else popular items (a user nobody has seen)."""
         history = self.seen(user_id)
         recent = [item_id for item_id in recent_item_ids if self.has_item(item_id)]  # unknown ids carry no signal
-        if recent:
-            strategy, vector = "fold_in", self.fold_in(list(dict.fromkeys(history + recent)))
+        if recent:  # a seen item deleted from the catalogue since carries no signal either
+            strategy, vector = "fold_in", self.fold_in([i for i in dict.fromkeys(history + recent) if self.has_item(i)])
         elif self.has_user(user_id):
             strategy, vector = "als", self.user_vector(user_id)
         else:
@@ -131,33 +144,110 @@ class RecommenderCore:
         return self._rows
 
     def _make_rows(self) -> dict[str, Any]:
+        users = sorted(self._user_index, key=self._user_index.__getitem__)
+        positions = np.fromiter((self._user_index[u] for u in users), np.int64, len(users))
         return {
-            "user_ids": sorted(self._user_index, key=self._user_index.__getitem__),
-            "user_vectors": self._user_vectors,
-            "user_seen": self._user_seen,
+            "user_ids": users,
+            "user_vectors": self._user_vectors[positions] if len(positions) else self._user_vectors,
+            "user_seen": [self._user_seen[i] for i in positions],
             "item_ids": self._item_ids,
             "item_vectors": self._item_vectors,
-            "popularity": [self._popularity[i] for i in self._item_ids],
-            "categories": [self._categories[i] for i in self._item_ids],
-            "titles": [self._titles[i] for i in self._item_ids],
+            "popularity": self._counts.tolist(),
+            "categories": self._categories,
+            "titles": self._titles,
             "als": self._als,
         }
+
+    def with_changes(
+        self,
+        dropped_items: Collection[str] = (),
+        updated_items: Mapping[str, tuple[str | None, str | None]] | None = None,
+        dropped_users: Collection[str] = (),
+        added_users: Mapping[str, tuple[np.ndarray, Sequence[str]]] | None = None,
+    ) -> "RecommenderCore":
+        """This core with items and users changed, as if built from its rows with them applied:
+        the same ids in the same order, so the same lists, scores and ties.
+
+        - `dropped_items`: gone from every list.
+        - `updated_items`: item_id -> (title, category). One this core holds keeps its ALS
+          vector and popularity; a new one is cold (zero vector, popularity 0), in id order.
+        - `dropped_users` are unknown; `added_users`: user_id -> (vector, seen items), added or replacing.
+        """
+        core = RecommenderCore.__new__(RecommenderCore)
+        core._init_changed(self, dropped_items, updated_items or {}, dropped_users, added_users or {})
+        return core
+
+    def _init_changed(
+        self,
+        base: "RecommenderCore",
+        dropped_items: Collection[str],
+        updated: Mapping[str, tuple[str | None, str | None]],
+        dropped_users: Collection[str],
+        added: Mapping[str, tuple[np.ndarray, Sequence[str]]],
+    ) -> None:
+        """Initialise as `base` with the changes of `with_changes` applied (a subclass serving
+        an overlay calls this in place of __init__). What they leave alone is shared with
+        `base`, and nothing is rebuilt item by item in Python: the change log's follower makes
+        one of these per step, at 100,000 items and 50,000 users."""
+        for name in _CORE_FIELDS:
+            setattr(self, name, getattr(base, name))
+        self._rows = None
+        index = base._item_index
+        dropped = sorted({index[i] for i in dropped_items if i in index and i not in updated})
+        new = sorted(i for i in updated if i not in index)
+        if dropped or new:  # the catalogue's rows change: insert the new in id order, drop the dropped
+            keep = np.ones(len(base._item_ids), bool)
+            keep[dropped] = False
+            ids = np.asarray(base._item_ids, dtype=object)
+            at = np.searchsorted(ids, np.asarray(new, dtype=object)) if new else np.zeros(0, np.int64)
+            keep = np.insert(keep, at, True)
+            self._item_ids = np.insert(ids, at, np.asarray(new, dtype=object))[keep].tolist()
+            self._item_index = dict(zip(self._item_ids, range(len(self._item_ids))))
+            dimension = base._item_vectors.shape[1] if base._item_vectors.ndim == 2 else 0
+            self._item_vectors = np.insert(base._item_vectors.reshape(-1, dimension), at, np.zeros((len(new), dimension), np.float32), axis=0)[keep]
+            self._counts = np.insert(base._counts, at, 0)[keep]
+            self._item_category = np.insert(base._item_category, at, 0)[keep]  # the new items' codes are set below
+            self._titles, self._categories = (
+                np.insert(np.asarray(column, dtype=object), at, np.full(len(new), None, dtype=object))[keep].tolist()
+                for column in (base._titles, base._categories)
+            )
+            self._popular_order = self._gram = None
+        if updated:  # titles and categories of the upserted, new ones included
+            if not (dropped or new):
+                self._titles, self._categories, self._item_category = list(self._titles), list(self._categories), self._item_category.copy()
+            self._category_code = dict(self._category_code)
+            for item_id, (title, category) in updated.items():
+                position = self._item_index[item_id]
+                self._titles[position], self._categories[position] = title, category
+                self._item_category[position] = self._category_code.setdefault(category, len(self._category_code))
+        if dropped_users or added:  # users' rows stay where they are; the index decides who is known
+            self._user_index = dict(base._user_index)
+            for user_id in (*dropped_users, *added):
+                self._user_index.pop(user_id, None)
+            self._user_index.update((user_id, len(base._user_seen) + i) for i, user_id in enumerate(added))
+            if added:
+                rows = np.asarray([vector for vector, _ in added.values()], np.float32).reshape(len(added), -1)
+                self._user_vectors = np.concatenate([base._user_vectors.reshape(-1, rows.shape[1]), rows])
+                self._user_seen = base._user_seen + [list(seen) for _, seen in added.values()]
 
     def has_user(self, user_id: str) -> bool:
         return user_id in self._user_index
 
     def title(self, item_id: str) -> str | None:
-        return self._titles.get(item_id)
+        idx = self._item_index.get(item_id)
+        return self._titles[idx] if idx is not None else None
 
     def has_item(self, item_id: str) -> bool:
         return item_id in self._item_index
 
     def category(self, item_id: str) -> str | None:
-        return self._categories.get(item_id)
+        idx = self._item_index.get(item_id)
+        return self._categories[idx] if idx is not None else None
 
     def popularity(self, item_id: str) -> int:
         """Distinct users who interacted with the item (0 for a cold or unknown item)."""
-        return int(self._popularity.get(item_id, 0))
+        idx = self._item_index.get(item_id)
+        return int(self._counts[idx]) if idx is not None else 0
 
     def seen(self, user_id: str) -> list[str]:
         """Items the user interacted with in training; empty for an unknown user."""
@@ -170,7 +260,9 @@ class RecommenderCore:
     def fold_in(self, item_ids: list[str]) -> np.ndarray:
         """A user vector solved from items (one default-weight event each), as ALS would."""
         idx = np.array([self._item_index[i] for i in item_ids], dtype=np.int64)
-        return fold_in(self._item_vectors, idx, np.full(len(idx), event_weight_default()), self._als)
+        if self._gram is None:  # made once per catalogue, on its first fold-in
+            self._gram = item_gram(self._item_vectors)
+        return fold_in(self._item_vectors, idx, np.full(len(idx), event_weight_default()), self._als, self._gram)
 
     def reason(self, seen: list[str], item_id: str) -> str | None:
         """The seen item most like `item_id` by ALS factors."""
@@ -197,7 +289,12 @@ class RecommenderCore:
     def popular(self, k: int, categories: list[str] | None = None, exclude_ids: Sequence[str] = ()) -> list[tuple[str, float]]:
         """The k most popular items the filters allow, scored count / largest count: the cold-start answer."""
         allowed = None if categories is None else self._in_categories(categories)
-        candidates = (pair for pair in self._popular if allowed is None or allowed[self._item_index[pair[0]]])
+        if self._popular_order is None:  # by count, ties in id order
+            self._popular_order = np.argsort(-self._counts, kind="stable")
+        # Scored on 0..1 like the other lists a client renders: count / the largest count.
+        top = float(max(int(self._counts.max()), 1)) if len(self._counts) else 1.0
+        order = self._popular_order if allowed is None else self._popular_order[allowed[self._popular_order]]
+        candidates = ((self._item_ids[i], float(self._counts[i]) / top) for i in order)
         return take_unseen(candidates, set(exclude_ids), k)
 
     def _in_categories(self, categories: list[str]) -> np.ndarray:

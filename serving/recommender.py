@@ -106,60 +106,37 @@ class FreshRecommender(RecommenderCore):
         self._content_ids = list(content)  # unit vectors (serving/overlay.advance_items), searched as one matrix
         self._content_row = {item_id: row for row, item_id in enumerate(self._content_ids)}
         self._content = np.stack(list(content.values())).astype(np.float32) if content else np.zeros((0, 0), np.float32)
-        rows = base.rows()
-        upserted = {item.item_id: item for item in changes.upserted_items()}
-        keep = np.fromiter((item_id not in changes.items or item_id in upserted for item_id in rows["item_ids"]), bool, len(rows["item_ids"]))
-        kept = np.flatnonzero(keep)
-        new = [item_id for item_id in upserted if not base.has_item(item_id)]
-        ids = [rows["item_ids"][i] for i in kept]
-        vectors = np.asarray(rows["item_vectors"])[kept] if len(kept) else np.zeros((0, max(rows["item_vectors"].shape[1], 1)), np.float32)
-        titles = [rows["titles"][i] for i in kept]
-        categories = [rows["categories"][i] for i in kept]
-        for position, item_id in enumerate(ids):  # an upsert of a table item: its new title and category
-            if item_id in upserted:
-                titles[position], categories[position] = upserted[item_id].title, upserted[item_id].category
-        user_ids, user_vectors, user_seen, self._folded = self._users(base, rows, changes, folded if folded is not None else {})
-        super().__init__(
-            user_ids=user_ids,
-            user_vectors=user_vectors,
-            user_seen=user_seen,
-            item_ids=ids + new,
-            item_vectors=np.concatenate([vectors, np.zeros((len(new), vectors.shape[1]), np.float32)]),
-            popularity=[rows["popularity"][i] for i in kept] + [0] * len(new),
-            categories=categories + [upserted[item_id].category for item_id in new],
-            titles=titles + [upserted[item_id].title for item_id in new],
-            als=rows["als"],
+        users, self._folded = self._users(base, changes, folded if folded is not None else {})
+        self._init_changed(
+            base,
+            dropped_items=changes.deleted(ITEMS),
+            updated={item.item_id: (item.title, item.category) for item in changes.upserted_items()},
+            dropped_users=changes.forgotten | self._folded,
+            added=users,
         )
 
     @staticmethod
-    def _users(base: Recommender, rows: dict, changes: ChangeSet, folded: MutableMapping) -> tuple[list[str], np.ndarray, list, set[str]]:
-        """The users' ids, vectors and seen items with the forgotten dropped and the active folded in."""
+    def _users(base: Recommender, changes: ChangeSet, folded: MutableMapping) -> tuple[dict[str, tuple[np.ndarray, list[str]]], frozenset[str]]:
+        """The users with logged events folded in from their whole history, user_id -> (vector,
+        seen items), and every user with logged events. One whose items are all new has nothing
+        in the trained space to fold in from and is left out (served as unknown, like a
+        forgotten user). `folded` caches the solves across overlays, keyed by the history they
+        were solved from."""
         logged: dict[str, list[str]] = {}
         for event in changes.events:
             logged.setdefault(event.user_id, []).append(event.item_id)
         deleted_items = changes.deleted(ITEMS)
-        keep = np.fromiter((u not in changes.forgotten and u not in logged for u in rows["user_ids"]), bool, len(rows["user_ids"]))
-        kept = np.flatnonzero(keep)
-        ids = [rows["user_ids"][i] for i in kept]
-        seen = [rows["user_seen"][i] for i in kept]
-        vectors, used = [], {}
+        users, used = {}, {}
         for user_id, items in logged.items():
             history = [] if user_id in changes.forgotten else base.seen(user_id)
             known = tuple(i for i in dict.fromkeys(history + items) if base.has_item(i) and i not in deleted_items)
-            if not known:  # only new items: nothing in the trained space to fold in from
-                continue
             key = (user_id, known)
-            used[key] = folded[key] if key in folded else base.fold_in(list(known))
-            ids.append(user_id)
-            vectors.append(used[key])
-            seen.append(list(dict.fromkeys(history + items)))
+            if known:
+                used[key] = folded[key] if key in folded else base.fold_in(list(known))
+                users[user_id] = (used[key], list(dict.fromkeys(history + items)))
         folded.clear()  # only what this overlay uses: a user's older histories are not asked again
         folded.update(used)
-        base_vectors = np.asarray(rows["user_vectors"], np.float32)
-        dimension = base_vectors.shape[1] if base_vectors.ndim == 2 else 0
-        matrix = np.concatenate([base_vectors[kept] if len(kept) else np.zeros((0, dimension), np.float32),
-                                 np.asarray(vectors, np.float32).reshape(len(vectors), dimension)])
-        return ids, matrix, seen, set(logged)
+        return users, frozenset(logged)
 
     def for_user(self, user_id: str, k: int, *args, **kwargs) -> Recommendation:
         found = super().for_user(user_id, k, *args, **kwargs)

@@ -140,6 +140,17 @@ def test_a_deleted_item_is_gone_from_every_list(follower):
     assert not fresh.has_item(top)
 
 
+def test_a_user_who_saw_a_deleted_item_still_gets_session_recommendations(follower):
+    recommender = follower.current().recommender
+    user = next(u for u in recommender.rows()["user_ids"] if len(recommender.seen(u)) >= 2)
+    gone, kept = recommender.seen(user)[0], recommender.seen(user)[1]
+    session = next(item for item, _ in recommender.popular(20) if item not in recommender.seen(user))
+    write(follower, "items", [gone], delete=True)
+    found = follower.current().recommender.for_user(user, 5, recent_item_ids=[session])
+    assert found.strategy == "fold_in" and len(found.items) == 5
+    assert gone not in dict(found.items) and not {kept, session} & set(dict(found.items))
+
+
 def test_new_events_fold_into_the_users_recommendations(follower):
     recommender = follower.current().recommender
     user = next(u for u in recommender.rows()["user_ids"] if recommender.for_user(u, 5).strategy == "als")
