@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
 
     started = time.perf_counter()
     vectors = np.concatenate(list(clustered(args.rows, args.dimension, args.clusters, args.noise, rng)))
-    config = dataclasses.replace(ANSWER_INDEX, min_rows_for_ann=0)
+    config = dataclasses.replace(ANSWER_INDEX, min_rows_for_ann=0).searched(args.rows)  # nprobes as the service derives it
     if not args.reuse:
         build(warehouse, name, schema, vectors, config, args)
 
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         for refine in map(int, args.refine.split(",")):
             swept = dataclasses.replace(config, nprobes=nprobes, refine_factor=refine or None)
             ms, found = p50_ms(search(swept), queries)
-            mark = " (served)" if (nprobes, refine) == (ANSWER_INDEX.nprobes, ANSWER_INDEX.refine_factor) else ""
+            mark = " (served)" if (nprobes, refine) == (config.nprobes, config.refine_factor) else ""
             print(f"| {nprobes} | {refine or 'none'}{mark} | {recall(found, truth):.3f} | {ms:.2f} | {exact_lance_ms / ms:.1f}x | {numpy_ms / ms:.1f}x |",
                   flush=True)
 

@@ -122,7 +122,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "table": {"warehouse": args.warehouse, "version": int(table.version), "rows": table.count_rows(), "encoder": encoder.name},
         "configuration": {"build": candidate.config if candidate else None, "hybrid_fusion": "score",
                           "bm25_weight": args.bm25_weight if args.bm25_weight is not None else bm25_weight_of(table.schema.metadata),
-                          "nprobes": ANSWER_INDEX.nprobes, "refine_factor": ANSWER_INDEX.refine_factor, "mmr_lambda": MMR_LAMBDA},
+                          "nprobes": ANSWER_INDEX.searched(table.count_rows()).nprobes, "refine_factor": ANSWER_INDEX.refine_factor,
+                          "mmr_lambda": MMR_LAMBDA},
         "results": results,
         "ann": ann,
         "cache": cache,
@@ -137,7 +138,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     elif ann:
         points = [{"x": p["ms_per_query"], "y": p["recall@10"], "label": f"nprobes {p['nprobes']}", "group": f"refine {p['refine_factor']}"}
                   for p in ann["curve"]]
-        text = (f"served settings (nprobes {ANSWER_INDEX.nprobes}, refine {ANSWER_INDEX.refine_factor}) on {ann['queries']} sampled queries: "
+        text = (f"served settings (nprobes {ann['served_nprobes']}, refine {ann['served_refine_factor']}) on {ann['queries']} sampled queries: "
                 f"recall@10 vs exact {_fmt(ann['served_recall@10'])}, nDCG@10 {_fmt(ann['served_ndcg@10'])} "
                 f"against {ann['exact_ndcg@10']:.4f} with exact search\n"
                 + "\n".join(f"nprobes {p['nprobes']:>3} refine {p['refine_factor']:>3}: recall@10 {p['recall@10']:.3f}, "

@@ -211,20 +211,23 @@ def ann_quality(table, encoder, qa: QASet, sample: int = 200, seed: int = 0) -> 
     questions = {i: qa.queries[i] for i in ids}
     judged = {i: qa.qrels[i] for i in ids}
     curve = []
-    with Progress((1 + len(CURVE_REFINE) * len(CURVE_NPROBES)) * len(ids), "ANN against exact search", "queries") as progress:
+    served_config = ANSWER_INDEX.searched(table.count_rows())  # as AnswerIndex searches this version
+    probes = sorted({*CURVE_NPROBES, served_config.nprobes})
+    with Progress((1 + len(CURVE_REFINE) * len(probes)) * len(ids), "ANN against exact search", "queries") as progress:
         exact, exact_seconds = _rankings(AnswerIndex(table, encoder, exact=True), questions, vectors, "vector", 10, progress)
-        for refine, nprobes in itertools.product(CURVE_REFINE, CURVE_NPROBES):
+        for refine, nprobes in itertools.product(CURVE_REFINE, probes):
             config = dataclasses.replace(ANSWER_INDEX, nprobes=nprobes, refine_factor=refine)
             found, seconds = _rankings(AnswerIndex(table, encoder, index=config), questions, vectors, "vector", 10, progress)
             recall = float(np.mean([recall_at_k(found[i], exact[i][:10], 10) or 0.0 for i in ids]))
             ndcg = mean_at_k(found, judged, 10, ["ndcg"])["ndcg"]
             curve.append({"nprobes": nprobes, "refine_factor": refine, "recall@10": recall, "ndcg@10": ndcg, "ms_per_query": 1000 * seconds})
-    served = next(p for p in curve if p["nprobes"] == ANSWER_INDEX.nprobes and p["refine_factor"] == ANSWER_INDEX.refine_factor) \
-        if ANSWER_INDEX.nprobes in CURVE_NPROBES and ANSWER_INDEX.refine_factor in CURVE_REFINE else None
+    served = next((p for p in curve if p["nprobes"] == served_config.nprobes and p["refine_factor"] == served_config.refine_factor), None)
     exact_ndcg = mean_at_k(exact, judged, 10, ["ndcg"])["ndcg"]
     return {
         "indexed": indexed,
         "queries": len(ids),
+        "served_nprobes": served_config.nprobes,
+        "served_refine_factor": served_config.refine_factor,
         "exact_ms_per_query": 1000 * exact_seconds,
         # the same sampled queries through exact search and through the served index settings
         "exact_ndcg@10": exact_ndcg,

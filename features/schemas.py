@@ -7,9 +7,11 @@ write a table and the service that reads it can never disagree about a column.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
+
+from features.ivf import search_nprobes
 
 USERS_TABLE = "users"
 ITEMS_TABLE = "items"
@@ -91,16 +93,20 @@ class IndexConfig:
     distance_type: str  # "dot" for ALS factors, "cosine" for normalised text embeddings
     min_rows_for_ann: int = 50_000  # below this an exact scan is fast and exact
     kmeans_iterations: int = 10  # IVF training; 50 (Lance's default) triples build time for no recall
-    nprobes: int = 20
+    nprobes: int | None = None  # None: derived from the indexed rows (`searched`, features/ivf.py)
     refine_factor: int = 10  # PQ alone recalls poorly; re-ranking k * this on full vectors fixes it
+
+    def searched(self, rows: int) -> "IndexConfig":
+        """This config as a query searches an index built over `rows` rows: nprobes derived
+        from them unless set."""
+        return self if self.nprobes is not None else replace(self, nprobes=search_nprobes(rows))
 
 
 ALS_INDEX = IndexConfig(column="vector", distance_type="dot")
 CONTENT_INDEX = IndexConfig(column="content_vector", distance_type="cosine")
 # Answers are searched 4 chunks deep per answer asked for, so refine 5 re-ranks as many rows as
-# refine 20 would for k alone. On SciFact (809 queries, all-MiniLM-L6-v2, k=10) nprobes 20
-# gives recall@10 vs exact 0.952 / 0.984 / 0.993 / 0.994 at refine 1 / 2 / 5 / 10, and refine 5
-# has refine 10's nDCG@10 (0.6736 against 0.6773 exact).
+# refine 20 would for k alone: on SciFact refine 5 has refine 10's nDCG@10 at every nprobes
+# (benchmarks/RESULTS.md, "Served nDCG@10 against exact search").
 ANSWER_INDEX = IndexConfig(column="vector", distance_type="cosine", refine_factor=5)
 ANSWER_TEXT_COLUMN = "text"
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from features.candidates import CANDIDATES_TABLE
+from features.ivf import ivf_pq_parameters
 from features.releases import RELEASES_TABLE, Release, releases_to_arrow
 from features.schemas import ANSWER_FTS, ANSWER_TEXT_COLUMN, PUBLISHED_TAG, FTSConfig, IndexConfig, table_uri
 from registry.log import ReleaseLog, read_releases
@@ -101,17 +101,6 @@ def write_table(warehouse: str, name: str, table: pa.Table, metadata: Mapping[by
     if table.num_rows == 0:
         raise ValueError(f"refusing to write an empty '{name}' table: the input produced no rows")
     return commit_table(warehouse, name, table.schema, write_fragments(warehouse, name, table), metadata)
-
-
-def ivf_pq_parameters(rows: int, dimension: int) -> dict[str, int]:
-    """IVF-PQ sizes from the table's shape: ~sqrt(rows) partitions, 8-dim PQ sub-vectors.
-
-    Sub-vectors must divide the dimension; 8 dims each keeps the code small and recall high
-    after refine.
-    """
-    partitions = max(1, min(4096, int(round(math.sqrt(rows)))))
-    sub_vectors = next(d for d in (dimension // 8, dimension // 4, dimension // 2, dimension, 1) if d and dimension % d == 0)
-    return {"num_partitions": partitions, "num_sub_vectors": sub_vectors}
 
 
 def _open_own(warehouse: str, name: str, candidate: str | None):

@@ -60,7 +60,7 @@ class AnswerIndex:
         # lancedb query builder (FTS 11 vs 19 ms, vector 15 vs 19 ms on 100,000 rows, busy machine).
         self._dataset = table.to_lance()
         self._encoder = encoder
-        self._index = index
+        self._index = index.searched(self._dataset.count_rows())  # nprobes from the indexed rows unless set
         self._exact = exact  # brute force over every row: the reference ANN recall is measured against
         self._fusion = fusion
         self._bm25_weight = bm25_weight if bm25_weight is not None else bm25_weight_of(table.schema.metadata)
@@ -71,6 +71,11 @@ class AnswerIndex:
         log = logger.info if self._memory is not None else logger.warning  # over the budget: slower, and worth seeing
         log("answers table version %s: searched through %s (%s)", self._dataset.version, self._plan.path, self._plan.reason)
         self._batcher = Batcher(self._vector_batch)  # concurrent questions' vector searches, one batch
+
+    @property
+    def index_config(self) -> IndexConfig:
+        """How this version's vector index is searched (nprobes resolved for its rows)."""
+        return self._index
 
     def search_info(self) -> dict:
         """Which path searches this version (memory or Lance), its size and the budget."""

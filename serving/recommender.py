@@ -39,6 +39,7 @@ class Recommender(RecommenderCore):
         _check_same_fit(users_table, self._items)
         users = users_table.to_arrow()
         items = self._items.to_arrow().select(["item_id", "title", "category", "popularity", ALS_INDEX.column])
+        self.content_index = CONTENT_INDEX.searched(items.num_rows)  # how its content index is searched
         super().__init__(
             user_ids=users.column("user_id").to_pylist(),
             user_vectors=_stack(users.column("vector")),
@@ -67,7 +68,7 @@ class Recommender(RecommenderCore):
         self, vector: np.ndarray, k: int, categories: list[str] | None = None, exclude_ids: list[str] = ()
     ) -> list[tuple[str, float]]:
         """Items nearest to a content-space vector (a question's or an item's), filters applied first."""
-        rows = vector_search(self._dataset, CONTENT_INDEX, vector, k, ["item_id"], item_condition(categories, exclude_ids)).to_table()
+        rows = vector_search(self._dataset, self.content_index, vector, k, ["item_id"], item_condition(categories, exclude_ids)).to_table()
         return list(zip(rows.column("item_id").to_pylist(), map(distance_to_similarity, rows.column("_distance").to_pylist())))
 
     def encode(self, text: str) -> np.ndarray:
@@ -102,6 +103,7 @@ class FreshRecommender(RecommenderCore):
         folded: MutableMapping[tuple[str, tuple[str, ...]], np.ndarray] | None = None,
     ) -> None:
         self._base = base
+        self.content_index = base.content_index
         self._dropped = frozenset(changes.items)  # their table rows (content vectors included) no longer count
         self._content_ids = list(content)  # unit vectors (serving/overlay.advance_items), searched as one matrix
         self._content_row = {item_id: row for row, item_id in enumerate(self._content_ids)}

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from features.schemas import ALS_INDEX, ANSWER_INDEX, ANSWERS_TABLE, CONTENT_INDEX, ITEMS_TABLE
+from features.schemas import ALS_INDEX, ANSWER_INDEX, ANSWERS_TABLE, CONTENT_INDEX, ITEMS_TABLE, IndexConfig
 from ingest.routes import IngestEndpoints
 from serving.api import (
     AnswerDocument,
@@ -158,8 +158,7 @@ class RecQA:
                     "refine_factor": config.refine_factor,
                     "ann_min_rows": config.min_rows_for_ann,
                 }
-                for table, config in ((ITEMS_TABLE, ALS_INDEX), (ITEMS_TABLE, CONTENT_INDEX), (ANSWERS_TABLE, ANSWER_INDEX))
-                if store is None or table in store.versions
+                for table, config in _searched_indexes(store)
             },
             "encoder": {
                 "backend": self.settings.encoder_backend,
@@ -347,3 +346,18 @@ _info_app.routes.extend(docs_routes(lambda: openapi_spec(RecQA.openapi_spec.asdi
 def _frozen(values: list[str] | None) -> tuple[str, ...] | None:
     """A hashable, order-free form of a filter list for the cache key."""
     return None if values is None else tuple(sorted(values))
+
+
+def _searched_indexes(store: Store | None) -> list[tuple[str, IndexConfig]]:
+    """Each vector index the service searches, by table, as the served versions search it
+    (nprobes derived from their rows); before a release, every index it would search, nprobes
+    None where it is derived from the rows of the version served then. The users' and items'
+    ALS vectors are scored in memory, not through their index."""
+    if store is None:
+        return [(ITEMS_TABLE, ALS_INDEX), (ITEMS_TABLE, CONTENT_INDEX), (ANSWERS_TABLE, ANSWER_INDEX)]
+    searched = []
+    if store.recommender is not None:
+        searched += [(ITEMS_TABLE, ALS_INDEX), (ITEMS_TABLE, store.recommender.content_index)]
+    if store.answers is not None:
+        searched.append((ANSWERS_TABLE, store.answers.index_config))
+    return searched

@@ -21,16 +21,16 @@ class Hit:
 
 
 def nearest(config: IndexConfig, vector: np.ndarray, k: int, exact: bool = False) -> dict:
-    """pylance's `nearest=` argument with the metric and search parameters of the config that built the index."""
+    """pylance's `nearest=` argument with the metric and search parameters of the config that
+    built the index (nprobes as `IndexConfig.searched` resolved it; unresolved, Lance's default)."""
     return {
         "column": config.column,
         "q": vector,
         "k": k,
         "metric": config.distance_type,
-        "nprobes": config.nprobes,
         "refine_factor": config.refine_factor,
         "use_index": not exact,
-    }
+    } | ({} if config.nprobes is None else {"nprobes": config.nprobes})
 
 
 def vector_search(

@@ -92,13 +92,6 @@ def test_cleanup_keeps_the_retained_releases_and_anything_newer(tmp_path):
     assert lance_io.rollback_release(warehouse).tables == {"t": published[2]}
 
 
-@pytest.mark.parametrize(("rows", "dimension", "partitions", "sub_vectors"), [(50_000, 384, 224, 48), (100, 32, 10, 4), (10_000, 36, 100, 4)])
-def test_ivf_pq_parameters_follow_the_table_shape(rows, dimension, partitions, sub_vectors):
-    parameters = lance_io.ivf_pq_parameters(rows, dimension)
-    assert parameters == {"num_partitions": partitions, "num_sub_vectors": sub_vectors}
-    assert dimension % parameters["num_sub_vectors"] == 0
-
-
 def _matches(warehouse: str, query: str) -> list[str]:
     import lancedb
     from lance.query import MatchQuery

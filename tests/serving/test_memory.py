@@ -12,6 +12,7 @@ import pyarrow as pa
 import pytest
 
 from features.changes import Change, fold
+from features.ivf import partitions_for, search_nprobes
 from features.schemas import ANSWER_INDEX, ANSWER_TEXT_COLUMN, TableMetadata, answers_schema
 from pipelines import lance_io
 from serving.answers import AnswerIndex
@@ -144,6 +145,27 @@ def test_with_every_partition_probed_and_every_row_a_candidate_the_index_path_is
     for vector in _queries(3):
         for filters in FILTERS[:4]:
             _same(served.ranked_rows(vector, filters, 1, False), exact.ranked_rows(vector, filters, 1, False), "_distance")
+
+
+def test_an_index_on_a_table_under_min_rows_probed_is_searched_in_every_partition(indexed):
+    """1,497 rows: fewer than MIN_ROWS_PROBED, so the served search probes every partition: it
+    finds what probing them all explicitly finds, more of exact search's top 10 than one probe."""
+    rows = indexed.count_rows()
+    served = AnswerIndex(indexed, Encoder())
+    assert served.index_config.nprobes == partitions_for(rows) == search_nprobes(rows)
+
+    def top10(index: AnswerIndex) -> list[list[str]]:
+        return [[row["doc_id"] for row in index.ranked_rows(v, (None, None), 10, False)] for v in _queries(20)]
+
+    def recall(found: list[list[str]]) -> float:
+        return float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)]))
+
+    truth = top10(AnswerIndex(indexed, Encoder(), exact=True))
+    every = AnswerIndex(indexed, Encoder(), index=dataclasses.replace(ANSWER_INDEX, nprobes=4096))
+    narrow = AnswerIndex(indexed, Encoder(), index=dataclasses.replace(ANSWER_INDEX, nprobes=1))
+    assert narrow.index_config.nprobes == 1  # a set nprobes is kept
+    assert top10(served) == top10(every)
+    assert recall(top10(served)) > recall(top10(narrow)) + 0.2
 
 
 @pytest.mark.parametrize("fixture", ["flat", "indexed"])

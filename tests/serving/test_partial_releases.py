@@ -16,6 +16,7 @@ import lance
 import pytest
 from starlette.testclient import TestClient
 
+from features.ivf import search_nprobes
 from features.schemas import table_uri
 from pipelines import build_qa, build_recs, lance_io
 from registry.log import read_releases
@@ -101,6 +102,8 @@ def test_a_qa_only_warehouse_answers_and_refuses_recommendations_naming_users_an
         assert version.status_code == 200
         assert version.json()["tables"] == published == {"answers": published["answers"]}
         assert list(version.json()["indexes"]) == ["answers.vector"]
+        rows = lance.dataset(table_uri(str(qa_only), "answers"), version=published["answers"]).count_rows()
+        assert version.json()["indexes"]["answers.vector"]["nprobes"] == search_nprobes(rows)  # as the served version is searched
 
         answer = client.post("/answer", json={"question": "Making the text on github crossed out", "k": 2})
         assert answer.status_code == 200, answer.text
