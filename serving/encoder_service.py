@@ -17,7 +17,7 @@ import bentoml
 import numpy as np
 
 from encoding.onnx_encoder import OnnxEncoder
-from encoding.sentence_transformer import SentenceTransformerEncoder, model_dimension
+from encoding.sentence_transformer import SentenceTransformerEncoder, model_dimension, native_bf16
 from features.encoders import Encoder
 from features.errors import TableContractError
 from serving.settings import ServiceSettings
@@ -38,7 +38,7 @@ _ONE_SESSION = {"max_requests": 2**31 - 1, "max_age": 1e9}
 class QueryEncoder:
     def __init__(self) -> None:
         settings = ServiceSettings.from_env()
-        self.encoder = load_query_encoder(settings.model_name, settings.encoder_backend, settings.encoder_threads)
+        self.encoder = load_batch_encoder(settings.model_name, settings.encoder_backend, settings.encoder_threads, settings.encoder_precision)
 
     @bentoml.api(batchable=True, batch_dim=0, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -61,6 +61,26 @@ def load_query_encoder(name: str, backend: str, threads: int) -> Encoder:
     except Exception as error:  # noqa: BLE001 - any export failure leaves the working PyTorch path
         logger.warning("ONNX export of '%s' unusable, encoding questions with PyTorch: %s", name, error)
         return model
+
+
+def load_batch_encoder(name: str, backend: str, threads: int, precision: str = "fp32") -> Encoder:
+    """The model for batches of texts (concurrent questions, a commit's written texts).
+
+    fp32: the questions' model (`load_query_encoder`). bf16: PyTorch with bfloat16 weights,
+    which on a CPU with AMX or AVX512-BF16 encodes a batch faster than either fp32 model and a
+    lone text slower than ONNX (benchmarks/RESULTS.md, "Service encoders"), so only batches
+    take it; its vectors are the fp32 model's within the batch builds' quality gate.
+    """
+    if precision == "fp32":
+        return load_query_encoder(name, backend, threads)
+    if precision != "bf16":
+        raise ValueError(f"RECQA_ENCODER_PRECISION must be 'fp32' or 'bf16', not {precision!r}")
+    import torch
+
+    torch.set_num_threads(threads)
+    if native_bf16() is False:
+        logger.warning("RECQA_ENCODER_PRECISION=bf16 on a CPU without AVX512-BF16 or AMX: bfloat16 is emulated, slower than fp32")
+    return SentenceTransformerEncoder(name, precision="bf16").load()
 
 
 class RemoteEncoder:

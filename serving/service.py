@@ -36,7 +36,7 @@ from serving.api import (
     SimilarItemsResponse,
 )
 from serving.docs import docs_routes, openapi_spec
-from serving.encoder_service import QueryEncoder, RemoteEncoder, load_query_encoder
+from serving.encoder_service import QueryEncoder, RemoteEncoder, load_batch_encoder, load_query_encoder
 from serving.errors import error_body, error_response
 from serving.front import FrontDoor, RestorePath
 from serving.guard import GuardMiddleware
@@ -134,8 +134,10 @@ class RecQA:
     def _encoders(self) -> QueryEncoders:
         settings = self.settings
         load_local = functools.partial(load_query_encoder, settings.model_name, settings.encoder_backend, settings.encoder_threads)
+        load_batch = None if settings.encoder_precision == "fp32" else functools.partial(
+            load_batch_encoder, settings.model_name, settings.encoder_backend, settings.encoder_threads, settings.encoder_precision)
         batched = RemoteEncoder(self.query_encoder, settings.model_name)
-        return choose_encoders(settings, batched, load_local, self.metrics.count_encode)
+        return choose_encoders(settings, batched, load_local, self.metrics.count_encode, load_batch)
 
     @bentoml.on_shutdown
     def stop_following(self) -> None:
@@ -162,6 +164,7 @@ class RecQA:
             },
             "encoder": {
                 "backend": self.settings.encoder_backend,
+                "batch_precision": self.settings.encoder_precision,
                 "threads": self.settings.encoder_threads,
                 "local_when_idle": self.settings.encode_locally_when_idle,
             },

@@ -26,6 +26,7 @@ ENV_CACHE_CAPACITY = "RECQA_CACHE_CAPACITY"
 ENV_CACHE_THRESHOLD = "RECQA_CACHE_THRESHOLD"
 ENV_ENCODER_THREADS = "RECQA_ENCODER_THREADS"
 ENV_ENCODER_BACKEND = "RECQA_ENCODER_BACKEND"
+ENV_ENCODER_PRECISION = "RECQA_ENCODER_PRECISION"
 ENV_LOCAL_ENCODE = "RECQA_LOCAL_ENCODE"
 ENV_MAX_BODY_BYTES = "RECQA_MAX_BODY_BYTES"
 ENV_MEMORY_BUDGET_MB = "RECQA_MEMORY_BUDGET_MB"
@@ -89,6 +90,10 @@ class ServiceSettings(EnvSettings):
     cache_threshold: float = Field(DEFAULT_THRESHOLD, alias=ENV_CACHE_THRESHOLD, gt=0, le=1, description="cosine for a cache hit")
     encoder_threads: int = Field(DEFAULT_ENCODER_THREADS, alias=ENV_ENCODER_THREADS, ge=1, description="threads per forward pass")
     encoder_backend: Literal["onnx", "torch"] = Field(DEFAULT_ENCODER_BACKEND, alias=ENV_ENCODER_BACKEND)
+    encoder_precision: Literal["fp32", "bf16"] = Field(
+        "fp32", alias=ENV_ENCODER_PRECISION,
+        description="bf16: batches (concurrent questions, written texts) run PyTorch with bfloat16 weights; a lone question keeps the backend's model",
+    )
     encode_locally_when_idle: bool = Field(True, alias=ENV_LOCAL_ENCODE, description="see serving.encoder_service.IdleFirstEncoder")
     memory_budget_mb: int = Field(
         DEFAULT_MEMORY_BUDGET_MB, alias=ENV_MEMORY_BUDGET_MB, ge=0,

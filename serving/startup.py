@@ -92,15 +92,21 @@ class QueryEncoders:
 
 
 def choose_encoders(
-    settings: ServiceSettings, batched: Encoder, load_local: Callable[[], Encoder], on_encode: Callable[[str], None]
+    settings: ServiceSettings, batched: Encoder, load_local: Callable[[], Encoder], on_encode: Callable[[str], None],
+    load_batch_local: Callable[[], Encoder] | None = None,
 ) -> QueryEncoders:
     """Questions through the batching encoder service, or first in this process when it is idle
-    (`encode_locally_when_idle`, which loads the model here now); writes through the local
-    model, loaded on the first write unless it is loaded already."""
+    (`encode_locally_when_idle`, which loads the model here now); writes (a commit's texts, a
+    batch) through `load_batch_local`'s model when given (RECQA_ENCODER_PRECISION=bf16), else
+    the local one, loaded on the first write unless it is loaded already."""
+    if load_batch_local is not None:
+        writes: Encoder = LazyEncoder(load_batch_local, batched.name, batched.dimension)
     if not settings.encode_locally_when_idle:
-        return QueryEncoders(batched, EmbeddingMemo(LazyEncoder(load_local, batched.name, batched.dimension)))
+        if load_batch_local is None:
+            writes = LazyEncoder(load_local, batched.name, batched.dimension)
+        return QueryEncoders(batched, EmbeddingMemo(writes))
     local = load_local()
-    return QueryEncoders(IdleFirstEncoder(local, batched, on_encode), EmbeddingMemo(local))
+    return QueryEncoders(IdleFirstEncoder(local, batched, on_encode), EmbeddingMemo(local if load_batch_local is None else writes))
 
 
 def follow_releases(settings: ServiceSettings, encoders: QueryEncoders) -> StoreFollower:

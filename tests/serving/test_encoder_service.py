@@ -8,7 +8,7 @@ import pytest
 from encoding.sentence_transformer import SentenceTransformerEncoder
 from features.errors import TableContractError
 from encoding.onnx_encoder import OnnxEncoder
-from serving.encoder_service import IdleFirstEncoder, load_query_encoder
+from serving.encoder_service import IdleFirstEncoder, load_batch_encoder, load_query_encoder
 
 
 def test_an_unknown_backend_is_refused_by_name():
@@ -29,6 +29,26 @@ def test_onnx_by_default_and_pytorch_when_the_export_fails(monkeypatch, caplog):
     assert isinstance(encoder, SentenceTransformerEncoder)
     assert "export failed" in caplog.text
     assert encoder.encode(["still works"]).shape == (1, 384)
+
+
+@pytest.mark.slow
+def test_bf16_batches_run_pytorch_in_bfloat16_close_to_the_questions_model():
+    import torch
+
+    questions = load_query_encoder("all-MiniLM-L6-v2", "onnx", 1)
+    batches = load_batch_encoder("all-MiniLM-L6-v2", "onnx", 1, "bf16")
+    assert isinstance(batches, SentenceTransformerEncoder) and batches.precision == "bf16"
+    assert next(batches._model.parameters()).dtype == torch.bfloat16
+    texts = ["How do I cross out text on GitHub?", "Which tea is best steeped for three minutes at 80 degrees?", "quokka"]
+    got, want = batches.encode(texts), questions.encode(texts)
+    assert got.dtype == np.float32 and np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    assert (got * want).sum(axis=1).min() >= 0.99
+    assert load_batch_encoder("all-MiniLM-L6-v2", "torch", 1, "fp32").precision == "fp32"  # fp32: the questions' model
+
+
+def test_an_unknown_batch_precision_is_refused_by_name():
+    with pytest.raises(ValueError, match="RECQA_ENCODER_PRECISION"):
+        load_batch_encoder("all-MiniLM-L6-v2", "onnx", 1, "int4")
 
 
 class Recording:

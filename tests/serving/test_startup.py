@@ -7,7 +7,7 @@ import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from serving.encoder_service import IdleFirstEncoder, LazyEncoder
-from serving.settings import ServiceSettings
+from serving.settings import ServiceSettings, SettingsError
 from serving.startup import (
     SERVED_VERSION_METRIC,
     QueryEncoders,
@@ -96,3 +96,23 @@ def test_a_bad_warehouse_or_encoder_leaves_the_service_up_without_tables_saying_
     no_model = ServedState.start(ServiceSettings(warehouse=str(tmp_path)), broken)
     assert no_model.cache is None and no_model.not_ready_reason == "OSError: model folder /models/m is missing"
     no_model.stop()  # nothing to stop: no error either
+
+
+def test_with_bf16_batches_writes_go_through_the_batch_model_and_lone_questions_stay_local():
+    batched, local, bf16, paths = Fixed(), Fixed(), Fixed(), []
+    loads = []
+    encoders = choose_encoders(ServiceSettings(encode_locally_when_idle=True, encoder_precision="bf16"), batched,
+                               lambda: loads.append("local") or local, paths.append, lambda: loads.append("bf16") or bf16)
+    assert loads == ["local"]  # the batch model loads on the first write
+    encoders.questions.encode(["a lone question"])
+    encoders.writes.encode(["a write"])
+    assert loads == ["local", "bf16"] and paths == ["local"] and local.calls == 1 and bf16.calls == 1 and batched.calls == 0
+    quiet = choose_encoders(ServiceSettings(encode_locally_when_idle=False), batched, lambda: local, paths.append, lambda: bf16)
+    quiet.writes.encode(["another write"])
+    assert bf16.calls == 2 and local.calls == 1
+
+
+def test_a_bad_encoder_precision_is_refused_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("RECQA_ENCODER_PRECISION", "int4")
+    with pytest.raises(SettingsError, match="RECQA_ENCODER_PRECISION"):
+        ServiceSettings.from_env()
