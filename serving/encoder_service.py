@@ -25,6 +25,9 @@ from serving.settings import ServiceSettings
 logger = logging.getLogger(__name__)
 
 MAX_BATCH_SIZE = 64  # about one forward pass of short questions on 2 cores
+# From this many texts a call, bfloat16 weights encode faster than the ONNX fp32 graph on one
+# thread (benchmarks/RESULTS.md, "Service encoders"): RECQA_ENCODER_PRECISION=bf16 routes there.
+BF16_MIN_TEXTS = 4
 MAX_LATENCY_MS = 10_000  # the dispatcher sheds load only past this; requests time out at 30 s
 
 
@@ -66,21 +69,37 @@ def load_query_encoder(name: str, backend: str, threads: int) -> Encoder:
 def load_batch_encoder(name: str, backend: str, threads: int, precision: str = "fp32") -> Encoder:
     """The model for batches of texts (concurrent questions, a commit's written texts).
 
-    fp32: the questions' model (`load_query_encoder`). bf16: PyTorch with bfloat16 weights,
-    which on a CPU with AMX or AVX512-BF16 encodes a batch faster than either fp32 model and a
-    lone text slower than ONNX (benchmarks/RESULTS.md, "Service encoders"), so only batches
-    take it; its vectors are the fp32 model's within the batch builds' quality gate.
+    fp32: the questions' model (`load_query_encoder`). bf16: PyTorch with bfloat16 weights for
+    calls of BF16_MIN_TEXTS texts or more, which on a CPU with AMX or AVX512-BF16 it encodes
+    faster than either fp32 model, and the questions' model below that, which is faster for
+    one or two (benchmarks/RESULTS.md, "Service encoders"); its vectors are the fp32 model's
+    within the batch builds' quality gate.
     """
-    if precision == "fp32":
-        return load_query_encoder(name, backend, threads)
-    if precision != "bf16":
+    if precision not in ("fp32", "bf16"):
         raise ValueError(f"RECQA_ENCODER_PRECISION must be 'fp32' or 'bf16', not {precision!r}")
-    import torch
-
-    torch.set_num_threads(threads)
+    questions = load_query_encoder(name, backend, threads)
+    if precision == "fp32":
+        return questions
     if native_bf16() is False:
         logger.warning("RECQA_ENCODER_PRECISION=bf16 on a CPU without AVX512-BF16 or AMX: bfloat16 is emulated, slower than fp32")
-    return SentenceTransformerEncoder(name, precision="bf16").load()
+    return SizeRoutedEncoder(questions, SentenceTransformerEncoder(name, precision="bf16").load(), BF16_MIN_TEXTS)
+
+
+class SizeRoutedEncoder:
+    """Small calls to one model, calls of `min_texts` or more to another (the same model's
+    weights in another precision): each encodes the sizes it is fastest at."""
+
+    def __init__(self, small: Encoder, large: Encoder, min_texts: int) -> None:
+        if (small.name, small.dimension) != (large.name, large.dimension):
+            raise TableContractError(f"{small.name!r} ({small.dimension}) and {large.name!r} ({large.dimension}) are not one model")
+        self.name, self.small, self.large, self.min_texts = small.name, small, large, min_texts
+
+    @property
+    def dimension(self) -> int:
+        return self.small.dimension
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return (self.large if len(texts) >= self.min_texts else self.small).encode(texts)
 
 
 class RemoteEncoder:

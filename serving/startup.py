@@ -99,14 +99,11 @@ def choose_encoders(
     (`encode_locally_when_idle`, which loads the model here now); writes (a commit's texts, a
     batch) through `load_batch_local`'s model when given (RECQA_ENCODER_PRECISION=bf16), else
     the local one, loaded on the first write unless it is loaded already."""
-    if load_batch_local is not None:
-        writes: Encoder = LazyEncoder(load_batch_local, batched.name, batched.dimension)
     if not settings.encode_locally_when_idle:
-        if load_batch_local is None:
-            writes = LazyEncoder(load_local, batched.name, batched.dimension)
-        return QueryEncoders(batched, EmbeddingMemo(writes))
+        return QueryEncoders(batched, EmbeddingMemo(LazyEncoder(load_batch_local or load_local, batched.name, batched.dimension)))
     local = load_local()
-    return QueryEncoders(IdleFirstEncoder(local, batched, on_encode), EmbeddingMemo(local if load_batch_local is None else writes))
+    writes = local if load_batch_local is None else LazyEncoder(load_batch_local, batched.name, batched.dimension)
+    return QueryEncoders(IdleFirstEncoder(local, batched, on_encode), EmbeddingMemo(writes))
 
 
 def follow_releases(settings: ServiceSettings, encoders: QueryEncoders) -> StoreFollower:

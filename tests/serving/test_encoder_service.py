@@ -8,7 +8,7 @@ import pytest
 from encoding.sentence_transformer import SentenceTransformerEncoder
 from features.errors import TableContractError
 from encoding.onnx_encoder import OnnxEncoder
-from serving.encoder_service import IdleFirstEncoder, load_batch_encoder, load_query_encoder
+from serving.encoder_service import IdleFirstEncoder, SizeRoutedEncoder, load_batch_encoder, load_query_encoder
 
 
 def test_an_unknown_backend_is_refused_by_name():
@@ -36,14 +36,24 @@ def test_bf16_batches_run_pytorch_in_bfloat16_close_to_the_questions_model():
     import torch
 
     questions = load_query_encoder("all-MiniLM-L6-v2", "onnx", 1)
-    batches = load_batch_encoder("all-MiniLM-L6-v2", "onnx", 1, "bf16")
-    assert isinstance(batches, SentenceTransformerEncoder) and batches.precision == "bf16"
-    assert next(batches._model.parameters()).dtype == torch.bfloat16
-    texts = ["How do I cross out text on GitHub?", "Which tea is best steeped for three minutes at 80 degrees?", "quokka"]
-    got, want = batches.encode(texts), questions.encode(texts)
+    routed = load_batch_encoder("all-MiniLM-L6-v2", "onnx", 1, "bf16")
+    assert isinstance(routed, SizeRoutedEncoder) and isinstance(routed.small, OnnxEncoder) and routed.large.precision == "bf16"
+    assert next(routed.large._model.parameters()).dtype == torch.bfloat16
+    texts = ["How do I cross out text on GitHub?", "Which tea is best steeped for three minutes at 80 degrees?", "quokka", "a fourth"]
+    got, want = routed.encode(texts), questions.encode(texts)
     assert got.dtype == np.float32 and np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
     assert (got * want).sum(axis=1).min() >= 0.99
-    assert load_batch_encoder("all-MiniLM-L6-v2", "torch", 1, "fp32").precision == "fp32"  # fp32: the questions' model
+    assert isinstance(load_batch_encoder("all-MiniLM-L6-v2", "onnx", 1, "fp32"), OnnxEncoder)  # fp32: the questions' model
+
+
+def test_calls_under_the_threshold_go_to_the_small_model_and_the_rest_to_the_large():
+    small, large = Recording(), Recording()
+    routed = SizeRoutedEncoder(small, large, 4)
+    routed.encode(["a", "b", "c"])
+    routed.encode(["a", "b", "c", "d"])
+    assert [len(c) for c in small.calls] == [3] and [len(c) for c in large.calls] == [4]
+    with pytest.raises(TableContractError):
+        SizeRoutedEncoder(small, Recording(dimension=5), 4)
 
 
 def test_an_unknown_batch_precision_is_refused_by_name():

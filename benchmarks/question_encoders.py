@@ -1,0 +1,91 @@
+"""The service's encoders on real questions: one question alone and batches of 32, each against
+raw `SentenceTransformer.encode` in fp32 measured in the same run.
+
+How to run (SciFact's train questions from ../shared/datasets, as the service encodes them):
+
+    python benchmarks/question_encoders.py --questions ../shared/datasets/scifact/queries_train.jsonl --threads 1
+
+Compared: the ONNX graph lone questions take (`load_query_encoder`, backend onnx), PyTorch fp32
+(backend torch) and PyTorch with bfloat16 weights (`load_batch_encoder`, precision bf16: the
+model RECQA_ENCODER_PRECISION=bf16 gives batches), on `--threads` threads as
+RECQA_ENCODER_THREADS sets them (default 1). The raw baseline is sentence-transformers' own
+`encode` of the same texts, fp32, batch size 32, on the same threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+BATCH_SIZES = (1, 2, 4, 8, 16, 32)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--questions", required=True, help="a BEIR queries .jsonl file (the `text` of each line)")
+    parser.add_argument("--count", type=int, default=640)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model", default="all-MiniLM-L6-v2")
+    args = parser.parse_args(argv)
+
+    import numpy as np
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from encoding.sentence_transformer import resolve_model_path
+    from serving.encoder_service import load_batch_encoder, load_query_encoder
+
+    torch.set_num_threads(args.threads)
+    texts = [json.loads(line)["text"] for line in Path(args.questions).open()][: args.count]
+    raw = SentenceTransformer(resolve_model_path(args.model), device="cpu")
+
+    def lone_p50(encode) -> float:
+        encode(texts[:2])
+        times = []
+        for text in texts[:100]:
+            started = time.perf_counter()
+            encode([text])
+            times.append(time.perf_counter() - started)
+        return 1000 * statistics.median(times)
+
+    def batched_rate(encode, size: int = 32) -> float:
+        encode(texts[:size])
+        started = time.perf_counter()
+        for i in range(0, len(texts), size):
+            encode(texts[i:i + size])
+        return len(texts) / (time.perf_counter() - started)
+
+    def raw_encode(batch):
+        return raw.encode(batch, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
+
+    raw_lone, raw_rate = lone_p50(raw_encode), batched_rate(raw_encode)
+    reference = raw_encode(texts[:200])
+    print(f"{len(texts)} questions, {args.threads} thread(s); raw fp32 encode: one question p50 {raw_lone:.2f} ms, "
+          f"batches of 32 {raw_rate:.0f} texts/s")
+    rates: dict[str, dict[int, float]] = {}
+    print("| encoder | one question p50 | / raw | batches of 32 | / raw | min cosine to raw fp32 (200 questions) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, encoder in (("ONNX fp32 (lone questions)", load_query_encoder(args.model, "onnx", args.threads)),
+                          ("PyTorch fp32", load_query_encoder(args.model, "torch", args.threads)),
+                          ("PyTorch bf16 (RECQA_ENCODER_PRECISION=bf16 batches)", load_batch_encoder(args.model, "onnx", args.threads, "bf16"))):
+        lone, rate = lone_p50(encoder.encode), batched_rate(encoder.encode)
+        cosine = float(np.min(np.sum(encoder.encode(texts[:200]) * reference, axis=1)))
+        print(f"| {name} | {lone:.2f} ms | {lone / raw_lone:.2f}x | {rate:.0f} texts/s | {rate / raw_rate:.2f}x | {cosine:.5f} |", flush=True)
+        rates[name] = {size: batched_rate(encoder.encode, size) for size in BATCH_SIZES}
+    print()
+    print("texts/s by batch size: | encoder | " + " | ".join(map(str, BATCH_SIZES)) + " |")
+    for name, by_size in rates.items():
+        print(f"| {name} | " + " | ".join(f"{by_size[size]:.0f}" for size in BATCH_SIZES) + " |")
+
+
+if __name__ == "__main__":
+    main()
