@@ -62,7 +62,8 @@ def build(warehouse: str, name: str, schema: pa.Schema, vectors: np.ndarray, con
     """The table by the pipelines' writer, and its IVF-PQ index by the builds' own call (or with --sub-vectors)."""
     from lancedb.index import IvfPq
 
-    from pipelines.lance_io import commit_table, create_vector_indexes, ivf_pq_parameters, write_fragments
+    from features.ivf import ivf_pq_parameters
+    from pipelines.lance_io import commit_table, create_vector_indexes, write_fragments
 
     started, fragments = time.perf_counter(), []
     for start in range(0, len(vectors), 250_000):

@@ -41,7 +41,7 @@ def event_weight_default() -> float:
 # What a core is made of: `_init_changed` starts a changed core from these of its base.
 _CORE_FIELDS = (
     "_user_index", "_user_vectors", "_user_seen", "_item_ids", "_item_index", "_item_vectors", "_titles",
-    "_categories", "_counts", "_category_code", "_item_category", "_popular_order", "_gram", "_als",
+    "_categories", "_counts", "_category_code", "_item_category", "_popular_order", "_gram", "_catalogue", "_als",
 )
 
 
@@ -93,6 +93,7 @@ class RecommenderCore:
         self._item_category = np.array([self._category_code.setdefault(c, len(self._category_code)) for c in categories], dtype=np.int64)
         self._popular_order: np.ndarray | None = None  # made on the first `popular` call
         self._gram: np.ndarray | None = None  # the items' YᵀY, made on the first fold-in
+        self._catalogue = 0  # a changed core's is a hash of its base's and the rows it dropped and added
 
     @classmethod
     def from_fit(
@@ -136,9 +137,8 @@ class RecommenderCore:
         return Recommendation(strategy, items, known)
 
     def rows(self) -> dict[str, Any]:
-        """The constructor's arguments as this core holds them (items in id order): what a core
-        with changes applied over it is built from (serving/recommender.py). Made once: the
-        core never changes, and every step of the change log's overlay starts from it."""
+        """The constructor's arguments as this core holds them (items in id order); made once,
+        and read-only: the lists are the core's own."""
         if getattr(self, "_rows", None) is None:
             self._rows = self._make_rows()
         return self._rows
@@ -192,43 +192,70 @@ class RecommenderCore:
         for name in _CORE_FIELDS:
             setattr(self, name, getattr(base, name))
         self._rows = None
-        index = base._item_index
+        self._change_items(dropped_items, updated)
+        self._change_users(dropped_users, added)
+
+    def _change_items(self, dropped_items: Collection[str], updated: Mapping[str, tuple[str | None, str | None]]) -> None:
+        """Drop items and insert or retitle the updated ones, into new arrays and lists (the
+        ones held now may be shared with the core this one started from, and are never written)."""
+        index = self._item_index
         dropped = sorted({index[i] for i in dropped_items if i in index and i not in updated})
         new = sorted(i for i in updated if i not in index)
         if dropped or new:  # the catalogue's rows change: insert the new in id order, drop the dropped
-            keep = np.ones(len(base._item_ids), bool)
+            keep = np.ones(len(self._item_ids), bool)
             keep[dropped] = False
-            ids = np.asarray(base._item_ids, dtype=object)
+            ids = np.asarray(self._item_ids, dtype=object)
             at = np.searchsorted(ids, np.asarray(new, dtype=object)) if new else np.zeros(0, np.int64)
             keep = np.insert(keep, at, True)
+            dimension = self._item_vectors.shape[1] if self._item_vectors.ndim == 2 else 0
+            self._item_vectors = np.insert(self._item_vectors, at, np.zeros((len(new), dimension), np.float32), axis=0)[keep]
             self._item_ids = np.insert(ids, at, np.asarray(new, dtype=object))[keep].tolist()
             self._item_index = dict(zip(self._item_ids, range(len(self._item_ids))))
-            dimension = base._item_vectors.shape[1] if base._item_vectors.ndim == 2 else 0
-            self._item_vectors = np.insert(base._item_vectors.reshape(-1, dimension), at, np.zeros((len(new), dimension), np.float32), axis=0)[keep]
-            self._counts = np.insert(base._counts, at, 0)[keep]
-            self._item_category = np.insert(base._item_category, at, 0)[keep]  # the new items' codes are set below
+            self._counts = np.insert(self._counts, at, 0)[keep]
+            self._item_category = np.insert(self._item_category, at, 0)[keep]  # the new items' codes are set below
             self._titles, self._categories = (
                 np.insert(np.asarray(column, dtype=object), at, np.full(len(new), None, dtype=object))[keep].tolist()
-                for column in (base._titles, base._categories)
+                for column in (self._titles, self._categories)
             )
             self._popular_order = self._gram = None
+            self._catalogue = hash((self._catalogue, tuple(dropped), tuple(new)))
+        elif updated:  # titles and categories only: copies to write into
+            self._titles, self._categories, self._item_category = list(self._titles), list(self._categories), self._item_category.copy()
         if updated:  # titles and categories of the upserted, new ones included
-            if not (dropped or new):
-                self._titles, self._categories, self._item_category = list(self._titles), list(self._categories), self._item_category.copy()
             self._category_code = dict(self._category_code)
             for item_id, (title, category) in updated.items():
                 position = self._item_index[item_id]
                 self._titles[position], self._categories[position] = title, category
                 self._item_category[position] = self._category_code.setdefault(category, len(self._category_code))
-        if dropped_users or added:  # users' rows stay where they are; the index decides who is known
-            self._user_index = dict(base._user_index)
-            for user_id in (*dropped_users, *added):
-                self._user_index.pop(user_id, None)
-            self._user_index.update((user_id, len(base._user_seen) + i) for i, user_id in enumerate(added))
-            if added:
-                rows = np.asarray([vector for vector, _ in added.values()], np.float32).reshape(len(added), -1)
-                self._user_vectors = np.concatenate([base._user_vectors.reshape(-1, rows.shape[1]), rows])
-                self._user_seen = base._user_seen + [list(seen) for _, seen in added.values()]
+
+    def _change_users(self, dropped_users: Collection[str], added: Mapping[str, tuple[np.ndarray, Sequence[str]]]) -> None:
+        """Forget users and add or replace others; their rows stay where they are (the index
+        decides who is known) and the added ones are appended to new arrays."""
+        if not (dropped_users or added):
+            return
+        index = dict(self._user_index)
+        for user_id in (*dropped_users, *added):
+            index.pop(user_id, None)
+        index.update((user_id, len(self._user_seen) + i) for i, user_id in enumerate(added))
+        if added:
+            rows = np.asarray([vector for vector, _ in added.values()], np.float32).reshape(len(added), -1)
+            self._user_vectors = np.concatenate([self._user_vectors.reshape(-1, rows.shape[1]), rows])
+            self._user_seen = self._user_seen + [list(seen) for _, seen in added.values()]
+        self._user_index = index
+
+    @property
+    def catalogue(self) -> int:
+        """Which catalogue this core scores: equal for cores made from one base with the same
+        items dropped and added (so the same item vectors and fold-ins), whatever their titles,
+        categories or users."""
+        return self._catalogue
+
+    def warm(self) -> None:
+        """Make now what the first fold-in and popular list would otherwise make on a request."""
+        if self._gram is None:
+            self._gram = item_gram(self._item_vectors)
+        if self._popular_order is None:
+            self._popular_order = np.argsort(-self._counts, kind="stable")
 
     def has_user(self, user_id: str) -> bool:
         return user_id in self._user_index

@@ -66,18 +66,18 @@ def load_query_encoder(name: str, backend: str, threads: int) -> Encoder:
         return model
 
 
-def load_batch_encoder(name: str, backend: str, threads: int, precision: str = "fp32") -> Encoder:
+def load_batch_encoder(name: str, backend: str, threads: int, precision: str = "fp32", questions: Encoder | None = None) -> Encoder:
     """The model for batches of texts (concurrent questions, a commit's written texts).
 
     fp32: the questions' model (`load_query_encoder`). bf16: PyTorch with bfloat16 weights for
     calls of BF16_MIN_TEXTS texts or more, which on a CPU with AMX or AVX512-BF16 it encodes
     faster than either fp32 model, and the questions' model below that, which is faster for
     one or two (benchmarks/RESULTS.md, "Service encoders"); its vectors are the fp32 model's
-    within the batch builds' quality gate.
+    within the batch builds' quality gate. `questions`: that model, when it is loaded already.
     """
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"RECQA_ENCODER_PRECISION must be 'fp32' or 'bf16', not {precision!r}")
-    questions = load_query_encoder(name, backend, threads)
+    questions = questions if questions is not None else load_query_encoder(name, backend, threads)
     if precision == "fp32":
         return questions
     if native_bf16() is False:

@@ -352,10 +352,10 @@ def _frozen(values: list[str] | None) -> tuple[str, ...] | None:
 
 
 def _searched_indexes(store: Store | None) -> list[tuple[str, IndexConfig]]:
-    """Each vector index the service searches, by table, as the served versions search it
-    (nprobes derived from their rows); before a release, every index it would search, nprobes
-    None where it is derived from the rows of the version served then. The users' and items'
-    ALS vectors are scored in memory, not through their index."""
+    """Each vector index of the served tables, as the served versions search it (nprobes
+    derived from their rows); before a release, every index the builds make, nprobes None
+    where the served version's rows will decide it. The items' ALS index is listed with the
+    settings it was built with and no nprobes: /recommend scores those vectors in memory."""
     if store is None:
         return [(ITEMS_TABLE, ALS_INDEX), (ITEMS_TABLE, CONTENT_INDEX), (ANSWERS_TABLE, ANSWER_INDEX)]
     searched = []

@@ -92,7 +92,7 @@ class ServiceSettings(EnvSettings):
     encoder_backend: Literal["onnx", "torch"] = Field(DEFAULT_ENCODER_BACKEND, alias=ENV_ENCODER_BACKEND)
     encoder_precision: Literal["fp32", "bf16"] = Field(
         "fp32", alias=ENV_ENCODER_PRECISION,
-        description="bf16: batches (concurrent questions, written texts) run PyTorch with bfloat16 weights; a lone question keeps the backend's model",
+        description="bf16: calls of 4+ texts (merged questions, a write commit's texts) run PyTorch with bfloat16 weights; fewer keep the backend's model",
     )
     encode_locally_when_idle: bool = Field(True, alias=ENV_LOCAL_ENCODE, description="see serving.encoder_service.IdleFirstEncoder")
     memory_budget_mb: int = Field(

@@ -93,16 +93,18 @@ class QueryEncoders:
 
 def choose_encoders(
     settings: ServiceSettings, batched: Encoder, load_local: Callable[[], Encoder], on_encode: Callable[[str], None],
-    load_batch_local: Callable[[], Encoder] | None = None,
+    load_batch_local: Callable[[Encoder | None], Encoder] | None = None,
 ) -> QueryEncoders:
     """Questions through the batching encoder service, or first in this process when it is idle
     (`encode_locally_when_idle`, which loads the model here now); writes (a commit's texts, a
-    batch) through `load_batch_local`'s model when given (RECQA_ENCODER_PRECISION=bf16), else
-    the local one, loaded on the first write unless it is loaded already."""
+    batch) through the local model, loaded on the first write unless it is loaded already.
+    `load_batch_local(small)` (RECQA_ENCODER_PRECISION=bf16) gives writes a batch model that
+    reuses `small`, the local model when one is loaded, for calls of a few texts."""
     if not settings.encode_locally_when_idle:
-        return QueryEncoders(batched, EmbeddingMemo(LazyEncoder(load_batch_local or load_local, batched.name, batched.dimension)))
+        load_writes = load_local if load_batch_local is None else functools.partial(load_batch_local, None)
+        return QueryEncoders(batched, EmbeddingMemo(LazyEncoder(load_writes, batched.name, batched.dimension)))
     local = load_local()
-    writes = local if load_batch_local is None else LazyEncoder(load_batch_local, batched.name, batched.dimension)
+    writes = local if load_batch_local is None else load_batch_local(local)  # loaded now, not on the first write
     return QueryEncoders(IdleFirstEncoder(local, batched, on_encode), EmbeddingMemo(writes))
 
 

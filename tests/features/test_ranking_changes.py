@@ -94,7 +94,8 @@ def assert_same(changed: RecommenderCore, expected: RecommenderCore, users: list
 def test_a_changed_core_answers_as_the_core_rebuilt_with_the_changes(seed):
     rng = random.Random(seed)
     base = random_core(rng, items=rng.randrange(1, 40), users=rng.randrange(1, 8))
-    base.popular(3)  # a base whose popular order is already made must not lend it to a changed catalogue
+    pristine = rebuilt(base, set(), {}, set(), {})  # copies of everything the base holds now
+    base.warm()  # a base whose YᵀY and popular order are made must not lend them to a changed catalogue
     dropped_items, updated, dropped_users, added = random_changes(rng, base)
     changed = base.with_changes(dropped_items, updated, dropped_users, added)
     expected = rebuilt(base, dropped_items, updated, dropped_users, added)
@@ -102,7 +103,8 @@ def test_a_changed_core_answers_as_the_core_rebuilt_with_the_changes(seed):
     users = [*base.rows()["user_ids"], *added, *dropped_users]
     assert_same(changed, expected, users, probes)
     # the base is left as it was: requests holding it keep their view
-    assert_same(base, rebuilt(base, set(), {}, set(), {}), users, probes)
+    assert_same(base, pristine, users, probes)
+    assert (changed.catalogue == base.catalogue) == (not set(changed.rows()["item_ids"]) ^ set(base.rows()["item_ids"]))
 
 
 def test_no_changes_share_the_bases_arrays():
@@ -110,3 +112,15 @@ def test_no_changes_share_the_bases_arrays():
     changed = base.with_changes()
     assert changed._item_vectors is base._item_vectors and changed._user_index is base._user_index
     assert changed.rows()["item_ids"] == base.rows()["item_ids"]
+
+
+def test_retitling_alone_leaves_the_base_as_it_was():
+    base = random_core(random.Random(3), items=20, users=3)
+    pristine = rebuilt(base, set(), {}, set(), {})
+    item = base.rows()["item_ids"][0]
+    changed = base.with_changes(updated_items={item: ("retitled", "c-new")})
+    assert (changed.title(item), changed.category(item)) == ("retitled", "c-new")
+    assert changed.catalogue == base.catalogue and changed._item_vectors is base._item_vectors
+    users = base.rows()["user_ids"]
+    assert_same(base, pristine, users, [item])
+    assert_same(changed, rebuilt(base, set(), {item: ("retitled", "c-new")}, set(), {}), users, [item])
