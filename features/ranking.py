@@ -41,7 +41,7 @@ def event_weight_default() -> float:
 # What a core is made of: `_init_changed` starts a changed core from these of its base.
 _CORE_FIELDS = (
     "_user_index", "_user_vectors", "_user_seen", "_item_ids", "_item_index", "_item_vectors", "_titles",
-    "_categories", "_counts", "_category_code", "_item_category", "_popular_order", "_gram", "_catalogue", "_als",
+    "_categories", "_counts", "_category_code", "_item_category", "_popular_order", "_gram", "_als",
 )
 
 
@@ -93,7 +93,6 @@ class RecommenderCore:
         self._item_category = np.array([self._category_code.setdefault(c, len(self._category_code)) for c in categories], dtype=np.int64)
         self._popular_order: np.ndarray | None = None  # made on the first `popular` call
         self._gram: np.ndarray | None = None  # the items' YᵀY, made on the first fold-in
-        self._catalogue = 0  # a changed core's is a hash of its base's and the rows it dropped and added
 
     @classmethod
     def from_fit(
@@ -218,7 +217,6 @@ class RecommenderCore:
                 for column in (self._titles, self._categories)
             )
             self._popular_order = self._gram = None
-            self._catalogue = hash((self._catalogue, tuple(dropped), tuple(new)))
         elif updated:  # titles and categories only: copies to write into
             self._titles, self._categories, self._item_category = list(self._titles), list(self._categories), self._item_category.copy()
         if updated:  # titles and categories of the upserted, new ones included
@@ -242,13 +240,6 @@ class RecommenderCore:
             self._user_vectors = np.concatenate([self._user_vectors.reshape(-1, rows.shape[1]), rows])
             self._user_seen = self._user_seen + [list(seen) for _, seen in added.values()]
         self._user_index = index
-
-    @property
-    def catalogue(self) -> int:
-        """Which catalogue this core scores: equal for cores made from one base with the same
-        items dropped and added (so the same item vectors and fold-ins), whatever their titles,
-        categories or users."""
-        return self._catalogue
 
     def warm(self) -> None:
         """Make now what the first fold-in and popular list would otherwise make on a request."""

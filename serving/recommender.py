@@ -109,23 +109,23 @@ class FreshRecommender(RecommenderCore):
         self._content_ids = list(content)  # unit vectors (serving/overlay.advance_items), searched as one matrix
         self._content_row = {item_id: row for row, item_id in enumerate(self._content_ids)}
         self._content = np.stack(list(content.values())).astype(np.float32) if content else np.zeros((0, 0), np.float32)
+        users, self._folded = self._users(base, changes, folded if folded is not None else {})
         self._init_changed(
             base,
             dropped_items=changes.deleted(ITEMS),
             updated={item.item_id: (item.title, item.category) for item in changes.upserted_items()},
-            dropped_users=(),
-            added={},
+            dropped_users=changes.forgotten | self._folded,
+            added=users,
         )
-        self.warm()  # a changed catalogue's YᵀY and popular order, on the follower's thread, not a request's
-        users, self._folded = self._users(base, changes, folded if folded is not None else {})
-        self._change_users(changes.forgotten | self._folded, users)
 
-    def _users(self, base: Recommender, changes: ChangeSet, folded: MutableMapping) -> tuple[dict[str, tuple[np.ndarray, list[str]]], frozenset[str]]:
-        """The users with logged events folded in from their whole history against this
-        catalogue, user_id -> (vector, seen items), and every user with logged events. One
-        whose items are all new has nothing in the trained space to fold in from and is left
-        out (served as unknown, like a forgotten user). `folded` caches the solves across
-        overlays, keyed by the history and the catalogue they were solved against."""
+    @staticmethod
+    def _users(base: Recommender, changes: ChangeSet, folded: MutableMapping) -> tuple[dict[str, tuple[np.ndarray, list[str]]], frozenset[str]]:
+        """The users with logged events folded in from their whole history, user_id -> (vector,
+        seen items), and every user with logged events. One whose items are all new has nothing
+        in the trained space to fold in from and is left out (served as unknown, like a
+        forgotten user). The solve is against the table's items (whose YᵀY is made once), so a
+        step re-solves only the users whose history changed: `folded` caches the solves across
+        overlays, keyed by the history they were solved from."""
         logged: dict[str, list[str]] = {}
         for event in changes.events:
             logged.setdefault(event.user_id, []).append(event.item_id)
@@ -134,9 +134,9 @@ class FreshRecommender(RecommenderCore):
         for user_id, items in logged.items():
             history = [] if user_id in changes.forgotten else base.seen(user_id)
             known = tuple(i for i in dict.fromkeys(history + items) if base.has_item(i) and i not in deleted_items)
-            key = (user_id, known, self.catalogue)
+            key = (user_id, known)
             if known:
-                used[key] = folded[key] if key in folded else self.fold_in(list(known))
+                used[key] = folded[key] if key in folded else base.fold_in(list(known))
                 users[user_id] = (used[key], list(dict.fromkeys(history + items)))
         folded.clear()  # only what this overlay uses: a user's older histories are not asked again
         folded.update(used)
