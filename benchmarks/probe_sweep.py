@@ -45,14 +45,14 @@ def main(argv: list[str] | None = None) -> None:
 
     from encoding.sentence_transformer import SentenceTransformerEncoder
     from features.schemas import ANSWER_INDEX, ANSWERS_TABLE
-    from features.ivf import ivf_pq_parameters, search_nprobes
+    from features.ivf import partitions_for, search_nprobes
     from registry.log import published_versions
     from serving.answers import AnswerIndex
 
     table = lancedb.connect(args.warehouse).open_table(ANSWERS_TABLE)
     table.checkout(published_versions(args.warehouse)[ANSWERS_TABLE])
     rows = table.count_rows()
-    partitions = ivf_pq_parameters(rows, 384)["num_partitions"]
+    partitions = partitions_for(rows)
     texts = [t for t in pq.read_table(args.questions, columns=[args.column]).column(args.column).to_pylist() if t]
     texts = random.Random(0).sample(texts, min(args.queries, len(texts)))
     encoder = SentenceTransformerEncoder(args.model).load()

@@ -6,8 +6,8 @@ How to run (SciFact's train questions from ../shared/datasets, as the service en
     python benchmarks/question_encoders.py --questions ../shared/datasets/scifact/queries_train.jsonl --threads 1
 
 Compared: the ONNX graph lone questions take (`load_query_encoder`, backend onnx), PyTorch fp32
-(backend torch) and PyTorch with bfloat16 weights (`load_batch_encoder`, precision bf16: the
-model RECQA_ENCODER_PRECISION=bf16 gives batches), on `--threads` threads as
+(backend torch) and PyTorch with bfloat16 weights alone (the model RECQA_ENCODER_PRECISION=bf16
+gives calls of BF16_MIN_TEXTS texts or more; `load_batch_encoder`'s `large`), on `--threads` threads as
 RECQA_ENCODER_THREADS sets them (default 1). The raw baseline is sentence-transformers' own
 `encode` of the same texts, fp32, batch size 32, on the same threads.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -41,21 +40,13 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
+    from benchmarks.serving import raw_single_encode_ms  # one text a call, p50 ms: the same loop for every encoder
     from encoding.sentence_transformer import resolve_model_path
     from serving.encoder_service import load_batch_encoder, load_query_encoder
 
     torch.set_num_threads(args.threads)
     texts = [json.loads(line)["text"] for line in Path(args.questions).open()][: args.count]
     raw = SentenceTransformer(resolve_model_path(args.model), device="cpu")
-
-    def lone_p50(encode) -> float:
-        encode(texts[:2])
-        times = []
-        for text in texts[:100]:
-            started = time.perf_counter()
-            encode([text])
-            times.append(time.perf_counter() - started)
-        return 1000 * statistics.median(times)
 
     def batched_rate(encode, size: int = 32) -> float:
         encode(texts[:size])
@@ -67,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     def raw_encode(batch):
         return raw.encode(batch, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
 
-    raw_lone, raw_rate = lone_p50(raw_encode), batched_rate(raw_encode)
+    raw_lone, raw_rate = raw_single_encode_ms(texts[:100], raw), batched_rate(raw_encode)
     reference = raw_encode(texts[:200])
     print(f"{len(texts)} questions, {args.threads} thread(s); raw fp32 encode: one question p50 {raw_lone:.2f} ms, "
           f"batches of 32 {raw_rate:.0f} texts/s")
@@ -76,8 +67,8 @@ def main(argv: list[str] | None = None) -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     for name, encoder in (("ONNX fp32 (lone questions)", load_query_encoder(args.model, "onnx", args.threads)),
                           ("PyTorch fp32", load_query_encoder(args.model, "torch", args.threads)),
-                          ("PyTorch bf16 (RECQA_ENCODER_PRECISION=bf16 batches)", load_batch_encoder(args.model, "onnx", args.threads, "bf16"))):
-        lone, rate = lone_p50(encoder.encode), batched_rate(encoder.encode)
+                          ("PyTorch bf16 (RECQA_ENCODER_PRECISION=bf16 batches)", load_batch_encoder(args.model, "onnx", args.threads, "bf16").large)):
+        lone, rate = raw_single_encode_ms(texts[:100], encoder), batched_rate(encoder.encode)
         cosine = float(np.min(np.sum(encoder.encode(texts[:200]) * reference, axis=1)))
         print(f"| {name} | {lone:.2f} ms | {lone / raw_lone:.2f}x | {rate:.0f} texts/s | {rate / raw_rate:.2f}x | {cosine:.5f} |", flush=True)
         rates[name] = {size: batched_rate(encoder.encode, size) for size in BATCH_SIZES}

@@ -211,10 +211,11 @@ def ann_quality(table, encoder, qa: QASet, sample: int = 200, seed: int = 0) -> 
     questions = {i: qa.queries[i] for i in ids}
     judged = {i: qa.qrels[i] for i in ids}
     curve = []
-    served_config = ANSWER_INDEX.searched(table.count_rows())  # as AnswerIndex searches this version
+    exact_index = AnswerIndex(table, encoder, exact=True)
+    served_config = exact_index.index_config  # the served settings: nprobes as AnswerIndex derives it for this version
     probes = sorted({*CURVE_NPROBES, served_config.nprobes})
     with Progress((1 + len(CURVE_REFINE) * len(probes)) * len(ids), "ANN against exact search", "queries") as progress:
-        exact, exact_seconds = _rankings(AnswerIndex(table, encoder, exact=True), questions, vectors, "vector", 10, progress)
+        exact, exact_seconds = _rankings(exact_index, questions, vectors, "vector", 10, progress)
         for refine, nprobes in itertools.product(CURVE_REFINE, probes):
             config = dataclasses.replace(ANSWER_INDEX, nprobes=nprobes, refine_factor=refine)
             found, seconds = _rankings(AnswerIndex(table, encoder, index=config), questions, vectors, "vector", 10, progress)

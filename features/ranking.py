@@ -72,27 +72,18 @@ class RecommenderCore:
         # items in id order, whatever order the rows came in: equal scores (cold items, equal
         # popularity) then rank the same from a table as from a fit
         order = sorted(range(len(item_ids)), key=lambda i: item_ids[i])
-        self._set_items(
-            [item_ids[i] for i in order],
-            np.asarray(item_vectors)[order] if len(order) else item_vectors,
-            np.asarray([popularity[i] for i in order], dtype=np.int64),
-            [categories[i] for i in order],
-            [titles[i] for i in order],
-        )
-        self._als = als
-
-    def _set_items(self, item_ids: list[str], item_vectors: np.ndarray, counts: np.ndarray, categories: list, titles: list) -> None:
-        """The catalogue, given in id order: per-item fields are lists and arrays aligned with
-        `_item_ids`, so a core with a few items changed is built with array operations over the
-        catalogue and Python work over the changes only (`with_changes`)."""
-        self._item_ids = item_ids
-        self._item_index = {item_id: i for i, item_id in enumerate(item_ids)}
-        self._item_vectors = _matrix(item_vectors, len(item_ids))
-        self._titles, self._categories, self._counts = titles, categories, counts
+        # per-item fields are lists and arrays aligned with `_item_ids`, so a core with a few items
+        # changed is built with array operations over the catalogue (`with_changes`)
+        self._item_ids = [item_ids[i] for i in order]
+        self._item_index = {item_id: i for i, item_id in enumerate(self._item_ids)}
+        self._item_vectors = _matrix(np.asarray(item_vectors)[order] if len(order) else item_vectors, len(order))
+        self._counts = np.asarray([popularity[i] for i in order], dtype=np.int64)
+        self._categories, self._titles = [categories[i] for i in order], [titles[i] for i in order]
         self._category_code: dict[str | None, int] = {}  # category -> small int, for filter masks
-        self._item_category = np.array([self._category_code.setdefault(c, len(self._category_code)) for c in categories], dtype=np.int64)
+        self._item_category = np.array([self._category_code.setdefault(c, len(self._category_code)) for c in self._categories], dtype=np.int64)
         self._popular_order: np.ndarray | None = None  # made on the first `popular` call
         self._gram: np.ndarray | None = None  # the items' YᵀY, made on the first fold-in
+        self._als = als
 
     @classmethod
     def from_fit(

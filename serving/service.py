@@ -134,7 +134,7 @@ class RecQA:
     def _encoders(self) -> QueryEncoders:
         settings = self.settings
         load_local = functools.partial(load_query_encoder, settings.model_name, settings.encoder_backend, settings.encoder_threads)
-        load_batch = None if settings.encoder_precision == "fp32" else functools.partial(
+        load_batch = functools.partial(  # fp32: the local model itself
             load_batch_encoder, settings.model_name, settings.encoder_backend, settings.encoder_threads, settings.encoder_precision)
         batched = RemoteEncoder(self.query_encoder, settings.model_name)
         return choose_encoders(settings, batched, load_local, self.metrics.count_encode, load_batch)
