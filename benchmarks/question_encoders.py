@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from benchmarks.serving import raw_single_encode_ms  # one text a call, p50 ms: the same loop for every encoder
     from encoding.sentence_transformer import resolve_model_path
-    from serving.encoder_service import load_batch_encoder, load_query_encoder
+    from serving.encoders import load_batch_encoder, load_query_encoder
 
     torch.set_num_threads(args.threads)
     texts = [json.loads(line)["text"] for line in Path(args.questions).open()][: args.count]

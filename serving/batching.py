@@ -1,9 +1,10 @@
 """Concurrent calls of one kind run as one batch: the searches of questions that arrive together.
 
-No timer: a call that finds no batch of its kind running runs at once (alone, at concurrency
-1, it waits for nothing); calls that arrive while one runs gather into the next batch, which
-starts as soon as the running one ends. So batches grow with the load by themselves, the way
-a GPU inference server's dynamic batching does without a fixed window.
+No timer: a call that finds a free lane for its kind (one by default) runs at once (alone, at
+concurrency 1, it waits for nothing); calls that arrive while every lane runs gather into the
+next batch, which starts as soon as a lane frees. So batches grow with the load by themselves,
+the way a GPU inference server's dynamic batching does without a fixed window. More lanes let
+work that runs on one core a call (a forward pass on one thread) use several cores at once.
 """
 
 from __future__ import annotations
@@ -29,14 +30,17 @@ class _Group(Generic[Item, Result]):
 
 class Batcher(Generic[Item, Result]):
     """`submit(key, item)` returns `run(key, items)[i]` for its item, batched with the calls of
-    the same key that arrive while another batch of that key runs (see the module)."""
+    the same key that arrive while `lanes` batches of that key run (see the module)."""
 
-    def __init__(self, run: Callable[[Hashable, list[Item]], Sequence[Result]], max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, run: Callable[[Hashable, list[Item]], Sequence[Result]], max_batch: int = MAX_BATCH, lanes: int = 1) -> None:
+        if lanes < 1:
+            raise ValueError(f"lanes must be at least 1, not {lanes}")
         self._run = run
         self._max_batch = max_batch
+        self._lanes = lanes
         self._lock = threading.Condition()
         self._gathering: dict[Hashable, _Group] = {}
-        self._running: set[Hashable] = set()
+        self._running: dict[Hashable, int] = {}  # batches of each key running now
 
     def submit(self, key: Hashable, item: Item) -> Result:
         with self._lock:
@@ -50,18 +54,20 @@ class Batcher(Generic[Item, Result]):
                 del self._gathering[key]  # full: later calls start the next group
         if leader:
             with self._lock:
-                while key in self._running:
+                while self._running.get(key, 0) >= self._lanes:
                     self._lock.wait()
                 if self._gathering.get(key) is group:
                     del self._gathering[key]
-                self._running.add(key)
+                self._running[key] = self._running.get(key, 0) + 1
             try:
                 group.results = self._run(key, group.items)
             except BaseException as error:  # noqa: BLE001 - every caller of the batch gets its error
                 group.error = error
             finally:
                 with self._lock:
-                    self._running.discard(key)
+                    self._running[key] -= 1
+                    if not self._running[key]:
+                        del self._running[key]
                     self._lock.notify_all()
                 group.done.set()
         else:

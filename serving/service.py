@@ -1,13 +1,12 @@
 """The BentoML service: each endpoint validates, asks the Store, and shapes the response.
 
-The tables load once per worker in `__init__`, never at import; the model loads in the
-QueryEncoder service this one depends on, which batches the questions of concurrent requests.
+The tables and the model load once per worker in `__init__`, never at import; the questions
+of concurrent requests share forward passes (serving/encoders.py).
 A warehouse that cannot be opened leaves the process up (liveness) but not ready, with the reason.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
@@ -36,21 +35,21 @@ from serving.api import (
     SimilarItemsResponse,
 )
 from serving.docs import docs_routes, openapi_spec
-from serving.encoder_service import QueryEncoder, RemoteEncoder, load_batch_encoder, load_query_encoder
+from serving.encoders import MAX_BATCH_SIZE, encoder_lanes, load_batch_encoder
 from serving.errors import error_body, error_response
 from serving.front import FrontDoor, RestorePath
 from serving.guard import GuardMiddleware
 from serving.recommender import Recommender
 from serving.settings import ServiceSettings
-from serving.startup import QueryEncoders, ServedState, choose_encoders, limit_blas_threads, served_versions_text, service_metrics
+from serving.startup import QueryEncoders, ServedState, limit_blas_threads, served_versions_text, service_metrics
 from serving.store import ANSWER_TABLES, RECOMMENDATION_TABLES, Store
 
 logger = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_SECONDS = 30
 # BentoML runs sync APIs on a pool of this many threads (its default is 1: one request at a
-# time). Handlers mostly wait on Lance (Rust, GIL released) or on the encoder service, so
-# concurrent requests overlap, and their questions reach the encoder together to be batched.
+# time). Handlers mostly wait on Lance (Rust) or the model (ONNX Runtime, PyTorch), which
+# release the GIL, so concurrent requests overlap and their questions are batched.
 API_THREADS = 32
 
 
@@ -122,8 +121,6 @@ class RecQAService(bentoml.Service):
     name="recqa", workers=1, threads=API_THREADS, traffic={"timeout": REQUEST_TIMEOUT_SECONDS}, service_class=RecQAService
 )
 class RecQA:
-    query_encoder = bentoml.depends(QueryEncoder)  # adaptive batching of question embeddings
-
     def __init__(self) -> None:
         limit_blas_threads()
         self.settings = ServiceSettings.from_env()  # a bad variable stops the start, naming it
@@ -133,11 +130,8 @@ class RecQA:
 
     def _encoders(self) -> QueryEncoders:
         settings = self.settings
-        load_local = functools.partial(load_query_encoder, settings.model_name, settings.encoder_backend, settings.encoder_threads)
-        load_batch = functools.partial(  # fp32: the local model itself
-            load_batch_encoder, settings.model_name, settings.encoder_backend, settings.encoder_threads, settings.encoder_precision)
-        batched = RemoteEncoder(self.query_encoder, settings.model_name)
-        return choose_encoders(settings, batched, load_local, self.metrics.count_encode, load_batch)
+        model = load_batch_encoder(settings.model_name, settings.encoder_backend, settings.encoder_threads, settings.encoder_precision)
+        return QueryEncoders.of(model, self.metrics.observe_batch, encoder_lanes(settings.encoder_threads))
 
     @bentoml.on_shutdown
     def stop_following(self) -> None:
@@ -166,7 +160,8 @@ class RecQA:
                 "backend": self.settings.encoder_backend,
                 "batch_precision": self.settings.encoder_precision,
                 "threads": self.settings.encoder_threads,
-                "local_when_idle": self.settings.encode_locally_when_idle,
+                "max_batch": MAX_BATCH_SIZE,  # concurrent questions per forward pass
+                "lanes": encoder_lanes(self.settings.encoder_threads),  # forward passes at once
             },
             "cache": {"threshold": self.settings.cache_threshold, "capacity": self.settings.cache_capacity},
             # which path searches the served answers version: memory or Lance (serving/memory.py)

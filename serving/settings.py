@@ -27,7 +27,6 @@ ENV_CACHE_THRESHOLD = "RECQA_CACHE_THRESHOLD"
 ENV_ENCODER_THREADS = "RECQA_ENCODER_THREADS"
 ENV_ENCODER_BACKEND = "RECQA_ENCODER_BACKEND"
 ENV_ENCODER_PRECISION = "RECQA_ENCODER_PRECISION"
-ENV_LOCAL_ENCODE = "RECQA_LOCAL_ENCODE"
 ENV_MAX_BODY_BYTES = "RECQA_MAX_BODY_BYTES"
 ENV_MEMORY_BUDGET_MB = "RECQA_MEMORY_BUDGET_MB"
 ENV_ADMIN_TOKEN = "RECQA_ADMIN_TOKEN"
@@ -88,13 +87,12 @@ class ServiceSettings(EnvSettings):
     reload_seconds: float = Field(DEFAULT_RELOAD_SECONDS, alias=ENV_RELOAD_SECONDS, gt=0, description="how often the release log is checked")
     cache_capacity: int = Field(DEFAULT_CAPACITY, alias=ENV_CACHE_CAPACITY, ge=1, description="answers the semantic cache holds")
     cache_threshold: float = Field(DEFAULT_THRESHOLD, alias=ENV_CACHE_THRESHOLD, gt=0, le=1, description="cosine for a cache hit")
-    encoder_threads: int = Field(DEFAULT_ENCODER_THREADS, alias=ENV_ENCODER_THREADS, ge=1, description="threads per forward pass")
+    encoder_threads: int = Field(DEFAULT_ENCODER_THREADS, alias=ENV_ENCODER_THREADS, ge=1, description="threads per forward pass (passes at once: the cores over this)")
     encoder_backend: Literal["onnx", "torch"] = Field(DEFAULT_ENCODER_BACKEND, alias=ENV_ENCODER_BACKEND)
     encoder_precision: Literal["fp32", "bf16"] = Field(
         "fp32", alias=ENV_ENCODER_PRECISION,
-        description="bf16: calls of 4+ texts (merged questions, a write commit's texts) run PyTorch with bfloat16 weights; fewer keep the backend's model",
+        description="bf16: calls of 4+ texts (a batch of questions, a write commit's texts) run PyTorch with bfloat16 weights; fewer keep the backend's model",
     )
-    encode_locally_when_idle: bool = Field(True, alias=ENV_LOCAL_ENCODE, description="see serving.encoder_service.IdleFirstEncoder")
     memory_budget_mb: int = Field(
         DEFAULT_MEMORY_BUDGET_MB, alias=ENV_MEMORY_BUDGET_MB, ge=0,
         description="MiB an answers table version may hold in memory for search (0: always search through Lance)",

@@ -1,6 +1,6 @@
 """What `RecQA.__init__` starts, one small function or object per job, each tested alone.
 
-BLAS limits, the Prometheus counters, the choice of question encoder, and `ServedState`: the
+BLAS limits, the Prometheus metrics, the question and write encoders, and `ServedState`: the
 semantic cache and the store follower (open the release now, then poll) that the endpoints
 read, or the reason the service is not ready.
 """
@@ -21,7 +21,7 @@ from features.encoders import Encoder
 from features.locations import check_warehouse
 from serving.cache import SemanticCache
 from serving.embedding_memo import EmbeddingMemo
-from serving.encoder_service import IdleFirstEncoder, LazyEncoder
+from serving.encoders import BatchingEncoder
 from serving.reload import StoreFollower
 from serving.settings import ENV_WAREHOUSE, ServiceSettings
 from serving.store import Store
@@ -29,6 +29,7 @@ from serving.store import Store
 logger = logging.getLogger(__name__)
 
 SERVED_VERSION_METRIC = "recqa_served_table_version"
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)  # the batcher takes at most 64 questions a pass
 
 
 def limit_blas_threads() -> None:
@@ -45,10 +46,10 @@ class ServiceMetrics:
     """The service's own counters; the served versions are a gauge made at scrape time (`served_versions_text`)."""
 
     cache_lookups: Any  # by result: hit | miss
-    question_encodes: Any  # by path: local | batched
+    question_batches: Any  # texts per forward pass of the question encoder
 
-    def count_encode(self, path: str) -> None:
-        self.question_encodes.labels(path=path).inc()
+    def observe_batch(self, texts: int) -> None:
+        self.question_batches.observe(texts)
 
     def count_lookup(self, hit: bool) -> None:
         self.cache_lookups.labels(result="hit" if hit else "miss").inc()
@@ -66,8 +67,8 @@ def service_metrics() -> ServiceMetrics:
         cache_lookups=bentoml.metrics.Counter(
             name="recqa_answer_cache_lookups", documentation="Semantic cache lookups of /answer", labelnames=["result"]
         ),
-        question_encodes=bentoml.metrics.Counter(
-            name="recqa_question_encodes", documentation="Questions encoded in the API process or batched", labelnames=["path"]
+        question_batches=bentoml.metrics.Histogram(
+            name="recqa_question_batch_size", documentation="Texts per forward pass of the question encoder", buckets=BATCH_BUCKETS
         ),
     )
 
@@ -83,29 +84,17 @@ def served_versions_text(versions: Mapping[str, int]) -> str:
 
 @dataclass(frozen=True)
 class QueryEncoders:
-    """`questions` encodes the requests' questions; `writes` the change log's texts, on the
-    follower's thread or the ingest writer's (ahead of the commit), which cannot call the
-    encoder service; one memo for the process, so texts embedded ahead outlive a release swap."""
+    """`questions` encodes the requests' questions, concurrent ones batched; `writes` the change
+    log's texts, on the follower's thread or the ingest writer's (ahead of the commit), straight
+    through the model. One memo for the process, so texts embedded ahead outlive a release swap."""
 
     questions: Encoder
     writes: Encoder
 
-
-def choose_encoders(
-    settings: ServiceSettings, batched: Encoder, load_local: Callable[[], Encoder], on_encode: Callable[[str], None],
-    load_batch_local: Callable[[Encoder | None], Encoder] | None = None,
-) -> QueryEncoders:
-    """Questions through the batching encoder service, or first in this process when it is idle
-    (`encode_locally_when_idle`, which loads the model here now); writes (a commit's texts, a
-    batch) through the local model, loaded on the first write unless it is loaded already.
-    `load_batch_local(small)` (RECQA_ENCODER_PRECISION=bf16) gives writes a batch model that
-    reuses `small`, the local model when one is loaded, for calls of a few texts."""
-    if not settings.encode_locally_when_idle:
-        load_writes = load_local if load_batch_local is None else functools.partial(load_batch_local, None)
-        return QueryEncoders(batched, EmbeddingMemo(LazyEncoder(load_writes, batched.name, batched.dimension)))
-    local = load_local()
-    writes = local if load_batch_local is None else load_batch_local(local)  # loaded now, not on the first write
-    return QueryEncoders(IdleFirstEncoder(local, batched, on_encode), EmbeddingMemo(writes))
+    @classmethod
+    def of(cls, model: Encoder, on_batch: Callable[[int], None] = lambda texts: None, lanes: int = 1) -> "QueryEncoders":
+        """One loaded model for both: questions through a `BatchingEncoder` (`lanes` passes at once), writes memoised."""
+        return cls(BatchingEncoder(model, on_batch, lanes=lanes), EmbeddingMemo(model))
 
 
 def follow_releases(settings: ServiceSettings, encoders: QueryEncoders) -> StoreFollower:

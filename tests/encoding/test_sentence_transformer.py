@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from encoding.sentence_transformer import SentenceTransformerEncoder, model_dimension, resolve_model_path
+from encoding.sentence_transformer import SentenceTransformerEncoder, resolve_model_path
 from features.encoders import Encoder
 
 
@@ -16,11 +16,6 @@ def test_bundled_model_name_resolves_to_an_installed_folder():
 
 def test_other_names_pass_through_for_users_with_a_hub():
     assert resolve_model_path("org/some-other-model") == "org/some-other-model"
-
-
-def test_the_dimension_is_read_from_a_local_folder_without_loading_the_model():
-    assert model_dimension("all-MiniLM-L6-v2") == 384
-    assert model_dimension("org/some-other-model") is None  # a hub id: only loading it can tell
 
 
 def test_importing_and_constructing_the_encoder_does_not_import_the_model_library():

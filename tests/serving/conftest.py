@@ -113,14 +113,12 @@ def in_process(app, warehouse: Path, reload_seconds: float = 10.0, env: dict[str
     """A client of a service instance started in this process over `warehouse` (lifespan run);
     `env` adds variables (tokens), which are otherwise unset.
 
-    Questions are encoded with the real model through PyTorch, in the encoder dependency only:
-    no ONNX export and no second copy of the model in the API instance.
+    Questions are encoded with the real model through PyTorch: no ONNX export at each start.
     """
     variables = {
         "RECQA_WAREHOUSE": str(warehouse),
         "RECQA_RELOAD_SECONDS": str(reload_seconds),
         "RECQA_ENCODER_BACKEND": "torch",
-        "RECQA_LOCAL_ENCODE": "0",
         **(env or {}),
     }
     with pytest.MonkeyPatch.context() as patch:

@@ -63,7 +63,7 @@ def test_writes_through_a_real_server_are_served_without_a_build(warehouse, tmp_
     server = start_server(copy, tmp_path, env={"RECQA_INGEST_TOKEN": TOKEN})
     auth = {"Authorization": f"Bearer {TOKEN}"}
     # Readers keep questions being encoded the whole time: the writes are embedded beside them,
-    # on the follower's own thread (which cannot call the encoder service the questions use).
+    # on the follower's own thread, beside the questions' batches.
     import threading
 
     stop = threading.Event()

@@ -39,6 +39,43 @@ def test_calls_arriving_while_a_batch_runs_form_the_next_batch_and_each_gets_its
     assert batches[0] == [0] and sorted(batches[-1]) == [1, 2, 3, 4, 5]
 
 
+
+def test_with_two_lanes_a_second_call_runs_beside_the_first_and_later_ones_gather_behind_both():
+    release = threading.Event()
+    batches: list[list[int]] = []
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def run(key, items):
+        with lock:
+            batches.append(list(items))
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            assert release.wait(10)
+            return [item * 10 for item in items]
+        finally:
+            with lock:
+                running[0] -= 1
+
+    batcher: Batcher[int, int] = Batcher(run, lanes=2)
+    with ThreadPoolExecutor(8) as pool:
+        first, second = pool.submit(batcher.submit, "k", 0), None
+        while len(batches) < 1:
+            threading.Event().wait(0.01)
+        second = pool.submit(batcher.submit, "k", 1)
+        while len(batches) < 2:  # a free lane: it runs at once, beside the first
+            threading.Event().wait(0.01)
+        rest = [pool.submit(batcher.submit, "k", i) for i in range(2, 5)]
+        while len(getattr(batcher._gathering.get("k"), "items", ())) < 3:  # both lanes busy: the three gather
+            threading.Event().wait(0.01)
+        release.set()
+        assert [f.result(10) for f in (first, second, *rest)] == [0, 10, 20, 30, 40]
+    assert batches[:2] == [[0], [1]] and sorted(batches[2]) == [2, 3, 4] and len(batches) == 3
+    assert most[0] == 2
+    with pytest.raises(ValueError, match="lanes"):
+        Batcher(run, lanes=0)
+
 def test_a_failing_batch_raises_in_every_caller_of_it():
     def run(key, items):
         raise ValueError("broken search")

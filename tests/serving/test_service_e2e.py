@@ -1,7 +1,7 @@
 """End to end: the real pipelines' warehouse served in-process through the service's ASGI app
-(BentoML's middlewares, the front door and the encoder dependency included).
+(BentoML's middlewares, the front door and the question batching included).
 
-What needs real processes (the encoder service batching across requests) is in
+What needs a real server (its request threads batching questions across requests) is in
 test_service_processes.py, against a real `bentoml serve`.
 """
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_unset_variables_give_the_documented_defaults():
     settings = ServiceSettings.from_env({})
     assert settings == ServiceSettings()
-    assert (settings.cache_capacity, settings.encoder_backend, settings.encode_locally_when_idle) == (2_048, "onnx", True)
+    assert (settings.cache_capacity, settings.encoder_backend, settings.encoder_precision) == (2_048, "onnx", "fp32")
     assert GuardSettings.from_env({}).max_body_bytes == 1 << 20
 
 
@@ -24,11 +24,11 @@ def test_each_variable_sets_its_field():
     env = {
         "RECQA_WAREHOUSE": "s3://bucket/wh", "RECQA_MODEL": "/models/m", "RECQA_RELOAD_SECONDS": "0.5",
         "RECQA_CACHE_CAPACITY": "16", "RECQA_CACHE_THRESHOLD": "0.8", "RECQA_ENCODER_THREADS": "2",
-        "RECQA_ENCODER_BACKEND": "torch", "RECQA_LOCAL_ENCODE": "no", "RECQA_UNRELATED": "x", "RECQA_ENCODER_PRECISION": "bf16",
+        "RECQA_ENCODER_BACKEND": "torch", "RECQA_UNRELATED": "x", "RECQA_ENCODER_PRECISION": "bf16",
     }
     assert ServiceSettings.from_env(env) == ServiceSettings(
         warehouse="s3://bucket/wh", model_name="/models/m", reload_seconds=0.5, cache_capacity=16,
-        cache_threshold=0.8, encoder_threads=2, encoder_backend="torch", encode_locally_when_idle=False, encoder_precision="bf16",
+        cache_threshold=0.8, encoder_threads=2, encoder_backend="torch", encoder_precision="bf16",
     )
     guard = GuardSettings.from_env({"RECQA_MAX_BODY_BYTES": "2048", "RECQA_API_TOKEN": "t", "RECQA_INGEST_TOKEN": "i"})
     assert (guard.max_body_bytes, guard.api_token, guard.admin_token, guard.ingest_token) == (2048, "t", "", "i")
@@ -44,7 +44,6 @@ def test_each_variable_sets_its_field():
         ("RECQA_ENCODER_THREADS", "-1", "greater than or equal to 1"),
         ("RECQA_ENCODER_BACKEND", "tensorflow", "'onnx' or 'torch'"),
         ("RECQA_ENCODER_PRECISION", "int8", "'fp32' or 'bf16'"),
-        ("RECQA_LOCAL_ENCODE", "maybe", "valid boolean"),
         ("RECQA_WAREHOUSE", "", "at least 1 character"),
     ],
 )

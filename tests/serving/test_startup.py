@@ -1,4 +1,4 @@
-"""Each job `RecQA.__init__` does, alone: BLAS limits, metrics, the encoder choice, the served state."""
+"""Each job `RecQA.__init__` does, alone: BLAS limits, metrics, the encoders, the served state."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from serving.encoder_service import IdleFirstEncoder, LazyEncoder
+from serving.embedding_memo import EmbeddingMemo
+from serving.encoders import BatchingEncoder
 from serving.settings import ServiceSettings
 from serving.startup import (
     SERVED_VERSION_METRIC,
     QueryEncoders,
     ServedState,
-    choose_encoders,
     limit_blas_threads,
     served_versions_text,
     service_metrics,
@@ -43,12 +43,11 @@ def test_metrics_are_made_once_per_process_and_count_by_label(service_app):  # s
     metrics = service_metrics()
     assert service_metrics() is metrics
     hits = metrics.cache_lookups.labels(result="hit")
-    local = metrics.question_encodes.labels(path="local")
-    before = (hits._value.get(), local._value.get())
+    before = (hits._value.get(), metrics.question_batches._sum.get())
     metrics.count_lookup(True)
     metrics.count_lookup(False)
-    metrics.count_encode("local")
-    assert (hits._value.get(), local._value.get()) == (before[0] + 1, before[1] + 1)
+    metrics.observe_batch(5)
+    assert (hits._value.get(), metrics.question_batches._sum.get()) == (before[0] + 1, before[1] + 5)
 
 
 def test_served_versions_are_one_gauge_line_per_served_table():
@@ -58,23 +57,15 @@ def test_served_versions_are_one_gauge_line_per_served_table():
     assert "{table=" not in served_versions_text({})  # nothing served: the type, no stale series
 
 
-def test_without_local_encoding_questions_are_batched_and_the_model_loads_on_the_first_write():
-    batched, local, paths = Fixed(), Fixed(), []
-    loads = []
-    encoders = choose_encoders(ServiceSettings(encode_locally_when_idle=False), batched, lambda: loads.append(1) or local, paths.append)
-    assert encoders.questions is batched and isinstance(encoders.writes.inner, LazyEncoder) and loads == []
-    encoders.writes.encode(["a write"])
-    encoders.writes.encode(["another"])
-    assert loads == [1] and local.calls == 2 and batched.calls == 0
-
-
-def test_with_local_encoding_the_model_loads_now_and_an_idle_question_is_encoded_here():
-    batched, local, paths = Fixed(), Fixed(), []
-    loads = []
-    encoders = choose_encoders(ServiceSettings(encode_locally_when_idle=True), batched, lambda: loads.append(1) or local, paths.append)
-    assert loads == [1] and isinstance(encoders.questions, IdleFirstEncoder) and encoders.writes.inner is local
+def test_one_model_encodes_questions_batched_and_writes_memoised():
+    model, sizes = Fixed(), []
+    encoders = QueryEncoders.of(model, sizes.append)
+    assert isinstance(encoders.questions, BatchingEncoder) and isinstance(encoders.writes, EmbeddingMemo)
+    assert encoders.writes.inner is model
     encoders.questions.encode(["a lone question"])
-    assert paths == ["local"] and local.calls == 1 and batched.calls == 0
+    encoders.writes.prime(["a write"])  # a commit's texts, embedded ahead
+    encoders.writes.encode(["a write"])  # taken from the memo: the model is not called again
+    assert model.calls == 2 and sizes == [1]  # the write never went through the questions' batches
 
 
 def test_an_empty_warehouse_is_followed_but_not_ready_naming_what_to_run(tmp_path):
@@ -96,19 +87,3 @@ def test_a_bad_warehouse_or_encoder_leaves_the_service_up_without_tables_saying_
     no_model = ServedState.start(ServiceSettings(warehouse=str(tmp_path)), broken)
     assert no_model.cache is None and no_model.not_ready_reason == "OSError: model folder /models/m is missing"
     no_model.stop()  # nothing to stop: no error either
-
-
-def test_with_bf16_batches_writes_go_through_the_batch_model_and_lone_questions_stay_local():
-    batched, local, bf16, paths = Fixed(), Fixed(), Fixed(), []
-    loads = []
-    encoders = choose_encoders(ServiceSettings(encode_locally_when_idle=True, encoder_precision="bf16"), batched,
-                               lambda: loads.append("local") or local, paths.append, lambda small: loads.append(("bf16", small)) or bf16)
-    assert loads == ["local", ("bf16", local)]  # loaded at start, reusing the local model for small calls
-    encoders.questions.encode(["a lone question"])
-    encoders.writes.encode(["a write"])
-    assert paths == ["local"] and local.calls == 1 and bf16.calls == 1 and batched.calls == 0
-    quiet = choose_encoders(ServiceSettings(encode_locally_when_idle=False), batched, lambda: local, paths.append,
-                            lambda small: loads.append(("bf16", small)) or bf16)
-    assert loads[2:] == []  # no local model: the batch model loads on the first write, with its own
-    quiet.writes.encode(["another write"])
-    assert loads[2:] == [("bf16", None)] and bf16.calls == 2 and local.calls == 1

@@ -1,0 +1,130 @@
+"""The API process's question encoder: one model, the questions of concurrent requests batched.
+
+Requests run on BentoML's thread pool (serving/service.py); a question that finds the model
+idle is encoded at once, alone, and the questions that arrive meanwhile share the next forward
+pass (`BatchingEncoder`, through serving/batching.py's timer-free batcher). Until stop 25 the
+batching was a second BentoML service in its own process; each question then crossed two more
+HTTP hops and BentoML's dispatcher, and the process held a second copy of the model. In one
+process the same load served more answers a second (benchmarks/RESULTS.md, "seventh run").
+ONNX Runtime and PyTorch release the GIL while they compute, so a forward pass does not stop
+the other threads' requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+from encoding.onnx_encoder import OnnxEncoder
+from encoding.sentence_transformer import SentenceTransformerEncoder, native_bf16
+from features.encoders import Encoder
+from features.errors import TableContractError
+from serving.batching import Batcher
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH_SIZE = 64  # questions one forward pass takes at most: about one pass of short questions on 2 cores
+# From this many texts a call, bfloat16 weights encode faster than the ONNX fp32 graph on one
+# thread (benchmarks/RESULTS.md, "Service encoders"): RECQA_ENCODER_PRECISION=bf16 routes there.
+BF16_MIN_TEXTS = 4
+
+
+def load_query_encoder(name: str, backend: str, threads: int) -> Encoder:
+    """The model for questions: ONNX Runtime where its export matches the model, else PyTorch."""
+    if backend not in ("onnx", "torch"):
+        raise ValueError(f"RECQA_ENCODER_BACKEND must be 'onnx' or 'torch', not {backend!r}")
+    import torch
+
+    torch.set_num_threads(threads)  # the PyTorch path, and the export's own checks
+    model = SentenceTransformerEncoder(name).load()
+    if backend == "torch":
+        return model
+    try:
+        return OnnxEncoder(model, threads=threads).load()
+    except Exception as error:  # noqa: BLE001 - any export failure leaves the working PyTorch path
+        logger.warning("ONNX export of '%s' unusable, encoding questions with PyTorch: %s", name, error)
+        return model
+
+
+def load_batch_encoder(name: str, backend: str, threads: int, precision: str = "fp32", questions: Encoder | None = None) -> Encoder:
+    """The model for batches of texts (a batch of concurrent questions, a commit's written texts).
+
+    fp32: the questions' model (`load_query_encoder`). bf16: PyTorch with bfloat16 weights for
+    calls of BF16_MIN_TEXTS texts or more, which on a CPU with AMX or AVX512-BF16 it encodes
+    faster than either fp32 model, and the questions' model below that, which is faster for
+    one or two (benchmarks/RESULTS.md, "Service encoders"); its vectors are the fp32 model's
+    within the batch builds' quality gate. `questions`: that model, when it is loaded already.
+    """
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"RECQA_ENCODER_PRECISION must be 'fp32' or 'bf16', not {precision!r}")
+    questions = questions if questions is not None else load_query_encoder(name, backend, threads)
+    if precision == "fp32":
+        return questions
+    if native_bf16() is False:
+        logger.warning("RECQA_ENCODER_PRECISION=bf16 on a CPU without AVX512-BF16 or AMX: bfloat16 is emulated, slower than fp32")
+    return SizeRoutedEncoder(questions, SentenceTransformerEncoder(name, precision="bf16").load(), BF16_MIN_TEXTS)
+
+
+class SizeRoutedEncoder:
+    """Small calls to one model, calls of `min_texts` or more to another (the same model's
+    weights in another precision): each encodes the sizes it is fastest at."""
+
+    def __init__(self, small: Encoder, large: Encoder, min_texts: int) -> None:
+        if (small.name, small.dimension) != (large.name, large.dimension):
+            raise TableContractError(f"{small.name!r} ({small.dimension}) and {large.name!r} ({large.dimension}) are not one model")
+        self.name, self.small, self.large, self.min_texts = small.name, small, large, min_texts
+
+    @property
+    def dimension(self) -> int:
+        return self.small.dimension
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return (self.large if len(texts) >= self.min_texts else self.small).encode(texts)
+
+
+def encoder_lanes(threads: int, cores: int | None = None) -> int:
+    """Forward passes the question encoder runs at once: the cores over the threads each takes.
+
+    One pass at a time on one thread left a core idle while questions queued for the other
+    (benchmarks/RESULTS.md, "seventh run"); ONNX Runtime and PyTorch release the GIL while they
+    compute, so two passes on two threads run side by side.
+    """
+    cores = cores if cores is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return max(1, cores // max(threads, 1))
+
+
+class BatchingEncoder:
+    """`encode` from many threads, the texts of concurrent calls encoded in one call of `inner`.
+
+    No timer: a call that finds no forward pass running runs at once; calls that arrive while
+    one runs gather into the next, up to MAX_BATCH_SIZE calls (serving/batching.py). So a lone
+    question waits for nothing and batches grow with the load. `lanes` forward passes may run at
+    once (`encoder_lanes`). `on_batch(texts)` is told the size of each forward pass (the
+    service's batch-size histogram).
+    """
+
+    def __init__(
+        self, inner: Encoder, on_batch: Callable[[int], None] = lambda texts: None, max_batch: int = MAX_BATCH_SIZE, lanes: int = 1
+    ) -> None:
+        self.name, self._inner, self._on_batch = inner.name, inner, on_batch
+        self._batcher: Batcher[list[str], np.ndarray] = Batcher(self._run, max_batch, lanes)
+
+    @property
+    def dimension(self) -> int:
+        return self._inner.dimension
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return self._batcher.submit(None, list(texts))
+
+    def _run(self, _key: object, calls: list[list[str]]) -> list[np.ndarray]:
+        texts = [text for call in calls for text in call]
+        self._on_batch(len(texts))
+        vectors = np.asarray(self._inner.encode(texts), dtype=np.float32)
+        if vectors.shape != (len(texts), self.dimension):
+            raise TableContractError(f"encoder '{self.name}' returned shape {vectors.shape}, expected ({len(texts)}, {self.dimension})")
+        return np.split(vectors, np.cumsum([len(call) for call in calls[:-1]]))
