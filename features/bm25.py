@@ -15,6 +15,8 @@ import math
 import re
 from collections import Counter
 
+import numpy as np
+
 K1 = 1.2
 B = 0.75
 # The English stop words of Lance's (tantivy's) tokenizer.
@@ -34,43 +36,77 @@ class PostingsBM25:
     overlay while the follower appends to it.
 
     A reader passes what it knows of it: `n`, the rows added when its overlay was made (later
-    ones are ignored), and `dead`, the rows replaced or deleted since. Scoring walks only the
-    postings of the query's terms, so its cost is the matching rows, not all of them.
-    Appends are safe beside readers: a row's postings go in before its length, and readers
-    never look at rows at or past their `n`.
+    ones are ignored), and `dead`, a mask of the rows replaced or deleted since. Scoring reads
+    only the postings of the query's terms, as numpy arrays, so its cost is the matching rows
+    and not a Python loop over them.
+
+    Appends are safe beside readers without a lock: each term's postings are arrays that grow
+    into copies (a reader keeps the arrays it took), published as a new (rows, tfs, count)
+    tuple after the row is written; a row's length is written before the row count grows,
+    and readers never look at rows at or past their `n`.
     """
 
     def __init__(self) -> None:
-        self._postings: dict[str, list[tuple[int, int]]] = {}
-        self._lengths: list[int] = []
+        self._postings: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
+        self._lengths = np.zeros(64, np.int64)
+        self._rows = 0
 
     def add(self, text: str) -> int:
         """Index one text; returns its row number (the count of texts before it)."""
-        row, counts = len(self._lengths), Counter(tokens(text))
+        row, counts = self._rows, Counter(tokens(text))
         for term, tf in counts.items():
-            self._postings.setdefault(term, []).append((row, tf))
-        self._lengths.append(sum(counts.values()))
+            rows, tfs, count = self._postings.get(term) or (np.zeros(4, np.int64), np.zeros(4, np.float64), 0)
+            if count == len(rows):
+                rows, tfs = _grown(rows, count), _grown(tfs, count)
+            rows[count], tfs[count] = row, tf
+            self._postings[term] = (rows, tfs, count + 1)
+        if row == len(self._lengths):
+            self._lengths = _grown(self._lengths, row)
+        self._lengths[row] = sum(counts.values())
+        self._rows = row + 1
         return row
 
     def length(self, row: int) -> int:
         """The token count of one row's text (its BM25 document length)."""
-        return self._lengths[row]
+        return int(self._lengths[row])
 
-    def scores(self, query: str, n: int, dead: frozenset[int], corpus_size: int, average_length: float) -> dict[int, float]:
-        """The BM25 score of every live row below `n` that holds a query term.
+    def scores(
+        self, query: str, n: int, dead: np.ndarray | None, corpus_size: int, average_length: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The rows below `n` not marked in `dead` (a boolean mask of at least n rows) that hold
+        a query term, ascending, and the BM25 score of each.
 
         `corpus_size` is the document count of the whole served corpus (the table's rows and
         the live fresh ones) and `average_length` the fresh rows' mean length, so the scores
         sit on the scale of the table's own full-text scores (see the module).
         """
-        out: dict[int, float] = {}
+        lengths = self._lengths  # one array for the whole call: a later growth copies, never changes it
+        found_rows, found_scores = [], []
         for term in set(tokens(query)):
-            live = [(row, tf) for row, tf in self._postings.get(term, ()) if row < n and row not in dead]
-            if not live:
+            posting = self._postings.get(term)
+            if posting is None:
                 continue
-            df = len(live)
+            rows, tfs, count = posting
+            cut = int(np.searchsorted(rows[:count], n))  # rows ascend: the overlay's are a prefix
+            rows, tfs = rows[:cut], tfs[:cut]
+            if dead is not None and cut:
+                live = ~dead[rows]
+                rows, tfs = rows[live], tfs[live]
+            if not len(rows):
+                continue
+            df = len(rows)
             idf = math.log(1.0 + (corpus_size - df + 0.5) / (df + 0.5))
-            for row, tf in live:
-                norm = K1 * (1 - B + B * self._lengths[row] / max(average_length, 1e-9))
-                out[row] = out.get(row, 0.0) + idf * tf * (K1 + 1) / (tf + norm)
-        return out
+            norm = K1 * (1 - B + B * lengths[rows] / max(average_length, 1e-9))
+            found_rows.append(rows)
+            found_scores.append(idf * tfs * (K1 + 1) / (tfs + norm))
+        if not found_rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.float64)
+        rows, inverse = np.unique(np.concatenate(found_rows), return_inverse=True)
+        return rows, np.bincount(inverse, weights=np.concatenate(found_scores), minlength=len(rows))
+
+
+def _grown(array: np.ndarray, used: int) -> np.ndarray:
+    """A copy of `array` with twice the room and its first `used` entries."""
+    grown = np.zeros(max(2 * len(array), 4), array.dtype)
+    grown[:used] = array[:used]
+    return grown

@@ -11,6 +11,7 @@ outnumber the live ones.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -74,24 +75,35 @@ class FreshAnswers:
     def live(self) -> int:
         return self.n - len(self.dead)
 
+    @functools.cached_property
+    def dead_mask(self) -> np.ndarray:
+        """`dead` as a boolean mask over the overlay's n rows, made once per overlay (searches index it)."""
+        mask = np.zeros(self.n, bool)
+        mask[np.fromiter(self.dead, np.int64, len(self.dead))] = True
+        mask.flags.writeable = False
+        return mask
+
     def vector_rows(self, vector: np.ndarray, sources: list[str] | None, tags: list[str] | None, depth: int) -> list[dict]:
-        """The `depth` nearest live chunks the filters allow, exactly by cosine, with
-        `_distance` as Lance reports it (1 - cosine)."""
+        """The `depth` nearest live chunks the filters allow, exactly by cosine (ties by row),
+        with `_distance` as Lance reports it (1 - cosine)."""
         if not self.live:
             return []
         cosine = self.chunks.vectors(self.n) @ (np.asarray(vector, dtype=np.float32) / max(float(np.linalg.norm(vector)), 1e-12))
-        if self.dead:
-            cosine[np.fromiter(self.dead, np.int64, len(self.dead))] = -np.inf
-        order = np.argsort(-cosine, kind="stable")[: self.live]
+        cosine[self.dead_mask] = -np.inf
+        rows = np.arange(self.n)
+        if sources is None and tags is None and self.live > depth > 0:  # no filter: only the depth best can be returned
+            kept = cosine >= np.partition(cosine, self.n - depth)[self.n - depth]  # and every row tied with the last
+            rows = rows[kept]
+        order = rows[np.lexsort((rows, -cosine[rows]))][: self.live]
         return self._take(((int(i), {"_distance": 1.0 - float(cosine[i])}) for i in order), sources, tags, depth)
 
     def keyword_rows(self, question: str, sources: list[str] | None, tags: list[str] | None, depth: int) -> list[dict]:
         """The `depth` best live chunks the filters allow that match a query word, with their BM25 `_score`."""
         if not self.live:
             return []
-        scores = self.chunks.bm25.scores(question, self.n, self.dead, self.corpus_size + self.live, self.length_total / self.live)
-        ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
-        return self._take(((row, {"_score": score}) for row, score in ranked if score > 0), sources, tags, depth)
+        rows, scores = self.chunks.bm25.scores(question, self.n, self.dead_mask, self.corpus_size + self.live, self.length_total / self.live)
+        order = np.lexsort((rows, -scores))
+        return self._take(((int(rows[i]), {"_score": float(scores[i])}) for i in order if scores[i] > 0), sources, tags, depth)
 
     def _take(self, ranked, sources: list[str] | None, tags: list[str] | None, depth: int) -> list[dict]:
         out: list[dict] = []

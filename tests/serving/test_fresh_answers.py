@@ -114,7 +114,11 @@ def test_postings_score_as_bm25_over_the_live_rows():
                 score += idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * len(counts[i]) / average))
         if score:
             expected[i] = score
-    got = index.scores(query, n, dead, size, average)
+    mask = np.zeros(n, bool)
+    mask[list(dead)] = True
+    rows, scores = index.scores(query, n, mask, size, average)
+    assert list(rows) == sorted(rows) and len(set(rows.tolist())) == len(rows)
+    got = dict(zip(rows.tolist(), scores.tolist()))
     assert got.keys() == expected.keys() and all(math.isclose(got[i], expected[i]) for i in got)
 
 
@@ -129,3 +133,20 @@ def test_rows_a_failed_step_added_are_never_served():
     assert {r["doc_id"] for r in two.keyword_rows("quokka", None, None, 5)} == {"d1"}
     assert "ghost" not in {r["doc_id"] for r in two.vector_rows(encode(["quokka ghost"])[0], None, None, 5)}
     assert two.live == 2
+
+
+def test_an_unfiltered_vector_search_keeps_the_full_sorts_order_ties_included():
+    # Many chunks share a vector (the same words): the depth best of an unfiltered search, read
+    # from a partition, must be the full sort's first rows, ties broken by row as a full sort does.
+    rng = random.Random(5)
+    changes = [Change("answers", "upsert", f"d{i}", {"doc_id": f"d{i}", "answer": " ".join(rng.sample(WORDS[:4], 2)), "question": None,
+                                                     "source": "s", "tags": []}) for i in range(60)]
+    encode = Encoder()
+    fresh = advance_answers(None, fold(changes), [c.key for c in changes], encode, corpus_size=100)
+    assert fresh.n == 60
+    for query in ("quokka wombat", "telemetry", "switch quokka"):
+        vector = encode([query])[0]
+        for depth in (1, 5, 13):
+            alone = [(r["doc_id"], r["_distance"]) for r in fresh.vector_rows(vector, None, None, depth)]
+            sorted_all = [(r["doc_id"], r["_distance"]) for r in fresh.vector_rows(vector, ["s"], None, depth)]  # a filter: the full sort
+            assert alone == sorted_all and len(alone) == depth
