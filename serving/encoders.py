@@ -2,10 +2,11 @@
 
 Requests run on BentoML's thread pool (serving/service.py); a question that finds the model
 idle is encoded at once, alone, and the questions that arrive meanwhile share the next forward
-pass (`BatchingEncoder`, through serving/batching.py's timer-free batcher). Until stop 25 the
-batching was a second BentoML service in its own process; each question then crossed two more
-HTTP hops and BentoML's dispatcher, and the process held a second copy of the model. In one
-process the same load served more answers a second (benchmarks/RESULTS.md, "seventh run").
+pass (`BatchingEncoder`, through serving/batching.py's timer-free batcher). The batching used
+to be a second BentoML service in its own process; each question then crossed two more HTTP
+hops and BentoML's dispatcher, and the server held a second copy of the model. In one process
+the same load serves 1.5-1.8x the answers a second with 1.2 GB less memory
+(benchmarks/RESULTS.md, "Serving, seventh run").
 ONNX Runtime and PyTorch release the GIL while they compute, so a forward pass does not stop
 the other threads' requests.
 """
@@ -28,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 MAX_BATCH_SIZE = 64  # questions one forward pass takes at most: about one pass of short questions on 2 cores
 # From this many texts a call, bfloat16 weights encode faster than the ONNX fp32 graph on one
-# thread (benchmarks/RESULTS.md, "Service encoders"): RECQA_ENCODER_PRECISION=bf16 routes there.
+# thread (benchmarks/RESULTS.md, "Serving, sixth run"): RECQA_ENCODER_PRECISION=bf16 routes there.
 BF16_MIN_TEXTS = 4
 
 
@@ -55,7 +56,7 @@ def load_batch_encoder(name: str, backend: str, threads: int, precision: str = "
     fp32: the questions' model (`load_query_encoder`). bf16: PyTorch with bfloat16 weights for
     calls of BF16_MIN_TEXTS texts or more, which on a CPU with AMX or AVX512-BF16 it encodes
     faster than either fp32 model, and the questions' model below that, which is faster for
-    one or two (benchmarks/RESULTS.md, "Service encoders"); its vectors are the fp32 model's
+    one or two (benchmarks/RESULTS.md, "Serving, sixth run"); its vectors are the fp32 model's
     within the batch builds' quality gate. `questions`: that model, when it is loaded already.
     """
     if precision not in ("fp32", "bf16"):
@@ -89,7 +90,7 @@ def encoder_lanes(threads: int, cores: int | None = None) -> int:
     """Forward passes the question encoder runs at once: the cores over the threads each takes.
 
     One pass at a time on one thread left a core idle while questions queued for the other
-    (benchmarks/RESULTS.md, "seventh run"); ONNX Runtime and PyTorch release the GIL while they
+    (benchmarks/RESULTS.md, "Serving, seventh run"); ONNX Runtime and PyTorch release the GIL while they
     compute, so two passes on two threads run side by side.
     """
     cores = cores if cores is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
