@@ -115,7 +115,7 @@ def table_shape(warehouse: str) -> dict[str, dict[str, int]]:
 
 
 def server_rss_mb(pid: int) -> float:
-    """Resident memory of the server's process group (API, encoder, BentoML's own processes)."""
+    """Resident memory of the server's process group (the API worker and BentoML's own processes)."""
     try:
         import psutil
 

@@ -39,7 +39,7 @@ WARM_UP_SHARE = 0.2  # memory growth is measured from the end of this share of t
 
 
 def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its children (the API, encoder and BentoML's own)."""
+    """Resident memory of a process and all its children (the API worker and BentoML's own)."""
     import psutil
 
     try:

@@ -68,6 +68,8 @@ class PostingsBM25:
 
     def length(self, row: int) -> int:
         """The token count of one row's text (its BM25 document length)."""
+        if not 0 <= row < self._rows:
+            raise IndexError(f"row {row} is not indexed ({self._rows} rows)")
         return int(self._lengths[row])
 
     def scores(

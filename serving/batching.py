@@ -47,18 +47,25 @@ class Batcher(Generic[Item, Result]):
             group = self._gathering.get(key)
             leader = group is None
             if leader:
-                group = self._gathering[key] = _Group()
+                group = _Group()
+                if self._running.get(key, 0) < self._lanes:  # a free lane: run now, alone, without a gap for others to join
+                    self._running[key] = self._running.get(key, 0) + 1
+                    claimed = True
+                else:
+                    self._gathering[key] = group
+                    claimed = False
             group.items.append(item)
             index = len(group.items) - 1
-            if len(group.items) >= self._max_batch:
+            if len(group.items) >= self._max_batch and self._gathering.get(key) is group:
                 del self._gathering[key]  # full: later calls start the next group
         if leader:
-            with self._lock:
-                while self._running.get(key, 0) >= self._lanes:
-                    self._lock.wait()
-                if self._gathering.get(key) is group:
-                    del self._gathering[key]
-                self._running[key] = self._running.get(key, 0) + 1
+            if not claimed:
+                with self._lock:
+                    while self._running.get(key, 0) >= self._lanes:
+                        self._lock.wait()
+                    if self._gathering.get(key) is group:
+                        del self._gathering[key]
+                    self._running[key] = self._running.get(key, 0) + 1
             try:
                 group.results = self._run(key, group.items)
             except BaseException as error:  # noqa: BLE001 - every caller of the batch gets its error

@@ -1,14 +1,13 @@
 """The API process's question encoder: one model, the questions of concurrent requests batched.
 
-Requests run on BentoML's thread pool (serving/service.py); a question that finds the model
-idle is encoded at once, alone, and the questions that arrive meanwhile share the next forward
-pass (`BatchingEncoder`, through serving/batching.py's timer-free batcher). The batching used
-to be a second BentoML service in its own process; each question then crossed two more HTTP
-hops and BentoML's dispatcher, and the server held a second copy of the model. In one process
-the same load serves 1.5-1.8x the answers a second with 1.2 GB less memory
-(benchmarks/RESULTS.md, "Serving, seventh run").
-ONNX Runtime and PyTorch release the GIL while they compute, so a forward pass does not stop
-the other threads' requests.
+Requests run on BentoML's thread pool (serving/service.py). A question that finds a forward
+pass free (one per core) is encoded at once, alone; the questions that arrive while every pass
+is busy share the next one (`BatchingEncoder`, on serving/batching.py's timer-free batcher).
+ONNX Runtime and PyTorch release the GIL while they compute, so a pass does not stop the other
+threads' requests. The batching used to be a second BentoML service in its own process: each
+question crossed two more HTTP hops and BentoML's dispatcher, and the server held a second
+copy of the model. In one process the same load serves 1.5-1.8x the answers a second with
+1.2 GB less memory (benchmarks/RESULTS.md, "Serving, seventh run").
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -28,6 +28,10 @@ from serving.batching import Batcher
 logger = logging.getLogger(__name__)
 
 MAX_BATCH_SIZE = 64  # questions one forward pass takes at most: about one pass of short questions on 2 cores
+# Forward passes at once at most, whatever the cores: past a few, questions no longer share
+# passes (the API has 32 request threads) and batching stops paying.
+MAX_LANES = 8
+CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"  # cgroup v2: "<quota> <period>" or "max <period>"
 # From this many texts a call, bfloat16 weights encode faster than the ONNX fp32 graph on one
 # thread (benchmarks/RESULTS.md, "Serving, sixth run"): RECQA_ENCODER_PRECISION=bf16 routes there.
 BF16_MIN_TEXTS = 4
@@ -50,18 +54,18 @@ def load_query_encoder(name: str, backend: str, threads: int) -> Encoder:
         return model
 
 
-def load_batch_encoder(name: str, backend: str, threads: int, precision: str = "fp32", questions: Encoder | None = None) -> Encoder:
+def load_batch_encoder(name: str, backend: str, threads: int, precision: str = "fp32") -> Encoder:
     """The model for batches of texts (a batch of concurrent questions, a commit's written texts).
 
     fp32: the questions' model (`load_query_encoder`). bf16: PyTorch with bfloat16 weights for
     calls of BF16_MIN_TEXTS texts or more, which on a CPU with AMX or AVX512-BF16 it encodes
     faster than either fp32 model, and the questions' model below that, which is faster for
     one or two (benchmarks/RESULTS.md, "Serving, sixth run"); its vectors are the fp32 model's
-    within the batch builds' quality gate. `questions`: that model, when it is loaded already.
+    within the batch builds' quality gate.
     """
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"RECQA_ENCODER_PRECISION must be 'fp32' or 'bf16', not {precision!r}")
-    questions = questions if questions is not None else load_query_encoder(name, backend, threads)
+    questions = load_query_encoder(name, backend, threads)
     if precision == "fp32":
         return questions
     if native_bf16() is False:
@@ -86,31 +90,43 @@ class SizeRoutedEncoder:
         return (self.large if len(texts) >= self.min_texts else self.small).encode(texts)
 
 
-def encoder_lanes(threads: int, cores: int | None = None) -> int:
-    """Forward passes the question encoder runs at once: the cores over the threads each takes.
+def encoder_lanes(threads: int, cores: float | None = None) -> int:
+    """Forward passes the question encoder runs at once: the cores over the threads each takes,
+    at most MAX_LANES.
 
     One pass at a time on one thread left a core idle while questions queued for the other
-    (benchmarks/RESULTS.md, "Serving, seventh run"); ONNX Runtime and PyTorch release the GIL while they
-    compute, so two passes on two threads run side by side.
+    (benchmarks/RESULTS.md, "Serving, seventh run"); ONNX Runtime and PyTorch release the GIL
+    while they compute, so two passes on two threads run side by side. `cores` defaults to
+    what this process may use (`available_cores`), not the host's count.
     """
-    cores = cores if cores is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    return max(1, cores // max(threads, 1))
+    cores = available_cores() if cores is None else cores
+    return max(1, min(MAX_LANES, int(cores) // max(threads, 1)))
+
+
+def available_cores() -> float:
+    """The CPUs this process may use: its affinity, lowered by a cgroup v2 CPU quota (a container's
+    limit), which the affinity does not show."""
+    cores = float(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    try:
+        quota, period = Path(CGROUP_CPU_MAX).read_text().split()[:2]
+    except (OSError, ValueError):
+        return cores
+    return min(cores, max(float(quota) / float(period), 1.0)) if quota != "max" else cores
 
 
 class BatchingEncoder:
     """`encode` from many threads, the texts of concurrent calls encoded in one call of `inner`.
 
-    No timer: a call that finds no forward pass running runs at once; calls that arrive while
-    one runs gather into the next, up to MAX_BATCH_SIZE calls (serving/batching.py). So a lone
-    question waits for nothing and batches grow with the load. `lanes` forward passes may run at
-    once (`encoder_lanes`). `on_batch(texts)` is told the size of each forward pass (the
+    No timer: a call that finds fewer than `lanes` forward passes running runs at once; calls
+    that arrive while all run gather into the next, up to MAX_BATCH_SIZE calls
+    (serving/batching.py). So a lone question waits for nothing and batches grow with the load. `on_batch(texts)` is told the size of each forward pass (the
     service's batch-size histogram).
     """
 
     def __init__(
         self, inner: Encoder, on_batch: Callable[[int], None] = lambda texts: None, max_batch: int = MAX_BATCH_SIZE, lanes: int = 1
     ) -> None:
-        self.name, self._inner, self._on_batch = inner.name, inner, on_batch
+        self.name, self._inner, self._on_batch, self.lanes = inner.name, inner, on_batch, lanes
         self._batcher: Batcher[list[str], np.ndarray] = Batcher(self._run, max_batch, lanes)
 
     @property

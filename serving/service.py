@@ -124,6 +124,7 @@ class RecQA:
     def __init__(self) -> None:
         limit_blas_threads()
         self.settings = ServiceSettings.from_env()  # a bad variable stops the start, naming it
+        self.encoder_lanes = encoder_lanes(self.settings.encoder_threads)  # forward passes at once
         self.metrics = service_metrics()
         self.state = ServedState.start(self.settings, self._encoders)
         _ingest.before_commit = self.state.embed_ahead  # a write's texts are embedded before its 2xx, not after
@@ -131,7 +132,7 @@ class RecQA:
     def _encoders(self) -> QueryEncoders:
         settings = self.settings
         model = load_batch_encoder(settings.model_name, settings.encoder_backend, settings.encoder_threads, settings.encoder_precision)
-        return QueryEncoders.of(model, self.metrics.observe_batch, encoder_lanes(settings.encoder_threads))
+        return QueryEncoders.of(model, self.metrics.observe_batch, self.encoder_lanes)
 
     @bentoml.on_shutdown
     def stop_following(self) -> None:
@@ -161,7 +162,7 @@ class RecQA:
                 "batch_precision": self.settings.encoder_precision,
                 "threads": self.settings.encoder_threads,
                 "max_batch": MAX_BATCH_SIZE,  # concurrent questions per forward pass
-                "lanes": encoder_lanes(self.settings.encoder_threads),  # forward passes at once
+                "lanes": self.encoder_lanes,  # forward passes at once
             },
             "cache": {"threshold": self.settings.cache_threshold, "capacity": self.settings.cache_capacity},
             # which path searches the served answers version: memory or Lance (serving/memory.py)

@@ -9,6 +9,7 @@ dozen variables need no second library.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import Literal, TypeVar
@@ -18,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from features.schemas import DEFAULT_MODEL_NAME, DEFAULT_WAREHOUSE
 from serving.cache import DEFAULT_CAPACITY, DEFAULT_THRESHOLD
 from serving.memory import DEFAULT_MEMORY_BUDGET_MB
+
+logger = logging.getLogger(__name__)
 
 ENV_WAREHOUSE = "RECQA_WAREHOUSE"
 ENV_MODEL = "RECQA_MODEL"
@@ -33,10 +36,13 @@ ENV_ADMIN_TOKEN = "RECQA_ADMIN_TOKEN"
 ENV_API_TOKEN = "RECQA_API_TOKEN"
 ENV_INGEST_TOKEN = "RECQA_INGEST_TOKEN"
 
+# Variables earlier versions read: set, they are named in a warning rather than ignored silently.
+REMOVED_VARIABLES = {"RECQA_LOCAL_ENCODE": "questions are always encoded in the API process, concurrent ones batched"}
+
 DEFAULT_RELOAD_SECONDS = 10.0
-# Threads per forward pass. The API process (Lance searches, JSON) needs a core too, and two
-# OpenMP threads contending with it made one question several times slower
-# (benchmarks/RESULTS.md, "Measured figures behind code comments").
+# Threads per forward pass; passes run side by side, one per core (serving/encoders.py). Two
+# OpenMP threads a pass contending with the API's other work made one question several times
+# slower (benchmarks/RESULTS.md, "Measured figures behind code comments").
 DEFAULT_ENCODER_THREADS = 1
 # onnx: the model exported to ONNX Runtime at start-up (faster for one question, checked
 # against the model there); torch: sentence-transformers as the batch jobs run it.
@@ -69,6 +75,8 @@ class EnvSettings(BaseModel):
     def from_env(cls: type[Settings], environ: Mapping[str, str] | None = None) -> Settings:
         """The settings the variables in `environ` (default: the process's) give; SettingsError on a bad one."""
         environ = os.environ if environ is None else environ
+        for variable in REMOVED_VARIABLES.keys() & environ.keys():
+            logger.warning("%s is set but no longer read: %s; unset it", variable, REMOVED_VARIABLES[variable])
         given = {field.alias: environ[field.alias] for field in cls.model_fields.values() if field.alias in environ}
         try:
             return cls.model_validate(given)

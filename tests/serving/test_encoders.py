@@ -1,5 +1,6 @@
 """The question encoders: ONNX where its export holds, PyTorch otherwise; concurrent questions batched."""
 
+import os
 import threading
 import time
 
@@ -9,7 +10,16 @@ import pytest
 from encoding.sentence_transformer import SentenceTransformerEncoder
 from features.errors import TableContractError
 from encoding.onnx_encoder import OnnxEncoder
-from serving.encoders import BatchingEncoder, SizeRoutedEncoder, encoder_lanes, load_batch_encoder, load_query_encoder
+from serving import encoders
+from serving.encoders import (
+    MAX_LANES,
+    BatchingEncoder,
+    SizeRoutedEncoder,
+    available_cores,
+    encoder_lanes,
+    load_batch_encoder,
+    load_query_encoder,
+)
 
 
 def test_an_unknown_backend_is_refused_by_name():
@@ -136,23 +146,33 @@ def test_a_model_returning_the_wrong_shape_is_refused_naming_it():
         BatchingEncoder(Short()).encode(["a", "b"])
 
 
-def test_passes_at_once_are_the_cores_over_the_threads_each_takes():
+def test_passes_at_once_are_the_cores_over_the_threads_each_takes_and_a_container_quota_counts(tmp_path, monkeypatch):
     assert [encoder_lanes(threads, cores=2) for threads in (1, 2, 4)] == [2, 1, 1]
-    assert encoder_lanes(2, cores=8) == 4 and encoder_lanes(1) >= 1
+    assert encoder_lanes(2, cores=8) == 4 and encoder_lanes(1, cores=64) == MAX_LANES
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(32)), raising=False)
+    cpu_max = tmp_path / "cpu.max"
+    monkeypatch.setattr(encoders, "CGROUP_CPU_MAX", str(cpu_max))
+    assert available_cores() == 32  # no cgroup file: the affinity
+    cpu_max.write_text("250000 100000\n")  # a container limited to 2.5 CPUs on a 32-core host
+    assert available_cores() == 2.5 and encoder_lanes(1) == 2
+    cpu_max.write_text("max 100000\n")
+    assert available_cores() == 32 and encoder_lanes(1) == MAX_LANES
 
 
 def test_with_two_lanes_two_questions_are_encoded_side_by_side():
     release = threading.Event()
     model = Recording(hold=release)
     encoder = BatchingEncoder(model, lanes=2)
-    threads = [threading.Thread(target=encoder.encode, args=([text],)) for text in ("one", "two")]
-    for thread in threads:
-        thread.start()
+    first = threading.Thread(target=encoder.encode, args=(["one"],))
+    first.start()
+    assert model.started.wait(10)
+    second = threading.Thread(target=encoder.encode, args=(["two"],))
+    second.start()
     deadline = time.monotonic() + 10
     while len(model.calls) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
     ran_together = len(model.calls) == 2  # both inside the model before either was let go
     release.set()
-    for thread in threads:
+    for thread in (first, second):
         thread.join(10)
-    assert ran_together and sorted(model.calls) == [["one"], ["two"]]
+    assert ran_together and model.calls == [["one"], ["two"]]

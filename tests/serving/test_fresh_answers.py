@@ -137,16 +137,22 @@ def test_rows_a_failed_step_added_are_never_served():
 
 def test_an_unfiltered_vector_search_keeps_the_full_sorts_order_ties_included():
     # Many chunks share a vector (the same words): the depth best of an unfiltered search, read
-    # from a partition, must be the full sort's first rows, ties broken by row as a full sort does.
+    # from a partition, must be the full sort's first rows, ties broken by row as a full sort
+    # does, and never a retired row. Past 64 rows the store's arrays have grown once.
     rng = random.Random(5)
-    changes = [Change("answers", "upsert", f"d{i}", {"doc_id": f"d{i}", "answer": " ".join(rng.sample(WORDS[:4], 2)), "question": None,
-                                                     "source": "s", "tags": []}) for i in range(60)]
+    def upsert(i):
+        return Change("answers", "upsert", f"d{i}", {"doc_id": f"d{i}", "answer": " ".join(rng.sample(WORDS[:4], 2)), "question": None,
+                                                     "source": "s", "tags": []})
+    first = [upsert(i) for i in range(90)]
     encode = Encoder()
-    fresh = advance_answers(None, fold(changes), [c.key for c in changes], encode, corpus_size=100)
-    assert fresh.n == 60
+    one = advance_answers(None, fold(first), [c.key for c in first], encode, corpus_size=100)
+    second = [upsert(i) for i in range(0, 30, 3)] + [Change("answers", "delete", f"d{i}") for i in range(1, 30, 3)]
+    fresh = advance_answers(one, fold(second, fold(first)), [c.key for c in second], encode, corpus_size=100)
+    assert fresh.n == 100 and len(fresh.dead) == 20 and fresh.live == 80
+    retired = {f"d{i}" for i in range(1, 30, 3)}
     for query in ("quokka wombat", "telemetry", "switch quokka"):
         vector = encode([query])[0]
-        for depth in (1, 5, 13):
-            alone = [(r["doc_id"], r["_distance"]) for r in fresh.vector_rows(vector, None, None, depth)]
-            sorted_all = [(r["doc_id"], r["_distance"]) for r in fresh.vector_rows(vector, ["s"], None, depth)]  # a filter: the full sort
-            assert alone == sorted_all and len(alone) == depth
+        for depth in (1, 5, 13, 79):
+            alone = [(r["doc_id"], r["chunk_id"], r["_distance"]) for r in fresh.vector_rows(vector, None, None, depth)]
+            sorted_all = [(r["doc_id"], r["chunk_id"], r["_distance"]) for r in fresh.vector_rows(vector, ["s"], None, depth)]  # the full sort
+            assert alone == sorted_all and len(alone) == depth and not retired & {doc for doc, _, _ in alone}

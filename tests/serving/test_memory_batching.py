@@ -39,7 +39,6 @@ def test_calls_arriving_while_a_batch_runs_form_the_next_batch_and_each_gets_its
     assert batches[0] == [0] and sorted(batches[-1]) == [1, 2, 3, 4, 5]
 
 
-
 def test_with_two_lanes_a_second_call_runs_beside_the_first_and_later_ones_gather_behind_both():
     release = threading.Event()
     batches: list[list[int]] = []

@@ -7,6 +7,8 @@ test_service_processes.py, against a real `bentoml serve`.
 
 from __future__ import annotations
 
+from serving.encoders import MAX_BATCH_SIZE, encoder_lanes
+
 import csv
 import random
 
@@ -287,4 +289,6 @@ def test_version_names_tables_model_and_index_parameters(server, warehouse):
     assert body["tables"] == {name: published_version(str(warehouse), name) for name in ("users", "items", "answers")}
     assert body["indexes"]["items.vector"]["distance_type"] == "dot"
     assert body["indexes"]["answers.vector"]["distance_type"] == "cosine"
+    assert body["encoder"] == {"backend": "torch", "batch_precision": "fp32", "threads": 1, "max_batch": MAX_BATCH_SIZE,
+                               "lanes": encoder_lanes(1)}  # the in-process tests run PyTorch (conftest.in_process)
     assert server.get("/docs.json").status_code == 200 and server.get("/healthz").status_code == 200

@@ -78,3 +78,9 @@ def test_a_bad_variable_fails_the_service_start_naming_it(service_app, monkeypat
     with pytest.raises(SettingsError, match=r"^RECQA_CACHE_CAPACITY='abc' is not valid: input should be a valid integer"):
         with TestClient(service_app):
             pass
+
+
+def test_a_variable_no_longer_read_is_named_in_a_warning(caplog):
+    settings = ServiceSettings.from_env({"RECQA_LOCAL_ENCODE": "0"})
+    assert settings == ServiceSettings()
+    assert "RECQA_LOCAL_ENCODE is set but no longer read" in caplog.text
