@@ -40,10 +40,10 @@ class FreeEncoder:
 
     def __init__(self, name: str, dimension: int) -> None:
         self.name, self.dimension = name, dimension
+        self._rng = np.random.default_rng(0)  # one stream: no two texts share a vector
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        rng = np.random.default_rng(len(texts))
-        return rng.standard_normal((len(texts), self.dimension)).astype(np.float32)
+        return self._rng.standard_normal((len(texts), self.dimension)).astype(np.float32)
 
 
 def step_changes(rng: random.Random, step: int, per_step: int, users: list[str], items: list[str]) -> list:

@@ -73,7 +73,7 @@ class PostingsBM25:
         return int(self._lengths[row])
 
     def scores(
-        self, query: str, n: int, dead: np.ndarray | None, corpus_size: int, average_length: float
+        self, query: str, n: int, dead: np.ndarray, corpus_size: int, average_length: float
     ) -> tuple[np.ndarray, np.ndarray]:
         """The rows below `n` not marked in `dead` (a boolean mask of at least n rows) that hold
         a query term, ascending, and the BM25 score of each.
@@ -91,7 +91,7 @@ class PostingsBM25:
             rows, tfs, count = posting
             cut = int(np.searchsorted(rows[:count], n))  # rows ascend: the overlay's are a prefix
             rows, tfs = rows[:cut], tfs[:cut]
-            if dead is not None and cut:
+            if cut:
                 live = ~dead[rows]
                 rows, tfs = rows[live], tfs[live]
             if not len(rows):

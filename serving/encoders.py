@@ -119,14 +119,14 @@ class BatchingEncoder:
 
     No timer: a call that finds fewer than `lanes` forward passes running runs at once; calls
     that arrive while all run gather into the next, up to MAX_BATCH_SIZE calls
-    (serving/batching.py). So a lone question waits for nothing and batches grow with the load. `on_batch(texts)` is told the size of each forward pass (the
-    service's batch-size histogram).
+    (serving/batching.py). So a lone question waits for nothing and batches grow with the load.
+    `on_batch(texts)` is told the size of each forward pass (the service's batch-size histogram).
     """
 
     def __init__(
         self, inner: Encoder, on_batch: Callable[[int], None] = lambda texts: None, max_batch: int = MAX_BATCH_SIZE, lanes: int = 1
     ) -> None:
-        self.name, self._inner, self._on_batch, self.lanes = inner.name, inner, on_batch, lanes
+        self.name, self._inner, self._on_batch = inner.name, inner, on_batch
         self._batcher: Batcher[list[str], np.ndarray] = Batcher(self._run, max_batch, lanes)
 
     @property

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from typing import Literal, TypeVar
+from typing import ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -35,9 +35,6 @@ ENV_MEMORY_BUDGET_MB = "RECQA_MEMORY_BUDGET_MB"
 ENV_ADMIN_TOKEN = "RECQA_ADMIN_TOKEN"
 ENV_API_TOKEN = "RECQA_API_TOKEN"
 ENV_INGEST_TOKEN = "RECQA_INGEST_TOKEN"
-
-# Variables earlier versions read: set, they are named in a warning rather than ignored silently.
-REMOVED_VARIABLES = {"RECQA_LOCAL_ENCODE": "questions are always encoded in the API process, concurrent ones batched"}
 
 DEFAULT_RELOAD_SECONDS = 10.0
 # Threads per forward pass; passes run side by side, one per core (serving/encoders.py). Two
@@ -70,13 +67,16 @@ class EnvSettings(BaseModel):
     """Fields named by their variable (alias) or by their Python name (tests, callers)."""
 
     model_config = ConfigDict(frozen=True, validate_by_name=True, validate_by_alias=True, extra="forbid", allow_inf_nan=False)
+    # Variables earlier versions of this class read, and why they went: set, they are named in a
+    # warning rather than ignored silently.
+    removed_variables: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def from_env(cls: type[Settings], environ: Mapping[str, str] | None = None) -> Settings:
         """The settings the variables in `environ` (default: the process's) give; SettingsError on a bad one."""
         environ = os.environ if environ is None else environ
-        for variable in REMOVED_VARIABLES.keys() & environ.keys():
-            logger.warning("%s is set but no longer read: %s; unset it", variable, REMOVED_VARIABLES[variable])
+        for variable in cls.removed_variables.keys() & environ.keys():
+            logger.warning("%s is set but no longer read: %s; unset it", variable, cls.removed_variables[variable])
         given = {field.alias: environ[field.alias] for field in cls.model_fields.values() if field.alias in environ}
         try:
             return cls.model_validate(given)
@@ -89,6 +89,10 @@ class EnvSettings(BaseModel):
 
 class ServiceSettings(EnvSettings):
     """Where the tables are, which encoder the questions go through, and the semantic cache."""
+
+    removed_variables: ClassVar[dict[str, str]] = {
+        "RECQA_LOCAL_ENCODE": "questions are always encoded in the API process, concurrent ones batched",
+    }
 
     warehouse: str = Field(DEFAULT_WAREHOUSE, alias=ENV_WAREHOUSE, min_length=1, description="the warehouse the release log names tables in")
     model_name: str = Field(DEFAULT_MODEL_NAME, alias=ENV_MODEL, min_length=1, description="sentence-transformers folder or hub name")

@@ -21,7 +21,7 @@ from features.encoders import Encoder
 from features.locations import check_warehouse
 from serving.cache import SemanticCache
 from serving.embedding_memo import EmbeddingMemo
-from serving.encoders import BatchingEncoder
+from serving.encoders import MAX_BATCH_SIZE, BatchingEncoder
 from serving.reload import StoreFollower
 from serving.settings import ENV_WAREHOUSE, ServiceSettings
 from serving.store import Store
@@ -29,7 +29,7 @@ from serving.store import Store
 logger = logging.getLogger(__name__)
 
 SERVED_VERSION_METRIC = "recqa_served_table_version"
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)  # the batcher takes at most 64 questions a pass
+BATCH_BUCKETS = tuple(2**i for i in range(MAX_BATCH_SIZE.bit_length()))  # 1, 2, 4 ... up to the largest pass
 
 
 def limit_blas_threads() -> None:

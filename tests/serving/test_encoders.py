@@ -86,13 +86,13 @@ class Recording:
         if self._hold is not None:
             self._hold.wait(10)
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        for row, text in enumerate(texts):
-            vectors[row, :3] = (len(text), ord(text[0]), 1)
+        vectors[:, :3] = _vectors(texts)
         return vectors
 
 
 def _vectors(texts):
-    return np.asarray([(len(t), ord(t[0]), 1) for t in texts], dtype=np.float32)
+    """What `Recording` encodes each text as."""
+    return np.asarray([(len(t), ord(t[0]), 1) for t in texts], dtype=np.float32).reshape(len(texts), 3)
 
 
 def test_a_lone_question_is_encoded_at_once_and_those_arriving_meanwhile_share_the_next_pass():
