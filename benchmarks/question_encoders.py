@@ -6,10 +6,15 @@ How to run (SciFact's train questions from ../shared/datasets, as the service en
     python benchmarks/question_encoders.py --questions ../shared/datasets/scifact/queries_train.jsonl --threads 1
 
 Compared: the ONNX graph lone questions take (`load_query_encoder`, backend onnx), PyTorch fp32
-(backend torch) and PyTorch with bfloat16 weights alone (the model RECQA_ENCODER_PRECISION=bf16
-gives calls of BF16_MIN_TEXTS texts or more; `load_batch_encoder`'s `large`), on `--threads` threads as
-RECQA_ENCODER_THREADS sets them (default 1). The raw baseline is sentence-transformers' own
-`encode` of the same texts, fp32, batch size 32, on the same threads.
+(backend torch), PyTorch with bfloat16 weights run eagerly, and the same weights traced to one
+graph (the model RECQA_ENCODER_PRECISION=bf16 gives calls of BF16_MIN_TEXTS texts or more;
+`load_batch_encoder`'s `large`), on `--threads` threads as RECQA_ENCODER_THREADS sets them
+(default 1). The raw baseline is sentence-transformers' own `encode` of the same texts, fp32,
+batch size 32, on the same threads.
+
+"beside a busy thread" repeats the batches of 32 while one other thread runs pure Python, as
+the API's request threads do: an encoder that takes the GIL back between operations waits for
+it (up to the interpreter's switch interval) at each one.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -41,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     from sentence_transformers import SentenceTransformer
 
     from benchmarks.serving import raw_single_encode_ms  # one text a call, p50 ms: the same loop for every encoder
-    from encoding.sentence_transformer import resolve_model_path
+    from encoding.sentence_transformer import SentenceTransformerEncoder, resolve_model_path
     from serving.encoders import load_batch_encoder, load_query_encoder
 
     torch.set_num_threads(args.threads)
@@ -58,19 +64,38 @@ def main(argv: list[str] | None = None) -> None:
     def raw_encode(batch):
         return raw.encode(batch, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
 
+    def busy_rate(encode) -> float:
+        """batched_rate while another thread runs Python without pause."""
+        done = threading.Event()
+
+        def spin() -> None:
+            total = 0
+            while not done.is_set():
+                total += sum(range(1000))
+
+        spinner = threading.Thread(target=spin)
+        spinner.start()
+        try:
+            return batched_rate(encode)
+        finally:
+            done.set()
+            spinner.join()
+
     raw_lone, raw_rate = raw_single_encode_ms(texts[:100], raw), batched_rate(raw_encode)
     reference = raw_encode(texts[:200])
     print(f"{len(texts)} questions, {args.threads} thread(s); raw fp32 encode: one question p50 {raw_lone:.2f} ms, "
           f"batches of 32 {raw_rate:.0f} texts/s")
     rates: dict[str, dict[int, float]] = {}
-    print("| encoder | one question p50 | / raw | batches of 32 | / raw | min cosine to raw fp32 (200 questions) |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| encoder | one question p50 | / raw | batches of 32 | / raw | beside a busy thread | / alone | min cosine to raw fp32 (200 questions) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, encoder in (("ONNX fp32 (lone questions)", load_query_encoder(args.model, "onnx", args.threads)),
                           ("PyTorch fp32", load_query_encoder(args.model, "torch", args.threads)),
-                          ("PyTorch bf16 (RECQA_ENCODER_PRECISION=bf16 batches)", load_batch_encoder(args.model, "onnx", args.threads, "bf16").large)):
-        lone, rate = raw_single_encode_ms(texts[:100], encoder), batched_rate(encoder.encode)
+                          ("PyTorch bf16, eager", SentenceTransformerEncoder(args.model, precision="bf16").load()),
+                          ("PyTorch bf16, traced (RECQA_ENCODER_PRECISION=bf16 batches)", load_batch_encoder(args.model, "onnx", args.threads, "bf16").large)):
+        lone, rate, busy = raw_single_encode_ms(texts[:100], encoder), batched_rate(encoder.encode), busy_rate(encoder.encode)
         cosine = float(np.min(np.sum(encoder.encode(texts[:200]) * reference, axis=1)))
-        print(f"| {name} | {lone:.2f} ms | {lone / raw_lone:.2f}x | {rate:.0f} texts/s | {rate / raw_rate:.2f}x | {cosine:.5f} |", flush=True)
+        print(f"| {name} | {lone:.2f} ms | {lone / raw_lone:.2f}x | {rate:.0f} texts/s | {rate / raw_rate:.2f}x "
+              f"| {busy:.0f} texts/s | {busy / rate:.2f}x | {cosine:.5f} |", flush=True)
         rates[name] = {size: batched_rate(encoder.encode, size) for size in BATCH_SIZES}
     print()
     print("texts/s by batch size: | encoder | " + " | ".join(map(str, BATCH_SIZES)) + " |")

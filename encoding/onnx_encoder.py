@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from encoding.sentence_transformer import SentenceTransformerEncoder
+from encoding.sentence_transformer import SentenceTransformerEncoder, embedding_module
 
 # Texts the export is checked on: short, long (truncated), non-Latin, empty.
 PARITY_TEXTS = ["How do I cross out text?", "refund " * 400, "Wie setze ich mein Passwort zurück? 🙂", ""]
@@ -102,24 +102,12 @@ def _export(model, path: Path) -> list[str]:
     """Write the model's forward pass (tokens -> normalised sentence embedding) as ONNX."""
     import torch
 
-    probe = model.preprocess(["an example input", "a second, longer example input"])
-    names = [name for name, value in probe.items() if isinstance(value, torch.Tensor)]
-    extras = {name: value for name, value in probe.items() if name not in names}  # e.g. modality="text"
-
-    class Embed(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, *tensors):
-            embedding = self.model({**extras, **dict(zip(names, tensors))})["sentence_embedding"]
-            return torch.nn.functional.normalize(embedding, p=2, dim=1)
-
+    module, names, probe = embedding_module(model)
     axes = {name: {0: "batch", 1: "tokens"} for name in names}
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python branches on shapes; parity is checked after
         torch.onnx.export(
-            Embed().eval(),
+            module,
             tuple(probe[name] for name in names),
             str(path),
             input_names=names,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -104,3 +105,29 @@ class SentenceTransformerEncoder:
         if self.precision != "fp32":  # normalised in bf16: unit length only to about 1e-3
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return vectors
+
+
+def embedding_module(model: Any) -> tuple[Any, list[str], dict[str, Any]]:
+    """A loaded SentenceTransformer's forward pass as one module, tensors in, normalised fp32
+    sentence embeddings out, for the ONNX export and the traced graph alike.
+
+    Returns the module, the names of its tensor inputs in order, and a tokenized probe batch
+    (name -> tensor) to trace it with. The model's own modules (tokenizer outputs in, its pooling
+    out) are called, so any sentence-transformers model comes out the same way.
+    """
+    import torch
+
+    probe = model.preprocess(["an example input", "a second, longer example input"])
+    names = [name for name, value in probe.items() if isinstance(value, torch.Tensor)]
+    extras = {name: value for name, value in probe.items() if name not in names}  # e.g. modality="text"
+
+    class Embed(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            embedding = self.model({**extras, **dict(zip(names, tensors))})["sentence_embedding"]
+            return torch.nn.functional.normalize(embedding.float(), p=2, dim=1)  # fp32 whatever the weights
+
+    return Embed().eval(), names, probe

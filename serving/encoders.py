@@ -21,6 +21,7 @@ import numpy as np
 
 from encoding.onnx_encoder import OnnxEncoder
 from encoding.sentence_transformer import SentenceTransformerEncoder, native_bf16
+from encoding.traced_encoder import TracedEncoder
 from features.encoders import Encoder
 from features.errors import TableContractError
 from serving.batching import Batcher
@@ -32,9 +33,10 @@ MAX_BATCH_SIZE = 64  # questions one forward pass takes at most: about one pass 
 # passes (the API has 32 request threads) and batching stops paying.
 MAX_LANES = 8
 CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"  # cgroup v2: "<quota> <period>" or "max <period>"
-# From this many texts a call, bfloat16 weights encode faster than the ONNX fp32 graph on one
-# thread (benchmarks/RESULTS.md, "Serving, sixth run"): RECQA_ENCODER_PRECISION=bf16 routes there.
-BF16_MIN_TEXTS = 4
+# From this many texts a call, the traced bfloat16 graph encodes faster than the ONNX fp32 graph
+# on one thread (benchmarks/RESULTS.md, "Question encoders beside busy threads"):
+# RECQA_ENCODER_PRECISION=bf16 routes there.
+BF16_MIN_TEXTS = 2
 
 
 def load_query_encoder(name: str, backend: str, threads: int) -> Encoder:
@@ -57,11 +59,13 @@ def load_query_encoder(name: str, backend: str, threads: int) -> Encoder:
 def load_batch_encoder(name: str, backend: str, threads: int, precision: str = "fp32") -> Encoder:
     """The model for batches of texts (a batch of concurrent questions, a commit's written texts).
 
-    fp32: the questions' model (`load_query_encoder`). bf16: PyTorch with bfloat16 weights for
-    calls of BF16_MIN_TEXTS texts or more, which on a CPU with AMX or AVX512-BF16 it encodes
-    faster than either fp32 model, and the questions' model below that, which is faster for
-    one or two (benchmarks/RESULTS.md, "Serving, sixth run"); its vectors are the fp32 model's
-    within the batch builds' quality gate.
+    fp32: the questions' model (`load_query_encoder`). bf16: the model with bfloat16 weights,
+    traced to one graph (encoding/traced_encoder.py), for calls of BF16_MIN_TEXTS texts or more,
+    which on a CPU with AMX or AVX512-BF16 it encodes faster than either fp32 model, and the
+    questions' model below that, which is faster for one (benchmarks/RESULTS.md, "Question
+    encoders beside busy threads"); its vectors are the fp32 model's within the batch builds'
+    quality gate. Traced, not eager: eager PyTorch takes the GIL back between operations, and
+    beside the API's busy request threads each take waits.
     """
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"RECQA_ENCODER_PRECISION must be 'fp32' or 'bf16', not {precision!r}")
@@ -70,7 +74,7 @@ def load_batch_encoder(name: str, backend: str, threads: int, precision: str = "
         return questions
     if native_bf16() is False:
         logger.warning("RECQA_ENCODER_PRECISION=bf16 on a CPU without AVX512-BF16 or AMX: bfloat16 is emulated, slower than fp32")
-    return SizeRoutedEncoder(questions, SentenceTransformerEncoder(name, precision="bf16").load(), BF16_MIN_TEXTS)
+    return SizeRoutedEncoder(questions, TracedEncoder(SentenceTransformerEncoder(name, precision="bf16")).load(), BF16_MIN_TEXTS)
 
 
 class SizeRoutedEncoder:

@@ -56,6 +56,7 @@ class AnswerMemory:
         self.vectors = vectors  # (rows, dimension), each row of unit length: cosine is a dot product
         self.norms = norms  # each row's length as stored: a row asked for with its vector gets it as Lance has it
         self.fields = fields
+        self._columns = {name: fields.column(name).combine_chunks() for name in fields.column_names}  # one Array each
         self._order = np.argsort(row_ids, kind="stable")
         self._sorted_ids = row_ids[self._order]
         self._sources = _codes(fields.column("source").combine_chunks())
@@ -162,8 +163,15 @@ class AnswerMemory:
         return self._best(unique, scores, depth)
 
     def take(self, positions: np.ndarray, with_vectors: bool, column: str) -> list[dict]:
-        """The rows at `positions` as a Lance search returns them (fields, and vectors if asked)."""
-        rows = self.fields.take(pa.array(positions, pa.int64())).to_pylist()
+        """The rows at `positions` as a Lance search returns them (fields, and vectors if asked).
+
+        Each row holds its doc_id at once and reads its other fields from memory when first
+        asked for (`MemoryRow`): a search takes 40 chunks or more and a response shows 10, and
+        turning every field of every taken row into Python objects was the largest piece of a
+        request's time under the GIL (benchmarks/RESULTS.md, "Serving, eighth run").
+        """
+        doc_ids = self._columns["doc_id"].take(pa.array(positions, pa.int64())).to_pylist()
+        rows = [MemoryRow(self._columns, position, doc_id) for position, doc_id in zip(np.asarray(positions).tolist(), doc_ids)]
         if with_vectors:
             for row, position in zip(rows, positions):
                 row[column] = self.vectors[position] * self.norms[position]
@@ -176,6 +184,25 @@ class AnswerMemory:
             candidates, scores = candidates[kept], scores[kept]
         order = np.lexsort((candidates, -scores))[: max(depth, 0)]
         return candidates[order], (1.0 - scores[order]).astype(np.float32)
+
+
+class MemoryRow(dict):
+    """A taken row: `doc_id` set, each other field of FIELD_COLUMNS read from the memory's columns
+    on first access (`row[field]`) and kept. Only item access reads lazily; `get`, `in` and
+    iteration see the fields read so far, which is all the search path uses."""
+
+    __slots__ = ("_columns", "_position")
+
+    def __init__(self, columns: dict[str, pa.Array], position: int, doc_id: str) -> None:
+        super().__init__(doc_id=doc_id)
+        self._columns, self._position = columns, position
+
+    def __missing__(self, key: str) -> object:
+        column = self._columns.get(key)
+        if column is None:
+            raise KeyError(key)
+        value = self[key] = column[self._position].as_py()
+        return value
 
 
 class _Codes:

@@ -10,6 +10,7 @@ import pytest
 from encoding.sentence_transformer import SentenceTransformerEncoder
 from features.errors import TableContractError
 from encoding.onnx_encoder import OnnxEncoder
+from encoding.traced_encoder import TracedEncoder
 from serving import encoders
 from serving.encoders import (
     MAX_LANES,
@@ -43,13 +44,15 @@ def test_onnx_by_default_and_pytorch_when_the_export_fails(monkeypatch, caplog):
 
 
 @pytest.mark.slow
-def test_bf16_batches_run_pytorch_in_bfloat16_close_to_the_questions_model():
+def test_bf16_batches_run_a_traced_bfloat16_graph_close_to_the_questions_model():
     import torch
 
     questions = load_query_encoder("all-MiniLM-L6-v2", "onnx", 1)
     routed = load_batch_encoder("all-MiniLM-L6-v2", "onnx", 1, "bf16")
-    assert isinstance(routed, SizeRoutedEncoder) and isinstance(routed.small, OnnxEncoder) and routed.large.precision == "bf16"
-    assert next(routed.large._model.parameters()).dtype == torch.bfloat16
+    assert isinstance(routed, SizeRoutedEncoder) and isinstance(routed.small, OnnxEncoder)
+    assert isinstance(routed.large, TracedEncoder) and routed.large.precision == "bf16"
+    assert isinstance(routed.large._graph, torch.jit.ScriptModule)
+    assert next(routed.large._source._model.parameters()).dtype == torch.bfloat16
     texts = ["How do I cross out text on GitHub?", "Which tea is best steeped for three minutes at 80 degrees?", "quokka", "a fourth"]
     got, want = routed.encode(texts), questions.encode(texts)
     assert got.dtype == np.float32 and np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)

@@ -237,3 +237,23 @@ def test_fresh_answers_are_merged_the_same_over_either_path(fixture, request):
             assert {r["answer"] for r in found if r["doc_id"] == "d20"} <= {"river night"}
     assert memory.answer("platypus", k=5, mode="keyword")[0].id == "new"
     assert memory.answer("river night", k=3, mode="hybrid", sources=["docs"])[0].id == "d20"
+
+
+def test_taken_rows_read_each_field_when_asked_and_give_what_the_table_holds(flat):
+    from serving.memory import AnswerMemory
+
+    dataset = flat.to_lance()
+    held, _ = AnswerMemory.load(dataset, ANSWER_INDEX.column, 1 << 30)
+    positions = np.array([5, 0, held.rows - 1, 5])
+    rows = held.take(positions, False, ANSWER_INDEX.column)
+    table = held.fields.take(pa.array(positions)).to_pylist()
+    assert [row["doc_id"] for row in rows] == [want["doc_id"] for want in table]
+    assert all(set(row) == {"doc_id"} for row in rows)  # nothing else turned into Python yet
+    for row, want in zip(rows, table):
+        assert {field: row[field] for field in want} == want
+    assert set(rows[0]) == set(table[0])  # read once, then kept
+    with pytest.raises(KeyError):
+        rows[0]["no_such_field"]
+    with_vectors = held.take(positions[:1], True, ANSWER_INDEX.column)[0]
+    stored = dataset.take([5], columns=[ANSWER_INDEX.column]).to_pylist()[0][ANSWER_INDEX.column]  # memory rows: scan order
+    np.testing.assert_allclose(with_vectors[ANSWER_INDEX.column], stored, rtol=1e-5, atol=1e-6)
