@@ -4,10 +4,11 @@ speed beside busy Python threads.
 Eager PyTorch runs each of the model's few hundred operations from Python and takes the GIL
 back between them. In the API process, where request threads run Python all the time, every
 take waits for them, up to the interpreter's switch interval: a bf16 batch beside one busy
-Python thread ran many times slower than alone (benchmarks/RESULTS.md, "Question encoders
-beside busy threads"). A traced graph runs all its operations in C++ and releases the GIL
+Python thread ran at a tenth of its speed alone (benchmarks/RESULTS.md, "Serving, eighth
+run"). A traced graph runs all its operations in C++ and releases the GIL
 for the whole call, as ONNX Runtime's `run` does; with bfloat16 weights on a CPU with AMX or
-AVX512-BF16 it encodes a batch about twice as fast per text as the ONNX fp32 graph.
+AVX512-BF16 it encodes 1.5x (2 texts a call) to 3.7x (32) as many texts a second as the
+ONNX fp32 graph on one thread.
 
 `load()` refuses a graph whose vectors differ from the eager model's with the same weights
 (a trace records one path through Python branches), so a model the trace gets wrong fails

@@ -34,7 +34,7 @@ MAX_BATCH_SIZE = 64  # questions one forward pass takes at most: about one pass 
 MAX_LANES = 8
 CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"  # cgroup v2: "<quota> <period>" or "max <period>"
 # From this many texts a call, the traced bfloat16 graph encodes faster than the ONNX fp32 graph
-# on one thread (benchmarks/RESULTS.md, "Question encoders beside busy threads"):
+# on one thread (benchmarks/RESULTS.md, "Serving, eighth run"):
 # RECQA_ENCODER_PRECISION=bf16 routes there.
 BF16_MIN_TEXTS = 2
 
@@ -62,8 +62,8 @@ def load_batch_encoder(name: str, backend: str, threads: int, precision: str = "
     fp32: the questions' model (`load_query_encoder`). bf16: the model with bfloat16 weights,
     traced to one graph (encoding/traced_encoder.py), for calls of BF16_MIN_TEXTS texts or more,
     which on a CPU with AMX or AVX512-BF16 it encodes faster than either fp32 model, and the
-    questions' model below that, which is faster for one (benchmarks/RESULTS.md, "Question
-    encoders beside busy threads"); its vectors are the fp32 model's within the batch builds'
+    questions' model below that, which is faster for one (benchmarks/RESULTS.md, "Serving,
+    eighth run"); its vectors are the fp32 model's within the batch builds'
     quality gate. Traced, not eager: eager PyTorch takes the GIL back between operations, and
     beside the API's busy request threads each take waits.
     """

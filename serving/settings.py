@@ -103,7 +103,7 @@ class ServiceSettings(EnvSettings):
     encoder_backend: Literal["onnx", "torch"] = Field(DEFAULT_ENCODER_BACKEND, alias=ENV_ENCODER_BACKEND)
     encoder_precision: Literal["fp32", "bf16"] = Field(
         "fp32", alias=ENV_ENCODER_PRECISION,
-        description="bf16: calls of 4+ texts (a batch of questions, a write commit's texts) run PyTorch with bfloat16 weights; fewer keep the backend's model",
+        description="bf16: calls of 2+ texts (a batch of questions, a write commit's texts) run the model's bfloat16 weights as a traced graph; one text keeps the backend's model",
     )
     memory_budget_mb: int = Field(
         DEFAULT_MEMORY_BUDGET_MB, alias=ENV_MEMORY_BUDGET_MB, ge=0,
