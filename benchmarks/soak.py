@@ -75,12 +75,13 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(args.work or tempfile.mkdtemp(prefix="recqa-soak-"))
     warehouse = str(work / "warehouse")
-    build_recs.run(["--warehouse", warehouse, "--interactions", str(DATA / "ms-store" / "demoUsage.csv"),
-                    "--items", str(DATA / "ms-store" / "demoCatalog.csv")])
+    recs = build_recs.run(["--warehouse", warehouse, "--interactions", str(DATA / "ms-store" / "demoUsage.csv"),
+                           "--items", str(DATA / "ms-store" / "demoCatalog.csv")])
     stackfaq = DATA / "stackfaq" / "stackExchange-FAQ.json"
-    build_qa.run(["--warehouse", warehouse, "--documents", str(stackfaq)])
-    publish.run(["--warehouse", warehouse])
-    build_qa.run(["--warehouse", warehouse, "--documents", str(stackfaq)])  # the version published midway
+    qa = build_qa.run(["--warehouse", warehouse, "--documents", str(stackfaq)])
+    # candidates by id; --force: the soak's tables are not evaluated first
+    publish.run(["--warehouse", warehouse, "--force", "--candidate", recs.candidate, "--candidate", qa.candidate])
+    midway = build_qa.run(["--warehouse", warehouse, "--documents", str(stackfaq)]).candidate  # published midway
 
     os.environ["RECQA_RELOAD_SECONDS"] = "1"
     process, port = start_server(warehouse, work, cache=True)
@@ -126,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             elapsed = time.monotonic() - started
             memory.append((elapsed, tree_rss_mb(process.pid)))
             if not published and elapsed >= args.seconds / 2:
-                subprocess.run([str(Path(sys.executable).with_name("recqa")), "publish", "--warehouse", warehouse],
-                               check=True, capture_output=True)
+                subprocess.run([str(Path(sys.executable).with_name("recqa")), "publish", "--warehouse", warehouse,
+                                "--force", "--candidate", midway], check=True, capture_output=True)
                 published = True
                 print(f"published at {elapsed:.1f} s", flush=True)
             time.sleep(1.0)
