@@ -384,7 +384,14 @@ def release_snapshot_tags(warehouse: str, keep: set[str]) -> int:
     return len(doomed)
 
 
-def compact_changes(warehouse: str, keep_seconds: float = 3600.0) -> dict[str, int]:
+# Change log versions younger than this stay at a compaction. At 50 writes/s the writer commits
+# about 2.3 times a second (benchmarks/RESULTS.md, "Freshness, eighth run"), so an hour kept
+# about 8,000 versions and the data files they name; ten minutes keep about 1,400, and still
+# outlast any append (seconds) and the service's follower, which reopens the log every step.
+CHANGES_KEEP_SECONDS = 600.0
+
+
+def compact_changes(warehouse: str, keep_seconds: float = CHANGES_KEEP_SECONDS) -> dict[str, int]:
     """Merge the change log's small fragments (one per commit) and remove its versions older
     than `keep_seconds`, except the snapshots builds tagged: fragments and versions stay
     bounded however many writes arrive. The age limit keeps cleanup off the files of a
