@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from encoding.sentence_transformer import SentenceTransformerEncoder, embedding_module
+from encoding.sentence_transformer import SentenceTransformerEncoder, embedding_module, encode_by_length
 
 # Texts the export is checked on: short, long (truncated), non-Latin, empty.
 PARITY_TEXTS = ["How do I cross out text?", "refund " * 400, "Wie setze ich mein Passwort zurück? 🙂", ""]
@@ -86,16 +86,11 @@ class OnnxEncoder:
     def encode(self, texts: list[str]) -> np.ndarray:
         """Normalised embeddings, (len(texts), dimension) float32; batches grouped by length."""
         self.load()
-        out = np.zeros((len(texts), self._dimension), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # less padding per batch
-        for start in range(0, len(order), self._batch_size):
-            rows = order[start : start + self._batch_size]
-            batch = self._tokenizer(
-                [texts[i] for i in rows], padding=True, truncation=True, max_length=self._max_length, return_tensors="np"
-            )
-            feed = {name: batch[name].astype(np.int64) for name in self._inputs}
-            out[rows] = self._session.run(None, feed)[0]
-        return out
+        return encode_by_length(texts, self._dimension, self._batch_size, self._encode_batch)
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        batch = self._tokenizer(texts, padding=True, truncation=True, max_length=self._max_length, return_tensors="np")
+        return self._session.run(None, {name: batch[name].astype(np.int64) for name in self._inputs})[0]
 
 
 def _export(model, path: Path) -> list[str]:

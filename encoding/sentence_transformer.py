@@ -7,6 +7,7 @@ it until `load()` is called: from `DoFn.setup()` in pipelines and the service's 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +132,14 @@ def embedding_module(model: Any) -> tuple[Any, list[str], dict[str, Any]]:
             return torch.nn.functional.normalize(embedding.float(), p=2, dim=1)  # fp32 whatever the weights
 
     return Embed().eval(), names, probe
+
+
+def encode_by_length(texts: list[str], dimension: int, batch_size: int, encode_batch: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+    """`encode_batch` over batches of `texts` sorted by length (each pads to its longest, so
+    similar lengths pad less), the rows put back in the callers' order: (len(texts), dimension)."""
+    out = np.zeros((len(texts), dimension), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        out[rows] = encode_batch([texts[i] for i in rows])
+    return out

@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 from encoding.onnx_encoder import PARITY_TEXTS
-from encoding.sentence_transformer import SentenceTransformerEncoder, embedding_module
+from encoding.sentence_transformer import SentenceTransformerEncoder, embedding_module, encode_by_length
 
 # Against the eager model with the same weights: only the kernels' summation order differs.
 TRACE_PARITY_MIN_COSINE = 0.9995
@@ -68,17 +68,13 @@ class TracedEncoder:
         return self
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Normalised embeddings, (len(texts), dimension) float32."""
+        """Normalised embeddings, (len(texts), dimension) float32; batches grouped by length."""
+        self.load()
+        return encode_by_length(texts, self.dimension, self._batch_size, self._encode_batch)
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
         import torch
 
-        self.load()
-        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # less padding per batch
-        for start in range(0, len(order), self._batch_size):
-            rows = order[start : start + self._batch_size]
-            batch = self._tokenizer(
-                [texts[i] for i in rows], padding=True, truncation=True, max_length=self._max_length, return_tensors="pt"
-            )
-            with torch.inference_mode():
-                out[rows] = self._graph(*(batch[name] for name in self._names)).numpy()
-        return out
+        batch = self._tokenizer(texts, padding=True, truncation=True, max_length=self._max_length, return_tensors="pt")
+        with torch.inference_mode():
+            return self._graph(*(batch[name] for name in self._names)).numpy()
