@@ -26,6 +26,9 @@ from encoding.sentence_transformer import SentenceTransformerEncoder, embedding_
 
 # Against the eager model with the same weights: only the kernels' summation order differs.
 TRACE_PARITY_MIN_COSINE = 0.9995
+# Each pass's tokens are padded to a multiple of this (the attention mask keeps the padding out
+# of the vectors), so the graph meets few input shapes (`TracedEncoder._encode_batch`).
+TOKEN_BUCKET = 16
 
 
 class TracedEncoder:
@@ -73,8 +76,23 @@ class TracedEncoder:
         return encode_by_length(texts, self.dimension, self._batch_size, self._encode_batch)
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        """One call in passes of a power-of-two rows each (its count's binary digits, no padded
+        rows), tokens padded to a multiple of TOKEN_BUCKET: a handful of shapes in all. The bf16
+        kernels keep memory per input shape they meet; with every batch size and length free,
+        a process encoding random batches grew from 0.9 to 4.7 GB in 3,000 calls, and with
+        these shapes it stayed near 1.2 GB (benchmarks/RESULTS.md, "Serving, eighth run")."""
+        parts, start = [], 0
+        while start < len(texts):
+            rows = 1 << ((len(texts) - start).bit_length() - 1)
+            parts.append(self._forward(texts[start : start + rows]))
+            start += rows
+        return np.concatenate(parts)
+
+    def _forward(self, texts: list[str]) -> np.ndarray:
         import torch
 
-        batch = self._tokenizer(texts, padding=True, truncation=True, max_length=self._max_length, return_tensors="pt")
+        batch = self._tokenizer(
+            texts, padding=True, truncation=True, max_length=self._max_length, pad_to_multiple_of=TOKEN_BUCKET, return_tensors="pt"
+        )
         with torch.inference_mode():
             return self._graph(*(batch[name] for name in self._names)).numpy()

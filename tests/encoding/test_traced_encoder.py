@@ -42,3 +42,23 @@ def test_a_graph_that_disagrees_with_the_model_is_refused_naming_it(monkeypatch)
     with pytest.raises(RuntimeError, match=r"traced graph of 'all-MiniLM-L6-v2' \(bf16\) disagrees with the model"):
         traced.load()
     assert traced._graph is None  # no half-checked graph is kept
+
+
+@pytest.mark.slow
+def test_the_graph_meets_only_power_of_two_rows_and_bucketed_lengths_and_each_text_keeps_its_row():
+    from encoding.traced_encoder import TOKEN_BUCKET
+
+    eager = SentenceTransformerEncoder(precision="bf16").load()
+    traced = TracedEncoder(eager, batch_size=32).load()
+    graph, shapes = traced._graph, []
+
+    def recording(*tensors):
+        shapes.append(tuple(tensors[0].shape))
+        return graph(*tensors)
+
+    traced._graph = recording
+    texts = [f"question number {i} " + "word " * (i % 9) for i in range(23)]  # 23 = 16 + 4 + 2 + 1
+    got = traced.encode(texts)
+    assert sorted(rows for rows, _ in shapes) == [1, 2, 4, 16]
+    assert all(tokens % TOKEN_BUCKET == 0 for _, tokens in shapes)
+    assert float(np.min(np.sum(got * eager.encode(texts), axis=1))) > 0.9995
