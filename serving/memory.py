@@ -56,11 +56,11 @@ class AnswerMemory:
         self.vectors = vectors  # (rows, dimension), each row of unit length: cosine is a dot product
         self.norms = norms  # each row's length as stored: a row asked for with its vector gets it as Lance has it
         self.fields = fields
-        self._columns = {name: fields.column(name).combine_chunks() for name in fields.column_names}  # one Array each
+        self._columns = {name: _one_array(fields.column(name)) for name in fields.column_names}
         self._order = np.argsort(row_ids, kind="stable")
         self._sorted_ids = row_ids[self._order]
-        self._sources = _codes(fields.column("source").combine_chunks())
-        tags = fields.column("tags").combine_chunks()
+        self._sources = _codes(self._columns["source"])
+        tags = self._columns["tags"]
         self._tag_rows = pc.list_parent_indices(tags).to_numpy()
         self._tags = _codes(pc.list_flatten(tags))
         self._masks: dict[tuple, np.ndarray] = {}
@@ -220,6 +220,12 @@ def _codes(strings: pa.Array) -> _Codes:
     encoded = pc.dictionary_encode(strings)
     codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)  # null matches no value
     return _Codes(codes, {value: code for code, value in enumerate(encoded.dictionary.to_pylist())})
+
+
+def _one_array(column: pa.ChunkedArray) -> pa.Array:
+    """A column as one Array: its only chunk as it is (Arrow's combine_chunks copies even one
+    chunk, which would hold the fields twice), else the chunks joined."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
