@@ -79,8 +79,8 @@ class TracedEncoder:
         """One call in passes of a power-of-two rows each (its count's binary digits, no padded
         rows), tokens padded to a multiple of TOKEN_BUCKET: a handful of shapes in all. The bf16
         kernels keep memory per input shape they meet; with every batch size and length free,
-        a process encoding random batches grew from 0.9 to 4.7 GB in 3,000 calls, and with
-        these shapes it stayed near 1.2 GB (benchmarks/RESULTS.md, "Serving, eighth run")."""
+        a process encoding random batches grew from 0.9 to 3.3 GB in 1,000 calls (4.7 GB in
+        3,000), and with these shapes to 1.3 GB (benchmarks/RESULTS.md, "Serving, eighth run")."""
         parts, start = [], 0
         while start < len(texts):
             rows = 1 << ((len(texts) - start).bit_length() - 1)
