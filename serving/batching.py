@@ -42,6 +42,10 @@ class Batcher(Generic[Item, Result]):
         self._gathering: dict[Hashable, _Group] = {}
         self._running: dict[Hashable, int] = {}  # batches of each key running now
 
+    def running(self, key: Hashable) -> int:
+        """Batches of `key` running now (a snapshot: one may start or end right after)."""
+        return self._running.get(key, 0)
+
     def submit(self, key: Hashable, item: Item) -> Result:
         with self._lock:
             group = self._gathering.get(key)

@@ -39,8 +39,11 @@ CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"  # cgroup v2: "<quota> <period>" or "m
 BF16_MIN_TEXTS = 2
 
 
-def load_query_encoder(name: str, backend: str, threads: int) -> Encoder:
-    """The model for questions: ONNX Runtime where its export matches the model, else PyTorch."""
+def load_query_encoder(name: str, backend: str, threads: int, wide_threads: int | None = None) -> Encoder:
+    """The model for questions: ONNX Runtime where its export matches the model, else PyTorch.
+
+    `wide_threads`: the ONNX graph also on that many threads, for a question that has the
+    cores to itself (`lone_encoder`)."""
     if backend not in ("onnx", "torch"):
         raise ValueError(f"RECQA_ENCODER_BACKEND must be 'onnx' or 'torch', not {backend!r}")
     import torch
@@ -50,13 +53,13 @@ def load_query_encoder(name: str, backend: str, threads: int) -> Encoder:
     if backend == "torch":
         return model
     try:
-        return OnnxEncoder(model, threads=threads).load()
+        return OnnxEncoder(model, threads=threads, wide_threads=wide_threads).load()
     except Exception as error:  # noqa: BLE001 - any export failure leaves the working PyTorch path
         logger.warning("ONNX export of '%s' unusable, encoding questions with PyTorch: %s", name, error)
         return model
 
 
-def load_batch_encoder(name: str, backend: str, threads: int, precision: str = "fp32") -> Encoder:
+def load_batch_encoder(name: str, backend: str, threads: int, precision: str = "fp32", wide_threads: int | None = None) -> Encoder:
     """The model for batches of texts (a batch of concurrent questions, a commit's written texts).
 
     fp32: the questions' model (`load_query_encoder`). bf16: the model with bfloat16 weights,
@@ -69,7 +72,7 @@ def load_batch_encoder(name: str, backend: str, threads: int, precision: str = "
     """
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"RECQA_ENCODER_PRECISION must be 'fp32' or 'bf16', not {precision!r}")
-    questions = load_query_encoder(name, backend, threads)
+    questions = load_query_encoder(name, backend, threads, wide_threads)
     if precision == "fp32":
         return questions
     if native_bf16() is False:
@@ -92,6 +95,13 @@ class SizeRoutedEncoder:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         return (self.large if len(texts) >= self.min_texts else self.small).encode(texts)
+
+
+def lone_encoder(model: Encoder) -> Encoder | None:
+    """The model of one question on every lane's threads (`OnnxEncoder.wide`), if it has one:
+    the model a `BatchingEncoder` gives a question that finds no other pass running."""
+    small = model.small if isinstance(model, SizeRoutedEncoder) else model
+    return small.wide if isinstance(small, OnnxEncoder) else None
 
 
 def encoder_lanes(threads: int, cores: float | None = None) -> int:
@@ -125,12 +135,24 @@ class BatchingEncoder:
     that arrive while all run gather into the next, up to MAX_BATCH_SIZE calls
     (serving/batching.py). So a lone question waits for nothing and batches grow with the load.
     `on_batch(texts)` is told the size of each forward pass (the service's batch-size histogram).
+
+    `alone`, if given, encodes a pass of one text that starts while no other pass runs: the same
+    model on every lane's threads. At concurrency 1 the other cores are otherwise idle; under
+    load passes overlap and each keeps to its own threads, so the lanes do not oversubscribe the
+    cores (the check is a snapshot: a pass starting just after may overlap a wide one).
     """
 
     def __init__(
-        self, inner: Encoder, on_batch: Callable[[int], None] = lambda texts: None, max_batch: int = MAX_BATCH_SIZE, lanes: int = 1
+        self,
+        inner: Encoder,
+        on_batch: Callable[[int], None] = lambda texts: None,
+        max_batch: int = MAX_BATCH_SIZE,
+        lanes: int = 1,
+        alone: Encoder | None = None,
     ) -> None:
-        self.name, self._inner, self._on_batch = inner.name, inner, on_batch
+        if alone is not None and (alone.name, alone.dimension) != (inner.name, inner.dimension):
+            raise TableContractError(f"{alone.name!r} ({alone.dimension}) and {inner.name!r} ({inner.dimension}) are not one model")
+        self.name, self._inner, self._on_batch, self._alone = inner.name, inner, on_batch, alone
         self._batcher: Batcher[list[str], np.ndarray] = Batcher(self._run, max_batch, lanes)
 
     @property
@@ -145,7 +167,8 @@ class BatchingEncoder:
     def _run(self, _key: object, calls: list[list[str]]) -> list[np.ndarray]:
         texts = [text for call in calls for text in call]
         self._on_batch(len(texts))
-        vectors = np.asarray(self._inner.encode(texts), dtype=np.float32)
+        alone = self._alone is not None and len(texts) == 1 and self._batcher.running(None) == 1
+        vectors = np.asarray((self._alone if alone else self._inner).encode(texts), dtype=np.float32)
         if vectors.shape != (len(texts), self.dimension):
             raise TableContractError(f"encoder '{self.name}' returned shape {vectors.shape}, expected ({len(texts)}, {self.dimension})")
         return np.split(vectors, np.cumsum([len(call) for call in calls[:-1]]))

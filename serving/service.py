@@ -35,7 +35,7 @@ from serving.api import (
     SimilarItemsResponse,
 )
 from serving.docs import docs_routes, openapi_spec
-from serving.encoders import MAX_BATCH_SIZE, encoder_lanes, load_batch_encoder
+from serving.encoders import MAX_BATCH_SIZE, encoder_lanes, load_batch_encoder, lone_encoder
 from serving.errors import error_body, error_response
 from serving.front import FrontDoor, RestorePath
 from serving.guard import GuardMiddleware
@@ -131,8 +131,10 @@ class RecQA:
 
     def _encoders(self) -> QueryEncoders:
         settings = self.settings
-        model = load_batch_encoder(settings.model_name, settings.encoder_backend, settings.encoder_threads, settings.encoder_precision)
-        return QueryEncoders.of(model, self.metrics.observe_batch, self.encoder_lanes)
+        threads, lanes = settings.encoder_threads, self.encoder_lanes
+        wide = threads * lanes if lanes > 1 else None  # a lone question on every lane's cores
+        model = load_batch_encoder(settings.model_name, settings.encoder_backend, threads, settings.encoder_precision, wide)
+        return QueryEncoders.of(model, self.metrics.observe_batch, lanes, lone_encoder(model))
 
     @bentoml.on_shutdown
     def stop_following(self) -> None:

@@ -92,9 +92,12 @@ class QueryEncoders:
     writes: Encoder
 
     @classmethod
-    def of(cls, model: Encoder, on_batch: Callable[[int], None] = lambda texts: None, lanes: int = 1) -> "QueryEncoders":
-        """One loaded model for both: questions through a `BatchingEncoder` (`lanes` passes at once), writes memoised."""
-        return cls(BatchingEncoder(model, on_batch, lanes=lanes), EmbeddingMemo(model))
+    def of(
+        cls, model: Encoder, on_batch: Callable[[int], None] = lambda texts: None, lanes: int = 1, alone: Encoder | None = None
+    ) -> "QueryEncoders":
+        """One loaded model for both: questions through a `BatchingEncoder` (`lanes` passes at
+        once, a lone question on `alone` if given), writes memoised."""
+        return cls(BatchingEncoder(model, on_batch, lanes=lanes, alone=alone), EmbeddingMemo(model))
 
 
 def follow_releases(settings: ServiceSettings, encoders: QueryEncoders) -> StoreFollower:

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def encoders():
     model = SentenceTransformerEncoder().load()
-    return model, OnnxEncoder(model, batch_size=4).load()
+    return model, OnnxEncoder(model, batch_size=4, wide_threads=2).load()
 
 
 def test_onnx_vectors_match_the_model_on_varied_texts(encoders):
@@ -30,6 +30,15 @@ def test_batches_grouped_by_length_come_back_in_the_order_asked(encoders):
     together = onnx.encode(texts)
     alone = np.vstack([onnx.encode([text]) for text in texts])
     np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_the_wide_session_gives_the_same_vectors_on_more_threads(encoders):
+    _, onnx = encoders
+    texts = ["How do I cross out text?", "kettle", "word " * 300, ""]
+    wide = onnx.wide
+    assert wide is not None and (wide.name, wide.dimension) == (onnx.name, onnx.dimension)
+    assert wide._owner._wide_session.get_session_options().intra_op_num_threads == 2
+    np.testing.assert_allclose(wide.encode(texts), onnx.encode(texts), atol=1e-5)
 
 
 def test_an_export_that_disagrees_with_the_model_is_refused(encoders, monkeypatch):

@@ -48,8 +48,10 @@ def test_bf16_batches_run_a_traced_bfloat16_graph_close_to_the_questions_model()
     import torch
 
     questions = load_query_encoder("all-MiniLM-L6-v2", "onnx", 1)
-    routed = load_batch_encoder("all-MiniLM-L6-v2", "onnx", 1, "bf16")
+    routed = load_batch_encoder("all-MiniLM-L6-v2", "onnx", 1, "bf16", wide_threads=2)
     assert isinstance(routed, SizeRoutedEncoder) and isinstance(routed.small, OnnxEncoder)
+    lone = encoders.lone_encoder(routed)  # a lone question: the questions' ONNX graph on two threads
+    assert lone is not None and np.allclose(lone.encode(["quokka"]), questions.encode(["quokka"]), atol=1e-5)
     assert isinstance(routed.large, TracedEncoder) and routed.large.precision == "bf16"
     assert isinstance(routed.large._graph, torch.jit.ScriptModule)
     assert next(routed.large._source._model.parameters()).dtype == torch.bfloat16
@@ -179,3 +181,24 @@ def test_with_two_lanes_two_questions_are_encoded_side_by_side():
     for thread in (first, second):
         thread.join(10)
     assert ran_together and model.calls == [["one"], ["two"]]
+
+
+def test_a_question_with_the_cores_to_itself_goes_to_the_wide_model_and_the_others_to_their_lanes():
+    release = threading.Event()
+    narrow, wide = Recording(), Recording(hold=release)
+    encoder = BatchingEncoder(narrow, lanes=2, alone=wide)
+    first = threading.Thread(target=encoder.encode, args=(["first"],))
+    first.start()
+    assert wide.started.wait(10)  # nothing else running: the lone question on every core
+    assert np.array_equal(encoder.encode(["second"]), _vectors(["second"]))  # beside it: its own lane's threads
+    release.set()
+    first.join(10)
+    assert wide.calls == [["first"]] and narrow.calls == [["second"]]
+    encoder.encode(["a pair", "of texts"])  # a batch keeps to its lane's threads, even alone
+    assert narrow.calls[-1] == ["a pair", "of texts"] and len(wide.calls) == 1
+
+
+def test_a_wide_model_that_is_not_the_same_model_is_refused():
+    with pytest.raises(TableContractError, match="not one model"):
+        BatchingEncoder(Recording(), alone=Recording(dimension=5))
+    assert encoders.lone_encoder(Recording()) is None  # no ONNX graph: no wide model
