@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,6 +38,9 @@ CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"  # cgroup v2: "<quota> <period>" or "m
 # on one thread (benchmarks/RESULTS.md, "Serving, eighth run"):
 # RECQA_ENCODER_PRECISION=bf16 routes there.
 BF16_MIN_TEXTS = 2
+# A lone question goes wide only after this long with no two passes at once: under concurrent
+# requests a wide pass meets a narrow one starting beside it, and the two contend for the cores.
+QUIET_SECONDS = 1.0
 
 
 def load_query_encoder(name: str, backend: str, threads: int, wide_threads: int | None = None) -> Encoder:
@@ -136,10 +140,11 @@ class BatchingEncoder:
     (serving/batching.py). So a lone question waits for nothing and batches grow with the load.
     `on_batch(texts)` is told the size of each forward pass (the service's batch-size histogram).
 
-    `alone`, if given, encodes a pass of one text that starts while no other pass runs: the same
-    model on every lane's threads. At concurrency 1 the other cores are otherwise idle; under
-    load passes overlap and each keeps to its own threads, so the lanes do not oversubscribe the
-    cores (the check is a snapshot: a pass starting just after may overlap a wide one).
+    `alone`, if given, encodes a pass of one text that starts while no other pass runs and none
+    has run beside another for QUIET_SECONDS: the same model on every lane's threads. At
+    concurrency 1 the other cores are otherwise idle. Under concurrent requests passes overlap
+    and each keeps to its own threads: a wide pass there soon meets a narrow one starting
+    beside it, and the two fight for the cores (benchmarks/RESULTS.md, "Serving, ninth run").
     """
 
     def __init__(
@@ -153,6 +158,7 @@ class BatchingEncoder:
         if alone is not None and (alone.name, alone.dimension) != (inner.name, inner.dimension):
             raise TableContractError(f"{alone.name!r} ({alone.dimension}) and {inner.name!r} ({inner.dimension}) are not one model")
         self.name, self._inner, self._on_batch, self._alone = inner.name, inner, on_batch, alone
+        self._crowded_at = -float("inf")  # when a pass last started beside another
         self._batcher: Batcher[list[str], np.ndarray] = Batcher(self._run, max_batch, lanes)
 
     @property
@@ -167,8 +173,17 @@ class BatchingEncoder:
     def _run(self, _key: object, calls: list[list[str]]) -> list[np.ndarray]:
         texts = [text for call in calls for text in call]
         self._on_batch(len(texts))
-        alone = self._alone is not None and len(texts) == 1 and self._batcher.running(None) == 1
+        alone = self._alone is not None and self._quiet() and len(texts) == 1
         vectors = np.asarray((self._alone if alone else self._inner).encode(texts), dtype=np.float32)
         if vectors.shape != (len(texts), self.dimension):
             raise TableContractError(f"encoder '{self.name}' returned shape {vectors.shape}, expected ({len(texts)}, {self.dimension})")
         return np.split(vectors, np.cumsum([len(call) for call in calls[:-1]]))
+
+    def _quiet(self) -> bool:
+        """This pass runs alone, and none has run beside another for QUIET_SECONDS (a snapshot:
+        a pass starting just after may still overlap this one)."""
+        now = time.monotonic()
+        if self._batcher.running(None) > 1:
+            self._crowded_at = now
+            return False
+        return now - self._crowded_at >= QUIET_SECONDS

@@ -183,7 +183,8 @@ def test_with_two_lanes_two_questions_are_encoded_side_by_side():
     assert ran_together and model.calls == [["one"], ["two"]]
 
 
-def test_a_question_with_the_cores_to_itself_goes_to_the_wide_model_and_the_others_to_their_lanes():
+def test_a_question_with_the_cores_to_itself_goes_to_the_wide_model_and_the_others_to_their_lanes(monkeypatch):
+    monkeypatch.setattr(encoders, "QUIET_SECONDS", 0.2)
     release = threading.Event()
     narrow, wide = Recording(), Recording(hold=release)
     encoder = BatchingEncoder(narrow, lanes=2, alone=wide)
@@ -194,8 +195,13 @@ def test_a_question_with_the_cores_to_itself_goes_to_the_wide_model_and_the_othe
     release.set()
     first.join(10)
     assert wide.calls == [["first"]] and narrow.calls == [["second"]]
-    encoder.encode(["a pair", "of texts"])  # a batch keeps to its lane's threads, even alone
-    assert narrow.calls[-1] == ["a pair", "of texts"] and len(wide.calls) == 1
+    encoder.encode(["third"])  # alone, but two passes ran at once a moment ago: its lane's threads
+    assert narrow.calls[-1] == ["third"]
+    time.sleep(0.3)
+    encoder.encode(["a pair", "of texts"])  # a batch keeps to its lane's threads, even alone and quiet
+    assert narrow.calls[-1] == ["a pair", "of texts"]
+    encoder.encode(["fourth"])  # quiet for longer than QUIET_SECONDS: every core again
+    assert wide.calls[-1] == ["fourth"] and len(narrow.calls) == 3
 
 
 def test_a_wide_model_that_is_not_the_same_model_is_refused():
