@@ -163,6 +163,7 @@ class Bench:
         self.invisible: list[str] = []
         self.watch_delay: list[float] = []  # from the 2xx to the watcher's first poll (should be ~0)
         self.watching: set[str] = set()  # sampled upserts not seen yet: not deleted before they are
+        self.watcher_requests = 0  # the visibility checkers' own reads: load on the server besides the readers'
 
     def post(self, session: requests.Session, route: str, body: dict, auth: bool = False) -> requests.Response:
         headers = {"Authorization": f"Bearer {TOKEN}"} if auth else {}
@@ -200,6 +201,8 @@ def words(rng: random.Random, n: int = 3) -> str:
 
 def visible(bench: Bench, session: requests.Session, kind: str, key: str, text: str, gone: bool) -> bool:
     """True when a reader sees the write: the id found by search, or (a delete) gone from search and lookup."""
+    with bench.lock:
+        bench.watcher_requests += 2 if text else 1
     if kind == "answers":
         found = key in [a["doc_id"] for a in bench.post(session, "/answer", {"question": text, "k": 10, "mode": "keyword"}).json().get("answers", [])] if text else False
         lookup = session.get(f"{bench.base}/answers/{key}", timeout=60).status_code
@@ -411,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
         "acknowledged": bench.acknowledged, "write_errors": len(bench.write_errors), "write_error_examples": bench.write_errors[:5],
         "ack_p50_ms": 1000 * pct(bench.ack_seconds, 0.5), "ack_p95_ms": 1000 * pct(bench.ack_seconds, 0.95),
         "visibility": {label: {"samples": len(v), "p50_s": pct(v, 0.5), "p95_s": pct(v, 0.95)} for label, v in {**bench.visibility, "all": vis}.items()},
-        "not_visible": bench.invisible, "watch_start_delay_p95_s": pct(bench.watch_delay, 0.95), "tables_start": shape_start, "tables_end": shape_end,
+        "not_visible": bench.invisible, "watch_start_delay_p95_s": pct(bench.watch_delay, 0.95),
+        "watcher_requests_per_second": bench.watcher_requests / args.seconds, "tables_start": shape_start, "tables_end": shape_end,
         "rss_mb_start": rss_start, "rss_mb_end": rss_end, "rebuild_seconds": rebuild_seconds, "published": checks,
     }
     rb, ru = figures["read_baseline"], figures["read_under_writes"]
@@ -425,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     for label, v in figures["visibility"].items():
         print(f"visibility {label:7s} {v['samples']:4d} samples: p50 {v['p50_s']:.2f} s ({v['p50_s'] / VISIBLE_TARGET_SECONDS:.2f}x of the "
               f"{VISIBLE_TARGET_SECONDS:g} s target), p95 {v['p95_s']:.2f} s ({v['p95_s'] / VISIBLE_TARGET_SECONDS:.2f}x)")
-    print(f"  (watchers started p95 {figures['watch_start_delay_p95_s']:.3f} s after the 2xx)")
+    print(f"  (watchers started p95 {figures['watch_start_delay_p95_s']:.3f} s after the 2xx; their reads "
+          f"{figures['watcher_requests_per_second']:.1f}/s, beside the readers' {ru['requests'] / args.seconds:.1f}/s)")
     for line in bench.invisible[:5]:
         print("  not visible:", line)
     for name in shape_start:

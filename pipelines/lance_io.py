@@ -389,13 +389,19 @@ def release_snapshot_tags(warehouse: str, keep: set[str]) -> int:
 # about 8,000 versions and the data files they name; ten minutes keep about 1,400, and still
 # outlast any append (seconds) and the service's follower, which reopens the log every step.
 CHANGES_KEEP_SECONDS = 600.0
+# A compaction merges the change log's fragments smaller than this and leaves the rest as they
+# are. Lance's default target (a million rows) made every compaction rewrite the whole log,
+# a cost that grew with every write kept (benchmarks/RESULTS.md, "Freshness, ninth run"); at
+# this size a row is rewritten a few times at most, and the log holds a fragment per this many rows.
+CHANGES_FRAGMENT_ROWS = 10_000
 
 
 def compact_changes(warehouse: str, keep_seconds: float = CHANGES_KEEP_SECONDS) -> dict[str, int]:
-    """Merge the change log's small fragments (one per commit) and remove its versions older
-    than `keep_seconds`, except the snapshots builds tagged: fragments and versions stay
-    bounded however many writes arrive. The age limit keeps cleanup off the files of a
-    concurrent append that no version names yet."""
+    """Merge the change log's small fragments (one per commit) into fragments of about
+    CHANGES_FRAGMENT_ROWS rows, leaving full ones untouched, and remove its versions older than
+    `keep_seconds`, except the snapshots builds tagged: fragments and versions stay bounded
+    however many writes arrive, and a compaction's work by the rows written since the last one.
+    The age limit keeps cleanup off the files of a concurrent append that no version names yet."""
     from datetime import timedelta
 
     from features.changes import CHANGES_TABLE
@@ -403,7 +409,7 @@ def compact_changes(warehouse: str, keep_seconds: float = CHANGES_KEEP_SECONDS) 
     ds = dataset(warehouse, CHANGES_TABLE)
     if ds is None:
         return {"fragments": 0, "versions_removed": 0}
-    ds.optimize.compact_files()
+    ds.optimize.compact_files(target_rows_per_fragment=CHANGES_FRAGMENT_ROWS)
     ds = dataset(warehouse, CHANGES_TABLE)
     stats = ds.cleanup_old_versions(older_than=timedelta(seconds=keep_seconds), error_if_tagged_old_versions=False)
     return {"fragments": len(ds.get_fragments()), "versions_removed": int(getattr(stats, "old_versions", 0))}
