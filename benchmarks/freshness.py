@@ -152,6 +152,7 @@ class Bench:
         self.lock = threading.Lock()
         self.phase = "baseline"
         self.latency: dict[str, list[float]] = {"baseline": [], "writes": []}
+        self.route_latency: dict[tuple[str, str], list[float]] = {}  # (phase, route): which reads slow down
         self.read_errors: dict[str, int] = {"baseline": 0, "writes": 0}
         self.upserted: dict[str, dict[str, str]] = {"answers": {}, "items": {}}  # id -> its words, acknowledged
         self.deleted: dict[str, set[str]] = {"answers": set(), "items": set()}
@@ -191,6 +192,7 @@ def reader(bench: Bench, stop: threading.Event, seed: int) -> None:
         with bench.lock:
             if ok:
                 bench.latency[phase].append(elapsed)
+                bench.route_latency.setdefault((phase, route), []).append(elapsed)
             else:
                 bench.read_errors[phase] += 1
 
@@ -415,7 +417,9 @@ def main(argv: list[str] | None = None) -> int:
         "ack_p50_ms": 1000 * pct(bench.ack_seconds, 0.5), "ack_p95_ms": 1000 * pct(bench.ack_seconds, 0.95),
         "visibility": {label: {"samples": len(v), "p50_s": pct(v, 0.5), "p95_s": pct(v, 0.95)} for label, v in {**bench.visibility, "all": vis}.items()},
         "not_visible": bench.invisible, "watch_start_delay_p95_s": pct(bench.watch_delay, 0.95),
-        "watcher_requests_per_second": bench.watcher_requests / args.seconds, "tables_start": shape_start, "tables_end": shape_end,
+        "watcher_requests_per_second": bench.watcher_requests / args.seconds,
+        "read_p50_ms_by_route": {f"{phase} {route}": 1000 * pct(v, 0.5) for (phase, route), v in sorted(bench.route_latency.items())},
+        "tables_start": shape_start, "tables_end": shape_end,
         "rss_mb_start": rss_start, "rss_mb_end": rss_end, "rebuild_seconds": rebuild_seconds, "published": checks,
     }
     rb, ru = figures["read_baseline"], figures["read_under_writes"]
@@ -424,6 +428,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nreads, baseline:      {rb['requests']:,} ok, {rb['errors']} errors, p50 {rb['p50_ms']:.1f} ms, p95 {rb['p95_ms']:.1f} ms")
     print(f"reads, under writes:  {ru['requests']:,} ok, {ru['errors']} errors, p50 {ru['p50_ms']:.1f} ms ({figures['read_p50_ratio']:.2f}x, "
           f"target <= {READ_RATIO_TARGET}x), p95 {ru['p95_ms']:.1f} ms ({figures['read_p95_ratio']:.2f}x)")
+    routes = sorted({route for _, route in bench.route_latency})
+    by_route = figures["read_p50_ms_by_route"]
+    print("  p50 by route:       " + ", ".join(
+        f"{route} {by_route.get(f'baseline {route}', float('nan')):.1f} -> {by_route.get(f'writes {route}', float('nan')):.1f} ms" for route in routes))
     print(f"writes acknowledged:  {acked:,} ({acked / args.seconds:.1f}/s) {bench.acknowledged}, failed {len(bench.write_errors)}; "
           f"2xx after p50 {figures['ack_p50_ms']:.0f} ms, p95 {figures['ack_p95_ms']:.0f} ms")
     for label, v in figures["visibility"].items():

@@ -106,6 +106,8 @@ class FreshRecommender(RecommenderCore):
         self._base = base
         self.content_index = base.content_index
         self._dropped = frozenset(changes.items)  # their table rows (content vectors included) no longer count
+        # of those, the ones the table holds: only they can take a place in its search results
+        self._dropped_rows = sum(1 for item_id in self._dropped if base.has_item(item_id))
         self._content_ids = list(content)  # unit vectors (serving/overlay.advance_items), searched as one matrix
         self._content_row = {item_id: row for row, item_id in enumerate(self._content_ids)}
         self._content = np.stack(list(content.values())).astype(np.float32) if content else np.zeros((0, 0), np.float32)
@@ -161,7 +163,7 @@ class FreshRecommender(RecommenderCore):
         self, vector: np.ndarray, k: int, categories: list[str] | None = None, exclude_ids: list[str] = ()
     ) -> list[tuple[str, float]]:
         """The table's nearest items without the changed ones, merged with the upserted items by cosine."""
-        depth = k + min(len(self._dropped), k)
+        depth = k + min(self._dropped_rows, k)
         while True:
             found = self._base.search_items(vector, depth, categories, exclude_ids)
             kept = [(item_id, score) for item_id, score in found if item_id not in self._dropped]

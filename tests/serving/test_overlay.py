@@ -140,6 +140,20 @@ def test_a_deleted_item_is_gone_from_every_list(follower):
     assert not fresh.has_item(top)
 
 
+def test_the_table_is_searched_deeper_only_for_the_written_items_it_holds(follower, monkeypatch):
+    recommender = follower.current().recommender
+    table_item = recommender.popular(1)[0][0]
+    write(follower, "items", [{"item_id": f"brand-new-{i}", "title": f"New thing {i}"} for i in range(8)])
+    write(follower, "items", [table_item], delete=True)
+    fresh = follower.current().recommender
+    depths = []
+    search = type(fresh._base).search_items
+    monkeypatch.setattr(type(fresh._base), "search_items", lambda self, vector, k, *a, **kw: depths.append(k) or search(self, vector, k, *a, **kw))
+    found = fresh.search_items(recommender.content_vector(table_item), 3)
+    assert depths[0] == 3 + 1  # one deleted row of the table; the eight new items are not in it
+    assert len(found) == 3 and table_item not in dict(found)
+
+
 def test_a_user_who_saw_a_deleted_item_still_gets_session_recommendations(follower):
     recommender = follower.current().recommender
     user = next(u for u in recommender.rows()["user_ids"] if len(recommender.seen(u)) >= 2)
