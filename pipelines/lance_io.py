@@ -391,8 +391,10 @@ def release_snapshot_tags(warehouse: str, keep: set[str]) -> int:
 CHANGES_KEEP_SECONDS = 600.0
 # A compaction merges the change log's fragments smaller than this and leaves the rest as they
 # are. Lance's default target (a million rows) made every compaction rewrite the whole log,
-# a cost that grew with every write kept (benchmarks/RESULTS.md, "Freshness, ninth run"); at
-# this size a row is rewritten a few times at most, and the log holds a fragment per this many rows.
+# a cost that grew with every write kept (benchmarks/RESULTS.md, "Freshness, ninth run"). Now a
+# compaction rewrites the rows of the one fragment still under this size plus those written
+# since the last (each row until its fragment fills), and the log holds about a fragment per
+# this many rows (Lance folds a remainder into the last, so one may exceed it).
 CHANGES_FRAGMENT_ROWS = 10_000
 
 

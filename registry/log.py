@@ -190,7 +190,7 @@ def read_new_changes(warehouse: str, version: int, cursor: ChangeCursor) -> tupl
     if not unread:
         return (), ChangeCursor(int(version), ids, cursor.batches)
     batches = ds.scanner(fragments=unread, columns=["batch"]).to_table().column("batch").unique().to_pylist()
-    new = [batch for batch in batches if batch not in cursor.batches]  # a compaction's fragments hold only read batches
+    new = [batch for batch in batches if batch not in cursor.batches]  # a compaction's fragment may hold read batches beside new ones
     if not new:
         return (), ChangeCursor(int(version), ids, cursor.batches)
     listed = ", ".join("'" + batch.replace("'", "''") + "'" for batch in new)

@@ -141,7 +141,9 @@ class BatchingEncoder:
     `on_batch(texts)` is told the size of each forward pass (the service's batch-size histogram).
 
     `alone`, if given, encodes a pass of one text that starts while no other pass runs and none
-    has run beside another for QUIET_SECONDS: the same model on every lane's threads. At
+    has run beside another for QUIET_SECONDS: the same model on every lane's threads. Only the
+    questions' passes count: the writes' embedding (ingest, outside this batcher) may still run
+    beside a wide pass. At
     concurrency 1 the other cores are otherwise idle. Under concurrent requests passes overlap
     and each keeps to its own threads: a wide pass there soon meets a narrow one starting
     beside it, and the two fight for the cores (benchmarks/RESULTS.md, "Serving, ninth run").

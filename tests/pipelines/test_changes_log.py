@@ -122,17 +122,18 @@ def test_compaction_merges_small_fragments_and_leaves_full_ones_untouched(tmp_pa
     rows = {f.fragment_id: f.count_rows() for f in lance.dataset(uri).get_fragments()}
     full = {fragment for fragment, count in rows.items() if count >= 10}
     assert len(rows) < 12 and full and sum(rows.values()) == 24
-    cursor = change_cursor(warehouse, lance.dataset(uri).version)
-    for n in range(12, 15):
+    read = lance_io.append_changes(warehouse, _items("a12-", 2))
+    cursor = change_cursor(warehouse, read)  # a follower that has read up to a12
+    for n in range(13, 15):
         lance_io.append_changes(warehouse, _items(f"a{n}-", 2))
-    lance_io.compact_changes(warehouse, keep_seconds=0)
+    lance_io.compact_changes(warehouse, keep_seconds=0)  # a12 (read) merged with a13, a14 (new)
     after = {f.fragment_id: f.count_rows() for f in lance.dataset(uri).get_fragments()}
     assert {f: after.get(f) for f in full} == {f: rows[f] for f in full}  # the full ones not rewritten
     assert [after[f] for f in set(after) - set(rows)] == [6]  # the three new ones merged into one
     keys = [c.key for c in read_changes(warehouse).changes]
     assert keys == [f"a{n}-{i}" for n in range(15) for i in range(2)]  # nothing lost, commit order kept
     new, _ = read_new_changes(warehouse, lance.dataset(uri).version, cursor)
-    assert [c.key for c in new] == [f"a{n}-{i}" for n in range(12, 15) for i in range(2)]  # a merged fragment's old rows are not new
+    assert [c.key for c in new] == [f"a{n}-{i}" for n in range(13, 15) for i in range(2)]  # a merged fragment's read rows are not new
 
 
 def test_a_follower_reads_only_what_is_new_across_appends_compaction_and_purge(tmp_path):

@@ -184,7 +184,7 @@ def test_with_two_lanes_two_questions_are_encoded_side_by_side():
 
 
 def test_a_question_with_the_cores_to_itself_goes_to_the_wide_model_and_the_others_to_their_lanes(monkeypatch):
-    monkeypatch.setattr(encoders, "QUIET_SECONDS", 0.2)
+    monkeypatch.setattr(encoders, "QUIET_SECONDS", 60.0)  # the quiet time passes below by hand, not by sleeping
     release = threading.Event()
     narrow, wide = Recording(), Recording(hold=release)
     encoder = BatchingEncoder(narrow, lanes=2, alone=wide)
@@ -197,7 +197,7 @@ def test_a_question_with_the_cores_to_itself_goes_to_the_wide_model_and_the_othe
     assert wide.calls == [["first"]] and narrow.calls == [["second"]]
     encoder.encode(["third"])  # alone, but two passes ran at once a moment ago: its lane's threads
     assert narrow.calls[-1] == ["third"]
-    time.sleep(0.3)
+    encoder._crowded_at -= 61.0  # a minute with no two passes at once
     encoder.encode(["a pair", "of texts"])  # a batch keeps to its lane's threads, even alone and quiet
     assert narrow.calls[-1] == ["a pair", "of texts"]
     encoder.encode(["fourth"])  # quiet for longer than QUIET_SECONDS: every core again

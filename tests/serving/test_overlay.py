@@ -142,15 +142,16 @@ def test_a_deleted_item_is_gone_from_every_list(follower):
 
 def test_the_table_is_searched_deeper_only_for_the_written_items_it_holds(follower, monkeypatch):
     recommender = follower.current().recommender
-    table_item = recommender.popular(1)[0][0]
+    table_item, retitled = (item_id for item_id, _ in recommender.popular(2))
     write(follower, "items", [{"item_id": f"brand-new-{i}", "title": f"New thing {i}"} for i in range(8)])
+    write(follower, "items", [{"item_id": retitled, "title": "Retitled"}])  # its table row no longer counts either
     write(follower, "items", [table_item], delete=True)
     fresh = follower.current().recommender
     depths = []
     search = type(fresh._base).search_items
     monkeypatch.setattr(type(fresh._base), "search_items", lambda self, vector, k, *a, **kw: depths.append(k) or search(self, vector, k, *a, **kw))
     found = fresh.search_items(recommender.content_vector(table_item), 3)
-    assert depths[0] == 3 + 1  # one deleted row of the table; the eight new items are not in it
+    assert depths[0] == 3 + 2  # one deleted and one upserted row of the table; the eight new items are not in it
     assert len(found) == 3 and table_item not in dict(found)
 
 
