@@ -20,6 +20,7 @@ channel); such a graph is only as good as its quality gate says, which the calle
 
 from __future__ import annotations
 
+import copy
 import tempfile
 import warnings
 from pathlib import Path
@@ -97,34 +98,24 @@ class OnnxEncoder:
         return self
 
     @property
-    def wide(self) -> "WideOnnxEncoder | None":
-        """The same graph on `wide_threads` threads (None if not asked for)."""
+    def wide(self) -> "OnnxEncoder | None":
+        """This encoder on its `wide_threads` session (None if not asked for): the same graph,
+        tokenizer and vectors, more cores a call."""
         self.load()
-        return None if self._wide_session is None else WideOnnxEncoder(self)
+        if self._wide_session is None:
+            return None
+        view = copy.copy(self)
+        view._session, view._wide_session = self._wide_session, None
+        return view
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Normalised embeddings, (len(texts), dimension) float32; batches grouped by length."""
         self.load()
-        return encode_by_length(texts, self._dimension, self._batch_size, lambda batch: self._encode_batch(batch, self._session))
+        return encode_by_length(texts, self._dimension, self._batch_size, self._encode_batch)
 
-    def _encode_batch(self, texts: list[str], session) -> np.ndarray:
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
         batch = self._tokenizer(texts, padding=True, truncation=True, max_length=self._max_length, return_tensors="np")
-        return session.run(None, {name: batch[name].astype(np.int64) for name in self._inputs})[0]
-
-
-class WideOnnxEncoder:
-    """An `OnnxEncoder`'s graph on its `wide_threads` session: the same vectors, more cores a call."""
-
-    def __init__(self, owner: OnnxEncoder) -> None:
-        self.name, self._owner = owner.name, owner
-
-    @property
-    def dimension(self) -> int:
-        return self._owner.dimension
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        owner = self._owner
-        return encode_by_length(texts, owner.dimension, owner._batch_size, lambda batch: owner._encode_batch(batch, owner._wide_session))
+        return self._session.run(None, {name: batch[name].astype(np.int64) for name in self._inputs})[0]
 
 
 def _session(path: Path, threads: int, stop_spinning: bool):

@@ -89,8 +89,7 @@ class SizeRoutedEncoder:
     weights in another precision): each encodes the sizes it is fastest at."""
 
     def __init__(self, small: Encoder, large: Encoder, min_texts: int) -> None:
-        if (small.name, small.dimension) != (large.name, large.dimension):
-            raise TableContractError(f"{small.name!r} ({small.dimension}) and {large.name!r} ({large.dimension}) are not one model")
+        _check_one_model(small, large)
         self.name, self.small, self.large, self.min_texts = small.name, small, large, min_texts
 
     @property
@@ -99,6 +98,12 @@ class SizeRoutedEncoder:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         return (self.large if len(texts) >= self.min_texts else self.small).encode(texts)
+
+
+def _check_one_model(first: Encoder, second: Encoder) -> None:
+    """Two encoders that stand in for each other must be one model (name and dimension)."""
+    if (first.name, first.dimension) != (second.name, second.dimension):
+        raise TableContractError(f"{first.name!r} ({first.dimension}) and {second.name!r} ({second.dimension}) are not one model")
 
 
 def lone_encoder(model: Encoder) -> Encoder | None:
@@ -157,8 +162,8 @@ class BatchingEncoder:
         lanes: int = 1,
         alone: Encoder | None = None,
     ) -> None:
-        if alone is not None and (alone.name, alone.dimension) != (inner.name, inner.dimension):
-            raise TableContractError(f"{alone.name!r} ({alone.dimension}) and {inner.name!r} ({inner.dimension}) are not one model")
+        if alone is not None:
+            _check_one_model(inner, alone)
         self.name, self._inner, self._on_batch, self._alone = inner.name, inner, on_batch, alone
         self._crowded_at = -float("inf")  # when a pass last started beside another
         self._batcher: Batcher[list[str], np.ndarray] = Batcher(self._run, max_batch, lanes)

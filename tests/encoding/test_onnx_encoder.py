@@ -37,7 +37,7 @@ def test_the_wide_session_gives_the_same_vectors_on_more_threads(encoders):
     texts = ["How do I cross out text?", "kettle", "word " * 300, ""]
     wide = onnx.wide
     assert wide is not None and (wide.name, wide.dimension) == (onnx.name, onnx.dimension)
-    options = wide._owner._wide_session.get_session_options()
+    options = wide._session.get_session_options()
     assert options.intra_op_num_threads == 2 and options.get_session_config_entry("session.force_spinning_stop") == "1"
     np.testing.assert_allclose(wide.encode(texts), onnx.encode(texts), atol=1e-5)
 
