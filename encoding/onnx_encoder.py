@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from encoding.sentence_transformer import SentenceTransformerEncoder, embedding_module, encode_by_length
+from encoding.sentence_transformer import SentenceTransformerEncoder, embedding_module, length_groups
 
 # Texts the export is checked on: short, long (truncated), non-Latin, empty.
 PARITY_TEXTS = ["How do I cross out text?", "refund " * 400, "Wie setze ich mein Passwort zurück? 🙂", ""]
@@ -109,9 +109,22 @@ class OnnxEncoder:
         return view
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Normalised embeddings, (len(texts), dimension) float32; batches grouped by length."""
+        """Normalised embeddings, (len(texts), dimension) float32, in the order asked.
+
+        The texts go through the graph in groups of similar token counts (`length_groups`):
+        padding costs what real tokens cost, and the texts of one call (a pass of concurrent
+        questions, a commit's writes) are often of very different lengths."""
         self.load()
-        return encode_by_length(texts, self._dimension, self._batch_size, self._encode_batch)
+        out = np.zeros((len(texts), self._dimension), dtype=np.float32)
+        if len(texts) <= 1:
+            if texts:
+                out[:] = self._encode_batch(texts)
+            return out
+        lengths = self._tokenizer(texts, truncation=True, max_length=self._max_length, return_length=True,
+                                  return_attention_mask=False, return_token_type_ids=False)["length"]
+        for rows in length_groups(lengths, self._batch_size):
+            out[rows] = self._encode_batch([texts[i] for i in rows])
+        return out
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         batch = self._tokenizer(texts, padding=True, truncation=True, max_length=self._max_length, return_tensors="np")

@@ -7,7 +7,7 @@ it until `load()` is called: from `DoFn.setup()` in pipelines and the service's 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +132,28 @@ def embedding_module(model: Any) -> tuple[Any, list[str], dict[str, Any]]:
             return torch.nn.functional.normalize(embedding.float(), p=2, dim=1)  # fp32 whatever the weights
 
     return Embed().eval(), names, probe
+
+
+# A forward pass pads every text to its longest, and on a CPU the padding costs what real
+# tokens cost: texts are grouped so a group's longest is at most this many times its shortest.
+# Concurrent questions of 9-38 tokens padded as one pass of 32 took 1.6x the time of the same
+# texts in such groups (benchmarks/RESULTS.md, "Serving, tenth run").
+MAX_PAD_RATIO = 1.25
+
+
+def length_groups(lengths: Sequence[int], max_rows: int, max_ratio: float = MAX_PAD_RATIO) -> list[list[int]]:
+    """Indices into `lengths`, shortest first, cut into groups of at most `max_rows` whose
+    longest is at most `max_ratio` times their shortest: each group is one forward pass that
+    pads little. Every index is in exactly one group."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    groups: list[list[int]] = []
+    for index in order:
+        group = groups[-1] if groups else None
+        if group is None or len(group) >= max_rows or lengths[index] > max_ratio * max(lengths[group[0]], 1):
+            groups.append([index])
+        else:
+            group.append(index)
+    return groups
 
 
 def encode_by_length(texts: list[str], dimension: int, batch_size: int, encode_batch: Callable[[list[str]], np.ndarray]) -> np.ndarray:

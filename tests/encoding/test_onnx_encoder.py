@@ -32,6 +32,24 @@ def test_batches_grouped_by_length_come_back_in_the_order_asked(encoders):
     np.testing.assert_allclose(together, alone, atol=1e-5)
 
 
+def test_texts_of_very_different_lengths_go_through_in_passes_that_pad_little(encoders, monkeypatch):
+    _, onnx = encoders
+    texts = ["kettle", "word " * 120, "How do I cross out text?", "word " * 100, "tea", "How do I reset my password?"]
+    passes = []
+    original = onnx._encode_batch
+    monkeypatch.setattr(onnx, "_encode_batch", lambda batch: passes.append(batch) or original(batch))
+    together = onnx.encode(texts)
+    tokens = [len(onnx._tokenizer(text)["input_ids"]) for text in texts]
+    by_text = dict(zip(texts, tokens))
+    assert sorted(text for batch in passes for text in batch) == sorted(texts)
+    assert len(passes) >= 3  # the long pair, the questions and the single words apart
+    for batch in passes:
+        assert max(by_text[t] for t in batch) <= 1.25 * min(by_text[t] for t in batch)
+    monkeypatch.undo()
+    alone = np.vstack([onnx.encode([text]) for text in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
 def test_the_wide_session_gives_the_same_vectors_on_more_threads(encoders):
     _, onnx = encoders
     texts = ["How do I cross out text?", "kettle", "word " * 300, ""]

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from encoding.sentence_transformer import SentenceTransformerEncoder, resolve_model_path
+from encoding.sentence_transformer import SentenceTransformerEncoder, length_groups, resolve_model_path
 from features.encoders import Encoder
 
 
@@ -65,3 +65,21 @@ def test_cuda_encodes_what_the_cpu_encodes():
     cpu = SentenceTransformerEncoder().encode(texts)
     cuda = SentenceTransformerEncoder(device="cuda").encode(texts)
     assert float(np.min(np.sum(cpu * cuda, axis=1))) > 0.9999
+
+
+def test_length_groups_cover_every_text_once_and_pad_at_most_the_ratio():
+    lengths = [9, 38, 12, 10, 30, 11, 25, 9, 60, 14, 13, 0, 1]
+    groups = length_groups(lengths, max_rows=3, max_ratio=1.25)
+    assert sorted(i for group in groups for i in group) == list(range(len(lengths)))
+    for group in groups:
+        assert len(group) <= 3
+        assert max(lengths[i] for i in group) <= 1.25 * max(min(lengths[i] for i in group), 1)
+    flat = [lengths[i] for group in groups for i in group]
+    assert flat == sorted(lengths)  # shortest first, group after group
+    # similar lengths share a pass: 9, 9, 10 (at most 3 rows), then 11, 12, 13
+    assert [[lengths[i] for i in group] for group in groups[1:3]] == [[9, 9, 10], [11, 12, 13]]
+
+
+def test_length_groups_of_equal_lengths_fill_passes_and_of_none_make_none():
+    assert [len(group) for group in length_groups([20] * 7, max_rows=3)] == [3, 3, 1]
+    assert length_groups([], max_rows=4) == []
