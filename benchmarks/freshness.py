@@ -155,6 +155,7 @@ class Bench:
         self.route_latency: dict[tuple[str, str], list[float]] = {}  # (phase, route): which reads slow down
         self.read_errors: dict[str, int] = {"baseline": 0, "writes": 0}
         self.upserted: dict[str, dict[str, str]] = {"answers": {}, "items": {}}  # id -> its words, acknowledged
+        self.upserted_ids: dict[str, list[str]] = {"answers": [], "items": []}  # the same ids, to draw from
         self.deleted: dict[str, set[str]] = {"answers": set(), "items": set()}
         self.events: dict[str, set[str]] = {}  # user -> items of acknowledged events
         self.acknowledged = {"answers": 0, "items": 0, "delete": 0, "events": 0}
@@ -235,15 +236,38 @@ def watch(bench: Bench, label: str, kind: str, key: str, text: str, gone: bool, 
             bench.watching.discard(key)
 
 
+_WRITER = threading.local()
+
+
+def writer_session() -> requests.Session:
+    """The calling writer thread's one HTTP session, kept alive across its writes as a client
+    of a write API would: a connection per write made the server (and this script, on the same
+    cores) accept and tear down 50 connections a second, load the readers then shared."""
+    if getattr(_WRITER, "session", None) is None:
+        _WRITER.session = requests.Session()
+    return _WRITER.session
+
+
+def deletable_upsert(bench: Bench, table: str, rng: random.Random) -> str | None:
+    """A random acknowledged upsert of `table` not deleted and not being watched, or None; the
+    caller holds bench.lock. Drawn with retries, not by listing every upsert: a list made at
+    each write grew with the run and took this script's CPU (which the server's cores share)."""
+    ids = bench.upserted_ids[table]
+    for _ in range(32):
+        if not ids:
+            return None
+        key = ids[rng.randrange(len(ids))]
+        if key not in bench.deleted[table] and key not in bench.watching:
+            return key
+    live = [key for key in ids if key not in bench.deleted[table] and key not in bench.watching]  # mostly deleted: look at all
+    return rng.choice(live) if live else None
+
+
 def write_one(bench: Bench, n: int, rng: random.Random, table_ids: dict[str, list[str]], sample: bool,
-              watchers: ThreadPoolExecutor, timeout: float) -> None:
+              watchers: ThreadPoolExecutor, timeout: float, kind: str | None = None) -> None:
     """Send write n (one record), record what was acknowledged, and maybe watch it become visible."""
-    kind = rng.choices([k for k, _ in WRITE_MIX], [w for _, w in WRITE_MIX])[0]
-    with bench.lock:
-        deletable = {t: [k for k in bench.upserted[t] if k not in bench.deleted[t] and k not in bench.watching] for t in ("answers", "items")}
-        if kind == "delete" and not any(deletable.values()) and not any(table_ids.values()):
-            kind = "answer"
-    session = requests.Session()
+    kind = kind or rng.choices([k for k, _ in WRITE_MIX], [w for _, w in WRITE_MIX])[0]
+    session = writer_session()
     if kind == "answer":
         table, key, text = "answers", f"fresh-{RUN}-answer-{n}", words(rng)
         route, body = "/ingest/answers", {"answers": [{"doc_id": key, "question": f"How does {text} work?", "answer": f"{text} works by {words(rng, 2)}."}]}
@@ -255,17 +279,21 @@ def write_one(bench: Bench, n: int, rng: random.Random, table_ids: dict[str, lis
         route, body = "/ingest/events", {"events": [{"user_id": user, "item_id": item, "timestamp": time.time(), "event": "purchase"}]}
     else:
         with bench.lock:  # chosen and marked under one lock: no id is deleted twice
-            deletable = {t: [k for k in bench.upserted[t] if k not in bench.deleted[t] and k not in bench.watching] for t in ("answers", "items")}
+            deletable = {t: key for t in ("answers", "items") if (key := deletable_upsert(bench, t, rng)) is not None}
             from_table = [t for t in ("answers", "items") if table_ids[t]]
-            from_upserts = [t for t in ("answers", "items") if deletable[t]]
-            if from_table and (rng.random() < 0.2 or not from_upserts):
+            if from_table and (rng.random() < 0.2 or not deletable):
                 table = rng.choice(from_table)
                 key = table_ids[table].pop()
+            elif deletable:
+                table = rng.choice(sorted(deletable))
+                key = deletable[table]
             else:
-                table = rng.choice(from_upserts)
-                key = rng.choice(deletable[table])
-            text = bench.upserted[table].get(key, "")
-            bench.deleted[table].add(key)  # recorded before the 2xx: a failed delete is taken out again below
+                table = None
+            if table is not None:
+                text = bench.upserted[table].get(key, "")
+                bench.deleted[table].add(key)  # recorded before the 2xx: a failed delete is taken out again below
+        if table is None:  # nothing deletable yet: an answer upsert instead
+            return write_one(bench, n, rng, table_ids, sample, watchers, timeout, kind="answer")
         route, body = "/ingest/delete", {table: [key]}
     started = time.monotonic()
     try:
@@ -288,6 +316,7 @@ def write_one(bench: Bench, n: int, rng: random.Random, table_ids: dict[str, lis
         bench.acknowledged["delete" if kind == "delete" else table] += 1
         if kind != "delete":
             bench.upserted[table][key] = text
+            bench.upserted_ids[table].append(key)
         if sample:
             bench.watching.add(key)
     if sample:
