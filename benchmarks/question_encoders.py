@@ -12,6 +12,9 @@ graph (the model RECQA_ENCODER_PRECISION=bf16 gives calls of BF16_MIN_TEXTS text
 (default 1). The raw baseline is sentence-transformers' own `encode` of the same texts, fp32,
 batch size 32, on the same threads.
 
+"each call one padded pass" is the ONNX graph as it ran before its calls were cut into groups
+of similar token counts (`length_groups`): every text of a call padded to the call's longest.
+
 "beside a busy thread" repeats the batches of 32 while one other thread runs pure Python, as
 the API's request threads do: an encoder that takes the GIL back between operations waits for
 it (up to the interpreter's switch interval) at each one.
@@ -26,6 +29,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -88,7 +92,9 @@ def main(argv: list[str] | None = None) -> None:
     rates: dict[str, dict[int, float]] = {}
     print("| encoder | one question p50 | / raw | batches of 32 | / raw | beside a busy thread | / alone | min cosine to raw fp32 (200 questions) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name, encoder in (("ONNX fp32 (lone questions)", load_query_encoder(args.model, "onnx", args.threads)),
+    onnx = load_query_encoder(args.model, "onnx", args.threads)
+    for name, encoder in (("ONNX fp32 (lone questions)", onnx),
+                          ("ONNX fp32, each call one padded pass (no length groups)", SimpleNamespace(encode=onnx._encode_batch)),
                           ("PyTorch fp32", load_query_encoder(args.model, "torch", args.threads)),
                           ("PyTorch bf16, eager", SentenceTransformerEncoder(args.model, precision="bf16").load()),
                           ("PyTorch bf16, traced (RECQA_ENCODER_PRECISION=bf16 batches)", load_batch_encoder(args.model, "onnx", args.threads, "bf16").large)):

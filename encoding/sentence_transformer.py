@@ -135,25 +135,33 @@ def embedding_module(model: Any) -> tuple[Any, list[str], dict[str, Any]]:
 
 
 # A forward pass pads every text to its longest, and on a CPU the padding costs what real
-# tokens cost: texts are grouped so a group's longest is at most this many times its shortest.
-# Concurrent questions of 9-38 tokens padded as one pass of 32 took 1.6x the time of the same
-# texts in such groups (benchmarks/RESULTS.md, "Serving, tenth run").
-MAX_PAD_RATIO = 1.25
+# tokens cost; each pass also costs a fixed amount (the call, and in the API process taking
+# the GIL back from busy request threads), here counted as this many token-rows.
+# Batches of 32 SciFact questions: 1.6-1.7x the texts a second of one padded pass, and beside a
+# busy Python thread 1.4x (benchmarks/RESULTS.md, "Serving, tenth run").
+PASS_COST_TOKENS = 48
 
 
-def length_groups(lengths: Sequence[int], max_rows: int, max_ratio: float = MAX_PAD_RATIO) -> list[list[int]]:
-    """Indices into `lengths`, shortest first, cut into groups of at most `max_rows` whose
-    longest is at most `max_ratio` times their shortest: each group is one forward pass that
-    pads little. Every index is in exactly one group."""
+def length_groups(lengths: Sequence[int], max_rows: int, pass_cost: float = PASS_COST_TOKENS) -> list[list[int]]:
+    """Indices into `lengths` (token counts), shortest first, cut into forward passes of at most
+    `max_rows` that cost least in all: a pass costs its rows x its longest, plus `pass_cost`.
+    Consecutive runs of the sorted lengths are optimal for that cost, so a dynamic programme
+    over cut points finds the best (O(len x max_rows)). Every index is in exactly one group."""
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    groups: list[list[int]] = []
-    for index in order:
-        group = groups[-1] if groups else None
-        if group is None or len(group) >= max_rows or lengths[index] > max_ratio * max(lengths[group[0]], 1):
-            groups.append([index])
-        else:
-            group.append(index)
-    return groups
+    sorted_lengths = [lengths[i] for i in order]
+    best = [0.0] + [float("inf")] * len(order)  # best[j]: least cost of the first j texts
+    cut = [0] * (len(order) + 1)
+    for j in range(1, len(order) + 1):
+        longest = sorted_lengths[j - 1]
+        for i in range(max(0, j - max_rows), j):
+            cost = best[i] + pass_cost + (j - i) * longest
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    groups, j = [], len(order)
+    while j > 0:
+        groups.append(order[cut[j]:j])
+        j = cut[j]
+    return groups[::-1]
 
 
 def encode_by_length(texts: list[str], dimension: int, batch_size: int, encode_batch: Callable[[list[str]], np.ndarray]) -> np.ndarray:

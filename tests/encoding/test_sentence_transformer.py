@@ -1,3 +1,5 @@
+import itertools
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -67,19 +69,38 @@ def test_cuda_encodes_what_the_cpu_encodes():
     assert float(np.min(np.sum(cpu * cuda, axis=1))) > 0.9999
 
 
-def test_length_groups_cover_every_text_once_and_pad_at_most_the_ratio():
-    lengths = [9, 38, 12, 10, 30, 11, 25, 9, 60, 14, 13, 0, 1]
-    groups = length_groups(lengths, max_rows=3, max_ratio=1.25)
-    assert sorted(i for group in groups for i in group) == list(range(len(lengths)))
-    for group in groups:
-        assert len(group) <= 3
-        assert max(lengths[i] for i in group) <= 1.25 * max(min(lengths[i] for i in group), 1)
-    flat = [lengths[i] for group in groups for i in group]
-    assert flat == sorted(lengths)  # shortest first, group after group
-    # similar lengths share a pass: 9, 9, 10 (at most 3 rows), then 11, 12, 13
-    assert [[lengths[i] for i in group] for group in groups[1:3]] == [[9, 9, 10], [11, 12, 13]]
+def _cost(lengths, groups, pass_cost):
+    return sum(pass_cost + len(group) * max(lengths[i] for i in group) for group in groups)
 
 
-def test_length_groups_of_equal_lengths_fill_passes_and_of_none_make_none():
-    assert [len(group) for group in length_groups([20] * 7, max_rows=3)] == [3, 3, 1]
+def test_length_groups_cover_every_text_once_shortest_first_and_cost_least():
+    rng = random.Random(7)
+    for _ in range(200):
+        lengths = [rng.choice([3, 9, 10, 12, 30, 38, 60, 256]) + rng.randrange(3) for _ in range(rng.randrange(1, 9))]
+        max_rows = rng.choice([2, 3, 64])
+        groups = length_groups(lengths, max_rows, pass_cost=48)
+        assert sorted(i for group in groups for i in group) == list(range(len(lengths)))
+        assert [lengths[i] for group in groups for i in group] == sorted(lengths)
+        assert all(len(group) <= max_rows for group in groups)
+        # the least cost over every way of cutting the sorted texts into runs of at most max_rows
+        ordered = sorted(range(len(lengths)), key=lengths.__getitem__)
+        partitions = [_runs(ordered, cuts) for cuts in itertools.product([False, True], repeat=len(lengths) - 1)]
+        least = min(_cost(lengths, runs, 48) for runs in partitions if all(len(run) <= max_rows for run in runs))
+        assert _cost(lengths, groups, 48) == least
+
+
+def _runs(ordered, cuts):
+    runs, current = [], [ordered[0]]
+    for index, cut in zip(ordered[1:], cuts):
+        if cut:
+            runs.append(current)
+            current = []
+        current.append(index)
+    return runs + [current]
+
+
+def test_length_groups_keep_short_texts_out_of_long_passes_and_close_lengths_together():
+    assert [sorted(g) for g in length_groups([10] * 5 + [200] * 5, max_rows=64)] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    assert length_groups([10, 11, 12], max_rows=64) == [[0, 1, 2]]  # a pass more costs more than two tokens of padding
+    assert [len(group) for group in length_groups([20] * 7, max_rows=3)] in ([3, 3, 1], [3, 2, 2], [2, 3, 2], [2, 2, 3], [1, 3, 3], [3, 1, 3])
     assert length_groups([], max_rows=4) == []
