@@ -37,8 +37,8 @@ def test_texts_of_very_different_lengths_go_through_in_passes_that_pad_little(en
     texts = ["word " * 110, "kettle", "Where is my order?", "word " * 100, "tea", "How do I cross out text?", "pen",
              "How do I reset my password?", "word " * 120]
     passes = []
-    original = onnx._encode_batch
-    monkeypatch.setattr(onnx, "_encode_batch", lambda batch: passes.append(batch) or original(batch))
+    original = onnx._run
+    monkeypatch.setattr(onnx, "_run", lambda tokens, rows: passes.append([texts[i] for i in rows]) or original(tokens, rows))
     together = onnx.encode(texts)
     tokens = {text: len(onnx._tokenizer(text)["input_ids"]) for text in texts}
     assert sorted(text for batch in passes for text in batch) == sorted(texts)
