@@ -137,8 +137,8 @@ def embedding_module(model: Any) -> tuple[Any, list[str], dict[str, Any]]:
 # A forward pass pads every text to its longest, and on a CPU the padding costs what real
 # tokens cost; each pass also costs a fixed amount (the call, and in the API process taking
 # the GIL back from busy request threads), here counted as this many token-rows.
-# Batches of 32 SciFact questions: 1.6-1.7x the texts a second of one padded pass, and beside a
-# busy Python thread 1.4x (benchmarks/RESULTS.md, "Serving, tenth run").
+# Against one padded pass, and against cutting where lengths differ by a ratio (more passes,
+# each waiting for the GIL beside busy threads): benchmarks/RESULTS.md, "Serving, tenth run".
 PASS_COST_TOKENS = 48
 
 
