@@ -156,6 +156,8 @@ class Bench:
         self.read_errors: dict[str, int] = {"baseline": 0, "writes": 0}
         self.upserted: dict[str, dict[str, str]] = {"answers": {}, "items": {}}  # id -> its words, acknowledged
         self.upserted_ids: dict[str, list[str]] = {"answers": [], "items": []}  # the same ids, to draw from
+        self.writer_local = threading.local()  # each writer thread's session (`writer_session`)
+        self.writer_sessions: list[requests.Session] = []
         self.deleted: dict[str, set[str]] = {"answers": set(), "items": set()}
         self.events: dict[str, set[str]] = {}  # user -> items of acknowledged events
         self.acknowledged = {"answers": 0, "items": 0, "delete": 0, "events": 0}
@@ -236,16 +238,16 @@ def watch(bench: Bench, label: str, kind: str, key: str, text: str, gone: bool, 
             bench.watching.discard(key)
 
 
-_WRITER = threading.local()
-
-
-def writer_session() -> requests.Session:
+def writer_session(bench: Bench) -> requests.Session:
     """The calling writer thread's one HTTP session, kept alive across its writes as a client
-    of a write API would: a connection per write made the server (and this script, on the same
-    cores) accept and tear down 50 connections a second, load the readers then shared."""
-    if getattr(_WRITER, "session", None) is None:
-        _WRITER.session = requests.Session()
-    return _WRITER.session
+    of a write API would, not a connection opened and closed for each write; closed by
+    `write_load` at the end."""
+    session = getattr(bench.writer_local, "session", None)
+    if session is None:
+        session = bench.writer_local.session = requests.Session()
+        with bench.lock:
+            bench.writer_sessions.append(session)
+    return session
 
 
 def deletable_upsert(bench: Bench, table: str, rng: random.Random) -> str | None:
@@ -267,7 +269,7 @@ def write_one(bench: Bench, n: int, rng: random.Random, table_ids: dict[str, lis
               watchers: ThreadPoolExecutor, timeout: float, kind: str | None = None) -> None:
     """Send write n (one record), record what was acknowledged, and maybe watch it become visible."""
     kind = kind or rng.choices([k for k, _ in WRITE_MIX], [w for _, w in WRITE_MIX])[0]
-    session = writer_session()
+    session = writer_session(bench)
     if kind == "answer":
         table, key, text = "answers", f"fresh-{RUN}-answer-{n}", words(rng)
         route, body = "/ingest/answers", {"answers": [{"doc_id": key, "question": f"How does {text} work?", "answer": f"{text} works by {words(rng, 2)}."}]}
@@ -279,7 +281,11 @@ def write_one(bench: Bench, n: int, rng: random.Random, table_ids: dict[str, lis
         route, body = "/ingest/events", {"events": [{"user_id": user, "item_id": item, "timestamp": time.time(), "event": "purchase"}]}
     else:
         with bench.lock:  # chosen and marked under one lock: no id is deleted twice
-            deletable = {t: key for t in ("answers", "items") if (key := deletable_upsert(bench, t, rng)) is not None}
+            deletable = {}
+            for name in ("answers", "items"):
+                drawn = deletable_upsert(bench, name, rng)
+                if drawn is not None:
+                    deletable[name] = drawn
             from_table = [t for t in ("answers", "items") if table_ids[t]]
             if from_table and (rng.random() < 0.2 or not deletable):
                 table = rng.choice(from_table)
@@ -337,6 +343,8 @@ def write_load(bench: Bench, args: argparse.Namespace, table_ids: dict[str, list
             time.sleep(max(0.0, started + n * interval - time.monotonic()))
         writers.shutdown(wait=True)
     # the watchers' pool is shut down (waited for) by the with block
+    for session in bench.writer_sessions:
+        session.close()
 
 
 def check_published(bench: Bench, warehouse: str) -> dict:

@@ -12,8 +12,9 @@ graph (the model RECQA_ENCODER_PRECISION=bf16 gives calls of BF16_MIN_TEXTS text
 (default 1). The raw baseline is sentence-transformers' own `encode` of the same texts, fp32,
 batch size 32, on the same threads.
 
-"each call one padded pass" is the ONNX graph as it ran before its calls were cut into groups
-of similar token counts (`length_groups`): every text of a call padded to the call's longest.
+"each call one padded pass" is the ONNX graph as it ran, for calls of up to 64 texts, before
+its calls were cut into passes of similar token counts (`length_groups`): every text of a
+call padded to the call's longest.
 
 "beside a busy thread" repeats the batches of 32 while one other thread runs pure Python, as
 the API's request threads do: an encoder that takes the GIL back between operations waits for
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     from sentence_transformers import SentenceTransformer
 
     from benchmarks.serving import raw_single_encode_ms  # one text a call, p50 ms: the same loop for every encoder
+    from encoding.onnx_encoder import OnnxEncoder
     from encoding.sentence_transformer import SentenceTransformerEncoder, resolve_model_path
     from serving.encoders import load_batch_encoder, load_query_encoder
 
@@ -93,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     print("| encoder | one question p50 | / raw | batches of 32 | / raw | beside a busy thread | / alone | min cosine to raw fp32 (200 questions) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     onnx = load_query_encoder(args.model, "onnx", args.threads)
+    if not isinstance(onnx, OnnxEncoder):
+        raise SystemExit(f"the ONNX export of {args.model} failed (see the warning above): nothing to compare")
     for name, encoder in (("ONNX fp32 (lone questions)", onnx),
                           ("ONNX fp32, each call one padded pass (no length groups)", SimpleNamespace(encode=onnx._encode_batch)),
                           ("PyTorch fp32", load_query_encoder(args.model, "torch", args.threads)),

@@ -1,8 +1,9 @@
 """The same sentence-transformers model run by ONNX Runtime, for one question at a time.
 
-For one short question ONNX Runtime is faster than PyTorch's eager kernels, and for batches
-of 64 about as fast (figures: benchmarks/RESULTS.md, "Measured figures behind code comments"),
-so the service's query path uses it, and the batch jobs encode with the same graph
+For one short question ONNX Runtime is faster than PyTorch's eager kernels (figures:
+benchmarks/RESULTS.md, "Measured figures behind code comments"), and for batches of questions
+of mixed lengths faster once a call's texts go through in passes of similar token counts
+("Serving, tenth run"), so the service's query path uses it, and the batch jobs encode with the same graph
 (pipelines/transforms/encode.py): one encoder, one set of vectors on both sides. The graph is
 exported from the loaded sentence-transformers model itself (tokenizer outputs in, its own
 pooling and normalisation out), so any model exports the same way, and `load()` refuses an
@@ -73,6 +74,8 @@ class OnnxEncoder:
         if self._session is not None:
             return self
         model = self._source.load()._model
+        if model.tokenizer.pad_token_id is None:  # texts of a call are padded to their pass's longest
+            raise RuntimeError(f"the tokenizer of '{self.name}' has no padding token: ONNX passes of several texts need one")
         self._tokenizer = model.tokenizer
         self._max_length = int(model.max_seq_length)
         self._dimension = self._source.dimension
@@ -119,14 +122,18 @@ class OnnxEncoder:
         out = np.zeros((len(texts), self._dimension), dtype=np.float32)
         if not texts:
             return out
-        tokens = self._tokenizer(texts, truncation=True, max_length=self._max_length)
+        tokens = self._tokenize(texts)
         for rows in length_groups([len(ids) for ids in tokens["input_ids"]], self._batch_size):
             out[rows] = self._run(tokens, rows)
         return out
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         """The texts as one pass, all padded to the longest (benchmarks compare it with `encode`)."""
-        return self._run(self._tokenizer(texts, truncation=True, max_length=self._max_length), list(range(len(texts))))
+        return self._run(self._tokenize(texts), list(range(len(texts))))
+
+    def _tokenize(self, texts: list[str]):
+        """Token ids (and the model's other inputs) of each text, truncated as the model does, unpadded."""
+        return self._tokenizer(texts, truncation=True, max_length=self._max_length)
 
     def _run(self, tokens, rows: list[int]) -> np.ndarray:
         """One forward pass over the tokenized texts at `rows`, padded to their longest as the
@@ -135,7 +142,7 @@ class OnnxEncoder:
         left = self._tokenizer.padding_side == "left"
         feed = {}
         for name in self._inputs:
-            fill = {"input_ids": self._tokenizer.pad_token_id, "token_type_ids": getattr(self._tokenizer, "pad_token_type_id", 0)}.get(name) or 0
+            fill = {"input_ids": self._tokenizer.pad_token_id, "token_type_ids": getattr(self._tokenizer, "pad_token_type_id", 0)}.get(name, 0)
             array = np.full((len(rows), width), fill, dtype=np.int64)
             for row, i in enumerate(rows):
                 values = tokens[name][i]

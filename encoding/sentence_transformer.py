@@ -147,6 +147,8 @@ def length_groups(lengths: Sequence[int], max_rows: int, pass_cost: float = PASS
     `max_rows` that cost least in all: a pass costs its rows x its longest, plus `pass_cost`.
     Consecutive runs of the sorted lengths are optimal for that cost, so a dynamic programme
     over cut points finds the best (O(len x max_rows)). Every index is in exactly one group."""
+    if max_rows < 1 or not 0 <= pass_cost < float("inf"):
+        raise ValueError(f"length_groups needs max_rows >= 1 and a finite pass_cost >= 0, not {max_rows} and {pass_cost}")
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
     sorted_lengths = [lengths[i] for i in order]
     best = [0.0] + [float("inf")] * len(order)  # best[j]: least cost of the first j texts

@@ -73,6 +73,8 @@ class TracedEncoder:
     def encode(self, texts: list[str]) -> np.ndarray:
         """Normalised embeddings, (len(texts), dimension) float32; batches grouped by length."""
         self.load()
+        # by characters in fixed batches, not `length_groups`: its passes of any row count would
+        # meet more input shapes, and the bf16 kernels keep memory for each (`_encode_batch`)
         return encode_by_length(texts, self.dimension, self._batch_size, self._encode_batch)
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:

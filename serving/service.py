@@ -163,7 +163,7 @@ class RecQA:
                 "backend": self.settings.encoder_backend,
                 "batch_precision": self.settings.encoder_precision,
                 "threads": self.settings.encoder_threads,
-                "max_batch": MAX_BATCH_SIZE,  # concurrent questions per forward pass
+                "max_batch": MAX_BATCH_SIZE,  # concurrent questions per batch (one encoder call)
                 "lanes": self.encoder_lanes,  # forward passes at once
             },
             "cache": {"threshold": self.settings.cache_threshold, "capacity": self.settings.cache_capacity},

@@ -46,7 +46,7 @@ class ServiceMetrics:
     """The service's own counters; the served versions are a gauge made at scrape time (`served_versions_text`)."""
 
     cache_lookups: Any  # by result: hit | miss
-    question_batches: Any  # texts per forward pass of the question encoder
+    question_batches: Any  # texts per batch (one call) of the question encoder
 
     def observe_batch(self, texts: int) -> None:
         self.question_batches.observe(texts)
@@ -68,7 +68,7 @@ def service_metrics() -> ServiceMetrics:
             name="recqa_answer_cache_lookups", documentation="Semantic cache lookups of /answer", labelnames=["result"]
         ),
         question_batches=bentoml.metrics.Histogram(
-            name="recqa_question_batch_size", documentation="Texts per forward pass of the question encoder", buckets=BATCH_BUCKETS
+            name="recqa_question_batch_size", documentation="Texts per batch (one call) of the question encoder", buckets=BATCH_BUCKETS
         ),
     )
 
