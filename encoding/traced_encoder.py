@@ -73,8 +73,9 @@ class TracedEncoder:
     def encode(self, texts: list[str]) -> np.ndarray:
         """Normalised embeddings, (len(texts), dimension) float32; batches grouped by length."""
         self.load()
-        # by characters in fixed batches, not `length_groups`: its passes of any row count would
-        # meet more input shapes, and the bf16 kernels keep memory for each (`_encode_batch`)
+        # by characters in fixed batches, not `length_groups`: with its passes over bucketed token
+        # counts the graph ran slower, beside busy threads far slower (benchmarks/RESULTS.md,
+        # "Serving, tenth run")
         return encode_by_length(texts, self.dimension, self._batch_size, self._encode_batch)
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
