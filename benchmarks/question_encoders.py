@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     if not isinstance(onnx, OnnxEncoder):
         raise SystemExit(f"the ONNX export of {args.model} failed (see the warning above): nothing to compare")
     for name, encoder in (("ONNX fp32 (lone questions)", onnx),
-                          ("ONNX fp32, each call one padded pass (no length groups)", SimpleNamespace(encode=onnx._encode_batch)),
+                          ("ONNX fp32, each call one padded pass (no length groups)",
+                           SimpleNamespace(encode=lambda batch: onnx._run(onnx._tokenize(batch), list(range(len(batch)))))),
                           ("PyTorch fp32", load_query_encoder(args.model, "torch", args.threads)),
                           ("PyTorch bf16, eager", SentenceTransformerEncoder(args.model, precision="bf16").load()),
                           ("PyTorch bf16, traced (RECQA_ENCODER_PRECISION=bf16 batches)", load_batch_encoder(args.model, "onnx", args.threads, "bf16").large)):

@@ -127,31 +127,15 @@ class OnnxEncoder:
             out[rows] = self._run(tokens, rows)
         return out
 
-    def _encode_batch(self, texts: list[str]) -> np.ndarray:
-        """The texts as one pass, all padded to the longest (benchmarks compare it with `encode`)."""
-        return self._run(self._tokenize(texts), list(range(len(texts))))
-
     def _tokenize(self, texts: list[str]):
         """Token ids (and the model's other inputs) of each text, truncated as the model does, unpadded."""
         return self._tokenizer(texts, truncation=True, max_length=self._max_length)
 
     def _run(self, tokens, rows: list[int]) -> np.ndarray:
-        """One forward pass over the tokenized texts at `rows`, padded to their longest as the
-        tokenizer pads (its pad id and side; zeros in the other inputs, the mask included)."""
-        width = max(len(tokens["input_ids"][i]) for i in rows)
-        left = self._tokenizer.padding_side == "left"
-        feed = {}
-        for name in self._inputs:
-            fill = {"input_ids": self._tokenizer.pad_token_id, "token_type_ids": getattr(self._tokenizer, "pad_token_type_id", 0)}.get(name, 0)
-            array = np.full((len(rows), width), fill, dtype=np.int64)
-            for row, i in enumerate(rows):
-                values = tokens[name][i]
-                if left:
-                    array[row, width - len(values):] = values
-                else:
-                    array[row, :len(values)] = values
-            feed[name] = array
-        return self._session.run(None, feed)[0]
+        """One forward pass over the tokenized texts at `rows`, padded to their longest by the
+        tokenizer itself (its pad ids and side)."""
+        batch = self._tokenizer.pad({name: [tokens[name][i] for i in rows] for name in self._inputs}, padding=True, return_tensors="np")
+        return self._session.run(None, {name: batch[name].astype(np.int64) for name in self._inputs})[0]
 
 
 def _session(path: Path, threads: int, stop_spinning: bool):

@@ -1,6 +1,7 @@
-"""The ONNX encoder pads each pass itself: what it feeds the graph must be what the model's own
-tokenizer gives for the same texts padded together, on either padding side (a wrong pad value
-is invisible in the vectors of a model that masks padding, so it is checked on the inputs)."""
+"""The ONNX encoder tokenizes a call once and pads each pass of it later: what it feeds the graph
+must be what the model's own tokenizer gives for the same texts padded together, on either
+padding side (a wrong pad value is invisible in the vectors of a model that masks padding, so
+it is checked on the inputs)."""
 
 import numpy as np
 import pytest
