@@ -75,12 +75,15 @@ def fold_in(
     return np.linalg.solve(matrix, rhs).astype(np.float32)
 
 
-def explain_by_similarity(item_factors: np.ndarray, seen_idx: np.ndarray, recommended_idx: int) -> int | None:
-    """The seen item whose factors are closest (dot) to the recommended item's, or None.
+def explain_by_similarity(item_factors: np.ndarray, seen_idx: np.ndarray, recommended_idx: np.ndarray) -> list[int | None]:
+    """For each recommended item, the seen item whose factors are closest (dot) to its own
+    (the first such on a tie), or None when nothing was seen.
 
-    A cheap stand-in for implicit's `explain` that needs no per-user solve.
+    A cheap stand-in for implicit's `explain` that needs no per-user solve; one product for a
+    whole list, not one per recommended item.
     """
-    if len(seen_idx) == 0:
-        return None
-    scores = item_factors[np.asarray(seen_idx)] @ item_factors[recommended_idx]
-    return int(np.asarray(seen_idx)[int(np.argmax(scores))])
+    seen, recommended = np.asarray(seen_idx, dtype=np.int64), np.asarray(recommended_idx, dtype=np.int64)
+    if len(seen) == 0:
+        return [None] * len(recommended)
+    scores = item_factors[recommended] @ item_factors[seen].T
+    return seen[np.argmax(scores, axis=1)].tolist() if len(recommended) else []

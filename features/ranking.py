@@ -273,11 +273,12 @@ class RecommenderCore:
             self._gram = item_gram(self._item_vectors)
         return fold_in(self._item_vectors, idx, np.full(len(idx), event_weight_default()), self._als, self._gram)
 
-    def reason(self, seen: list[str], item_id: str) -> str | None:
-        """The seen item most like `item_id` by ALS factors."""
+    def reasons(self, seen: Sequence[str], item_ids: Sequence[str]) -> list[str | None]:
+        """For each of `item_ids`, the seen item most like it by ALS factors (None when none of
+        `seen` is in the catalogue)."""
         idx = np.array([self._item_index[i] for i in seen if i in self._item_index], dtype=np.int64)
-        best = explain_by_similarity(self._item_vectors, idx, self._item_index[item_id])
-        return self._item_ids[best] if best is not None else None
+        best = explain_by_similarity(self._item_vectors, idx, [self._item_index[i] for i in item_ids])
+        return [self._item_ids[b] if b is not None else None for b in best]
 
     def recommend(
         self,

@@ -25,20 +25,34 @@ def take_unseen(candidates: Iterable[tuple[str, float]], seen: Collection[str], 
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k highest scores, best first, skipping -inf (masked) entries.
+    """Indices of the k highest scores, best first, skipping -inf (masked) entries; equal
+    scores keep index order, so the same scores always give the same list.
 
-    argpartition keeps this O(n) over a whole catalogue; equal scores keep index order, so
-    the same scores always give the same list.
+    A catalogue's scores are narrowed first to the ones at least the k-th best of an evenly
+    spaced sample (`_sampled_floor`): those k sample entries are in `scores`, so the k-th best
+    of all is at least that floor and nothing that belongs in the answer is left out. One
+    comparison over the catalogue then replaces a full partition of it.
     """
-    finite = np.flatnonzero(scores > -np.inf) if np.isinf(scores).any() else np.arange(len(scores))
-    if k <= 0 or len(finite) == 0:
+    if k <= 0 or len(scores) == 0:
         return np.zeros(0, dtype=np.int64)
-    if len(finite) > k:
-        part = np.argpartition(-scores[finite], k - 1)[:k]
-        threshold = scores[finite[part]].min()
-        finite = finite[scores[finite] >= threshold]  # every tie at the boundary, then trim by index
-    order = np.lexsort((finite, -scores[finite]))
-    return finite[order][:k]
+    floor = _sampled_floor(scores, k)
+    candidates = np.flatnonzero(scores >= floor) if floor > -np.inf else np.flatnonzero(scores > -np.inf)
+    if len(candidates) > k:
+        part = np.argpartition(-scores[candidates], k - 1)[:k]
+        threshold = scores[candidates[part]].min()
+        candidates = candidates[scores[candidates] >= threshold]  # every tie at the boundary, then trim by index
+    order = np.lexsort((candidates, -scores[candidates]))
+    return candidates[order][:k]
+
+
+def _sampled_floor(scores: np.ndarray, k: int) -> float:
+    """The k-th highest of about sqrt(n * k) evenly spaced scores (-inf for a short array, where
+    sampling saves nothing): about that many scores are at least it, and always k or more."""
+    stride = int(np.sqrt(len(scores) / k))
+    if stride < 2:
+        return -np.inf
+    sample = scores[::stride]
+    return float(np.partition(sample, len(sample) - k)[len(sample) - k]) if len(sample) >= k else -np.inf
 
 
 def distance_to_similarity(distance: float) -> float:

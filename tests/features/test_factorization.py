@@ -61,6 +61,10 @@ def test_fold_in_matches_implicits_recalculate_user_and_lands_in_the_right_group
 def test_explanation_is_the_most_similar_seen_item():
     from features.factorization import explain_by_similarity
 
-    factors = np.array([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1]])
-    assert explain_by_similarity(factors, np.array([0, 1]), 2) == 0
-    assert explain_by_similarity(factors, np.array([], dtype=int), 2) is None
+    factors = np.array([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.1, 0.9], [0.5, 0.5]])
+    assert explain_by_similarity(factors, np.array([0, 1]), np.array([2])) == [0]
+    # one product for the whole list: each recommended item gets its own closest seen item,
+    # the first seen one on a tie (item 4 is as close to 0 as to 1)
+    assert explain_by_similarity(factors, np.array([1, 0]), np.array([2, 3, 4])) == [0, 1, 1]
+    assert explain_by_similarity(factors, np.array([], dtype=int), np.array([2, 3])) == [None, None]
+    assert explain_by_similarity(factors, np.array([0]), np.array([], dtype=int)) == []

@@ -88,6 +88,8 @@ def assert_same(changed: RecommenderCore, expected: RecommenderCore, users: list
             assert changed.seen(user_id) == expected.seen(user_id)
             got = changed.for_user(user_id, 5, categories=categories, recent_item_ids=probes[1:2], exclude_ids=probes[2:3])
             assert got == expected.for_user(user_id, 5, categories=categories, recent_item_ids=probes[1:2], exclude_ids=probes[2:3])
+            listed = [item_id for item_id, _ in got.items]
+            assert changed.reasons(got.known, listed) == expected.reasons(got.known, listed)
 
 
 @pytest.mark.parametrize("seed", range(25))
@@ -123,3 +125,15 @@ def test_retitling_alone_leaves_the_base_as_it_was():
     users = base.rows()["user_ids"]
     assert_same(base, pristine, users, [item])
     assert_same(changed, rebuilt(base, set(), {item: ("retitled", "c-new")}, set(), {}), users, [item])
+
+
+def test_reasons_name_for_each_item_the_seen_item_closest_by_factors():
+    rng = random.Random(7)
+    core = random_core(rng, items=40, users=2)
+    rows = core.rows()
+    vectors = dict(zip(rows["item_ids"], rows["item_vectors"]))
+    seen = [i for i in rows["item_ids"][:12] if core.is_cold(i) is False][:4]
+    listed = rows["item_ids"][20:30]
+    expected = [max(seen, key=lambda s: (float(vectors[s] @ vectors[i]), -seen.index(s))) for i in listed]
+    assert core.reasons([*seen, "i-never-there"], listed) == expected  # unknown seen ids are skipped
+    assert core.reasons(["i-never-there"], listed) == [None] * len(listed)

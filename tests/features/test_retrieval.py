@@ -71,6 +71,24 @@ def test_top_k_breaks_ties_by_index_even_across_the_partition_boundary():
     assert top_k(many, 25).tolist() == expected
 
 
+@pytest.mark.parametrize("size", [1, 7, 40, 1_000, 20_000])
+def test_top_k_of_a_catalogue_equals_a_full_sort_whatever_the_ties_and_masks(size):
+    # large arrays are narrowed by a sampled floor first: it must never leave out an index
+    # that a full sort by (score descending, index) would return, ties and -inf included
+    rng = np.random.default_rng(size)
+    for trial in range(30):
+        scores = rng.integers(0, [3, 50, 10**6][trial % 3], size=size).astype(np.float32)
+        if trial % 4 == 1:
+            scores[rng.random(size) < 0.9] = -np.inf  # most masked, as a selective filter does
+        if trial % 5 == 2:
+            scores = np.sort(scores)  # the best at the end, between the sample's points
+        if trial % 7 == 3:
+            scores[::3] = -np.inf  # masks on the sample's stride
+        for k in (1, 2, 10, 25, size + 3):
+            expected = sorted((i for i in range(size) if scores[i] > -np.inf), key=lambda i: (-scores[i], i))[:k]
+            assert top_k(scores, k).tolist() == expected, (trial, k)
+
+
 def test_score_fusion_adds_weighted_bm25_to_cosine_with_floors_for_missing_documents():
     from features.retrieval import score_fuse
 
