@@ -11,6 +11,7 @@ are masks, so a selective filter still yields k items when k exist.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -187,27 +188,34 @@ class RecommenderCore:
 
     def _change_items(self, dropped_items: Collection[str], updated: Mapping[str, tuple[str | None, str | None]]) -> None:
         """Drop items and insert or retitle the updated ones, into new arrays and lists (the
-        ones held now may be shared with the core this one started from, and are never written)."""
+        ones held now may be shared with the core this one started from, and are never written).
+
+        The lists are spliced from slices of the old ones and the arrays by numpy, so the Python
+        work is per change, except the id -> position dict, which every position after the
+        first change moves in. New items are cold (zero vectors, popularity 0): YᵀY is unchanged
+        by them and the popular order gains them only among the items nobody interacted with.
+        """
         index = self._item_index
         dropped = sorted({index[i] for i in dropped_items if i in index and i not in updated})
         new = sorted(i for i in updated if i not in index)
         if dropped or new:  # the catalogue's rows change: insert the new in id order, drop the dropped
-            keep = np.ones(len(self._item_ids), bool)
-            keep[dropped] = False
-            ids = np.asarray(self._item_ids, dtype=object)
-            at = np.searchsorted(ids, np.asarray(new, dtype=object)) if new else np.zeros(0, np.int64)
-            keep = np.insert(keep, at, True)
-            dimension = self._item_vectors.shape[1] if self._item_vectors.ndim == 2 else 0
-            self._item_vectors = np.insert(self._item_vectors, at, np.zeros((len(new), dimension), np.float32), axis=0)[keep]
-            self._item_ids = np.insert(ids, at, np.asarray(new, dtype=object))[keep].tolist()
-            self._item_index = dict(zip(self._item_ids, range(len(self._item_ids))))
-            self._counts = np.insert(self._counts, at, 0)[keep]
-            self._item_category = np.insert(self._item_category, at, 0)[keep]  # the new items' codes are set below
-            self._titles, self._categories = (
-                np.insert(np.asarray(column, dtype=object), at, np.full(len(new), None, dtype=object))[keep].tolist()
-                for column in (self._titles, self._categories)
+            at = [bisect.bisect_left(self._item_ids, item_id) for item_id in new]  # before the base row at that position
+            counts = self._counts
+            moved = np.full(len(self._item_ids), -1, np.int64)  # old row -> new row (-1: dropped)
+            rows = _spliced(np.arange(len(self._item_ids)), dropped, at, np.full(len(new), -1))
+            moved[rows[rows >= 0]] = np.flatnonzero(rows >= 0)
+            added = np.flatnonzero(rows < 0)
+            self._item_vectors, self._counts, self._item_category = (  # the new items' category codes are set below
+                _spliced(array, dropped, at, np.zeros((len(new), *array.shape[1:]), array.dtype))
+                for array in (self._item_vectors, self._counts, self._item_category)
             )
-            self._popular_order = self._gram = None
+            self._item_ids = _spliced(self._item_ids, dropped, at, new)
+            self._item_index = dict(zip(self._item_ids, range(len(self._item_ids))))
+            self._titles = _spliced(self._titles, dropped, at, [None] * len(new))
+            self._categories = _spliced(self._categories, dropped, at, [None] * len(new))
+            self._popular_order = _popular_after(self._popular_order, counts, moved, added)
+            if dropped:
+                self._gram = None
         elif updated:  # titles and categories only: copies to write into
             self._titles, self._categories, self._item_category = list(self._titles), list(self._categories), self._item_category.copy()
         if updated:  # titles and categories of the upserted, new ones included
@@ -237,7 +245,7 @@ class RecommenderCore:
         if self._gram is None:
             self._gram = item_gram(self._item_vectors)
         if self._popular_order is None:
-            self._popular_order = np.argsort(-self._counts, kind="stable")
+            self._popular_order = _popular_order(self._counts)
 
     def has_user(self, user_id: str) -> bool:
         return user_id in self._user_index
@@ -300,7 +308,7 @@ class RecommenderCore:
         """The k most popular items the filters allow, scored count / largest count: the cold-start answer."""
         allowed = None if categories is None else self._in_categories(categories)
         if self._popular_order is None:  # by count, ties in id order
-            self._popular_order = np.argsort(-self._counts, kind="stable")
+            self._popular_order = _popular_order(self._counts)
         # Scored on 0..1 like the other lists a client renders: count / the largest count.
         top = float(max(int(self._counts.max()), 1)) if len(self._counts) else 1.0
         order = self._popular_order if allowed is None else self._popular_order[allowed[self._popular_order]]
@@ -324,3 +332,46 @@ class RecommenderCore:
         scores = (vectors @ vectors[self._item_index[item_id]]) / (norms * norms[self._item_index[item_id]])
         order = np.argsort(-scores)[: k + 1]
         return take_unseen(((self._item_ids[i], float(scores[i])) for i in order), {item_id}, k)
+
+
+def _spliced(column: Any, dropped: list[int], at: list[int], inserted: Any) -> Any:
+    """`column` (a list, or an array by rows) without the rows at the sorted positions
+    `dropped`, with inserted[j] placed before its row at[j] (`at` ascending): slices are copied
+    whole, so the Python work is per change, not per row."""
+    events = sorted([(p, 0, j) for j, p in enumerate(at)] + [(p, 1, -1) for p in dropped])  # at a row: inserts first
+    pieces: list = []
+    start = 0
+    for position, drop, j in events:
+        pieces.append(column[start:position])
+        if drop:
+            start = position + 1
+        else:
+            start = position
+            pieces.append(inserted[j : j + 1])
+    pieces.append(column[start:])
+    if isinstance(column, np.ndarray):
+        if column.ndim == 2 and column.shape[1] == 0:  # no vectors yet: (rows, 0)
+            return np.zeros((len(column) - len(dropped) + len(at), 0), column.dtype)
+        return np.concatenate(pieces)
+    out: list = []
+    for piece in pieces:
+        out.extend(piece)
+    return out
+
+
+def _popular_order(counts: np.ndarray) -> np.ndarray:
+    """Rows by count, most first, ties in row (id) order."""
+    return np.argsort(-counts, kind="stable")
+
+
+def _popular_after(order: np.ndarray | None, counts: np.ndarray, moved: np.ndarray, added: np.ndarray) -> np.ndarray | None:
+    """The popular order after a change, from the one before (None: not made yet, made when asked).
+
+    `moved`: old row -> new row (-1 dropped); `added`: the new rows, all of count 0, so they join
+    the block of count-0 rows, which is in row order."""
+    if order is None:
+        return None
+    kept = moved[order]
+    kept = kept[kept >= 0]
+    zero = len(kept) - int(np.count_nonzero(counts[order][moved[order] >= 0] == 0))  # where the count-0 block starts
+    return np.concatenate([kept[:zero], np.sort(np.concatenate([kept[zero:], added]))])
