@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,7 +76,7 @@ def fold_in(
     return np.linalg.solve(matrix, rhs).astype(np.float32)
 
 
-def explain_by_similarity(item_factors: np.ndarray, seen_idx: np.ndarray, recommended_idx: np.ndarray) -> list[int | None]:
+def explain_by_similarity(item_factors: np.ndarray, seen_idx: Sequence[int] | np.ndarray, recommended_idx: Sequence[int] | np.ndarray) -> list[int | None]:
     """For each recommended item, the seen item whose factors are closest (dot) to its own
     (the first such on a tie), or None when nothing was seen.
 
@@ -86,4 +87,4 @@ def explain_by_similarity(item_factors: np.ndarray, seen_idx: np.ndarray, recomm
     if len(seen) == 0:
         return [None] * len(recommended)
     scores = item_factors[recommended] @ item_factors[seen].T
-    return seen[np.argmax(scores, axis=1)].tolist() if len(recommended) else []
+    return seen[np.argmax(scores, axis=1)].tolist()

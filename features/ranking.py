@@ -190,21 +190,21 @@ class RecommenderCore:
         """Drop items and insert or retitle the updated ones, into new arrays and lists (the
         ones held now may be shared with the core this one started from, and are never written).
 
-        The lists are spliced from slices of the old ones and the arrays by numpy, so the Python
-        work is per change, except the id -> position dict, which every position after the
-        first change moves in. New items are cold (zero vectors, popularity 0): YᵀY is unchanged
-        by them and the popular order gains them only among the items nobody interacted with.
+        The lists and arrays are spliced from slices of the old ones, so the Python work is per
+        change, except the id -> position dict, which every position after the first change
+        moves in. New items are cold (zero vectors, popularity 0), so the popular order gains
+        them only among the items nobody interacted with, and is carried over.
         """
         index = self._item_index
         dropped = sorted({index[i] for i in dropped_items if i in index and i not in updated})
         new = sorted(i for i in updated if i not in index)
         if dropped or new:  # the catalogue's rows change: insert the new in id order, drop the dropped
             at = [bisect.bisect_left(self._item_ids, item_id) for item_id in new]  # before the base row at that position
-            counts = self._counts
-            moved = np.full(len(self._item_ids), -1, np.int64)  # old row -> new row (-1: dropped)
-            rows = _spliced(np.arange(len(self._item_ids)), dropped, at, np.full(len(new), -1))
-            moved[rows[rows >= 0]] = np.flatnonzero(rows >= 0)
-            added = np.flatnonzero(rows < 0)
+            if self._popular_order is not None:
+                rows = _spliced(np.arange(len(self._item_ids)), dropped, at, np.full(len(new), -1))  # new row -> old row (-1: new)
+                moved = np.full(len(self._item_ids), -1, np.int64)  # old row -> new row (-1: dropped)
+                moved[rows[rows >= 0]] = np.flatnonzero(rows >= 0)
+                self._popular_order = _popular_after(self._popular_order, self._counts, moved, np.flatnonzero(rows < 0))
             self._item_vectors, self._counts, self._item_category = (  # the new items' category codes are set below
                 _spliced(array, dropped, at, np.zeros((len(new), *array.shape[1:]), array.dtype))
                 for array in (self._item_vectors, self._counts, self._item_category)
@@ -213,9 +213,7 @@ class RecommenderCore:
             self._item_index = dict(zip(self._item_ids, range(len(self._item_ids))))
             self._titles = _spliced(self._titles, dropped, at, [None] * len(new))
             self._categories = _spliced(self._categories, dropped, at, [None] * len(new))
-            self._popular_order = _popular_after(self._popular_order, counts, moved, added)
-            if dropped:
-                self._gram = None
+            self._gram = None  # YᵀY of the new rows, made on the first fold-in
         elif updated:  # titles and categories only: copies to write into
             self._titles, self._categories, self._item_category = list(self._titles), list(self._categories), self._item_category.copy()
         if updated:  # titles and categories of the upserted, new ones included
@@ -350,9 +348,7 @@ def _spliced(column: Any, dropped: list[int], at: list[int], inserted: Any) -> A
             pieces.append(inserted[j : j + 1])
     pieces.append(column[start:])
     if isinstance(column, np.ndarray):
-        if column.ndim == 2 and column.shape[1] == 0:  # no vectors yet: (rows, 0)
-            return np.zeros((len(column) - len(dropped) + len(at), 0), column.dtype)
-        return np.concatenate(pieces)
+        return np.concatenate(pieces)  # a new array, even of one piece
     out: list = []
     for piece in pieces:
         out.extend(piece)
@@ -364,14 +360,12 @@ def _popular_order(counts: np.ndarray) -> np.ndarray:
     return np.argsort(-counts, kind="stable")
 
 
-def _popular_after(order: np.ndarray | None, counts: np.ndarray, moved: np.ndarray, added: np.ndarray) -> np.ndarray | None:
-    """The popular order after a change, from the one before (None: not made yet, made when asked).
-
-    `moved`: old row -> new row (-1 dropped); `added`: the new rows, all of count 0, so they join
-    the block of count-0 rows, which is in row order."""
-    if order is None:
-        return None
-    kept = moved[order]
-    kept = kept[kept >= 0]
-    zero = len(kept) - int(np.count_nonzero(counts[order][moved[order] >= 0] == 0))  # where the count-0 block starts
-    return np.concatenate([kept[:zero], np.sort(np.concatenate([kept[zero:], added]))])
+def _popular_after(order: np.ndarray, counts: np.ndarray, moved: np.ndarray, added: np.ndarray) -> np.ndarray:
+    """The popular order after a change, from the one before over `counts` (by count, most
+    first, ties in row order). `moved`: old row -> new row (-1 dropped); `added`: the new rows,
+    all of count 0, so they join the block of count-0 rows, which is in row order."""
+    ordered = counts[order]
+    start, end = int(np.count_nonzero(ordered > 0)), int(np.count_nonzero(ordered >= 0))  # the count-0 block
+    kept = [moved[order[a:b]] for a, b in ((0, start), (start, end), (end, len(order)))]
+    above, zero, below = (rows[rows >= 0] for rows in kept)
+    return np.concatenate([above, np.sort(np.concatenate([zero, added])), below])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -25,8 +26,8 @@ def take_unseen(candidates: Iterable[tuple[str, float]], seen: Collection[str], 
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k highest scores, best first, skipping -inf (masked) entries; equal
-    scores keep index order, so the same scores always give the same list.
+    """Indices of the k highest scores, best first, skipping -inf (masked) and NaN entries;
+    equal scores keep index order, so the same scores always give the same list.
 
     A catalogue's scores are narrowed first to the ones at least the k-th best of an evenly
     spaced sample (`_sampled_floor`): those k sample entries are in `scores`, so the k-th best
@@ -45,14 +46,17 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return candidates[order][:k]
 
 
-def _sampled_floor(scores: np.ndarray, k: int) -> float:
-    """The k-th highest of about sqrt(n * k) evenly spaced scores (-inf for a short array, where
-    sampling saves nothing): about that many scores are at least it, and always k or more."""
+def _sampled_floor(scores: np.ndarray, k: int) -> Any:
+    """The k-th highest of about sqrt(n * k) evenly spaced scores, NaN left out (-inf for a
+    short array, where sampling saves nothing): about that many scores are at least it, and
+    always k or more."""
     stride = int(np.sqrt(len(scores) / k))
     if stride < 2:
         return -np.inf
     sample = scores[::stride]
-    return float(np.partition(sample, len(sample) - k)[len(sample) - k]) if len(sample) >= k else -np.inf
+    if np.isnan(sample).any():
+        sample = sample[~np.isnan(sample)]
+    return np.partition(sample, len(sample) - k)[len(sample) - k] if len(sample) >= k else -np.inf
 
 
 def distance_to_similarity(distance: float) -> float:

@@ -70,6 +70,8 @@ def random_changes(rng: random.Random, base: RecommenderCore):
 
 def assert_same(changed: RecommenderCore, expected: RecommenderCore, users: list[str], probes: list[str]) -> None:
     rows, want = changed.rows(), expected.rows()
+    if changed._popular_order is not None:  # carried over from the base: the whole order, not only its top
+        np.testing.assert_array_equal(changed._popular_order, np.argsort(-changed._counts, kind="stable"))
     assert rows["item_ids"] == want["item_ids"]
     assert rows["titles"] == want["titles"] and rows["categories"] == want["categories"] and rows["popularity"] == want["popularity"]
     np.testing.assert_array_equal(rows["item_vectors"], want["item_vectors"])
@@ -132,8 +134,31 @@ def test_reasons_name_for_each_item_the_seen_item_closest_by_factors():
     core = random_core(rng, items=40, users=2)
     rows = core.rows()
     vectors = dict(zip(rows["item_ids"], rows["item_vectors"]))
-    seen = [i for i in rows["item_ids"][:12] if core.is_cold(i) is False][:4]
-    listed = rows["item_ids"][20:30]
+    warm = [i for i in rows["item_ids"] if not core.is_cold(i)]  # cold items tie at 0 with every seen item
+    seen, listed = warm[:4], warm[10:20]
     expected = [max(seen, key=lambda s: (float(vectors[s] @ vectors[i]), -seen.index(s))) for i in listed]
     assert core.reasons([*seen, "i-never-there"], listed) == expected  # unknown seen ids are skipped
     assert core.reasons(["i-never-there"], listed) == [None] * len(listed)
+
+
+def test_an_empty_catalogue_takes_new_items_as_cold_ones_in_id_order():
+    empty = RecommenderCore(user_ids=[], user_vectors=np.zeros((0, 0), np.float32), user_seen=[], item_ids=[],
+                            item_vectors=np.zeros((0, 0), np.float32), popularity=[], categories=[], titles=[],
+                            als=ALSConfig(factors=3, regularization=0.1))
+    empty.warm()
+    changed = empty.with_changes(updated_items={"b": ("B", "x"), "a": ("A", None)})
+    assert changed.rows()["item_ids"] == ["a", "b"] and changed.rows()["titles"] == ["A", "B"]
+    assert changed._popular_order.tolist() == [0, 1]  # carried over from the empty base's, not made anew
+    assert changed.popular(5) == [("a", 0.0), ("b", 0.0)] and changed.popular(5, ["x"]) == [("b", 0.0)]
+    assert changed.is_cold("a") and changed.popularity("b") == 0
+
+
+def test_the_popular_order_carried_over_keeps_count_blocks_whatever_their_sign():
+    # counts are distinct users (never negative from a build), but the order must not depend on it
+    core = RecommenderCore(user_ids=[], user_vectors=np.zeros((0, 0), np.float32), user_seen=[],
+                           item_ids=["a", "c", "e", "g"], item_vectors=np.ones((4, 3), np.float32),
+                           popularity=[0, -1, 2, 0], categories=[None] * 4, titles=[None] * 4, als=ALSConfig(factors=3))
+    core.warm()
+    changed = core.with_changes(dropped_items=["a"], updated_items={"b": ("B", None), "h": ("H", None)})
+    assert changed.rows()["item_ids"] == ["b", "c", "e", "g", "h"]
+    assert [changed.rows()["item_ids"][i] for i in changed._popular_order] == ["e", "b", "g", "h", "c"]

@@ -84,9 +84,21 @@ def test_top_k_of_a_catalogue_equals_a_full_sort_whatever_the_ties_and_masks(siz
             scores = np.sort(scores)  # the best at the end, between the sample's points
         if trial % 7 == 3:
             scores[::3] = -np.inf  # masks on the sample's stride
+        if trial % 6 == 4:
+            scores[:: max(1, int(np.sqrt(size / 10)))] = 10**7  # the best exactly on the sample's points (k=10)
+        full = sorted((i for i in range(size) if scores[i] > -np.inf), key=lambda i: (-scores[i], i))
         for k in (1, 2, 10, 25, size + 3):
-            expected = sorted((i for i in range(size) if scores[i] > -np.inf), key=lambda i: (-scores[i], i))[:k]
-            assert top_k(scores, k).tolist() == expected, (trial, k)
+            assert top_k(scores, k).tolist() == full[:k], (trial, k)
+
+
+def test_top_k_skips_nan_scores_and_still_finds_k_real_ones():
+    scores = np.zeros(10_000, dtype=np.float32)
+    points = np.arange(0, len(scores), 31)  # the sample's points (stride 31 for k=10)
+    scores[points] = np.arange(1, len(points) + 1)  # only they score
+    scores[points[-5:]] = np.nan  # five of them NaN, the highest ones
+    real = [i for i in range(10_000) if not np.isnan(scores[i])]
+    assert top_k(scores, 10).tolist() == sorted(real, key=lambda i: (-scores[i], i))[:10]
+    assert top_k(np.array([np.nan, 1.0, np.nan, 2.0]), 3).tolist() == [3, 1]
 
 
 def test_score_fusion_adds_weighted_bm25_to_cosine_with_floors_for_missing_documents():
