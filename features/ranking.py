@@ -82,8 +82,8 @@ class RecommenderCore:
         self._categories, self._titles = [categories[i] for i in order], [titles[i] for i in order]
         self._category_code: dict[str | None, int] = {}  # category -> small int, for filter masks
         self._item_category = np.array([self._category_code.setdefault(c, len(self._category_code)) for c in self._categories], dtype=np.int64)
-        self._popular_order: np.ndarray | None = None  # made on the first `popular` call
-        self._gram: np.ndarray | None = None  # the items' YᵀY, made on the first fold-in
+        self._popular_order: np.ndarray | None = None  # `_popular_rows`
+        self._gram: np.ndarray | None = None  # the items' YᵀY: `_items_gram`
         self._als = als
 
     @classmethod
@@ -240,10 +240,8 @@ class RecommenderCore:
 
     def warm(self) -> None:
         """Make now what the first fold-in and popular list would otherwise make on a request."""
-        if self._gram is None:
-            self._gram = item_gram(self._item_vectors)
-        if self._popular_order is None:
-            self._popular_order = _popular_order(self._counts)
+        self._items_gram()
+        self._popular_rows()
 
     def has_user(self, user_id: str) -> bool:
         return user_id in self._user_index
@@ -275,9 +273,20 @@ class RecommenderCore:
     def fold_in(self, item_ids: list[str]) -> np.ndarray:
         """A user vector solved from items (one default-weight event each), as ALS would."""
         idx = np.array([self._item_index[i] for i in item_ids], dtype=np.int64)
-        if self._gram is None:  # made once per catalogue, on its first fold-in
+        return fold_in(self._item_vectors, idx, np.full(len(idx), event_weight_default()), self._als, self._items_gram())
+
+    def _items_gram(self) -> np.ndarray:
+        """The items' YᵀY, made once per catalogue (at `warm`, else on its first fold-in)."""
+        if self._gram is None:
             self._gram = item_gram(self._item_vectors)
-        return fold_in(self._item_vectors, idx, np.full(len(idx), event_weight_default()), self._als, self._gram)
+        return self._gram
+
+    def _popular_rows(self) -> np.ndarray:
+        """Rows by count, most first, ties in row (id) order; made once per catalogue (at `warm`,
+        else on the first `popular` call) unless a change carried it over (`_popular_after`)."""
+        if self._popular_order is None:
+            self._popular_order = np.argsort(-self._counts, kind="stable")
+        return self._popular_order
 
     def reasons(self, seen: Sequence[str], item_ids: Sequence[str]) -> list[str | None]:
         """For each of `item_ids`, the seen item most like it by ALS factors (None when none of
@@ -305,11 +314,10 @@ class RecommenderCore:
     def popular(self, k: int, categories: list[str] | None = None, exclude_ids: Sequence[str] = ()) -> list[tuple[str, float]]:
         """The k most popular items the filters allow, scored count / largest count: the cold-start answer."""
         allowed = None if categories is None else self._in_categories(categories)
-        if self._popular_order is None:  # by count, ties in id order
-            self._popular_order = _popular_order(self._counts)
         # Scored on 0..1 like the other lists a client renders: count / the largest count.
         top = float(max(int(self._counts.max()), 1)) if len(self._counts) else 1.0
-        order = self._popular_order if allowed is None else self._popular_order[allowed[self._popular_order]]
+        rows = self._popular_rows()
+        order = rows if allowed is None else rows[allowed[rows]]
         candidates = ((self._item_ids[i], float(self._counts[i]) / top) for i in order)
         return take_unseen(candidates, set(exclude_ids), k)
 
@@ -353,11 +361,6 @@ def _spliced(column: Any, dropped: list[int], at: list[int], inserted: Any) -> A
     for piece in pieces:
         out.extend(piece)
     return out
-
-
-def _popular_order(counts: np.ndarray) -> np.ndarray:
-    """Rows by count, most first, ties in row (id) order."""
-    return np.argsort(-counts, kind="stable")
 
 
 def _popular_after(order: np.ndarray, counts: np.ndarray, moved: np.ndarray, added: np.ndarray) -> np.ndarray:

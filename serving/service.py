@@ -245,7 +245,7 @@ class RecQA:
     @staticmethod
     def _items(recommender: Recommender, ranked: list[tuple[str, float]], known: list[str] | None = None) -> list[ScoredItem]:
         """The ranked ids as response items; with `known` (the user's items) each says which one it is most like."""
-        reasons = recommender.reasons(known, [i for i, _ in ranked]) if known else [None] * len(ranked)
+        reasons = recommender.reasons(known or (), [i for i, _ in ranked])
         return [
             ScoredItem(item_id=i, title=recommender.title(i), category=recommender.category(i), score=s, reason=reason)
             for (i, s), reason in zip(ranked, reasons)
