@@ -17,6 +17,7 @@ import json
 import logging
 from typing import Any
 
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from starlette.routing import Match, Mount
 from starlette.staticfiles import StaticFiles
 
@@ -48,6 +49,23 @@ def route_label(routes: list[Any], scope: Scope) -> str:
             return route.path + inner
         return route.path
     return UNKNOWN_PATH
+
+
+def without_unexported_tracing(app: Any, exporter: str | None) -> Any:
+    """`app`, a Starlette app not yet started, without OpenTelemetry's ASGI middleware when no
+    trace exporter is configured (`exporter`: BentoML's `tracing.exporter_type`).
+
+    BentoML installs the middleware on every service. With no exporter (BentoML's default) no
+    span ever leaves the process, yet it makes a server span and one per message sent or received
+    on every request, on the event loop that every request shares: without it the service
+    answered 1.45x the `/recommend` and 1.21x the `/answer` requests a second at concurrency 32
+    (benchmarks/RESULTS.md, "Serving, twelfth run"). With an exporter set it stays.
+    """
+    if exporter:
+        return app
+    app.user_middleware = [middleware for middleware in app.user_middleware if middleware.cls is not OpenTelemetryMiddleware]
+    app.middleware_stack = None  # built again from the list on the first request
+    return app
 
 
 class FrontDoor:

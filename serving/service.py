@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 import bentoml
+from bentoml._internal.configuration.containers import BentoMLContainer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -37,10 +38,10 @@ from serving.api import (
 from serving.docs import docs_routes, openapi_spec
 from serving.encoders import MAX_BATCH_SIZE, encoder_lanes, load_batch_encoder, lone_encoder
 from serving.errors import error_body, error_response
-from serving.front import FrontDoor, RestorePath
+from serving.front import FrontDoor, RestorePath, without_unexported_tracing
 from serving.guard import GuardMiddleware
 from serving.recommender import Recommender
-from serving.settings import ServiceSettings
+from serving.settings import LogSettings, ServiceSettings
 from serving.startup import QueryEncoders, ServedState, limit_blas_threads, served_versions_text, service_metrics
 from serving.store import ANSWER_TABLES, RECOMMENDATION_TABLES, Store
 
@@ -109,16 +110,23 @@ class RecQAService(bentoml.Service):
     """BentoML's service with `FrontDoor` around the app it builds (under `bentoml serve` and `to_asgi` alike).
 
     BentoML installs its request-metrics middleware outermost, labelling each request by its
-    path; only a layer outside it can keep unknown paths from each becoming a series.
+    path; only a layer outside it can keep unknown paths from each becoming a series. Its
+    OpenTelemetry middleware is left out unless BentoML's tracing has an exporter.
     """
 
     def to_asgi(self, is_main: bool = True) -> Any:
-        return FrontDoor(super().to_asgi(is_main))
+        exporter = BentoMLContainer.config.tracing.exporter_type.get()
+        return FrontDoor(without_unexported_tracing(super().to_asgi(is_main), exporter))
 
 
 @bentoml.asgi_app(_info_app, path="/")
 @bentoml.service(
-    name="recqa", workers=1, threads=API_THREADS, traffic={"timeout": REQUEST_TIMEOUT_SECONDS}, service_class=RecQAService
+    name="recqa",
+    workers=1,
+    threads=API_THREADS,
+    traffic={"timeout": REQUEST_TIMEOUT_SECONDS},
+    logging={"access": {"enabled": LogSettings.from_env().access_log}},  # off unless RECQA_ACCESS_LOG (serving/settings.py)
+    service_class=RecQAService,
 )
 class RecQA:
     def __init__(self) -> None:

@@ -35,6 +35,7 @@ ENV_MEMORY_BUDGET_MB = "RECQA_MEMORY_BUDGET_MB"
 ENV_ADMIN_TOKEN = "RECQA_ADMIN_TOKEN"
 ENV_API_TOKEN = "RECQA_API_TOKEN"
 ENV_INGEST_TOKEN = "RECQA_INGEST_TOKEN"
+ENV_ACCESS_LOG = "RECQA_ACCESS_LOG"
 
 DEFAULT_RELOAD_SECONDS = 10.0
 # Threads per forward pass; passes run side by side, one per core (serving/encoders.py). Two
@@ -118,3 +119,17 @@ class GuardSettings(EnvSettings):
     admin_token: str = Field("", alias=ENV_ADMIN_TOKEN, description="empty: the admin endpoints do not exist (404)")
     api_token: str = Field("", alias=ENV_API_TOKEN, description="empty: the public endpoints need no token")
     ingest_token: str = Field("", alias=ENV_INGEST_TOKEN, description="empty: the write API does not exist (404)")
+
+
+class LogSettings(EnvSettings):
+    """Whether BentoML writes its line a request (read when the service module is imported:
+    BentoML builds its middlewares from the service's configuration).
+
+    Off unless asked, as gunicorn's access log is: the line costs the event loop Python work
+    under the GIL on every request, 12-15% of `/recommend`'s and 8-11% of `/answer`'s requests
+    a second at concurrency 32 (benchmarks/RESULTS.md, "Serving, twelfth run"). Without it a
+    request still counts in `/metrics` by route and status, and every response of 400 or more
+    is logged once by the front door (serving/front.py).
+    """
+
+    access_log: bool = Field(False, alias=ENV_ACCESS_LOG, description="1: BentoML's access log, a line per request")

@@ -88,7 +88,7 @@ def stop_server(process: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="session")
 def server(warehouse: Path, tmp_path_factory: pytest.TempPathFactory):
-    running = start_server(warehouse, tmp_path_factory.mktemp("server"))
+    running = start_server(warehouse, tmp_path_factory.mktemp("server"), env={"RECQA_ACCESS_LOG": "1"})  # its line is tested
     yield running
     stop_server(running.process)
 

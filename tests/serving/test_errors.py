@@ -1,10 +1,15 @@
-"""The error shape and the metric labels, without a service: BentoML's, Starlette's and our bodies in, one shape out."""
+"""The error shape, the metric labels and the tracing layer, without a service: BentoML's, Starlette's and our bodies in, one shape out."""
 
 from __future__ import annotations
 
 import json
 import logging
 
+import pytest
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
@@ -13,7 +18,7 @@ from starlette.testclient import TestClient
 
 from serving.api import AnswerRequest, RecommendRequest
 from serving.errors import ClientErrorLogFilter, shape_error
-from serving.front import UNKNOWN_PATH, FrontDoor, RestorePath, route_label
+from serving.front import UNKNOWN_PATH, FrontDoor, RestorePath, route_label, without_unexported_tracing
 
 
 def _bentoml_validation_body(model, body: dict) -> bytes:
@@ -92,3 +97,15 @@ def test_client_errors_are_filtered_from_bentomls_log_and_server_errors_kept():
     assert not log_filter.filter(record(NotFound("gone")))
     assert log_filter.filter(record(InternalServerError("boom")))
     assert log_filter.filter(record(RuntimeError("boom")))
+
+
+@pytest.mark.parametrize(("exporter", "traced"), [(None, False), ("", False), ("otlp", True)])
+def test_requests_are_traced_only_when_a_trace_exporter_is_configured(exporter, traced):
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    app = Starlette(routes=[Route("/ok", lambda request: PlainTextResponse("ok"))])
+    app.add_middleware(OpenTelemetryMiddleware, tracer_provider=provider)
+    with TestClient(without_unexported_tracing(app, exporter)) as client:
+        assert client.get("/ok").text == "ok"
+    assert bool(spans.get_finished_spans()) is traced

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
-from serving.settings import GuardSettings, ServiceSettings, SettingsError
+from serving.settings import GuardSettings, LogSettings, ServiceSettings, SettingsError
+from tests.serving.conftest import in_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,3 +86,33 @@ def test_a_variable_no_longer_read_is_named_in_a_warning(caplog):
     settings = ServiceSettings.from_env({"RECQA_LOCAL_ENCODE": "0"})
     assert settings == ServiceSettings()
     assert "RECQA_LOCAL_ENCODE is set but no longer read" in caplog.text
+
+
+@pytest.mark.parametrize(("value", "on"), [("1", True), ("true", True), ("on", True), ("0", False), ("false", False)])
+def test_the_access_log_is_off_unless_asked(value, on):
+    assert LogSettings.from_env({}).access_log is False
+    assert LogSettings.from_env({"RECQA_ACCESS_LOG": value}).access_log is on
+    with pytest.raises(SettingsError, match=r"^RECQA_ACCESS_LOG='maybe' is not valid: input should be a valid boolean"):
+        LogSettings.from_env({"RECQA_ACCESS_LOG": "maybe"})
+
+
+def test_the_service_writes_no_access_line_and_makes_no_span_by_default(service_app, warehouse):
+    """Both cost the event loop every request (serving/settings.py, LogSettings; serving/front.py,
+    without_unexported_tracing); errors are still logged by the front door."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    access = logging.getLogger("bentoml.access")
+    level = access.level
+    access.setLevel(logging.INFO)  # a line, were there one, would reach the handler
+    access.addHandler(handler)
+    try:
+        with in_process(service_app, warehouse) as client:
+            assert client.get("/livez").status_code == 200
+            response = client.post("/search_items", json={"query": "cable", "k": 2})
+            assert response.status_code == 200
+            assert "x-bentoml-request-id" not in response.headers  # BentoML's server span would name it
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(level)
+    assert records == []
