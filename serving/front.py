@@ -4,8 +4,8 @@ BentoML's request metrics label each request with its path, so every path a scan
 every id in `/items/{item_id}`) would become a Prometheus series of its own. This layer runs
 outside BentoML's metrics middleware (it wraps the app `to_asgi` builds) and hands the request
 on with its route's template as the path (`unknown` when no route serves it), which BentoML's
-metrics, tracing and access log then see; `RestorePath` restores the requested path before
-routing, so a request is answered exactly as before.
+metrics (and its tracing and access log, when they are on) then see; `RestorePath` restores
+the requested path before routing, so a request is answered exactly as before.
 
 Every response of status 400 or more leaves in the shape of `serving.errors` and is logged here
 once: 4xx at INFO without a traceback (the caller's mistake), 5xx at ERROR.
@@ -18,6 +18,7 @@ import logging
 from typing import Any
 
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from starlette.applications import Starlette
 from starlette.routing import Match, Mount
 from starlette.staticfiles import StaticFiles
 
@@ -51,7 +52,7 @@ def route_label(routes: list[Any], scope: Scope) -> str:
     return UNKNOWN_PATH
 
 
-def without_unexported_tracing(app: Any, exporter: str | None) -> Any:
+def without_unexported_tracing(app: Starlette, exporter: str | None) -> Starlette:
     """`app`, a Starlette app not yet started, without OpenTelemetry's ASGI middleware when no
     trace exporter is configured (`exporter`: BentoML's `tracing.exporter_type`).
 
@@ -80,7 +81,7 @@ class FrontDoor:
             await self.app(scope, receive, send)
             return
         requested = scope.get("path", "")
-        # BentoML's metrics, tracing and access log see the label; RestorePath, the first of the
+        # BentoML's metrics (tracing, access log: when on) see the label; RestorePath, the first of the
         # service's own middlewares, puts the requested path back before anything routes on it.
         labelled = {**scope, "path": route_label(getattr(self.app, "routes", []), scope), REQUESTED_PATH: requested}
         await self.app(labelled, receive, _ShapingSend(send, scope.get("method", ""), requested))

@@ -115,8 +115,8 @@ class RecQAService(bentoml.Service):
     """
 
     def to_asgi(self, is_main: bool = True) -> Any:
-        exporter = BentoMLContainer.config.tracing.exporter_type.get()
-        return FrontDoor(without_unexported_tracing(super().to_asgi(is_main), exporter))
+        app = super().to_asgi(is_main)  # loads the service's configuration first, tracing included
+        return FrontDoor(without_unexported_tracing(app, BentoMLContainer.config.tracing.exporter_type.get()))
 
 
 @bentoml.asgi_app(_info_app, path="/")

@@ -126,8 +126,9 @@ class LogSettings(EnvSettings):
     BentoML builds its middlewares from the service's configuration).
 
     Off unless asked, as gunicorn's access log is: the line costs the event loop Python work
-    under the GIL on every request, 12-15% of `/recommend`'s and 8-11% of `/answer`'s requests
-    a second at concurrency 32 (benchmarks/RESULTS.md, "Serving, twelfth run"). Without it a
+    under the GIL on every request: without it the service answered 1.12x the `/recommend` and
+    1.08x the `/answer` requests a second at concurrency 32 (benchmarks/RESULTS.md, "Serving,
+    twelfth run"). Without it a
     request still counts in `/metrics` by route and status, and every response of 400 or more
     is logged once by the front door (serving/front.py).
     """

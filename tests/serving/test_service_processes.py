@@ -40,7 +40,7 @@ def test_concurrent_questions_share_forward_passes_and_a_lone_one_is_encoded_alo
 
 
 def test_the_access_log_writes_a_line_per_request_when_asked(server):
-    """The session server runs with RECQA_ACCESS_LOG=1: BentoML's line names the route, its status and the trace."""
+    """The session server runs with RECQA_ACCESS_LOG=1: BentoML's line names the route (never an id) and the status."""
     assert server.post("/search_items", {"query": "cable", "k": 1}).status_code == 200
     assert server.get("/items/no-such-item").status_code == 404
     deadline = time.monotonic() + 10
@@ -49,6 +49,6 @@ def test_the_access_log_writes_a_line_per_request_when_asked(server):
         if any("path=/items/{item_id:path}" in line and "status=404" in line for line in lines):
             break
         time.sleep(0.2)
-    assert any("method=POST,path=/search_items" in line and "status=200" in line and "trace=" in line for line in lines)
+    assert any("method=POST,path=/search_items" in line and "status=200" in line for line in lines)
     assert any("method=GET,path=/items/{item_id:path}" in line and "status=404" in line for line in lines)
     assert not any("no-such-item" in line for line in lines)  # the route's template, never the id

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,12 +91,15 @@ def test_a_variable_no_longer_read_is_named_in_a_warning(caplog):
     assert "RECQA_LOCAL_ENCODE is set but no longer read" in caplog.text
 
 
-@pytest.mark.parametrize(("value", "on"), [("1", True), ("true", True), ("on", True), ("0", False), ("false", False)])
-def test_the_access_log_is_off_unless_asked(value, on):
+def test_the_access_log_is_off_unless_asked_and_a_bad_value_names_the_variable():
     assert LogSettings.from_env({}).access_log is False
-    assert LogSettings.from_env({"RECQA_ACCESS_LOG": value}).access_log is on
     with pytest.raises(SettingsError, match=r"^RECQA_ACCESS_LOG='maybe' is not valid: input should be a valid boolean"):
         LogSettings.from_env({"RECQA_ACCESS_LOG": "maybe"})
+
+
+@pytest.mark.parametrize(("value", "on"), [("1", True), ("true", True), ("on", True), ("0", False), ("false", False)])
+def test_the_access_log_variable_reads_the_usual_spellings(value, on):
+    assert LogSettings.from_env({"RECQA_ACCESS_LOG": value}).access_log is on
 
 
 def test_the_service_writes_no_access_line_and_makes_no_span_by_default(service_app, warehouse):
@@ -116,3 +122,23 @@ def test_the_service_writes_no_access_line_and_makes_no_span_by_default(service_
         access.removeHandler(handler)
         access.setLevel(level)
     assert records == []
+
+
+_MIDDLEWARES = """
+import os, tempfile
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp())
+from serving.service import RecQA
+print(" ".join(m.cls.__name__ for m in RecQA.to_asgi().app.user_middleware))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("options", ["services.tracing.exporter_type=in_memory", "services.recqa.tracing.exporter_type=in_memory"])
+def test_requests_are_traced_when_bentomls_configuration_names_an_exporter(options, tmp_path):
+    """The service's own tracing settings are read after BentoML loads them (a fresh process: they are read once)."""
+    env = {**os.environ, "BENTOML_CONFIG_OPTIONS": options, "BENTOML_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    env.pop("RECQA_ACCESS_LOG", None)
+    found = subprocess.run([sys.executable, "-c", _MIDDLEWARES], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert found.returncode == 0, found.stderr[-2000:]
+    middlewares = found.stdout.split()
+    assert "OpenTelemetryMiddleware" in middlewares and "AccessLogMiddleware" not in middlewares
