@@ -126,11 +126,10 @@ class LogSettings(EnvSettings):
     BentoML builds its middlewares from the service's configuration).
 
     Off unless asked, as gunicorn's access log is: the line costs the event loop Python work
-    under the GIL on every request: without it the service answered 1.12x the `/recommend` and
-    1.08x the `/answer` requests a second at concurrency 32 (benchmarks/RESULTS.md, "Serving,
-    twelfth run"). Without it a
-    request still counts in `/metrics` by route and status, and every response of 400 or more
-    is logged once by the front door (serving/front.py).
+    under the GIL on every request, and without it the service answered 1.12x the `/recommend`
+    and 1.08x the `/answer` requests a second at concurrency 32 (benchmarks/RESULTS.md,
+    "Serving, twelfth run"). A request still counts in `/metrics` by route and status, and
+    every response of 400 or more is logged once by the front door (serving/front.py).
     """
 
     access_log: bool = Field(False, alias=ENV_ACCESS_LOG, description="1: BentoML's access log, a line per request")
