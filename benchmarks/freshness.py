@@ -62,7 +62,7 @@ RUN = os.urandom(3).hex()
 VISIBLE_TARGET_SECONDS = 2.0
 READ_RATIO_TARGET = 1.2
 POLL_SECONDS = 0.05
-WRITER_THREADS = 64  # writes in flight at most; past that the writes due wait in the client (counted as sent late)
+WRITER_THREADS = 256  # writes in flight at most (50 writes/s answered in 5 s); past that the writes due wait in the client (counted as sent late)
 TABLE_DELETES = 10  # ids of the published tables deleted during the run ("a few")
 EVENT_USERS = 20
 # share of each kind of write; deletes fall back to an upsert while nothing is deletable

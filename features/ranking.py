@@ -246,6 +246,11 @@ class RecommenderCore:
     def has_user(self, user_id: str) -> bool:
         return user_id in self._user_index
 
+    @property
+    def scoring_size(self) -> int:
+        """Multiply-adds of one user's scores (items x factors): what a recommendation costs grows with it."""
+        return int(self._item_vectors.size)
+
     def title(self, item_id: str) -> str | None:
         idx = self._item_index.get(item_id)
         return self._titles[idx] if idx is not None else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import anyio.to_thread
 import bentoml
 from bentoml._internal.configuration.containers import BentoMLContainer
 from starlette.applications import Starlette
@@ -52,6 +53,12 @@ REQUEST_TIMEOUT_SECONDS = 30
 # time). Handlers mostly wait on Lance (Rust) or the model (ONNX Runtime, PyTorch), which
 # release the GIL, so concurrent requests overlap and their questions are batched.
 API_THREADS = 32
+# /recommend runs on the event loop while one user's scores take at most this many multiply-adds
+# (items x factors; the full-size catalogue is 100,000 x 64): numpy over memory, no I/O, which
+# under load costs the loop less than handing the request to a thread and back
+# (benchmarks/RESULTS.md, "Serving, thirteenth run"). A larger catalogue would hold the loop,
+# and every other request with it, for longer: it goes to the threads.
+LOOP_MAX_SCORING = 200_000 * 64
 
 
 def _version(request: Request) -> JSONResponse:
@@ -260,12 +267,17 @@ class RecQA:
         ]
 
     @bentoml.api(route="/recommend", input_spec=RecommendRequest)
-    def recommend(self, **fields: Any) -> RecommendResponse:
+    async def recommend(self, **fields: Any) -> RecommendResponse:
         """Items for a user, excluding what they already have; unknown users get popular items."""
         req = RecommendRequest.model_construct(**fields)
         store = self._store(RECOMMENDATION_TABLES)
         if isinstance(store, JSONResponse):
             return store
+        if store.recommender.scoring_size <= LOOP_MAX_SCORING:  # memory only, no I/O: see LOOP_MAX_SCORING
+            return self._recommend(req, store)
+        return await anyio.to_thread.run_sync(self._recommend, req, store)
+
+    def _recommend(self, req: RecommendRequest, store: Store) -> RecommendResponse:
         recommender = store.recommender
         filters = req.filters or ItemFilters()
         found = recommender.for_user(req.user_id, req.k, req.exclude_seen, req.recent_item_ids, filters.category, filters.exclude_item_ids)
