@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import anyio
 import anyio.to_thread
 import bentoml
 from bentoml._internal.configuration.containers import BentoMLContainer
@@ -57,7 +58,9 @@ API_THREADS = 32
 # (items x factors; the full-size catalogue is 100,000 x 64): numpy over memory, no I/O, which
 # under load costs the loop less than handing the request to a thread and back
 # (benchmarks/RESULTS.md, "Serving, thirteenth run"). A larger catalogue would hold the loop,
-# and every other request with it, for longer: it goes to the threads.
+# and every other request with it, for longer: it goes to threads. So does a request with
+# `recent_item_ids`, whatever the size: folding them in loops over the user's history in
+# Python and, after a change to the catalogue, makes the items' YᵀY again.
 LOOP_MAX_SCORING = 200_000 * 64
 
 
@@ -141,6 +144,7 @@ class RecQA:
         self.settings = ServiceSettings.from_env()  # a bad variable stops the start, naming it
         self.encoder_lanes = encoder_lanes(self.settings.encoder_threads)  # forward passes at once
         self.metrics = service_metrics()
+        self._recommend_threads = anyio.CapacityLimiter(API_THREADS)  # /recommend's thread path, as BentoML's sync APIs
         self.state = ServedState.start(self.settings, self._encoders)
         _ingest.before_commit = self.state.embed_ahead  # a write's texts are embedded before its 2xx, not after
 
@@ -273,9 +277,9 @@ class RecQA:
         store = self._store(RECOMMENDATION_TABLES)
         if isinstance(store, JSONResponse):
             return store
-        if store.recommender.scoring_size <= LOOP_MAX_SCORING:  # memory only, no I/O: see LOOP_MAX_SCORING
-            return self._recommend(req, store)
-        return await anyio.to_thread.run_sync(self._recommend, req, store)
+        if not req.recent_item_ids and store.recommender.scoring_size <= LOOP_MAX_SCORING:
+            return self._recommend(req, store)  # memory only, no I/O: see LOOP_MAX_SCORING
+        return await anyio.to_thread.run_sync(self._recommend, req, store, limiter=self._recommend_threads)
 
     def _recommend(self, req: RecommendRequest, store: Store) -> RecommendResponse:
         recommender = store.recommender
