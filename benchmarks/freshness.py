@@ -442,10 +442,9 @@ def main(argv: list[str] | None = None) -> int:
         with bench.lock:
             bench.phase = "writes"
         print(f"phase 2: {args.writes_per_second:g} writes/s for {args.seconds:.0f} s under the same reads", flush=True)
-        writes_started = time.monotonic()
         write_load(bench, args, table_ids)
         stop.set()
-        read_seconds = time.monotonic() - writes_started  # the readers' phase 2, the watchers' last polls included
+        read_seconds = time.monotonic() - bench.writes_started  # the readers' phase 2, the watchers' last polls included
         for thread in readers:
             thread.join()
         shape_end, rss_end = table_shape(warehouse), server_rss_mb(process.pid)
@@ -464,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
 
     base, under = bench.latency["baseline"], bench.latency["writes"]
     vis = [s for v in bench.visibility.values() for s in v]
+    sending = max(bench.writes_seconds, args.seconds)  # the last write sent late, or the asked length
     figures = {
         "warehouse": warehouse, "readers": args.readers, "baseline_seconds": args.baseline_seconds, "seconds": args.seconds,
         "writes_per_second": args.writes_per_second,
@@ -474,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         "visibility": {label: {"samples": len(v), "p50_s": pct(v, 0.5), "p95_s": pct(v, 0.95)} for label, v in {**bench.visibility, "all": vis}.items()},
         "not_visible": bench.invisible, "watch_start_delay_p95_s": pct(bench.watch_delay, 0.95),
         "watcher_requests_per_second": bench.watcher_requests / read_seconds,
-        "writes_seconds": bench.writes_seconds, "writes_sent_per_second": (sum(bench.acknowledged.values()) + len(bench.write_errors)) / max(bench.writes_seconds, args.seconds),
+        "writes_seconds": sending, "writes_sent_per_second": (sum(bench.acknowledged.values()) + len(bench.write_errors)) / sending,
         "send_lag_p95_ms": 1000 * pct(bench.send_lag, 0.95), "read_phase_seconds": read_seconds,
         "read_p50_ms_by_route": {f"{phase} {route}": 1000 * pct(v, 0.5) for (phase, route), v in sorted(bench.route_latency.items())},
         "tables_start": shape_start, "tables_end": shape_end,
@@ -491,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     print("  p50 by route:       " + ", ".join(
         f"{route} {by_route.get(f'baseline {route}', float('nan')):.1f} -> {by_route.get(f'writes {route}', float('nan')):.1f} ms" for route in routes))
     sent = figures["writes_sent_per_second"]
-    print(f"writes acknowledged:  {acked:,}, sent over {max(bench.writes_seconds, args.seconds):.0f} s ({sent:.1f}/s of {args.writes_per_second:g} asked) {bench.acknowledged}, "
+    print(f"writes acknowledged:  {acked:,}, sent over {sending:.0f} s ({sent:.1f}/s of {args.writes_per_second:g} asked) {bench.acknowledged}, "
           f"failed {len(bench.write_errors)}; 2xx after p50 {figures['ack_p50_ms']:.0f} ms, p95 {figures['ack_p95_ms']:.0f} ms; "
           f"sent late p95 {figures['send_lag_p95_ms']:.0f} ms")
     if figures["send_lag_p95_ms"] > LATE_WARNING_MS:
