@@ -15,6 +15,7 @@ from features.retrieval import bm25_weight_of, distance_to_similarity, mmr, rrf_
 from features.schemas import ANSWER_INDEX, ANSWER_TEXT_COLUMN, IndexConfig
 from serving.batching import Batcher
 from serving.fresh_answers import FreshAnswers
+from serving.keywords import load_keywords
 from serving.memory import DEFAULT_MEMORY_BUDGET_MB, AnswerMemory
 from serving.tables import Hit, check_encoder, vector_candidates, vector_search
 
@@ -70,6 +71,9 @@ class AnswerIndex:
         self._memory, self._plan = AnswerMemory.load(self._dataset, index.column, memory_budget_mb << 20)
         log = logger.info if self._memory is not None else logger.warning  # over the budget: slower, and worth seeing
         log("answers table version %s: searched through %s (%s)", self._dataset.version, self._plan.path, self._plan.reason)
+        self._bm25, self._keyword_reason = None, "the table is searched through Lance"
+        if self._memory is not None:
+            self._bm25, self._keyword_reason = load_keywords(self._dataset, self._memory, ANSWER_TEXT_COLUMN, memory_budget_mb << 20)
         self._batcher = Batcher(self._vector_batch)  # concurrent questions' vector searches, one batch
 
     @property
@@ -83,7 +87,8 @@ class AnswerIndex:
             vector = "Lance, exact" if self._exact or not self._indexed else "Lance IVF-PQ, refined from disk"
         else:
             vector = "exact in memory" if self._exact or not self._indexed else "Lance IVF-PQ row ids, re-ranked in memory"
-        return {**self._plan.info(), "vector_search": vector}
+        keyword = "in memory" if self._bm25 is not None else "Lance full-text index"
+        return {**self._plan.info(), "vector_search": vector, "keyword_search": keyword, "keyword_reason": self._keyword_reason}
 
     def with_fresh(self, fresh: FreshAnswers | None) -> "AnswerIndex":
         """The same table version searched together with the answers written since its build."""
@@ -190,9 +195,20 @@ class AnswerIndex:
     def _columns(self, with_vectors: bool) -> list[str]:
         return ["doc_id", "chunk_id", "answer", "question", "source", "tags", *([self._index.column] if with_vectors else [])]
 
+    @property
+    def keyword_in_memory(self) -> bool:
+        """Whether keyword searches run on postings in memory (serving/keywords.py), not Lance."""
+        return self._bm25 is not None
+
     def _keyword(self, question: str, filters: tuple, condition: str | None, depth: int, with_vectors: bool) -> list[dict]:
-        query = MatchQuery(question, ANSWER_TEXT_COLUMN)
         memory = self._memory
+        if self._bm25 is not None:
+            positions, scores = self._bm25.top(question, depth, memory.mask(*filters))
+            rows = memory.take(positions, with_vectors, self._index.column)
+            for row, score in zip(rows, scores.tolist()):
+                row["_score"] = score
+            return rows
+        query = MatchQuery(question, ANSWER_TEXT_COLUMN)
         if memory is None:
             found = self._dataset.to_table(columns=self._columns(with_vectors), full_text_query=query, filter=condition, prefilter=True, limit=depth)
             return found.to_pylist()
@@ -232,7 +248,8 @@ class AnswerIndex:
 
 
 class PendingAnswer:
-    """One answer in progress: the keyword half already running, the vector half to come."""
+    """One answer in progress: the keyword half already running on a thread (through Lance) or
+    left to `finish` (in memory, cheaper than the hand-off), the vector half to come."""
 
     def __init__(
         self, owner: AnswerIndex, question: str, k: int, mode: str, filters: tuple[list[str] | None, list[str] | None], diversity: float | None
@@ -241,7 +258,8 @@ class PendingAnswer:
         self._filters = filters
         self._depth = k * CHUNK_OVERFETCH * (2 if diversity is not None else 1)
         self._keyword: Future | None = None
-        if mode in ("keyword", "hybrid"):
+        self._keyword_here = mode in ("keyword", "hybrid") and owner.keyword_in_memory
+        if mode in ("keyword", "hybrid") and not self._keyword_here:
             self._keyword = _POOL.submit(owner.ranked_rows, question, filters, self._depth, diversity is not None)
 
     def cancel(self) -> None:
@@ -256,8 +274,11 @@ class PendingAnswer:
         if self._mode in ("vector", "hybrid"):
             found = self._owner.ranked_rows(vector, self._filters, self._depth, self._diversity is not None)
             rankings.append(_best_per_doc(found, rows, lambda r: distance_to_similarity(r["_distance"])))
-        if self._keyword is not None:
-            rankings.append(_best_per_doc(self._keyword.result(), rows, lambda r: float(r["_score"])))
+        if self._keyword is not None or self._keyword_here:
+            found = self._keyword.result() if self._keyword is not None else self._owner.ranked_rows(
+                self._question, self._filters, self._depth, self._diversity is not None
+            )
+            rankings.append(_best_per_doc(found, rows, lambda r: float(r["_score"])))
         ranked = self._owner.fuse(*rankings) if self._mode == "hybrid" else rankings[0]
         if self._diversity is not None and ranked:
             ranked = _diversify(vector, ranked[: self._depth], rows, self._owner.vector_column, self._k, self._diversity)

@@ -15,6 +15,7 @@ from features.changes import Change, fold
 from features.ivf import partitions_for, search_nprobes
 from features.schemas import ANSWER_INDEX, ANSWER_TEXT_COLUMN, TableMetadata, answers_schema
 from pipelines import lance_io
+from serving import answers
 from serving.answers import AnswerIndex
 from serving.overlay import advance_answers
 from serving.settings import ENV_MEMORY_BUDGET_MB, ServiceSettings, SettingsError
@@ -100,8 +101,9 @@ def _same(memory_rows: list[dict], lance_rows: list[dict], score: str) -> None:
     assert all(ours[key] == theirs[key] for key in ours.keys() & theirs.keys())
     edge = lance_rows[-1][score] if lance_rows else 0.0
     assert all(abs(r[score] - edge) <= TIE for r in memory_rows if (r["doc_id"], r["chunk_id"]) not in theirs)
-    swapped = sum(a["chunk_id"] != b["chunk_id"] or a["doc_id"] != b["doc_id"] for a, b in zip(memory_rows, lance_rows))
-    assert swapped <= max(2, len(memory_rows) // 50)  # near-ties are rare among random vectors
+    if score == "_distance":  # near-ties are rare among random vectors; BM25 over these 12 words ties often
+        swapped = sum(a["chunk_id"] != b["chunk_id"] or a["doc_id"] != b["doc_id"] for a, b in zip(memory_rows, lance_rows))
+        assert swapped <= max(2, len(memory_rows) // 50)
 
 
 def test_a_table_without_an_index_is_searched_exactly_in_memory_as_lance_searches_it(flat):
@@ -178,9 +180,14 @@ def test_keyword_rows_take_their_fields_from_memory_unchanged(fixture, request):
 
 
 @pytest.mark.parametrize("fixture", ["flat", "indexed"])
-def test_answers_in_every_mode_and_with_diversity_are_the_same_through_either_path(fixture, request):
+def test_answers_in_every_mode_and_with_diversity_are_the_same_through_either_path(fixture, request, monkeypatch):
+    """The vectors and fields from memory; the keyword half from Lance on both sides, as BM25 over
+    these 12 words ties often and Lance orders tied rows its own way (the keyword half from
+    memory: tests/serving/test_keywords.py, on real text)."""
     table = request.getfixturevalue(fixture)
+    monkeypatch.setattr(answers, "load_keywords", lambda *args: (None, "off in this test"))
     memory, lance = AnswerIndex(table, Encoder()), AnswerIndex(table, Encoder(), memory_budget_mb=0)
+    assert memory.search_info()["path"] == "memory" and not memory.keyword_in_memory
     for question in ("quokka telemetry", "github strike river"):
         for mode in ("vector", "keyword", "hybrid"):
             for diversity in (None, 0.5):
