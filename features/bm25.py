@@ -29,6 +29,7 @@ from functools import lru_cache
 
 import numpy as np
 import Stemmer
+from scipy.sparse import csr_matrix
 
 K1 = 1.2
 B = 0.75
@@ -72,9 +73,11 @@ def tokens(text: str) -> list[str]:
 
 
 class CorpusBM25:
-    """The BM25 scores of one fixed corpus (a table version's rows), held as postings whose
-    every entry is already its term's share of the score: a question's scores are one
-    addition a posting of its terms, with no Lance query planned or run.
+    """The BM25 scores of one fixed corpus (a table version's rows), held as a sparse terms x
+    rows matrix whose every entry is already its term's share of the score: a question's
+    scores are one sparse product, its term counts times the matrix, with no Lance query
+    planned or run. SciPy computes the product in C++ with the GIL released, and touches only
+    the postings of the question's terms (the rows that match).
 
     `texts[i]` is row i; `top` and `scores` answer in those rows.
     """
@@ -93,44 +96,57 @@ class CorpusBM25:
         ids = np.frombuffer(term_ids, np.int32)
         order = np.argsort(ids, kind="stable")  # by term, rows ascending within each
         frequency = np.bincount(ids, minlength=len(vocabulary))
-        self._vocabulary = vocabulary
-        self._offsets = np.concatenate([[0], np.cumsum(frequency)]).astype(np.int64)
-        self._rows = np.frombuffer(rows, np.int32)[order].copy()
+        posting_rows = np.frombuffer(rows, np.int32)[order]
         length = np.frombuffer(lengths, np.float32).astype(np.float64)
         average = max(float(length.mean()), 1e-9) if self.rows else 1.0
         tf = np.frombuffer(counts, np.float32).astype(np.float64)[order]
         idf = np.log(1.0 + (self.rows - frequency + 0.5) / (frequency + 0.5))[ids[order]]
-        self._weights = (idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length[self._rows] / average))).astype(np.float32)
+        weights = (idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length[posting_rows] / average))).astype(np.float32)
+        offsets = np.concatenate([[0], np.cumsum(frequency)]).astype(np.int32)
+        self._vocabulary = vocabulary
+        self._matrix = csr_matrix((weights, posting_rows, offsets), shape=(len(vocabulary), self.rows))
 
     @property
     def nbytes(self) -> int:
-        return int(self._rows.nbytes + self._weights.nbytes + self._offsets.nbytes)
+        matrix = self._matrix
+        return int(matrix.data.nbytes + matrix.indices.nbytes + matrix.indptr.nbytes)
+
+    def matches(self, query: str) -> tuple[np.ndarray, np.ndarray]:
+        """The rows holding a term of `query` (in no order) and their BM25 scores; a word the
+        question repeats counts once per repetition, as Lance counts it."""
+        found = Counter(self._vocabulary[term] for term in tokens(query) if term in self._vocabulary)
+        if not found or not self.rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        ids = np.fromiter(found.keys(), np.int32, len(found))
+        order = np.argsort(ids)
+        question = csr_matrix(
+            (np.fromiter(found.values(), np.float32, len(found))[order], ids[order], np.array([0, len(ids)], np.int32)),
+            shape=(1, self._matrix.shape[0]),
+        )
+        scores = question @ self._matrix
+        return scores.indices.astype(np.int64), scores.data
 
     def scores(self, query: str) -> np.ndarray:
         """Every row's BM25 score for `query` (0 where no term matches)."""
+        rows, found = self.matches(query)
         scores = np.zeros(self.rows, np.float32)
-        for term, repeats in Counter(tokens(query)).items():
-            at = self._vocabulary.get(term)
-            if at is not None:
-                start, end = self._offsets[at], self._offsets[at + 1]
-                scores[self._rows[start:end]] += self._weights[start:end] * repeats
+        scores[rows] = found
         return scores
 
     def top(self, query: str, depth: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The `depth` best rows holding a term of `query` (among `allowed`, a row mask, if
         given) and their scores, best first; equal scores in row order."""
-        scores = self.scores(query)
-        matched = scores > 0
+        rows, scores = self.matches(query)
         if allowed is not None:
-            matched &= allowed
-        found = np.flatnonzero(matched)
+            kept = allowed[rows]
+            rows, scores = rows[kept], scores[kept]
         if depth <= 0:
-            found = found[:0]
-        elif len(found) > depth:  # every tie at the boundary, then trimmed by row: the same list every time
-            threshold = scores[found[np.argpartition(-scores[found], depth - 1)[:depth]]].min()
-            found = found[scores[found] >= threshold]
-        found = found[np.lexsort((found, -scores[found]))][: max(depth, 0)]
-        return found, scores[found]
+            rows, scores = rows[:0], scores[:0]
+        elif len(rows) > depth:  # every tie at the boundary, then trimmed by row: the same list every time
+            kept = scores >= np.partition(scores, len(scores) - depth)[len(scores) - depth]
+            rows, scores = rows[kept], scores[kept]
+        order = np.lexsort((rows, -scores))[: max(depth, 0)]
+        return rows[order], scores[order]
 
 
 class PostingsBM25:

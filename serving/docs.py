@@ -56,7 +56,8 @@ _VERSION_SCHEMA = {
         "answer_search": {
             "type": "object",
             "description": "How the served answers version is searched: `path` memory or lance, its rows and bytes, "
-            "`budget_mb` (RECQA_MEMORY_BUDGET_MB), `reason`, and `vector_search`.",
+            "`budget_mb` (RECQA_MEMORY_BUDGET_MB), `reason`, `vector_search`, and `keyword_search` (in memory or "
+            "Lance's full-text index) with `keyword_reason`.",
         },
     },
 }

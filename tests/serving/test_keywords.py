@@ -121,6 +121,6 @@ def test_the_parity_check_sees_a_score_that_differs(fake_warehouse, questions):
     memory = AnswerIndex(_answers(fake_warehouse), FakeEncoder())
     dataset, store, bm25 = memory._dataset, memory._memory, memory._bm25
     assert same_as_lance(dataset, ANSWER_TEXT_COLUMN, store, bm25, questions[0])
-    bm25._weights = bm25._weights * np.float32(1.01)  # one percent off: caught
+    bm25._matrix = bm25._matrix * np.float32(1.01)  # one percent off: caught
     assert not same_as_lance(dataset, ANSWER_TEXT_COLUMN, store, bm25, questions[0])
     assert keywords.SCORE_TOLERANCE < 0.01
