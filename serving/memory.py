@@ -14,6 +14,7 @@ Lance as before (`AnswerMemory.load` returns None and says why).
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -57,6 +58,10 @@ class AnswerMemory:
         self.norms = norms  # each row's length as stored: a row asked for with its vector gets it as Lance has it
         self.fields = fields
         self._columns = {name: _one_array(fields.column(name)) for name in fields.column_names}
+        # every taken row's doc_id at once: indexing this costs microseconds, where Arrow's `take`
+        # with its call and conversion was a tenth of a request's active time at concurrency 32
+        self._doc_ids = np.asarray(self._columns["doc_id"].to_pylist(), dtype=object)
+        self._doc_ids_bytes = int(self._doc_ids.nbytes + sum(map(sys.getsizeof, self._doc_ids)))
         self._order = np.argsort(row_ids, kind="stable")
         self._sorted_ids = row_ids[self._order]
         self._sources = _codes(self._columns["source"])
@@ -72,7 +77,7 @@ class AnswerMemory:
 
     @property
     def nbytes(self) -> int:
-        return int(self.vectors.nbytes + self.norms.nbytes + self.fields.nbytes + self.row_ids.nbytes)
+        return int(self.vectors.nbytes + self.norms.nbytes + self.fields.nbytes + self.row_ids.nbytes + self._doc_ids_bytes)
 
     @classmethod
     def load(cls, dataset, column: str, budget_bytes: int) -> tuple["AnswerMemory | None", MemoryPlan]:
@@ -170,7 +175,7 @@ class AnswerMemory:
         turning every field of every taken row into Python objects was the largest piece of a
         request's time under the GIL (benchmarks/RESULTS.md, "Serving, eighth run").
         """
-        doc_ids = self._columns["doc_id"].take(pa.array(positions, pa.int64())).to_pylist()
+        doc_ids = self._doc_ids[np.asarray(positions, np.int64)].tolist()
         rows = [MemoryRow(self._columns, position, doc_id) for position, doc_id in zip(np.asarray(positions).tolist(), doc_ids)]
         if with_vectors:
             for row, position in zip(rows, positions):
