@@ -1,11 +1,12 @@
 """BM25 in process, scored as Lance's full-text index scores: the served table's rows
 (`CorpusBM25`) and the answer chunks written since the last build (`PostingsBM25`).
 
-Tokens are what Lance's index (LanceDB's `FTS()` defaults, which build-qa uses) makes of a
-text: alphanumeric runs (its `simple` tokenizer), those of 40 bytes or more dropped, lower-
-cased, stemmed by the Snowball English stemmer (PyStemmer, the C build of the algorithm
-Lance's Rust stemmer implements), English stop words dropped after stemming, accents folded
-to ASCII. On the bundled StackFAQ answers, 100,000 generated answers and the 5,183 SciFact
+Tokens are what Lance's index makes of a text (`Analyzer`; by default LanceDB's `FTS()`
+defaults, which build-qa uses): alphanumeric runs (its `simple` tokenizer), those of 40 bytes
+or more dropped, lower-cased, stemmed by the Snowball English stemmer (PyStemmer, the C build
+of the algorithm Lance's Rust stemmer implements), English stop words dropped after stemming,
+accents folded to ASCII; stemming, stop words, folding and the length limit follow the
+index's own parameters (`recqa tune qa` may turn the first two off). On the bundled StackFAQ answers, 100,000 generated answers and the 5,183 SciFact
 abstracts every row's token count equals the count Lance's index stored, and the top 10 of
 every question scored alike (benchmarks/RESULTS.md, "Keyword search from memory"). Lance
 counts a word the question repeats once per repetition; so does `CorpusBM25`.
@@ -25,7 +26,7 @@ import unicodedata
 from array import array
 from collections import Counter
 from collections.abc import Iterable
-from functools import lru_cache
+from dataclasses import dataclass
 
 import numpy as np
 import Stemmer
@@ -54,22 +55,71 @@ _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 _STEM = Stemmer.Stemmer("english").stemWord
 
 
-@lru_cache(maxsize=1 << 18)  # a word's term, once per distinct word: stemming is most of the cost
-def _term(word: str) -> str:
-    """The index term of one alphanumeric run, or "" when Lance's tokenizer drops it."""
-    if len(word.encode()) >= MAX_TOKEN_BYTES:
+@dataclass(frozen=True)
+class Analyzer:
+    """The text analysis of one Lance full-text index, among the ones this module reproduces:
+    its `simple` split and lower case always, the rest as the index's own parameters say
+    (`Analyzer.of_index`). The default is LanceDB's `FTS()` default, which build-qa uses
+    unless `recqa tune qa` chose otherwise."""
+
+    stem: bool = True
+    stop_words: bool = True
+    ascii_folding: bool = True
+    max_token_bytes: int | None = MAX_TOKEN_BYTES
+
+    @classmethod
+    def of_index(cls, details: dict) -> "Analyzer | str":
+        """The analyzer of an index from its parameters (pylance's `describe_indices()[i].details`),
+        or why this module cannot reproduce it."""
+        expected = {"base_tokenizer": "simple", "language": "English", "lower_case": True, "custom_stop_words": None}
+        for key, value in expected.items():
+            if details.get(key, value) != value:
+                return f"its {key} is {details.get(key)!r}; in memory only {value!r} is reproduced"
+        limit = details.get("max_token_length", MAX_TOKEN_BYTES)
+        return cls(bool(details.get("stem", True)), bool(details.get("remove_stop_words", True)),
+                   bool(details.get("ascii_folding", True)), None if limit is None else int(limit))
+
+    def tokens(self, text: str) -> list[str]:
+        """The terms of `text` as the index makes them, in order."""
+        terms = _TERMS.setdefault(self, {})  # a word's term, once per distinct word: stemming is most of the cost
+        if len(terms) > MAX_CACHED_WORDS:
+            terms.clear()  # bounded: a corpus with more distinct words than this starts over
+        out = []
+        for word in _TOKEN.findall(text):
+            term = terms.get(word)
+            if term is None:
+                term = terms[word] = _term(word, self)
+            if term:
+                out.append(term)
+        return out
+
+
+# Distinct words whose term each analyzer keeps at most.
+MAX_CACHED_WORDS = 1 << 18
+_TERMS: dict[Analyzer, dict[str, str]] = {}
+
+
+def _term(word: str, analyzer: Analyzer) -> str:
+    """The index term of one alphanumeric run, or "" when Lance's tokenizer drops it. The steps
+    in Lance's order: too long, lower case, stem, stop words, ASCII folding."""
+    if analyzer.max_token_bytes is not None and len(word.encode()) >= analyzer.max_token_bytes:
         return ""
-    stemmed = _STEM(word.lower())
-    if stemmed in STOP_WORDS:
+    term = word.lower()
+    if analyzer.stem:
+        term = _STEM(term)
+    if analyzer.stop_words and term in STOP_WORDS:
         return ""
-    if stemmed.isascii():
-        return stemmed
-    return "".join(c for c in unicodedata.normalize("NFKD", stemmed.translate(_FOLD)) if not unicodedata.combining(c))
+    if term.isascii() or not analyzer.ascii_folding:
+        return term
+    return "".join(c for c in unicodedata.normalize("NFKD", term.translate(_FOLD)) if not unicodedata.combining(c))
+
+
+DEFAULT_ANALYZER = Analyzer()
 
 
 def tokens(text: str) -> list[str]:
-    """The terms of `text` as Lance's full-text index makes them (see the module), in order."""
-    return [term for term in map(_term, _TOKEN.findall(text)) if term]
+    """The terms of `text` as an index with LanceDB's default analysis makes them (see the module)."""
+    return DEFAULT_ANALYZER.tokens(text)
 
 
 class CorpusBM25:
@@ -82,7 +132,9 @@ class CorpusBM25:
     `texts[i]` is row i; `top` and `scores` answer in those rows.
     """
 
-    def __init__(self, texts: Iterable[str | None]) -> None:
+    def __init__(self, texts: Iterable[str | None], analyzer: Analyzer = DEFAULT_ANALYZER) -> None:
+        self.analyzer = analyzer
+        tokens = analyzer.tokens
         vocabulary: dict[str, int] = {}
         term_ids, rows, counts, lengths = array("i"), array("i"), array("f"), array("f")
         for row, text in enumerate(texts):
@@ -114,7 +166,7 @@ class CorpusBM25:
     def matches(self, query: str) -> tuple[np.ndarray, np.ndarray]:
         """The rows holding a term of `query` (in no order) and their BM25 scores; a word the
         question repeats counts once per repetition, as Lance counts it."""
-        found = Counter(self._vocabulary[term] for term in tokens(query) if term in self._vocabulary)
+        found = Counter(self._vocabulary[term] for term in self.analyzer.tokens(query) if term in self._vocabulary)
         if not found or not self.rows:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         ids = np.fromiter(found.keys(), np.int32, len(found))

@@ -6,7 +6,8 @@ wakes slowed the question's encoding beside it. The same scores from postings in
 cost a fraction of that (benchmarks/RESULTS.md, "Keyword search from memory").
 
 Used only when it is the same search: the table version's full-text index covers every
-fragment, the postings fit the memory budget beside the vectors, and for a sample of the
+fragment, its tokenizer is one features/bm25.py reproduces (read from the index's own
+parameters), the postings fit the memory budget beside the vectors, and for a sample of the
 table's own questions the scores in memory equal Lance's (the check at load, like the ONNX
 encoder's parity check). Rows deleted after the index was built would show there: Lance's
 index still counts them in every term's weight. Otherwise Lance answers, as before, and
@@ -16,11 +17,12 @@ index still counts them in every term's weight. Otherwise Lance answers, as befo
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import numpy as np
 from lance.query import MatchQuery
 
-from features.bm25 import CorpusBM25
+from features.bm25 import Analyzer, CorpusBM25
 from serving.memory import AnswerMemory
 
 logger = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ PARITY_QUESTIONS = 16
 PARITY_DEPTH = 10
 # Lance sums the terms' scores in float32; within this they are one score.
 SCORE_TOLERANCE = 1e-3
+BATCH_ROWS = 8192  # texts read at a time while the postings are built
 
 
 def load_keywords(dataset, memory: AnswerMemory, column: str, budget_bytes: int) -> tuple[CorpusBM25 | None, str]:
@@ -42,19 +45,31 @@ def load_keywords(dataset, memory: AnswerMemory, column: str, budget_bytes: int)
     covered = set(indexed[0].get("fragment_ids") or ())
     if any(fragment.fragment_id not in covered for fragment in fragments):
         return None, "the full-text index does not cover every fragment (rows appended since it was built)"
-    found = dataset.to_table(columns=[column], with_row_id=True)
-    texts: list[str | None] = [None] * memory.rows
-    for position, text in zip(memory.positions(found.column("_rowid").to_numpy()).tolist(), found.column(column).to_pylist()):
-        texts[position] = text
-    bm25 = CorpusBM25(texts)
+    described = [index for index in dataset.describe_indices() if index.name == indexed[0]["name"]]
+    analyzer = Analyzer.of_index(dict(described[0].details or {})) if described else "Lance does not describe the index"
+    if isinstance(analyzer, str):
+        return None, f"the full-text index's tokenizer: {analyzer}"
+    bm25 = CorpusBM25(_texts(dataset, memory, column), analyzer)
     if memory.nbytes + bm25.nbytes > budget_bytes:
         return None, f"the postings ({bm25.nbytes >> 20} MB) do not fit the memory budget beside the vectors"
-    questions = _sample_questions(memory, texts)
+    questions = _sample_questions(memory)
     for question in questions:
         if not same_as_lance(dataset, column, memory, bm25, question):
             logger.warning("keyword search stays on Lance: in memory it scores %r otherwise than Lance's index", question)
             return None, f"scored {question!r} otherwise than Lance's index (a tokenizer this build does not reproduce)"
     return bm25, f"BM25 in memory ({bm25.nbytes >> 20} MB), scores equal to Lance's index on {len(questions)} of the table's questions"
+
+
+def _texts(dataset, memory: AnswerMemory, column: str) -> Iterator[str | None]:
+    """The column's texts in the memory's row order, a batch at a time (the whole column as
+    Python strings at once held 100,000 answers' text twice over while the postings were built)."""
+    at = 0
+    for batch in dataset.scanner(columns=[column], with_row_id=True, batch_size=BATCH_ROWS, scan_in_order=True).to_batches():
+        ids = batch.column("_rowid").to_numpy()
+        if not np.array_equal(ids, memory.row_ids[at : at + len(ids)]):  # memory was read in the same order
+            raise RuntimeError(f"answers table version {dataset.version} scanned in another order than its memory was read")
+        at += len(ids)
+        yield from batch.column(column).to_pylist()
 
 
 def same_as_lance(dataset, column: str, memory: AnswerMemory, bm25: CorpusBM25, question: str, depth: int = PARITY_DEPTH) -> bool:
@@ -73,16 +88,8 @@ def same_as_lance(dataset, column: str, memory: AnswerMemory, bm25: CorpusBM25, 
     )
 
 
-def _sample_questions(memory: AnswerMemory, texts: list[str | None]) -> list[str]:
-    """Up to PARITY_QUESTIONS distinct questions of the table, evenly spread; the first words of
-    its texts where it has fewer questions than that."""
+def _sample_questions(memory: AnswerMemory) -> list[str]:
+    """Up to PARITY_QUESTIONS distinct questions of the table, evenly spread."""
     questions = [q for q in dict.fromkeys(memory.fields.column("question").to_pylist()) if q and q.strip()]
     step = max(len(questions) // PARITY_QUESTIONS, 1)
-    sample = questions[::step][:PARITY_QUESTIONS]
-    spread = max(len(texts) // PARITY_QUESTIONS, 1)
-    for text in texts[::spread]:
-        if len(sample) >= PARITY_QUESTIONS:
-            break
-        if text and text.strip():
-            sample.append(" ".join(text.split()[:12]))
-    return sample
+    return questions[::step][:PARITY_QUESTIONS]

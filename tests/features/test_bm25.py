@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from features.bm25 import B, K1, CorpusBM25, tokens
+from features.bm25 import B, K1, Analyzer, CorpusBM25, tokens
 
 
 def test_tokens_split_stem_then_drop_stop_words_and_fold_accents():
@@ -53,3 +53,17 @@ def test_top_ranks_best_first_ties_by_row_and_respects_the_mask_and_depth():
     assert bm25.top("cat", 10, allowed)[0].tolist() == [2, 3]
     assert bm25.top("cat", 0)[0].tolist() == [] and bm25.top("zebra", 5)[0].tolist() == []
     assert CorpusBM25([]).top("cat", 3)[0].tolist() == []
+
+
+def test_an_analyzer_follows_the_index_parameters_it_reproduces_and_names_the_ones_it_does_not():
+    details = {"base_tokenizer": "simple", "language": "English", "lower_case": True, "stem": False, "remove_stop_words": False,
+               "ascii_folding": False, "max_token_length": None, "custom_stop_words": None}
+    plain = Analyzer.of_index(details)
+    assert plain == Analyzer(stem=False, stop_words=False, ascii_folding=False, max_token_bytes=None)
+    assert plain.tokens("Having the Cafés " + "x" * 50) == ["having", "the", "cafés", "x" * 50]
+    assert Analyzer.of_index({}) == Analyzer()  # LanceDB's defaults where a parameter is not given
+    assert "language is 'French'" in Analyzer.of_index({**details, "language": "French"})
+    assert "base_tokenizer is 'ngram'" in Analyzer.of_index({**details, "base_tokenizer": "ngram"})
+    assert "custom_stop_words" in Analyzer.of_index({**details, "custom_stop_words": ["foo"]})
+    assert CorpusBM25(["Having the cafe"], plain).top("having", 1)[0].tolist() == [0]
+    assert CorpusBM25(["Having the cafe"]).top("having", 1)[0].tolist() == []  # the default drops it (have: a stop word)

@@ -81,19 +81,39 @@ def _same_but_ties(one, other, question: str) -> None:
     assert all(abs(ours[i] - theirs[i]) <= TIE for i in ours), question
 
 
-def test_an_index_built_with_another_tokenizer_keeps_keyword_search_on_lance(fake_warehouse, tmp_path, questions):
+@pytest.mark.parametrize("stem,stop_words", [(False, False), (False, True), (True, False)])
+def test_an_index_built_unstemmed_or_with_stop_words_is_searched_in_memory_alike(fake_warehouse, tmp_path, questions, stem, stop_words):
+    """`recqa tune qa` may choose these (its fts_stem and fts_stop_words knobs): the analysis
+    follows the index's own parameters."""
     copy = tmp_path / "warehouse"
     shutil.copytree(fake_warehouse, copy)
-    lance_io.create_fts_index(str(copy), "answers", ANSWER_TEXT_COLUMN, FTSConfig(stem=False, remove_stop_words=False))
+    lance_io.create_fts_index(str(copy), "answers", ANSWER_TEXT_COLUMN, FTSConfig(stem=stem, remove_stop_words=stop_words))
     table = _answers(copy)
-    index = AnswerIndex(table, FakeEncoder())
+    index, lance = AnswerIndex(table, FakeEncoder()), AnswerIndex(table, FakeEncoder(), memory_budget_mb=0)
+    assert index.keyword_in_memory, index.search_info()["keyword_reason"]
+    for question in questions[::10]:
+        ours = [r["_score"] for r in index.ranked_rows(question, (None, None), 40, False)]
+        np.testing.assert_allclose(ours, [r["_score"] for r in lance.ranked_rows(question, (None, None), 40, False)], rtol=0, atol=TIE)
+
+
+def test_an_index_in_another_language_keeps_keyword_search_on_lance(fake_warehouse, tmp_path):
+    copy = tmp_path / "warehouse"
+    shutil.copytree(fake_warehouse, copy)
+    lance_io.create_fts_index(str(copy), "answers", ANSWER_TEXT_COLUMN, FTSConfig(language="French"))
+    index = AnswerIndex(_answers(copy), FakeEncoder())
     assert index.search_info()["path"] == "memory" and not index.keyword_in_memory
-    assert "otherwise than Lance's index" in index.search_info()["keyword_reason"]
-    lance = AnswerIndex(table, FakeEncoder(), memory_budget_mb=0)
-    for question in questions[:50]:  # Lance's unstemmed scores, both ways
-        assert [r["_score"] for r in index.ranked_rows(question, (None, None), 40, False)] == [
-            r["_score"] for r in lance.ranked_rows(question, (None, None), 40, False)
-        ]
+    assert "language is 'French'" in index.search_info()["keyword_reason"]
+
+
+def test_scores_unlike_lances_at_load_keep_keyword_search_on_lance(fake_warehouse, monkeypatch, questions):
+    monkeypatch.setattr("features.bm25.STOP_WORDS", frozenset())  # an analysis that keeps "how", "the": not Lance's
+    monkeypatch.setattr("features.bm25._TERMS", {})
+    index = AnswerIndex(_answers(fake_warehouse), FakeEncoder())
+    assert not index.keyword_in_memory and "otherwise than Lance's index" in index.search_info()["keyword_reason"]
+    lance = AnswerIndex(_answers(fake_warehouse), FakeEncoder(), memory_budget_mb=0)
+    question = questions[0]
+    key = lambda rows: [(r["doc_id"], r["chunk_id"], r["_score"]) for r in rows]  # noqa: E731
+    assert key(index.ranked_rows(question, (None, None), 40, False)) == key(lance.ranked_rows(question, (None, None), 40, False))
 
 
 def test_rows_the_index_does_not_cover_keep_keyword_search_on_lance(fake_warehouse, tmp_path):
