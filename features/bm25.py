@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import math
 import re
+import sys
+import threading
 import unicodedata
 from array import array
 from collections import Counter
@@ -51,8 +53,18 @@ STOP_WORDS = frozenset(
 )
 # Letters ASCII folding maps that Unicode decomposition leaves alone.
 _FOLD = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ð": "d", "þ": "th", "ł": "l", "ı": "i"})
+# Alphanumeric runs. Python's \w is close to Rust's `char::is_alphanumeric` (Lance's split) but
+# not equal: spacing marks of some scripts (Devanagari's vowel signs) split a word here and not
+# there. The load-time check (serving/keywords.py) compares scores on the table's own questions.
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
-_STEM = Stemmer.Stemmer("english").stemWord
+_STEMMERS = threading.local()  # PyStemmer's stemmer is not to be called from two threads at once
+
+
+def _stem(word: str) -> str:
+    stemmer = getattr(_STEMMERS, "english", None)
+    if stemmer is None:
+        stemmer = _STEMMERS.english = Stemmer.Stemmer("english")
+    return stemmer.stemWord(word)
 
 
 @dataclass(frozen=True)
@@ -88,14 +100,17 @@ class Analyzer:
         for word in _TOKEN.findall(text):
             term = terms.get(word)
             if term is None:
-                term = terms[word] = _term(word, self)
+                term = _term(word, self)
+                if len(word) <= MAX_CACHED_WORD:  # a question's long runs would fill the cache with bytes
+                    terms[word] = term
             if term:
                 out.append(term)
         return out
 
 
-# Distinct words whose term each analyzer keeps at most.
+# Distinct words whose term each analyzer keeps at most, and the longest word kept (characters).
 MAX_CACHED_WORDS = 1 << 18
+MAX_CACHED_WORD = 48
 _TERMS: dict[Analyzer, dict[str, str]] = {}
 
 
@@ -106,7 +121,7 @@ def _term(word: str, analyzer: Analyzer) -> str:
         return ""
     term = word.lower()
     if analyzer.stem:
-        term = _STEM(term)
+        term = _stem(term)
     if analyzer.stop_words and term in STOP_WORDS:
         return ""
     if term.isascii() or not analyzer.ascii_folding:
@@ -122,6 +137,14 @@ def tokens(text: str) -> list[str]:
     return DEFAULT_ANALYZER.tokens(text)
 
 
+# Postings a CorpusBM25 holds at most: its offsets are int32.
+MAX_POSTINGS = 2**31 - 1
+
+
+class TooManyPostings(ValueError):
+    """A corpus whose postings pass the bound it was built with."""
+
+
 class CorpusBM25:
     """The BM25 scores of one fixed corpus (a table version's rows), held as a sparse terms x
     rows matrix whose every entry is already its term's share of the score: a question's
@@ -132,9 +155,13 @@ class CorpusBM25:
     `texts[i]` is row i; `top` and `scores` answer in those rows.
     """
 
-    def __init__(self, texts: Iterable[str | None], analyzer: Analyzer = DEFAULT_ANALYZER) -> None:
+    def __init__(self, texts: Iterable[str | None], analyzer: Analyzer = DEFAULT_ANALYZER, max_postings: int = MAX_POSTINGS) -> None:
+        """`max_postings`: past this many (row, term) pairs the build stops with `TooManyPostings`
+        while it still holds only the pairs read, about 16 bytes each (a budget, checked before
+        the arrays that cost more are made)."""
         self.analyzer = analyzer
         tokens = analyzer.tokens
+        max_postings = min(max_postings, MAX_POSTINGS)
         vocabulary: dict[str, int] = {}
         term_ids, rows, counts, lengths = array("i"), array("i"), array("f"), array("f")
         for row, text in enumerate(texts):
@@ -144,24 +171,27 @@ class CorpusBM25:
                 term_ids.append(vocabulary.setdefault(term, len(vocabulary)))
                 rows.append(row)
                 counts.append(count)
+            if len(term_ids) > max_postings:
+                raise TooManyPostings(f"more than {max_postings:,} postings by row {row:,}")
         self.rows = len(lengths)
         ids = np.frombuffer(term_ids, np.int32)
         order = np.argsort(ids, kind="stable")  # by term, rows ascending within each
         frequency = np.bincount(ids, minlength=len(vocabulary))
         posting_rows = np.frombuffer(rows, np.int32)[order]
-        length = np.frombuffer(lengths, np.float32).astype(np.float64)
-        average = max(float(length.mean()), 1e-9) if self.rows else 1.0
-        tf = np.frombuffer(counts, np.float32).astype(np.float64)[order]
-        idf = np.log(1.0 + (self.rows - frequency + 0.5) / (frequency + 0.5))[ids[order]]
-        weights = (idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length[posting_rows] / average))).astype(np.float32)
-        offsets = np.concatenate([[0], np.cumsum(frequency)]).astype(np.int32)
+        length = np.frombuffer(lengths, np.float32)
+        average = np.float32(max(float(length.mean()), 1e-9) if self.rows else 1.0)
+        tf = np.frombuffer(counts, np.float32)[order]
+        idf = np.log1p((self.rows - frequency + 0.5) / (frequency + 0.5)).astype(np.float32)[ids[order]]
+        weights = idf * tf * np.float32(K1 + 1) / (tf + np.float32(K1) * (np.float32(1 - B) + np.float32(B) * length[posting_rows] / average))
+        offsets = np.concatenate([[0], np.cumsum(frequency)]).astype(np.int32)  # < MAX_POSTINGS: no overflow
         self._vocabulary = vocabulary
+        self._vocabulary_bytes = sys.getsizeof(vocabulary) + sum(map(sys.getsizeof, vocabulary))
         self._matrix = csr_matrix((weights, posting_rows, offsets), shape=(len(vocabulary), self.rows))
 
     @property
     def nbytes(self) -> int:
         matrix = self._matrix
-        return int(matrix.data.nbytes + matrix.indices.nbytes + matrix.indptr.nbytes)
+        return int(matrix.data.nbytes + matrix.indices.nbytes + matrix.indptr.nbytes + self._vocabulary_bytes)
 
     def matches(self, query: str) -> tuple[np.ndarray, np.ndarray]:
         """The rows holding a term of `query` (in no order) and their BM25 scores; a word the
@@ -216,14 +246,15 @@ class PostingsBM25:
     and readers never look at rows at or past their `n`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, analyzer: Analyzer = DEFAULT_ANALYZER) -> None:
+        self.analyzer = analyzer  # the served table's index's, so fresh chunks and its rows share terms
         self._postings: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
         self._lengths = np.zeros(64, np.int64)
         self._rows = 0
 
     def add(self, text: str) -> int:
         """Index one text; returns its row number (the count of texts before it)."""
-        row, counts = self._rows, Counter(tokens(text))
+        row, counts = self._rows, Counter(self.analyzer.tokens(text))
         for term, tf in counts.items():
             rows, tfs, count = self._postings.get(term) or (np.zeros(4, np.int64), np.zeros(4, np.float64), 0)
             if count == len(rows):
@@ -254,7 +285,7 @@ class PostingsBM25:
         """
         lengths = self._lengths  # one array for the whole call: a later growth copies, never changes it
         found_rows, found_scores = [], []
-        for term in set(tokens(query)):
+        for term, repeats in Counter(self.analyzer.tokens(query)).items():  # a repeated word counts each time, as in Lance
             posting = self._postings.get(term)
             if posting is None:
                 continue
@@ -270,7 +301,7 @@ class PostingsBM25:
             idf = math.log(1.0 + (corpus_size - df + 0.5) / (df + 0.5))
             norm = K1 * (1 - B + B * lengths[rows] / max(average_length, 1e-9))
             found_rows.append(rows)
-            found_scores.append(idf * tfs * (K1 + 1) / (tfs + norm))
+            found_scores.append(repeats * idf * tfs * (K1 + 1) / (tfs + norm))
         if not found_rows:
             return np.zeros(0, np.int64), np.zeros(0, np.float64)
         rows, inverse = np.unique(np.concatenate(found_rows), return_inverse=True)

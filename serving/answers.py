@@ -9,6 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 from lance.query import MatchQuery
 
+from features.bm25 import DEFAULT_ANALYZER, Analyzer
 from features.encoders import Encoder
 from features.filters import answer_condition, sql_string
 from features.retrieval import bm25_weight_of, distance_to_similarity, mmr, rrf_fuse, score_fuse
@@ -194,6 +195,12 @@ class AnswerIndex:
 
     def _columns(self, with_vectors: bool) -> list[str]:
         return ["doc_id", "chunk_id", "answer", "question", "source", "tags", *([self._index.column] if with_vectors else [])]
+
+    @property
+    def analyzer(self) -> Analyzer:
+        """The keyword search's text analysis: the index's own where memory reproduces it, else
+        LanceDB's default (what fresh answers are tokenized by, to share the table's terms)."""
+        return self._bm25.analyzer if self._bm25 is not None else DEFAULT_ANALYZER
 
     @property
     def keyword_in_memory(self) -> bool:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from features.bm25 import PostingsBM25
+from features.bm25 import DEFAULT_ANALYZER, Analyzer, PostingsBM25
 from features.schemas import ANSWER_INDEX, ANSWER_TEXT_COLUMN
 
 # Retired rows a store may hold beyond its live ones before it is compacted.
@@ -30,9 +30,9 @@ class FreshChunks:
     One writer: the follower, which only ever extends the newest overlay's store.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, analyzer: Analyzer = DEFAULT_ANALYZER) -> None:
         self.rows: list[dict] = []
-        self.bm25 = PostingsBM25()
+        self.bm25 = PostingsBM25(analyzer)
         self._vectors = np.zeros((0, 0), np.float32)  # sized by the first vector added
 
     def vectors(self, n: int) -> np.ndarray:

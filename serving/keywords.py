@@ -9,9 +9,10 @@ Used only when it is the same search: the table version's full-text index covers
 fragment, its tokenizer is one features/bm25.py reproduces (read from the index's own
 parameters), the postings fit the memory budget beside the vectors, and for a sample of the
 table's own questions the scores in memory equal Lance's (the check at load, like the ONNX
-encoder's parity check). Rows deleted after the index was built would show there: Lance's
-index still counts them in every term's weight. Otherwise Lance answers, as before, and
-`AnswerIndex.search_info` says why.
+encoder's parity check). Rows deleted after the index was built still weigh in Lance's
+scores (its document counts) and not in memory's: the check sees that once the scores differ
+by more than SCORE_TOLERANCE (one deleted row of the bundled 794 did). Otherwise Lance
+answers, as before, and `AnswerIndex.search_info` says why.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Iterator
 import numpy as np
 from lance.query import MatchQuery
 
-from features.bm25 import Analyzer, CorpusBM25
+from features.bm25 import Analyzer, CorpusBM25, TooManyPostings
 from serving.memory import AnswerMemory
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ PARITY_DEPTH = 10
 # Lance sums the terms' scores in float32; within this they are one score.
 SCORE_TOLERANCE = 1e-3
 BATCH_ROWS = 8192  # texts read at a time while the postings are built
+POSTING_BYTES = 8  # a built posting: its row (int32) and its score share (float32)
 
 
 def load_keywords(dataset, memory: AnswerMemory, column: str, budget_bytes: int) -> tuple[CorpusBM25 | None, str]:
@@ -46,13 +48,21 @@ def load_keywords(dataset, memory: AnswerMemory, column: str, budget_bytes: int)
     if any(fragment.fragment_id not in covered for fragment in fragments):
         return None, "the full-text index does not cover every fragment (rows appended since it was built)"
     described = [index for index in dataset.describe_indices() if index.name == indexed[0]["name"]]
-    analyzer = Analyzer.of_index(dict(described[0].details or {})) if described else "Lance does not describe the index"
+    if not described:
+        return None, "Lance does not describe the full-text index"
+    analyzer = Analyzer.of_index(dict(described[0].details or {}))
     if isinstance(analyzer, str):
         return None, f"the full-text index's tokenizer: {analyzer}"
-    bm25 = CorpusBM25(_texts(dataset, memory, column), analyzer)
+    room = budget_bytes - memory.nbytes
+    try:
+        bm25 = CorpusBM25(_texts(dataset, memory, column), analyzer, max_postings=max(room // POSTING_BYTES, 0))
+    except (TooManyPostings, ScanMismatch) as error:
+        return None, f"the postings were not built: {error}"
     if memory.nbytes + bm25.nbytes > budget_bytes:
         return None, f"the postings ({bm25.nbytes >> 20} MB) do not fit the memory budget beside the vectors"
     questions = _sample_questions(memory)
+    if not questions:
+        return None, "no question or text of the table to compare with Lance's index"
     for question in questions:
         if not same_as_lance(dataset, column, memory, bm25, question):
             logger.warning("keyword search stays on Lance: in memory it scores %r otherwise than Lance's index", question)
@@ -67,9 +77,15 @@ def _texts(dataset, memory: AnswerMemory, column: str) -> Iterator[str | None]:
     for batch in dataset.scanner(columns=[column], with_row_id=True, batch_size=BATCH_ROWS, scan_in_order=True).to_batches():
         ids = batch.column("_rowid").to_numpy()
         if not np.array_equal(ids, memory.row_ids[at : at + len(ids)]):  # memory was read in the same order
-            raise RuntimeError(f"answers table version {dataset.version} scanned in another order than its memory was read")
+            raise ScanMismatch(f"answers table version {dataset.version} scanned in another order than its memory was read")
         at += len(ids)
         yield from batch.column(column).to_pylist()
+    if at != memory.rows:
+        raise ScanMismatch(f"answers table version {dataset.version} scanned {at:,} rows, its memory holds {memory.rows:,}")
+
+
+class ScanMismatch(RuntimeError):
+    """The texts' scan did not return the memory's rows in the memory's order."""
 
 
 def same_as_lance(dataset, column: str, memory: AnswerMemory, bm25: CorpusBM25, question: str, depth: int = PARITY_DEPTH) -> bool:
@@ -89,7 +105,14 @@ def same_as_lance(dataset, column: str, memory: AnswerMemory, bm25: CorpusBM25, 
 
 
 def _sample_questions(memory: AnswerMemory) -> list[str]:
-    """Up to PARITY_QUESTIONS distinct questions of the table, evenly spread."""
+    """Up to PARITY_QUESTIONS distinct questions of the table, evenly spread; the first words of
+    its answers where it has fewer questions than that (a corpus of documents without any)."""
     questions = [q for q in dict.fromkeys(memory.fields.column("question").to_pylist()) if q and q.strip()]
-    step = max(len(questions) // PARITY_QUESTIONS, 1)
-    return questions[::step][:PARITY_QUESTIONS]
+    sample = questions[:: max(len(questions) // PARITY_QUESTIONS, 1)][:PARITY_QUESTIONS]
+    answers = memory.fields.column("answer").to_pylist()
+    for answer in answers[:: max(len(answers) // PARITY_QUESTIONS, 1)]:
+        if len(sample) >= PARITY_QUESTIONS:
+            break
+        if answer and answer.strip():
+            sample.append(" ".join(answer.split()[:12]))
+    return sample

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
+from features.bm25 import DEFAULT_ANALYZER, Analyzer
 from features.changes import META_CHANGES, ChangeSet
 from features.schemas import ANSWER_INDEX, ANSWER_TEXT_COLUMN
 from features.text import DEFAULT_CHUNK_OVERLAP_WORDS, DEFAULT_CHUNK_WORDS, answer_chunks, item_text
@@ -41,13 +42,13 @@ def unit_vectors(encode: Encode, texts: list[str]) -> np.ndarray:
 
 def advance_answers(
     previous: FreshAnswers | None, changes: ChangeSet, changed: Iterable[str], encode: Encode, corpus_size: int,
-    chunking: tuple[int, int] = (DEFAULT_CHUNK_WORDS, DEFAULT_CHUNK_OVERLAP_WORDS),
+    chunking: tuple[int, int] = (DEFAULT_CHUNK_WORDS, DEFAULT_CHUNK_OVERLAP_WORDS), analyzer: Analyzer = DEFAULT_ANALYZER,
 ) -> FreshAnswers:
     """The fresh answers after a step of the log: `changes` is the fold of the log so far and
     `changed` the doc_ids the step's new changes touched; only those are chunked (as the
     table's build chunked, `chunking`) and embedded.
     Their earlier rows are retired; the store is compacted when retired rows dominate it."""
-    previous = previous or FreshAnswers(FreshChunks(), corpus_size=corpus_size)
+    previous = previous or FreshAnswers(FreshChunks(analyzer), corpus_size=corpus_size)  # the table's terms (`analyzer`)
     documents, doc_rows = dict(previous.documents), dict(previous.doc_rows)
     # rows past the previous overlay's n were added by a step that then failed: never served
     dead, length_total = set(previous.dead) | set(range(previous.n, len(previous.chunks.rows))), previous.length_total
@@ -83,7 +84,7 @@ def advance_answers(
 
 def _compacted(old: FreshChunks, doc_rows: Mapping[str, tuple[int, ...]]) -> tuple[FreshChunks, dict[str, tuple[int, ...]]]:
     """A new store holding only the live rows of `old`, and where each document's rows now are."""
-    store, moved = FreshChunks(), {}
+    store, moved = FreshChunks(old.bm25.analyzer), {}
     for doc_id, rows in doc_rows.items():
         kept = []
         for row in rows:

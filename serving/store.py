@@ -123,7 +123,9 @@ class Store:
             if new:
                 qa = other._qa_changes = fold(new, self._qa_changes)
                 other._qa_changes_at = version
-                other._fresh_answers = advance_answers(self._fresh_answers, qa, (c.key for c in new), self._embed, self._corpus_size(), self._chunking)
+                other._fresh_answers = advance_answers(
+                    self._fresh_answers, qa, (c.key for c in new), self._embed, self._corpus_size(), self._chunking, self._base_answers.analyzer
+                )
                 other.answers = self._base_answers.with_fresh(other._fresh_answers)
         return other
 

@@ -8,7 +8,9 @@ import math
 
 import numpy as np
 
-from features.bm25 import B, K1, Analyzer, CorpusBM25, tokens
+import pytest
+
+from features.bm25 import B, K1, Analyzer, CorpusBM25, TooManyPostings, tokens
 
 
 def test_tokens_split_stem_then_drop_stop_words_and_fold_accents():
@@ -67,3 +69,10 @@ def test_an_analyzer_follows_the_index_parameters_it_reproduces_and_names_the_on
     assert "custom_stop_words" in Analyzer.of_index({**details, "custom_stop_words": ["foo"]})
     assert CorpusBM25(["Having the cafe"], plain).top("having", 1)[0].tolist() == [0]
     assert CorpusBM25(["Having the cafe"]).top("having", 1)[0].tolist() == []  # the default drops it (have: a stop word)
+
+
+def test_a_build_stops_once_its_postings_pass_the_bound_it_was_given():
+    texts = ["cat dog", "cat bird", "fish"]  # 5 postings
+    assert CorpusBM25(texts, max_postings=5).nbytes > 0
+    with pytest.raises(TooManyPostings, match="more than 4 postings by row 2"):
+        CorpusBM25(texts, max_postings=4)

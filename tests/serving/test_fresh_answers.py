@@ -10,7 +10,7 @@ import zlib
 import numpy as np
 import pytest
 
-from features.bm25 import B, K1, PostingsBM25, tokens
+from features.bm25 import B, K1, Analyzer, PostingsBM25, tokens
 from features.changes import Change, fold
 from serving import overlay
 from serving.overlay import advance_answers
@@ -110,7 +110,7 @@ def test_postings_score_as_bm25_over_the_live_rows():
     expected = {}
     for i in live:
         score = 0.0
-        for term in set(tokens(query)):
+        for term in tokens(query):  # "river river": a repeated word counts each time, as Lance counts it
             df = sum(term in counts[j] for j in live)
             tf = counts[i].count(term)
             if tf:
@@ -160,3 +160,16 @@ def test_an_unfiltered_vector_search_keeps_the_full_sorts_order_ties_included():
             alone = [(r["doc_id"], r["chunk_id"], r["_distance"]) for r in fresh.vector_rows(vector, None, None, depth)]
             sorted_all = [(r["doc_id"], r["chunk_id"], r["_distance"]) for r in fresh.vector_rows(vector, ["s"], None, depth)]  # the full sort
             assert alone == sorted_all and len(alone) == depth and not retired & {doc for doc, _, _ in alone}
+
+
+def test_fresh_chunks_are_tokenized_by_the_served_index_analyzer():
+    """A tuned index without stemming or stop words: fresh chunks share its terms, so a word the
+    default analysis would drop or stem is found as the table's rows find it."""
+    plain = Analyzer(stem=False, stop_words=False)
+    change = [Change("answers", "upsert", "d1", {"doc_id": "d1", "answer": "having the running quokka", "tags": []})]
+    fresh = advance_answers(None, fold(change), ["d1"], Encoder(), corpus_size=10, analyzer=plain)
+    assert [r["doc_id"] for r in fresh.keyword_rows("having", None, None, 5)] == ["d1"]
+    assert fresh.keyword_rows("run", None, None, 5) == []  # unstemmed: "running" is its own term
+    default = advance_answers(None, fold(change), ["d1"], Encoder(), corpus_size=10)
+    assert default.keyword_rows("having", None, None, 5) == []  # stemmed to "have", a stop word
+    assert [r["doc_id"] for r in default.keyword_rows("run", None, None, 5)] == ["d1"]

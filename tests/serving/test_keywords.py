@@ -125,6 +125,15 @@ def test_rows_the_index_does_not_cover_keep_keyword_search_on_lance(fake_warehou
     assert not index.keyword_in_memory and "does not cover every fragment" in index.search_info()["keyword_reason"]
 
 
+def test_rows_deleted_after_the_index_was_built_keep_keyword_search_on_lance(fake_warehouse, tmp_path):
+    copy = tmp_path / "warehouse"
+    shutil.copytree(fake_warehouse, copy)
+    _answers(copy).delete("doc_id = 'stackfaq-000-01'")  # the index still counts it in every term's weight
+    index = AnswerIndex(_answers(copy), FakeEncoder())
+    assert index.search_info()["path"] == "memory" and not index.keyword_in_memory
+    assert "otherwise than Lance's index" in index.search_info()["keyword_reason"]
+
+
 def test_postings_past_the_budget_keep_keyword_search_on_lance(fake_warehouse, monkeypatch):
     from serving import keywords
 
