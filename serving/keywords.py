@@ -1,9 +1,9 @@
 """The answers' keyword (BM25) search from memory, used only where it scores as Lance's index does.
 
-A Lance full-text query plans and runs a DataFusion query each time: 1.2-1.4 ms for the
-794 bundled answers, 2.7 ms of CPU for 100,000, and at concurrency 1 the Lance threads it
-wakes slowed the question's encoding beside it. The same scores from postings in memory
-cost a fraction of that (benchmarks/RESULTS.md, "Keyword search from memory").
+A Lance full-text query plans and runs a DataFusion query each time: on this machine it cost
+more than the vector search from memory did, and at concurrency 1 the Lance threads it woke
+slowed the question's encoding beside it. The same scores from postings in memory cost a
+fraction of that (benchmarks/RESULTS.md, "Keyword search from memory").
 
 Used only when it is the same search: the table version's full-text index covers every
 fragment, its tokenizer is one features/bm25.py reproduces (read from the index's own
@@ -66,13 +66,13 @@ def load_keywords(dataset, memory: AnswerMemory, column: str, budget_bytes: int)
     for question in questions:
         if not same_as_lance(dataset, column, memory, bm25, question):
             logger.warning("keyword search stays on Lance: in memory it scores %r otherwise than Lance's index", question)
-            return None, f"scored {question!r} otherwise than Lance's index (a tokenizer this build does not reproduce)"
+            return None, f"scored {question!r} otherwise than Lance's index (another tokenizer, or rows deleted after it was built)"
     return bm25, f"BM25 in memory ({bm25.nbytes >> 20} MB), scores equal to Lance's index on {len(questions)} of the table's questions"
 
 
 def _texts(dataset, memory: AnswerMemory, column: str) -> Iterator[str | None]:
-    """The column's texts in the memory's row order, a batch at a time (the whole column as
-    Python strings at once held 100,000 answers' text twice over while the postings were built)."""
+    """The column's texts in the memory's row order, a batch at a time rather than the whole
+    column as Python strings at once."""
     at = 0
     for batch in dataset.scanner(columns=[column], with_row_id=True, batch_size=BATCH_ROWS, scan_in_order=True).to_batches():
         ids = batch.column("_rowid").to_numpy()
