@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from features.bm25 import CorpusBM25, tokens  # noqa: E402
 from features.schemas import ANSWER_TEXT_COLUMN  # noqa: E402
+from serving.keywords import lance_top  # noqa: E402
 
 
 def corpus_table(corpus: Path, work: Path):
@@ -43,15 +44,6 @@ def corpus_table(corpus: Path, work: Path):
     lancedb.connect(str(work)).create_table("answers", pa.table({ANSWER_TEXT_COLUMN: texts}), mode="overwrite")
     lance_io.create_fts_index(str(work), "answers")
     return lancedb.connect(str(work)).open_table("answers").to_lance()
-
-
-def lance_top(dataset, question: str, depth: int):
-    from lance.query import MatchQuery
-
-    found = dataset.to_table(
-        columns=["_score"], with_row_id=True, disable_scoring_autoprojection=True, full_text_query=MatchQuery(question, ANSWER_TEXT_COLUMN), limit=depth
-    )
-    return found.column("_rowid").to_numpy(), found.column("_score").to_numpy()
 
 
 def stored_token_counts(dataset) -> dict[int, int] | None:
@@ -120,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     same_order = same_set = 0
     largest = 0.0
     for question in questions:
-        theirs, their_scores = lance_top(dataset, question, 10)
+        theirs, their_scores = lance_top(dataset, ANSWER_TEXT_COLUMN, question, 10)
         at, our_scores = bm25.top(question, 10)
         ours = row_ids[at]
         same_order += len(ours) == len(theirs) and bool(np.all(ours == theirs))
@@ -131,9 +123,9 @@ def main(argv: list[str] | None = None) -> None:
           f"largest score difference at the same rank {largest:.5f}")
 
     for question in questions[:20]:  # warm both
-        lance_top(dataset, question, 40)
+        lance_top(dataset, ANSWER_TEXT_COLUMN, question, 40)
         bm25.top(question, 40)
-    lance_ms, lance_cpu = timed([lambda q=q: lance_top(dataset, q, 40) for q in questions], args.repeat)
+    lance_ms, lance_cpu = timed([lambda q=q: lance_top(dataset, ANSWER_TEXT_COLUMN, q, 40) for q in questions], args.repeat)
     ours_ms, ours_cpu = timed([lambda q=q: bm25.top(q, 40) for q in questions], args.repeat)
     print(f"one question's 40 best, p50: Lance {lance_ms:.3f} ms ({lance_cpu:.3f} ms CPU), memory {ours_ms:.3f} ms "
           f"({ours_cpu:.3f} ms CPU): {ours_ms / lance_ms:.3f}x the wall, {ours_cpu / lance_cpu:.3f}x the CPU")

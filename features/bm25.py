@@ -20,7 +20,6 @@ fresh chunks only, which favours them slightly until the next build indexes them
 
 from __future__ import annotations
 
-import math
 import re
 import sys
 import threading
@@ -137,6 +136,14 @@ def tokens(text: str) -> list[str]:
     return DEFAULT_ANALYZER.tokens(text)
 
 
+def bm25_shares(corpus_size: int, document_frequency, tf, length, average_length):
+    """Each posting's share of a BM25 score, Lance's formula (k1 K1, b B): the term's idf over
+    `corpus_size` documents times its saturated frequency in a document of `length` tokens.
+    Scalars or numpy arrays, in the dtype they come in."""
+    idf = np.log1p((corpus_size - document_frequency + 0.5) / (document_frequency + 0.5))
+    return idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / average_length))
+
+
 # Postings a CorpusBM25 holds at most: its offsets are int32.
 MAX_POSTINGS = 2**31 - 1
 
@@ -179,10 +186,9 @@ class CorpusBM25:
         frequency = np.bincount(ids, minlength=len(vocabulary))
         posting_rows = np.frombuffer(rows, np.int32)[order]
         length = np.frombuffer(lengths, np.float32)
-        average = np.float32(max(float(length.mean()), 1e-9) if self.rows else 1.0)
+        average = max(float(length.mean()), 1e-9) if self.rows else 1.0
         tf = np.frombuffer(counts, np.float32)[order]
-        idf = np.log1p((self.rows - frequency + 0.5) / (frequency + 0.5)).astype(np.float32)[ids[order]]
-        weights = idf * tf * np.float32(K1 + 1) / (tf + np.float32(K1) * (np.float32(1 - B) + np.float32(B) * length[posting_rows] / average))
+        weights = bm25_shares(self.rows, frequency[ids[order]], tf, length[posting_rows], average).astype(np.float32)
         offsets = np.concatenate([[0], np.cumsum(frequency)]).astype(np.int32)  # < MAX_POSTINGS: no overflow
         self._vocabulary = vocabulary
         self._vocabulary_bytes = sys.getsizeof(vocabulary) + sum(map(sys.getsizeof, vocabulary))
@@ -298,10 +304,8 @@ class PostingsBM25:
             if not len(rows):
                 continue
             df = len(rows)
-            idf = math.log(1.0 + (corpus_size - df + 0.5) / (df + 0.5))
-            norm = K1 * (1 - B + B * lengths[rows] / max(average_length, 1e-9))
             found_rows.append(rows)
-            found_scores.append(repeats * idf * tfs * (K1 + 1) / (tfs + norm))
+            found_scores.append(repeats * bm25_shares(corpus_size, df, tfs, lengths[rows], max(average_length, 1e-9)))
         if not found_rows:
             return np.zeros(0, np.int64), np.zeros(0, np.float64)
         rows, inverse = np.unique(np.concatenate(found_rows), return_inverse=True)

@@ -265,8 +265,7 @@ class PendingAnswer:
         self._filters = filters
         self._depth = k * CHUNK_OVERFETCH * (2 if diversity is not None else 1)
         self._keyword: Future | None = None
-        self._keyword_here = mode in ("keyword", "hybrid") and owner.keyword_in_memory
-        if mode in ("keyword", "hybrid") and not self._keyword_here:
+        if mode in ("keyword", "hybrid") and not owner.keyword_in_memory:
             self._keyword = _POOL.submit(owner.ranked_rows, question, filters, self._depth, diversity is not None)
 
     def cancel(self) -> None:
@@ -281,7 +280,7 @@ class PendingAnswer:
         if self._mode in ("vector", "hybrid"):
             found = self._owner.ranked_rows(vector, self._filters, self._depth, self._diversity is not None)
             rankings.append(_best_per_doc(found, rows, lambda r: distance_to_similarity(r["_distance"])))
-        if self._keyword is not None or self._keyword_here:
+        if self._mode in ("keyword", "hybrid"):
             found = self._keyword.result() if self._keyword is not None else self._owner.ranked_rows(
                 self._question, self._filters, self._depth, self._diversity is not None
             )

@@ -91,17 +91,22 @@ class ScanMismatch(RuntimeError):
 def same_as_lance(dataset, column: str, memory: AnswerMemory, bm25: CorpusBM25, question: str, depth: int = PARITY_DEPTH) -> bool:
     """Whether Lance's `depth` best rows for `question` score alike in memory, and memory's
     `depth` best have the same scores (rows with equal scores may come in another order)."""
-    found = dataset.to_table(
-        columns=["_score"], with_row_id=True, disable_scoring_autoprojection=True, full_text_query=MatchQuery(question, column), limit=depth
-    )
-    theirs = found.column("_score").to_numpy().astype(np.float64)
-    ours = bm25.scores(question)[memory.positions(found.column("_rowid").to_numpy())]
+    row_ids, theirs = lance_top(dataset, column, question, depth)
+    ours = bm25.scores(question)[memory.positions(row_ids)]
     _, best = bm25.top(question, depth)
     return (
         len(best) == len(theirs)
         and np.allclose(ours, theirs, rtol=SCORE_TOLERANCE, atol=SCORE_TOLERANCE)
         and np.allclose(best, np.sort(theirs)[::-1], rtol=SCORE_TOLERANCE, atol=SCORE_TOLERANCE)
     )
+
+
+def lance_top(dataset, column: str, question: str, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lance's `depth` best rows for `question` by its full-text index: row ids and BM25 scores."""
+    found = dataset.to_table(
+        columns=["_score"], with_row_id=True, disable_scoring_autoprojection=True, full_text_query=MatchQuery(question, column), limit=depth
+    )
+    return found.column("_rowid").to_numpy(), found.column("_score").to_numpy().astype(np.float64)
 
 
 def _sample_questions(memory: AnswerMemory) -> list[str]:
