@@ -167,9 +167,11 @@ def _kind_command(command: str, kinds_table: dict, argv: Sequence[str], usage: s
             return argv[0], run(argv[1:])
         except KeyboardInterrupt:
             return guard.announce()
-        except (InputError, ValueError, RuntimeError, FileNotFoundError) as error:
-            if guard.interrupted:  # a library turned the interrupt into an error of its own
+        except Exception as error:
+            if guard.interrupted:  # a library turned the interrupt into an error of its own, of any type
                 return guard.announce()
+            if not isinstance(error, (InputError, ValueError, RuntimeError, FileNotFoundError)):
+                raise
             print(f"recqa {command} {argv[0]}: {_error_text(error)}", file=sys.stderr)
             return 1
 
@@ -220,10 +222,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = job(rest)
         except KeyboardInterrupt:
             return guard.announce()
-        except (InputError, ValueError, RuntimeError) as error:  # the job's own message, not a traceback
-            if guard.interrupted:  # a library turned the interrupt into an error of its own
+        except Exception as error:
+            if guard.interrupted:  # a library turned the interrupt into an error of its own, of any type
                 return guard.announce()
-            print(f"recqa {command}: {_error_text(error)}", file=sys.stderr)
+            if not isinstance(error, (InputError, ValueError, RuntimeError)):
+                raise
+            print(f"recqa {command}: {_error_text(error)}", file=sys.stderr)  # the job's own message, not a traceback
             return 1
     print(f"recqa {command}: {VERBS.get(command, 'wrote')}\n{result.summary()}")
     return 0

@@ -278,9 +278,30 @@ def test_ctrl_c_during_tuning_ends_it_at_once_and_writes_no_result(tmp_path):
     child.send_signal(signal.SIGINT)
     sent = time.monotonic()
     stdout, stderr = child.communicate(timeout=30)
-    assert time.monotonic() - sent < 4 and child.returncode == 130
+    assert time.monotonic() - sent < 4 and child.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "recqa tune recs: interrupted; nothing was published (the release is unchanged)"
     assert "Traceback" not in stderr and stdout == "" and not out.exists()
+
+
+@pytest.mark.parametrize("command", ["publish", "tune"])
+def test_an_interrupt_a_library_turns_into_an_error_of_any_type_still_ends_as_an_interrupt(tmp_path, command):
+    # where Ctrl-C lands decides what the main thread sees: a library's `except`/`finally` may
+    # raise its own error (an OSError, a TypeError) in place of the KeyboardInterrupt
+    (tmp_path / "interrupted_job.py").write_text(
+        "import signal\n"
+        "def run(argv):\n"
+        "    try:\n"
+        "        signal.raise_signal(signal.SIGINT)\n"
+        "    except KeyboardInterrupt:\n"
+        "        raise TypeError('a pool torn down mid-call')\n")
+    script = ("import sys, cli.main as m\n"
+              "m.JOBS['publish'] = ('interrupted_job', 'run', '')\n"
+              "m.TUNINGS['recs'] = ('interrupted_job', '')\n"
+              f"sys.exit(m.main([{command!r}] + ([] if {command!r} == 'publish' else ['recs'])))\n")
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).parents[1])])})
+    assert child.returncode == 130, child.stderr
+    assert "Traceback" not in child.stderr and "interrupted;" in child.stderr.strip().splitlines()[-1], child.stderr
 
 
 def test_a_command_run_in_process_leaves_the_interrupt_handling_as_it_found_it():
