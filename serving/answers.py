@@ -14,11 +14,11 @@ from features.encoders import Encoder
 from features.filters import answer_condition, sql_string
 from features.retrieval import bm25_weight_of, distance_to_similarity, mmr, rrf_fuse, score_fuse
 from features.schemas import ANSWER_INDEX, ANSWER_TEXT_COLUMN, IndexConfig
-from serving.batching import Batcher
 from serving.fresh_answers import FreshAnswers
 from serving.keywords import load_keywords
 from serving.memory import DEFAULT_MEMORY_BUDGET_MB, AnswerMemory
-from serving.tables import Hit, check_encoder, vector_candidates, vector_search
+from serving.tables import Hit, check_encoder, vector_search
+from serving.vectors import VectorSearch, has_vector_index
 
 logger = logging.getLogger(__name__)
 
@@ -68,14 +68,15 @@ class AnswerIndex:
         self._bm25_weight = bm25_weight if bm25_weight is not None else bm25_weight_of(table.schema.metadata)
         self._fresh: FreshAnswers | None = None
         self.metadata = dict(table.schema.metadata or {})
-        self._indexed = any(index.get("type") != "Inverted" and self._index.column in index.get("fields", ()) for index in self._dataset.list_indices())
+        self._indexed = has_vector_index(self._dataset, self._index.column)
         self._memory, self._plan = AnswerMemory.load(self._dataset, index.column, memory_budget_mb << 20)
         log = logger.info if self._memory is not None else logger.warning  # over the budget: slower, and worth seeing
         log("answers table version %s: searched through %s (%s)", self._dataset.version, self._plan.path, self._plan.reason)
         self._bm25, self._keyword_reason = None, "the table is searched through Lance"
         if self._memory is not None:
             self._bm25, self._keyword_reason = load_keywords(self._dataset, self._memory, ANSWER_TEXT_COLUMN, memory_budget_mb << 20)
-        self._batcher = Batcher(self._vector_batch)  # concurrent questions' vector searches, one batch
+        # concurrent questions' vector searches, one batch
+        self._vectors = VectorSearch(self._dataset, self._index, self._memory, exact) if self._memory is not None else None
 
     @property
     def index_config(self) -> IndexConfig:
@@ -232,26 +233,11 @@ class AnswerIndex:
         if memory is None:
             search = vector_search(self._dataset, self._index, vector, depth, self._columns(with_vectors), condition, self._exact)
             return search.to_table().to_pylist()
-        vector = np.asarray(vector, np.float32)
-        if self._exact or not self._indexed:  # one matrix product whatever the filters: they are masks
-            positions, distances = self._batcher.submit(("exact",), (vector, filters, depth))
-        else:  # the index's candidates, as many as Lance's refine would have re-ranked from disk
-            positions, distances = self._batcher.submit(("index", condition, depth), (vector, filters, depth))
+        positions, distances = self._vectors.search(vector, depth, memory.mask(*filters), condition)
         rows = memory.take(positions, with_vectors, self._index.column)
         for row, distance in zip(rows, distances.tolist()):
             row["_distance"] = distance
         return rows
-
-
-    def _vector_batch(self, key: tuple, searches: list[tuple[np.ndarray, tuple, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """The vector searches of concurrent questions at once: (memory rows, distances) each."""
-        memory = self._memory
-        vectors = np.stack([vector for vector, _, _ in searches])
-        if key[0] == "exact":
-            return memory.nearest(vectors, [memory.mask(*filters) for _, filters, _ in searches], [depth for _, _, depth in searches])
-        _, condition, depth = key
-        candidates = vector_candidates(self._dataset, self._index, vectors, depth * max(self._index.refine_factor or 1, 1), condition)
-        return [memory.rerank(vector, memory.positions(ids), depth) for vector, ids in zip(vectors, candidates)]
 
 
 class PendingAnswer:

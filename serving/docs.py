@@ -59,6 +59,11 @@ _VERSION_SCHEMA = {
             "`budget_mb` (RECQA_MEMORY_BUDGET_MB), `reason`, `vector_search`, and `keyword_search` (in memory or "
             "Lance's full-text index) with `keyword_reason`.",
         },
+        "item_search": {
+            "type": "object",
+            "description": "The same for the served items' content vectors (/search_items, /similar_items by content): "
+            "`path`, rows, bytes, `budget_mb`, `reason` and `vector_search`.",
+        },
     },
 }
 _RELOAD_SCHEMA = {

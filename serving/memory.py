@@ -1,11 +1,7 @@
-"""One answers table version held in RAM: what a search needs besides the indexes themselves.
+"""One answers table version held in RAM: its vectors (serving/vectors.py) and the response fields.
 
-Lance's own vector search spends most of its time outside the ANN: the refine step reads raw
-vectors from disk by random access, and the text columns of the hits are fetched row by row
-(issue 16's profile). With the unit vectors and the response fields in memory, Lance is asked
-for candidate row ids only (IVF-PQ, or the full-text index), and the re-ranking and the fields
-come from here. A table without a vector index (the build left it out below its
-`ann_min_rows`) is searched exactly here instead, the filters a mask over its rows.
+A search takes its candidate rows from Lance's indexes or from an exact search here, and the
+re-ranking and the fields of the hits come from memory instead of disk (issue 16's profile).
 
 What is held must fit `RECQA_MEMORY_BUDGET_MB`; a table that does not is searched through
 Lance as before (`AnswerMemory.load` returns None and says why).
@@ -21,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from serving.vectors import VectorMemory, normalise_rows
 
 logger = logging.getLogger(__name__)
 
@@ -49,31 +47,23 @@ class MemoryPlan:
         return {"path": self.path, "rows": self.rows, "bytes": self.bytes, "budget_mb": self.budget_bytes // (1 << 20), "reason": self.reason}
 
 
-class AnswerMemory:
+class AnswerMemory(VectorMemory):
     """Unit float32 vectors and the response fields of one table version, by Lance row id."""
 
     def __init__(self, row_ids: np.ndarray, vectors: np.ndarray, norms: np.ndarray, fields: pa.Table) -> None:
-        self.row_ids = row_ids
-        self.vectors = vectors  # (rows, dimension), each row of unit length: cosine is a dot product
-        self.norms = norms  # each row's length as stored: a row asked for with its vector gets it as Lance has it
+        super().__init__(row_ids, vectors, norms)
         self.fields = fields
         self._columns = {name: _one_array(fields.column(name)) for name in fields.column_names}
         # every taken row's doc_id at once: indexing a Python array, where Arrow's `take` with its
         # call and conversion showed in py-spy at concurrency 32 (RESULTS, "Serving, fourteenth run")
         self._doc_ids = np.asarray(self._columns["doc_id"].to_pylist(), dtype=object)
         self._doc_ids_bytes = int(self._doc_ids.nbytes + sum(map(sys.getsizeof, self._doc_ids)))
-        self._order = np.argsort(row_ids, kind="stable")
-        self._sorted_ids = row_ids[self._order]
         self._sources = _codes(self._columns["source"])
         tags = self._columns["tags"]
         self._tag_rows = pc.list_parent_indices(tags).to_numpy()
         self._tags = _codes(pc.list_flatten(tags))
         self._masks: dict[tuple, np.ndarray] = {}
         self._lock = threading.Lock()
-
-    @property
-    def rows(self) -> int:
-        return len(self.row_ids)
 
     @property
     def nbytes(self) -> int:
@@ -108,23 +98,13 @@ class AnswerMemory:
             if held > budget_bytes:
                 return None, MemoryPlan("lance", rows, held, budget_bytes, f"vectors and fields need more than {_mb(held)}")
         vectors = vectors[:at]
-        norms = np.linalg.norm(vectors, axis=1)
-        vectors /= np.maximum(norms, 1e-12)[:, None]
+        norms = normalise_rows(vectors)
         schema = pa.schema([dataset.schema.field(name) for name in FIELD_COLUMNS])
         # one chunk a column: Arrow's take over a chunked column concatenates it first, every call
         table = (pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()).combine_chunks()
         row_ids = np.concatenate(ids) if ids else np.zeros(0, np.uint64)
         memory = cls(row_ids, vectors, norms, table)
         return memory, MemoryPlan("memory", at, memory.nbytes, budget_bytes, f"{at:,} rows fit in {_mb(memory.nbytes)}")
-
-    def positions(self, row_ids: np.ndarray) -> np.ndarray:
-        """The memory rows of Lance row ids (ids of this version: every one is held)."""
-        row_ids = np.asarray(row_ids, np.uint64)
-        at = np.searchsorted(self._sorted_ids, row_ids)
-        at = np.minimum(at, len(self._sorted_ids) - 1)
-        if len(row_ids) and not np.array_equal(self._sorted_ids[at], row_ids):
-            raise RuntimeError("Lance returned a row id this table version's memory does not hold")
-        return self._order[at]
 
     def mask(self, sources: list[str] | None, tags: list[str] | None) -> np.ndarray | None:
         """Rows the filters allow (features.filters.answer_condition's meaning), or None for all."""
@@ -149,24 +129,6 @@ class AnswerMemory:
             self._masks[key] = allowed
         return allowed
 
-    def nearest(self, queries: np.ndarray, masks: list[np.ndarray | None], depths: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Exact cosine search of each query (one matrix product for all): per query, the memory
-        rows of its `depth` nearest allowed rows, best first (ties by row order, as Lance's
-        flat search breaks them by row id), and their cosine distances."""
-        similarity = self.vectors @ _unit(queries).T  # (rows, queries): one pass over the matrix for all
-        out = []
-        for j, (allowed, depth) in enumerate(zip(masks, depths)):
-            scores = similarity[:, j]
-            candidates = np.arange(self.rows) if allowed is None else np.flatnonzero(allowed)
-            out.append(self._best(candidates, scores[candidates], depth))
-        return out
-
-    def rerank(self, query: np.ndarray, positions: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
-        """The `depth` best of candidate rows by exact cosine, best first, with their distances."""
-        unique = np.unique(positions)
-        scores = self.vectors[unique] @ _unit(query[None, :])[0]
-        return self._best(unique, scores, depth)
-
     def take(self, positions: np.ndarray, with_vectors: bool, column: str) -> list[dict]:
         """The rows at `positions` as a Lance search returns them (fields, and vectors if asked).
 
@@ -179,16 +141,8 @@ class AnswerMemory:
         rows = [MemoryRow(self._columns, position, doc_id) for position, doc_id in zip(np.asarray(positions).tolist(), doc_ids)]
         if with_vectors:
             for row, position in zip(rows, positions):
-                row[column] = self.vectors[position] * self.norms[position]
+                row[column] = self.stored(position)
         return rows
-
-    @staticmethod
-    def _best(candidates: np.ndarray, scores: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
-        if len(candidates) > depth > 0:  # every row tied with the depth-th stays, for the tie-break below
-            kept = -scores <= np.partition(-scores, depth - 1)[depth - 1]
-            candidates, scores = candidates[kept], scores[kept]
-        order = np.lexsort((candidates, -scores))[: max(depth, 0)]
-        return candidates[order], (1.0 - scores[order]).astype(np.float32)
 
 
 class MemoryRow(dict):
@@ -231,11 +185,6 @@ def _one_array(column: pa.ChunkedArray) -> pa.Array:
     """A column as one Array: its only chunk as it is (Arrow's combine_chunks copies even one
     chunk, which would hold the fields twice), else the chunks joined."""
     return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, np.float32)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 def _mb(size: int) -> str:

@@ -3,8 +3,10 @@
 The ranking itself is features/ranking.py's `RecommenderCore`, built here from the tables'
 rows; evaluation builds the same core from a fit in memory, so what is measured is what is
 served. Users and the items' ALS vectors are held in memory: fold-in and reasons need the item
-vectors anyway, and one matrix-vector product over all of them is exact. Content vectors stay
-in Lance, searched through their index.
+vectors anyway, and one matrix-vector product over all of them is exact. The content vectors
+are held too while they fit `RECQA_MEMORY_BUDGET_MB` (serving/vectors.py: Lance's index gives
+candidate row ids, re-ranked exactly here, concurrent searches batched; a table without the
+index is searched exactly here); past the budget they are searched through Lance.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from features.filters import item_condition, sql_string
 from features.ranking import Recommendation, RecommenderCore, event_weight_default
 from features.retrieval import distance_to_similarity
 from features.schemas import ALS_INDEX, CONTENT_INDEX, META_ALS, ALSConfig, fit_of
+from serving.memory import DEFAULT_MEMORY_BUDGET_MB, MemoryPlan
 from serving.tables import check_encoder, vector_search
+from serving.vectors import VectorMemory, VectorSearch, has_vector_index
 
 __all__ = ["FreshRecommender", "Recommendation", "Recommender", "event_weight_default"]
 # How much deeper a content search goes again when changed items filtered out too many of its rows.
@@ -31,14 +35,18 @@ DEEPEN_FACTOR = 4
 class Recommender(RecommenderCore):
     """The served recommender: the core over the tables' rows, plus content search in Lance."""
 
-    def __init__(self, users_table, items_table, encoder: Encoder) -> None:
+    def __init__(self, users_table, items_table, encoder: Encoder, memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB) -> None:
         self._items = items_table
         self._dataset = items_table.to_lance()  # the pylance dataset at the table's version, for `vector_search`
         self._encoder = encoder
         check_encoder(self._items, encoder)
         _check_same_fit(users_table, self._items)
         users = users_table.to_arrow()
-        items = self._items.to_arrow().select(["item_id", "title", "category", "popularity", ALS_INDEX.column])
+        rows, column = self._dataset.count_rows(), CONTENT_INDEX.column
+        content_bytes = rows * self._dataset.schema.field(column).type.list_size * 4
+        held = content_bytes <= memory_budget_mb << 20
+        columns = ["item_id", "title", "category", "popularity", ALS_INDEX.column, *([column] if held else [])]
+        items = self._dataset.to_table(columns=columns, with_row_id=True)
         self.content_index = CONTENT_INDEX.searched(items.num_rows)  # how its content index is searched
         super().__init__(
             user_ids=users.column("user_id").to_pylist(),
@@ -52,6 +60,30 @@ class Recommender(RecommenderCore):
             als=ALSConfig(**json.loads((self._items.schema.metadata or {}).get(META_ALS, b"{}"))),
         )
         self.warm()  # at load, not on the first request; overlays over an unchanged catalogue share it
+        self._content: VectorSearch | None = None
+        if held:
+            self._content = VectorSearch(self._dataset, self.content_index, self._content_memory(items, column))
+            reason = f"{rows:,} content vectors fit in {content_bytes / (1 << 20):,.1f} MB"
+        else:
+            reason = f"{rows:,} content vectors need {content_bytes / (1 << 20):,.1f} MB"
+        self.content_plan = MemoryPlan("memory" if held else "lance", rows, content_bytes, memory_budget_mb << 20, reason)
+
+    def _content_memory(self, items, column: str) -> VectorMemory:
+        """The rows' content vectors in memory, in the core's item order (position i: `_item_ids[i]`)."""
+        positions = np.fromiter((self._item_index[i] for i in items.column("item_id").to_pylist()), np.int64, items.num_rows)
+        dimension = items.schema.field(column).type.list_size
+        vectors, row_ids = np.empty((items.num_rows, dimension), np.float32), np.empty(items.num_rows, np.uint64)
+        vectors[positions] = items.column(column).combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(-1, dimension)
+        row_ids[positions] = items.column("_rowid").to_numpy()
+        return VectorMemory.of(row_ids, vectors)
+
+    def content_search_info(self) -> dict:
+        """How this version's content vectors are searched (GET /version)."""
+        if self._content is None:
+            vector = "Lance IVF-PQ" if has_vector_index(self._dataset, CONTENT_INDEX.column) else "Lance, exact"
+        else:
+            vector = "exact in memory" if self._content.exact else "Lance IVF-PQ row ids, re-ranked in memory"
+        return {**self.content_plan.info(), "vector_search": vector}
 
     def similar_items(self, item_id: str, k: int, signal: str = "content") -> list[tuple[str, float]]:
         """Nearest items to one item, itself left out.
@@ -62,21 +94,30 @@ class Recommender(RecommenderCore):
             raise NotFoundError(f"unknown item_id '{item_id}'")
         if signal == "behaviour":
             return self.similar_by_behaviour(item_id, k)
-        row = self._items.search().where(f"item_id = {sql_string(item_id)}").select([CONTENT_INDEX.column]).limit(1).to_arrow()
-        return self.search_items(np.asarray(row.column(CONTENT_INDEX.column)[0].as_py(), dtype=np.float32), k, exclude_ids=[item_id])
+        return self.search_items(self.content_vector(item_id), k, exclude_ids=[item_id])
 
     def search_items(
         self, vector: np.ndarray, k: int, categories: list[str] | None = None, exclude_ids: list[str] = ()
     ) -> list[tuple[str, float]]:
         """Items nearest to a content-space vector (a question's or an item's), filters applied first."""
-        rows = vector_search(self._dataset, self.content_index, vector, k, ["item_id"], item_condition(categories, exclude_ids)).to_table()
-        return list(zip(rows.column("item_id").to_pylist(), map(distance_to_similarity, rows.column("_distance").to_pylist())))
+        condition = item_condition(categories, exclude_ids)
+        if self._content is None:
+            rows = vector_search(self._dataset, self.content_index, vector, k, ["item_id"], condition).to_table()
+            return list(zip(rows.column("item_id").to_pylist(), map(distance_to_similarity, rows.column("_distance").to_pylist())))
+        allowed = None
+        if categories is not None or exclude_ids:
+            allowed = self._in_categories(categories) if categories is not None else np.ones(len(self._item_ids), bool)
+            allowed[[self._item_index[i] for i in exclude_ids if i in self._item_index]] = False
+        positions, distances = self._content.search(vector, k, allowed, condition)
+        return [(self._item_ids[p], distance_to_similarity(d)) for p, d in zip(positions.tolist(), distances.tolist())]
 
     def encode(self, text: str) -> np.ndarray:
         return self._encoder.encode([text])[0]
 
     def content_vector(self, item_id: str) -> np.ndarray:
         """The item's content embedding as its table row holds it."""
+        if self._content is not None:
+            return self._content.memory.stored(self._item_index[item_id])
         row = self._items.search().where(f"item_id = {sql_string(item_id)}").select([CONTENT_INDEX.column]).limit(1).to_arrow()
         return np.asarray(row.column(CONTENT_INDEX.column)[0].as_py(), dtype=np.float32)
 

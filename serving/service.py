@@ -189,6 +189,9 @@ class RecQA:
             # which path searches the served answers version: memory or Lance (serving/memory.py)
             "answer_search": store.answers.search_info() if store is not None and store.answers is not None
             else {"budget_mb": self.settings.memory_budget_mb},
+            # the same for the items' content vectors (/search_items, /similar_items by content)
+            "item_search": store.recommender.content_search_info() if store is not None and store.recommender is not None
+            else {"budget_mb": self.settings.memory_budget_mb},
         }
 
     def admin_reload(self) -> dict[str, Any]:

@@ -62,7 +62,7 @@ class Store:
         tables = {name: _open_version(db, warehouse, name, int(versions[name])) for name in named}
         self._warehouse = warehouse
         self._encoder = encoder
-        self.recommender = Recommender(tables[USERS_TABLE], tables[ITEMS_TABLE], encoder) if USERS_TABLE in tables else None
+        self.recommender = Recommender(tables[USERS_TABLE], tables[ITEMS_TABLE], encoder, memory_budget_mb) if USERS_TABLE in tables else None
         self.answers = AnswerIndex(tables[ANSWERS_TABLE], encoder, memory_budget_mb=memory_budget_mb) if ANSWERS_TABLE in tables else None
         self.versions = {name: int(table.version) for name, table in tables.items()}
         # the change-log version each part's build applied: the overlay is what came after it

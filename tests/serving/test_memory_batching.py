@@ -106,7 +106,7 @@ def test_concurrent_searches_with_their_own_filters_and_depths_equal_searches_al
     expected = [alone.ranked_rows(vector, filters, depth, False) for vector, filters, depth in asked]
     sizes: list[int] = []
     gate = threading.Event()
-    run = shared._vector_batch
+    run = shared._vectors._batch
 
     def gated(key, items):  # the first batch waits until the others have gathered behind it
         sizes.append(len(items))
@@ -114,7 +114,7 @@ def test_concurrent_searches_with_their_own_filters_and_depths_equal_searches_al
             assert gate.wait(10)
         return run(key, items)
 
-    shared._batcher = Batcher(gated)
+    shared._vectors._batcher = Batcher(gated)
     search = lambda a: shared.ranked_rows(a[0], a[1], a[2], False)  # noqa: E731
     with ThreadPoolExecutor(len(asked)) as pool:
         first = pool.submit(search, asked[0])
@@ -122,7 +122,7 @@ def test_concurrent_searches_with_their_own_filters_and_depths_equal_searches_al
             threading.Event().wait(0.01)
         rest = [pool.submit(search, a) for a in asked[1:]]
         if not indexed:  # one key for every exact search: all the rest in one batch, whatever their filters
-            while sum(len(group.items) for group in shared._batcher._gathering.values()) < len(asked) - 1:
+            while sum(len(group.items) for group in shared._vectors._batcher._gathering.values()) < len(asked) - 1:
                 threading.Event().wait(0.01)
         gate.set()
         found = [first.result(30), *(f.result(30) for f in rest)]

@@ -293,4 +293,6 @@ def test_version_names_tables_model_and_index_parameters(server, warehouse):
                                "lanes": encoder_lanes(1)}  # the in-process tests run PyTorch (conftest.in_process)
     search = body["answer_search"]  # the bundled answers fit in memory, and build-qa's index scores as memory does
     assert search["path"] == "memory" and search["keyword_search"] == "in memory" and "equal to Lance's index" in search["keyword_reason"]
+    items = body["item_search"]  # 101 items: no content index, so an exact search in memory
+    assert items["path"] == "memory" and items["vector_search"] == "exact in memory" and items["rows"] == 101
     assert server.get("/docs.json").status_code == 200 and server.get("/healthz").status_code == 200
