@@ -3,8 +3,8 @@
 Starts the service over a published warehouse (by default it generates 1,000,000 interactions,
 100,000 items and 100,000 QA documents with benchmarks/generate.py and builds them; pass
 `--warehouse` to reuse tables, for example the ones benchmarks/pipelines.py left behind), then
-drives `/recommend` and `/answer` with a closed-loop HTTP load generator at each concurrency
-for a fixed time and prints p50/p95/p99 latency and throughput. In the same run it times raw
+drives `/recommend` and `/answer` (and `/search_items` with `--search-items`) with a
+closed-loop HTTP load generator at each concurrency for a fixed time and prints p50/p95/p99 latency and throughput. In the same run it times raw
 `SentenceTransformer.encode` over the same questions in batches of 64, the ceiling for
 `/answer` throughput (target: /answer at concurrency 32 >= 0.7x of it).
 
@@ -198,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stackfaq-queries", action="store_true",
                         help="send the bundled StackFAQ rephrasings (1,249 distinct) rather than the table's questions: "
                              "the bundled table has only 125 questions, which the cache would answer after the first round")
+    parser.add_argument("--search-items", action="store_true", help="also drive /search_items with the same questions as queries")
     parser.add_argument("--quantize", default=None, choices=("bf16",), help="build the generated tables with this precision (past its gate)")
     args = parser.parse_args(argv)
     concurrencies = [int(c) for c in args.concurrency.split(",")]
@@ -232,6 +233,8 @@ def main(argv: list[str] | None = None) -> None:
         recommend = [{"user_id": u, "k": 10} for u in user_ids]
         loads = [("/recommend", "", recommend)]
         loads += [("/answer", mode, [{"question": q, "k": 10, "mode": mode} for q in questions]) for mode in args.modes.split(",")]
+        if args.search_items:
+            loads.append(("/search_items", "", [{"query": q, "k": 10} for q in questions]))
         for route, mode, bodies in loads:
             drive(port, route, bodies[-64:], 4, 3.0)  # warm-up, not counted
             for concurrency in concurrencies:
