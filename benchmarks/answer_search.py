@@ -134,8 +134,8 @@ def in_process(table, questions: list[str], vectors, repeat: int) -> list[tuple[
     # 32 questions at once: one matrix product against 32 searches one by one
     batches = [vectors[i : i + BATCH] for i in range(0, len(vectors) - BATCH + 1, BATCH)]
     key = ("exact",) if memory.search_info()["vector_search"] == "exact in memory" else ("index", None, DEPTH)
-    alone = per_query_ms(lambda qv: memory._vector_batch(key, [(qv[1], (None, None), DEPTH)]), pairs, repeat)
-    together = per_query_ms(lambda batch: memory._vector_batch(key, [(v, (None, None), DEPTH) for v in batch]), batches, repeat) / BATCH
+    alone = per_query_ms(lambda qv: memory._vectors._batch(key, [(qv[1], None, DEPTH)]), pairs, repeat)
+    together = per_query_ms(lambda batch: memory._vectors._batch(key, [(v, None, DEPTH) for v in batch]), batches, repeat) / BATCH
     rows.append((f"memory vector search ({key[0]}): alone vs in a batch of {BATCH}", alone, together))
     assert all(np.isfinite([old, new]).all() for _, old, new in rows)
     return rows

@@ -233,7 +233,7 @@ class AnswerIndex:
         if memory is None:
             search = vector_search(self._dataset, self._index, vector, depth, self._columns(with_vectors), condition, self._exact)
             return search.to_table().to_pylist()
-        positions, distances = self._vectors.search(vector, depth, memory.mask(*filters), condition)
+        positions, distances = self._vectors.search(vector, depth, lambda: memory.mask(*filters), condition)
         rows = memory.take(positions, with_vectors, self._index.column)
         for row, distance in zip(rows, distances.tolist()):
             row["_distance"] = distance

@@ -28,6 +28,8 @@ from serving.tables import check_encoder, vector_search
 from serving.vectors import VectorMemory, VectorSearch, has_vector_index
 
 __all__ = ["FreshRecommender", "Recommendation", "Recommender", "event_weight_default"]
+# Rows read per batch while loading the content vectors into memory.
+CONTENT_BATCH_ROWS = 8192
 # How much deeper a content search goes again when changed items filtered out too many of its rows.
 DEEPEN_FACTOR = 4
 
@@ -42,11 +44,7 @@ class Recommender(RecommenderCore):
         check_encoder(self._items, encoder)
         _check_same_fit(users_table, self._items)
         users = users_table.to_arrow()
-        rows, column = self._dataset.count_rows(), CONTENT_INDEX.column
-        content_bytes = rows * self._dataset.schema.field(column).type.list_size * 4
-        held = content_bytes <= memory_budget_mb << 20
-        columns = ["item_id", "title", "category", "popularity", ALS_INDEX.column, *([column] if held else [])]
-        items = self._dataset.to_table(columns=columns, with_row_id=True)
+        items = self._dataset.to_table(columns=["item_id", "title", "category", "popularity", ALS_INDEX.column])
         self.content_index = CONTENT_INDEX.searched(items.num_rows)  # how its content index is searched
         super().__init__(
             user_ids=users.column("user_id").to_pylist(),
@@ -60,21 +58,32 @@ class Recommender(RecommenderCore):
             als=ALSConfig(**json.loads((self._items.schema.metadata or {}).get(META_ALS, b"{}"))),
         )
         self.warm()  # at load, not on the first request; overlays over an unchanged catalogue share it
+        rows, column = items.num_rows, CONTENT_INDEX.column
+        content_bytes = rows * self._dataset.schema.field(column).type.list_size * 4
+        held = content_bytes <= memory_budget_mb << 20
         self._content: VectorSearch | None = None
         if held:
-            self._content = VectorSearch(self._dataset, self.content_index, self._content_memory(items, column))
+            self._content = VectorSearch(self._dataset, self.content_index, self._content_memory(column))
             reason = f"{rows:,} content vectors fit in {content_bytes / (1 << 20):,.1f} MB"
         else:
             reason = f"{rows:,} content vectors need {content_bytes / (1 << 20):,.1f} MB"
         self.content_plan = MemoryPlan("memory" if held else "lance", rows, content_bytes, memory_budget_mb << 20, reason)
 
-    def _content_memory(self, items, column: str) -> VectorMemory:
-        """The rows' content vectors in memory, in the core's item order (position i: `_item_ids[i]`)."""
-        positions = np.fromiter((self._item_index[i] for i in items.column("item_id").to_pylist()), np.int64, items.num_rows)
-        dimension = items.schema.field(column).type.list_size
-        vectors, row_ids = np.empty((items.num_rows, dimension), np.float32), np.empty(items.num_rows, np.uint64)
-        vectors[positions] = items.column(column).combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(-1, dimension)
-        row_ids[positions] = items.column("_rowid").to_numpy()
+    def _content_memory(self, column: str) -> VectorMemory:
+        """The table's content vectors in memory, in the core's item order (row i: `_item_ids[i]`),
+        read in batches straight into one matrix (no second copy of the column while loading)."""
+        rows, dimension = len(self._item_ids), self._dataset.schema.field(column).type.list_size
+        vectors, row_ids = np.empty((rows, dimension), np.float32), np.empty(rows, np.uint64)
+        filled = np.zeros(rows, bool)
+        for batch in self._dataset.scanner(columns=["item_id", column], with_row_id=True, batch_size=CONTENT_BATCH_ROWS).to_batches():
+            positions = np.fromiter((self._item_index[i] for i in batch.column("item_id").to_pylist()), np.int64, batch.num_rows)
+            if filled[positions].any() or len(np.unique(positions)) < len(positions):  # every row once: no matrix row left unset
+                raise TableContractError(f"items table version {self._dataset.version} holds an item_id more than once")
+            vectors[positions] = batch.column(column).flatten().to_numpy(zero_copy_only=False).reshape(-1, dimension)
+            row_ids[positions] = batch.column("_rowid").to_numpy()
+            filled[positions] = True
+        if not filled.all():  # the version cannot change under us; this would be a Lance bug
+            raise RuntimeError(f"items table version {self._dataset.version} returned fewer content vectors than its {rows:,} rows")
         return VectorMemory.of(row_ids, vectors)
 
     def content_search_info(self) -> dict:
@@ -104,15 +113,19 @@ class Recommender(RecommenderCore):
         if self._content is None:
             rows = vector_search(self._dataset, self.content_index, vector, k, ["item_id"], condition).to_table()
             return list(zip(rows.column("item_id").to_pylist(), map(distance_to_similarity, rows.column("_distance").to_pylist())))
-        allowed = None
-        if categories is not None or exclude_ids:
-            allowed = self._in_categories(categories) if categories is not None else np.ones(len(self._item_ids), bool)
-            allowed[[self._item_index[i] for i in exclude_ids if i in self._item_index]] = False
-        positions, distances = self._content.search(vector, k, allowed, condition)
+        positions, distances = self._content.search(vector, k, lambda: self._allowed(categories, exclude_ids), condition)
         return [(self._item_ids[p], distance_to_similarity(d)) for p, d in zip(positions.tolist(), distances.tolist())]
 
     def encode(self, text: str) -> np.ndarray:
         return self._encoder.encode([text])[0]
+
+    def _allowed(self, categories: list[str] | None, exclude_ids: list[str]) -> np.ndarray | None:
+        """The items the filters allow as a mask over the core's items (`item_condition`'s meaning), None for all."""
+        if categories is None and not exclude_ids:
+            return None
+        allowed = self._in_categories(categories) if categories is not None else np.ones(len(self._item_ids), bool)
+        allowed[[self._item_index[i] for i in exclude_ids if i in self._item_index]] = False
+        return allowed
 
     def content_vector(self, item_id: str) -> np.ndarray:
         """The item's content embedding as its table row holds it."""
@@ -224,6 +237,10 @@ class FreshRecommender(RecommenderCore):
 
     def encode(self, text: str) -> np.ndarray:
         return self._base.encode(text)
+
+    def content_search_info(self) -> dict:
+        """The base's: the items written since its build are searched as one matrix beside it."""
+        return self._base.content_search_info()
 
 
 def _stack(column) -> np.ndarray:

@@ -108,7 +108,7 @@ class ServiceSettings(EnvSettings):
     )
     memory_budget_mb: int = Field(
         DEFAULT_MEMORY_BUDGET_MB, alias=ENV_MEMORY_BUDGET_MB, ge=0,
-        description="MiB an answers table version may hold in memory for search (0: always search through Lance)",
+        description="MiB each served answers or items table version may hold in memory for search (0: always search through Lance)",
     )
 
 

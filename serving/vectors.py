@@ -11,7 +11,7 @@ are both searched this way.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -55,8 +55,8 @@ class VectorMemory:
 
     def nearest(self, queries: np.ndarray, masks: list[np.ndarray | None], depths: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Exact cosine search of each query (one matrix product for all): per query, the memory
-        rows of its `depth` nearest allowed rows, best first (ties by memory row, as Lance's
-        flat search breaks them by row id), and their cosine distances."""
+        rows of its `depth` nearest allowed rows, best first (equal scores in memory row order:
+        for the answers their scan order, for the items their ids' order), and their cosine distances."""
         similarity = self.vectors @ unit(queries).T  # (rows, queries): one pass over the matrix for all
         out = []
         for j, (allowed, depth) in enumerate(zip(masks, depths)):
@@ -95,12 +95,17 @@ class VectorSearch:
         self.exact = exact or not self.indexed
         self._batcher: Batcher = Batcher(self._batch)
 
-    def search(self, vector: np.ndarray, depth: int, mask: np.ndarray | None, condition: str | None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, vector: np.ndarray, depth: int, mask: Callable[[], np.ndarray | None], condition: str | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The memory rows of the `depth` nearest rows the filters allow, best first, and their
-        cosine distances. `mask` (rows allowed, None for all) and `condition` (the same filters
-        as a Lance SQL condition) must say the same thing: the exact path reads one, the index the other."""
-        key: Hashable = ("exact",) if self.exact else ("index", condition, depth)
-        return self._batcher.submit(key, (np.asarray(vector, np.float32), mask, depth))
+        cosine distances. `mask()` (rows allowed, None for all) and `condition` (the same filters
+        as a Lance SQL condition) must say the same thing: the exact path reads one, the index the
+        other (so the mask is made only for an exact search)."""
+        vector = np.asarray(vector, np.float32)
+        if self.exact:
+            return self._batcher.submit(("exact",), (vector, mask(), depth))
+        return self._batcher.submit(("index", condition, depth), (vector, None, depth))
 
     def _batch(self, key: tuple, searches: list[tuple[np.ndarray, np.ndarray | None, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
         memory = self.memory
@@ -119,7 +124,7 @@ def has_vector_index(dataset, column: str) -> bool:
 
 def normalise_rows(vectors: np.ndarray) -> np.ndarray:
     """Scale each row of a float32 matrix to unit length, in place; the rows' lengths before."""
-    norms = np.linalg.norm(vectors, axis=1)
+    norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))  # no temporary the size of the matrix
     vectors /= np.maximum(norms, 1e-12)[:, None]
     return norms
 

@@ -123,6 +123,8 @@ def test_an_upserted_item_is_found_by_content_and_served_as_cold(follower):
     assert recommender.is_cold("new-item") and recommender.popularity("new-item") == 0
     neighbours = recommender.similar_items("new-item", 3)
     assert len(neighbours) == 3 and "new-item" not in dict(neighbours)
+    assert recommender.content_search_info() == follower.current()._base_recommender.content_search_info()  # GET /version's
+    assert recommender.content_search_info()["path"] == "memory"
 
 
 def test_a_deleted_item_is_gone_from_every_list(follower):
