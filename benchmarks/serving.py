@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     for r in results:
         name = f"{r['route']}{' ' + r['mode'] if r['mode'] else ''}"
         if r["concurrency"] == 1:
-            target = "<= 5 ms" if r["route"] == "/recommend" else "<= 15 ms"
+            target = {"/recommend": "<= 5 ms", "/answer": "<= 15 ms"}.get(r["route"], "")
             print(f"{name + ' p50 at concurrency 1':<48}{r['p50_ms']:7.1f} ms   {target}")
             if r["route"] == "/answer":
                 print(f"{name + ' p50 at c=1 / one raw encode':<48}{r['p50_ms'] / single:7.2f}x     <= 0.8x on the bundled data")
