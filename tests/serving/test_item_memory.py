@@ -1,8 +1,6 @@
 """The items' content vectors searched from memory: the answers Lance gives, without its reads."""
 
 import shutil
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import lance
 import numpy as np
@@ -15,6 +13,7 @@ from pipelines import lance_io
 from registry.log import published_versions
 from serving.store import Store
 from tests.conftest import FakeEncoder
+from tests.serving.test_memory_batching import searches_behind_a_gate
 
 ROWS = 2_000
 CATEGORIES = ["books", "garden", "kitchen", "toys", None]
@@ -126,31 +125,11 @@ def test_concurrent_searches_with_their_own_filters_equal_searches_alone(which, 
     asked = [(query, categories, excluded, k) for query in np.random.default_rng(3).normal(size=(3, 384)).astype(np.float32)
              for categories, excluded in FILTERS for k in (3, 10)]
     expected = [alone.search_items(q, k, c, e) for q, c, e, k in asked]
-    batches: list[int] = []
-    gate = threading.Event()
-    run = shared._content._batch
-
-    def gated(key, items):  # the first batch waits until the others have gathered behind it
-        batches.append(len(items))
-        if len(batches) == 1:
-            assert gate.wait(10)
-        return run(key, items)
-
-    shared._content._batcher._run = gated
-    search = lambda one: shared.search_items(one[0], one[3], one[1], one[2])  # noqa: E731
-    with ThreadPoolExecutor(len(asked)) as pool:
-        first = pool.submit(search, asked[0])
-        while not batches:
-            threading.Event().wait(0.01)
-        rest = [pool.submit(search, one) for one in asked[1:]]
-        # behind the first wait those of its batch key: all (exact), or those of its filters and k (index)
-        key = ("exact",) if shared._content.exact else ("index", item_condition(asked[0][1], asked[0][2]), asked[0][3])
-        same = len(asked) - 1 if shared._content.exact else sum(1 for one in asked[1:] if one[1:] == asked[0][1:])
-        gathering = shared._content._batcher._gathering
-        while len(gathering[key].items) < same if key in gathering else True:
-            threading.Event().wait(0.01)
-        gate.set()
-        found = [first.result(30), *(f.result(30) for f in rest)]
+    # behind the first wait those of its batch key: all (exact), or those of its filters and k (index)
+    exact = shared._content.exact
+    key = ("exact",) if exact else ("index", item_condition(asked[0][1], asked[0][2]), asked[0][3])
+    behind = len(asked) - 1 if exact else sum(1 for one in asked[1:] if one[1:] == asked[0][1:])
+    found, batches = searches_behind_a_gate(shared._content, lambda one: shared.search_items(one[0], one[3], one[1], one[2]), asked, key, behind)
     for mine, theirs in zip(found, expected):
         assert [i for i, _ in mine] == [i for i, _ in theirs]
         np.testing.assert_allclose([s for _, s in mine], [s for _, s in theirs], atol=1e-6)

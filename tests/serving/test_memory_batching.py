@@ -104,31 +104,39 @@ def test_concurrent_searches_with_their_own_filters_and_depths_equal_searches_al
     alone, shared = AnswerIndex(table, Encoder()), AnswerIndex(table, Encoder())
     asked = [(vector, filters, depth) for vector in _queries(4) for filters in FILTERS for depth in (5, 40)]
     expected = [alone.ranked_rows(vector, filters, depth, False) for vector, filters, depth in asked]
-    sizes: list[int] = []
-    gate = threading.Event()
-    run = shared._vectors._batch
-
-    def gated(key, items):  # the first batch waits until the others have gathered behind it
-        sizes.append(len(items))
-        if len(sizes) == 1:
-            assert gate.wait(10)
-        return run(key, items)
-
-    shared._vectors._batcher = Batcher(gated)
-    search = lambda a: shared.ranked_rows(a[0], a[1], a[2], False)  # noqa: E731
-    with ThreadPoolExecutor(len(asked)) as pool:
-        first = pool.submit(search, asked[0])
-        while not sizes:
-            threading.Event().wait(0.01)
-        rest = [pool.submit(search, a) for a in asked[1:]]
-        if not indexed:  # one key for every exact search: all the rest in one batch, whatever their filters
-            while sum(len(group.items) for group in shared._vectors._batcher._gathering.values()) < len(asked) - 1:
-                threading.Event().wait(0.01)
-        gate.set()
-        found = [first.result(30), *(f.result(30) for f in rest)]
+    # exact: one key for every search, so all the rest gather in one batch, whatever their filters
+    found, sizes = searches_behind_a_gate(shared._vectors, lambda a: shared.ranked_rows(a[0], a[1], a[2], False), asked,
+                                          ("exact",), 0 if indexed else len(asked) - 1)
     for mine, theirs in zip(found, expected):
         assert [(r["doc_id"], r["chunk_id"]) for r in mine] == [(r["doc_id"], r["chunk_id"]) for r in theirs]
         np.testing.assert_allclose([r["_distance"] for r in mine], [r["_distance"] for r in theirs], atol=1e-6)
     assert sum(sizes) == len(asked)
     if not indexed:
         assert sizes == [1, len(asked) - 1]
+
+
+def searches_behind_a_gate(vectors, search, asked: list, key: tuple, behind: int) -> tuple[list, list[int]]:
+    """`search(a)` for every `a` of `asked` at once, on threads; the first batch of `vectors` (a
+    VectorSearch) held until `behind` searches of batch `key` have gathered behind it (0: not
+    held for any). The results in `asked`'s order, and the size of each batch run."""
+    sizes: list[int] = []
+    gate = threading.Event()
+    run = vectors._batch
+
+    def gated(key, items):
+        sizes.append(len(items))
+        if len(sizes) == 1:
+            assert gate.wait(10)
+        return run(key, items)
+
+    vectors._batcher = Batcher(gated)
+    with ThreadPoolExecutor(len(asked)) as pool:
+        first = pool.submit(search, asked[0])
+        while not sizes:
+            threading.Event().wait(0.01)
+        rest = [pool.submit(search, a) for a in asked[1:]]
+        gathering = vectors._batcher._gathering
+        while behind and (len(gathering[key].items) < behind if key in gathering else True):
+            threading.Event().wait(0.01)
+        gate.set()
+        return [first.result(30), *(f.result(30) for f in rest)], sizes
