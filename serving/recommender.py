@@ -35,7 +35,7 @@ DEEPEN_FACTOR = 4
 
 
 class Recommender(RecommenderCore):
-    """The served recommender: the core over the tables' rows, plus content search in Lance."""
+    """The served recommender: the core over the tables' rows, plus content search (from memory, or through Lance past the budget)."""
 
     def __init__(self, users_table, items_table, encoder: Encoder, memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB) -> None:
         self._items = items_table
