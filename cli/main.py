@@ -154,6 +154,18 @@ def _serve(argv: Sequence[str]) -> int:
     return 0  # pragma: no cover
 
 
+def _failed(guard: InterruptGuard, error: Exception, label: str, expected: tuple[type[Exception], ...]) -> int:
+    """The exit code of a command whose work raised `error`: an interrupt's (130) whatever type a
+    library turned the KeyboardInterrupt into; 1 with the job's own message, not a traceback, for
+    the `expected` types; anything else is a bug and raises."""
+    if guard.interrupted:
+        return guard.announce()
+    if not isinstance(error, expected):
+        raise error
+    print(f"recqa {label}: {_error_text(error)}", file=sys.stderr)
+    return 1
+
+
 def _kind_command(command: str, kinds_table: dict, argv: Sequence[str], usage: str) -> tuple[str, dict] | int:
     """`recqa <command> <kind> ...`: run the kind's module; (kind, its result), or an exit code."""
     kinds = "\n".join(f"  {kind:<5} {help_}" for kind, (_, help_) in kinds_table.items())
@@ -168,12 +180,7 @@ def _kind_command(command: str, kinds_table: dict, argv: Sequence[str], usage: s
         except KeyboardInterrupt:
             return guard.announce()
         except Exception as error:
-            if guard.interrupted:  # a library turned the interrupt into an error of its own, of any type
-                return guard.announce()
-            if not isinstance(error, (InputError, ValueError, RuntimeError, FileNotFoundError)):
-                raise
-            print(f"recqa {command} {argv[0]}: {_error_text(error)}", file=sys.stderr)
-            return 1
+            return _failed(guard, error, f"{command} {argv[0]}", (InputError, ValueError, RuntimeError, FileNotFoundError))
 
 
 def _evaluate(argv: Sequence[str]) -> int:
@@ -223,12 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             return guard.announce()
         except Exception as error:
-            if guard.interrupted:  # a library turned the interrupt into an error of its own, of any type
-                return guard.announce()
-            if not isinstance(error, (InputError, ValueError, RuntimeError)):
-                raise
-            print(f"recqa {command}: {_error_text(error)}", file=sys.stderr)  # the job's own message, not a traceback
-            return 1
+            return _failed(guard, error, command, (InputError, ValueError, RuntimeError))
     print(f"recqa {command}: {VERBS.get(command, 'wrote')}\n{result.summary()}")
     return 0
 

@@ -76,7 +76,7 @@ class AnswerIndex:
         if self._memory is not None:
             self._bm25, self._keyword_reason = load_keywords(self._dataset, self._memory, ANSWER_TEXT_COLUMN, memory_budget_mb << 20)
         # concurrent questions' vector searches, one batch
-        self._vectors = VectorSearch(self._dataset, self._index, self._memory, exact) if self._memory is not None else None
+        self._vectors = VectorSearch(self._dataset, self._index, self._memory, exact or not self._indexed) if self._memory is not None else None
 
     @property
     def index_config(self) -> IndexConfig:

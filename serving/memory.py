@@ -80,7 +80,7 @@ class AnswerMemory(VectorMemory):
         dimension = dataset.schema.field(column).type.list_size
         vector_bytes = rows * dimension * 4
         if vector_bytes > budget_bytes:
-            return None, MemoryPlan("lance", rows, vector_bytes, budget_bytes, f"{rows:,} vectors need {_mb(vector_bytes)}")
+            return None, MemoryPlan("lance", rows, vector_bytes, budget_bytes, f"{rows:,} vectors need {megabytes(vector_bytes)}")
         vectors = np.empty((rows, dimension), np.float32)
         ids, batches, held, at = [], [], vector_bytes, 0
         scanner = dataset.scanner(columns=[*FIELD_COLUMNS, column], with_row_id=True, batch_size=_BATCH_ROWS, scan_in_order=True)
@@ -96,7 +96,7 @@ class AnswerMemory(VectorMemory):
             held += fields.nbytes + 12 * n
             at += n
             if held > budget_bytes:
-                return None, MemoryPlan("lance", rows, held, budget_bytes, f"vectors and fields need more than {_mb(held)}")
+                return None, MemoryPlan("lance", rows, held, budget_bytes, f"vectors and fields need more than {megabytes(held)}")
         vectors = vectors[:at]
         norms = normalise_rows(vectors)
         schema = pa.schema([dataset.schema.field(name) for name in FIELD_COLUMNS])
@@ -104,7 +104,7 @@ class AnswerMemory(VectorMemory):
         table = (pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()).combine_chunks()
         row_ids = np.concatenate(ids) if ids else np.zeros(0, np.uint64)
         memory = cls(row_ids, vectors, norms, table)
-        return memory, MemoryPlan("memory", at, memory.nbytes, budget_bytes, f"{at:,} rows fit in {_mb(memory.nbytes)}")
+        return memory, MemoryPlan("memory", at, memory.nbytes, budget_bytes, f"{at:,} rows fit in {megabytes(memory.nbytes)}")
 
     def mask(self, sources: list[str] | None, tags: list[str] | None) -> np.ndarray | None:
         """Rows the filters allow (features.filters.answer_condition's meaning), or None for all."""
@@ -187,5 +187,6 @@ def _one_array(column: pa.ChunkedArray) -> pa.Array:
     return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
-def _mb(size: int) -> str:
+def megabytes(size: int) -> str:
+    """A size for a plan's reason, in MiB (the unit of RECQA_MEMORY_BUDGET_MB)."""
     return f"{size / (1 << 20):,.1f} MB"

@@ -23,7 +23,7 @@ from features.filters import item_condition, sql_string
 from features.ranking import Recommendation, RecommenderCore, event_weight_default
 from features.retrieval import distance_to_similarity
 from features.schemas import ALS_INDEX, CONTENT_INDEX, META_ALS, ALSConfig, fit_of
-from serving.memory import DEFAULT_MEMORY_BUDGET_MB, MemoryPlan
+from serving.memory import DEFAULT_MEMORY_BUDGET_MB, MemoryPlan, megabytes
 from serving.tables import check_encoder, vector_search
 from serving.vectors import VectorMemory, VectorSearch, has_vector_index
 
@@ -61,12 +61,11 @@ class Recommender(RecommenderCore):
         rows, column = items.num_rows, CONTENT_INDEX.column
         content_bytes = rows * self._dataset.schema.field(column).type.list_size * 4
         held = content_bytes <= memory_budget_mb << 20
+        self._content_indexed = has_vector_index(self._dataset, column)
         self._content: VectorSearch | None = None
         if held:
-            self._content = VectorSearch(self._dataset, self.content_index, self._content_memory(column))
-            reason = f"{rows:,} content vectors fit in {content_bytes / (1 << 20):,.1f} MB"
-        else:
-            reason = f"{rows:,} content vectors need {content_bytes / (1 << 20):,.1f} MB"
+            self._content = VectorSearch(self._dataset, self.content_index, self._content_memory(column), exact=not self._content_indexed)
+        reason = f"{rows:,} content vectors {'fit in' if held else 'need'} {megabytes(content_bytes)}"
         self.content_plan = MemoryPlan("memory" if held else "lance", rows, content_bytes, memory_budget_mb << 20, reason)
 
     def _content_memory(self, column: str) -> VectorMemory:
@@ -77,19 +76,17 @@ class Recommender(RecommenderCore):
         filled = np.zeros(rows, bool)
         for batch in self._dataset.scanner(columns=["item_id", column], with_row_id=True, batch_size=CONTENT_BATCH_ROWS).to_batches():
             positions = np.fromiter((self._item_index[i] for i in batch.column("item_id").to_pylist()), np.int64, batch.num_rows)
-            if filled[positions].any() or len(np.unique(positions)) < len(positions):  # every row once: no matrix row left unset
-                raise TableContractError(f"items table version {self._dataset.version} holds an item_id more than once")
             vectors[positions] = batch.column(column).flatten().to_numpy(zero_copy_only=False).reshape(-1, dimension)
             row_ids[positions] = batch.column("_rowid").to_numpy()
             filled[positions] = True
-        if not filled.all():  # the version cannot change under us; this would be a Lance bug
-            raise RuntimeError(f"items table version {self._dataset.version} returned fewer content vectors than its {rows:,} rows")
+        if not filled.all():  # as many rows as ids, so an id twice leaves a row of the matrix unset
+            raise TableContractError(f"items table version {self._dataset.version} holds an item_id more than once")
         return VectorMemory.of(row_ids, vectors)
 
     def content_search_info(self) -> dict:
         """How this version's content vectors are searched (GET /version)."""
         if self._content is None:
-            vector = "Lance IVF-PQ" if has_vector_index(self._dataset, CONTENT_INDEX.column) else "Lance, exact"
+            vector = "Lance IVF-PQ" if self._content_indexed else "Lance, exact"
         else:
             vector = "exact in memory" if self._content.exact else "Lance IVF-PQ row ids, re-ranked in memory"
         return {**self.content_plan.info(), "vector_search": vector}

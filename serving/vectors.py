@@ -83,16 +83,15 @@ class VectorMemory:
 class VectorSearch:
     """Cosine searches of one table version's vectors held in `memory`, concurrent ones batched.
 
-    Exact (one matrix product for the batch, filters as masks) when asked or when the version
-    has no vector index on `config.column`; else Lance's index gives each query's candidate row
-    ids (one batched call, filters as its prefilter condition), as many as its refine step
-    would have re-ranked from disk, and they are re-ranked exactly from memory.
+    `exact` (the caller's choice, and a must where the version has no vector index on
+    `config.column`): one matrix product for the batch, filters as masks. Else Lance's index
+    gives each query's candidate row ids (one batched call, filters as its prefilter
+    condition), as many as its refine step would have re-ranked from disk, and they are
+    re-ranked exactly from memory.
     """
 
-    def __init__(self, dataset, config: IndexConfig, memory: VectorMemory, exact: bool = False) -> None:
-        self._dataset, self._config, self.memory = dataset, config, memory
-        self.indexed = has_vector_index(dataset, config.column)
-        self.exact = exact or not self.indexed
+    def __init__(self, dataset, config: IndexConfig, memory: VectorMemory, exact: bool) -> None:
+        self._dataset, self._config, self.memory, self.exact = dataset, config, memory, exact
         self._batcher: Batcher = Batcher(self._batch)
 
     def search(
