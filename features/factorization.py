@@ -66,14 +66,12 @@ def fold_in(
     caller holds it.
     """
     gram = item_gram(item_factors) if gram is None else gram
-    matrix = gram + config.regularization * np.eye(gram.shape[0])
-    rhs = np.zeros(gram.shape[0])
-    for idx, weight in zip(np.asarray(item_idx), np.asarray(weights, dtype=np.float64)):
-        confidence = config.alpha * weight
-        y = np.asarray(item_factors[idx], dtype=np.float64)
-        matrix += (confidence - 1.0) * np.outer(y, y)
-        rhs += confidence * y
-    return np.linalg.solve(matrix, rhs).astype(np.float32)
+    # the items' sums as two products over their rows (an item listed twice counts twice), not a
+    # Python loop of outer products: a long history costs two small matrix products
+    rows = np.asarray(np.asarray(item_factors)[np.asarray(item_idx, dtype=np.int64).reshape(-1)], dtype=np.float64)  # the listed rows only
+    confidence = config.alpha * np.asarray(weights, dtype=np.float64).reshape(-1)
+    matrix = gram + config.regularization * np.eye(gram.shape[0]) + (rows * (confidence - 1.0)[:, None]).T @ rows
+    return np.linalg.solve(matrix, confidence @ rows).astype(np.float32)
 
 
 def explain_by_similarity(item_factors: np.ndarray, seen_idx: Sequence[int] | np.ndarray, recommended_idx: Sequence[int] | np.ndarray) -> list[int | None]:

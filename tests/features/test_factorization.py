@@ -68,3 +68,33 @@ def test_explanation_is_the_most_similar_seen_item():
     assert explain_by_similarity(factors, np.array([1, 0]), np.array([2, 3, 4])) == [0, 1, 1]
     assert explain_by_similarity(factors, np.array([], dtype=int), np.array([2, 3])) == [None, None]
     assert explain_by_similarity(factors, np.array([0]), np.array([], dtype=int)) == []
+
+
+def test_fold_in_of_a_long_history_with_assorted_weights_is_implicits_user_step_and_counts_a_repeat_twice():
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    from features.factorization import fold_in
+
+    rng = np.random.default_rng(7)
+    interactions = csr_matrix((rng.random((60, 300)) < 0.05).astype(np.float32))
+    config = ALSConfig(factors=16, iterations=5, regularization=0.1, alpha=3.0)
+    history = rng.choice(300, 120, replace=False)
+    weights = rng.uniform(0.5, 4.0, len(history))
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(factors=16, iterations=5, regularization=0.1, alpha=3.0, random_state=0)
+        model.fit(interactions, show_progress=False)
+        session = csr_matrix((weights.astype(np.float32), (np.zeros(len(history), int), history)), shape=(1, 300))
+        expected = model.recalculate_user(0, session)
+    folded = fold_in(model.item_factors, history, weights, config)
+    np.testing.assert_allclose(folded, expected, rtol=1e-3, atol=1e-4)
+    # an item listed twice adds its confidence twice: the user step over both listings, written out
+    y = np.asarray(model.item_factors, np.float64)
+    twice = np.array([history[0], history[0], history[1]])
+    weight = np.array([1.0, 2.0, 1.5])
+    a = y.T @ y + config.regularization * np.eye(16)
+    b = np.zeros(16)
+    for index, w in zip(twice, weight):
+        a += (config.alpha * w - 1.0) * np.outer(y[index], y[index])
+        b += config.alpha * w * y[index]
+    np.testing.assert_allclose(fold_in(model.item_factors, twice, weight, config), np.linalg.solve(a, b), rtol=1e-5, atol=1e-6)

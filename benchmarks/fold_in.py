@@ -1,0 +1,69 @@
+"""A user folded into the trained space from a history of items: recqa's `fold_in` against
+implicit's `recalculate_user` on the same item factors and histories, in one run.
+
+The service folds a user in on `/recommend` with `recent_item_ids`, and the follower folds a
+user with new events from their whole history; both call `features/factorization.py::fold_in`.
+Random item factors (100,000 x 64 by default), one BLAS thread as the service runs it.
+
+    python benchmarks/fold_in.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+
+def per_call_ms(call, histories: list[np.ndarray]) -> float:
+    """Mean ms of `call(history)` over the histories, best of three rounds."""
+    rounds = []
+    for _ in range(3):
+        started = time.perf_counter()
+        for history in histories:
+            call(history)
+        rounds.append(1000 * (time.perf_counter() - started) / len(histories))
+    return min(rounds)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--factors", type=int, default=64)
+    parser.add_argument("--lengths", default="10,50,200", help="comma-separated history lengths")
+    parser.add_argument("--users", type=int, default=200, help="histories of each length")
+    args = parser.parse_args(argv)
+
+    from implicit.cpu.als import AlternatingLeastSquares
+    from scipy.sparse import csr_matrix
+    from threadpoolctl import threadpool_limits
+
+    from features.factorization import fold_in, item_gram
+    from features.schemas import ALSConfig
+
+    rng = np.random.default_rng(0)
+    items = rng.normal(scale=0.1, size=(args.items, args.factors)).astype(np.float32)
+    config = ALSConfig(factors=args.factors)
+    model = AlternatingLeastSquares(factors=args.factors, regularization=config.regularization, alpha=config.alpha)
+    model.item_factors, model.user_factors = items, np.zeros((1, args.factors), np.float32)
+    gram = item_gram(items)
+    print(f"{args.items:,} items x {args.factors} factors, one BLAS thread")
+    print(f"{'history':>8} {'implicit ms':>12} {'recqa ms':>10} {'x implicit':>11} {'max |diff|':>11}")
+    with threadpool_limits(1, "blas"):
+        for length in (int(n) for n in args.lengths.split(",")):
+            histories = [rng.choice(args.items, length, replace=False) for _ in range(args.users)]
+            weights = np.ones(length)
+            rows = {id(h): csr_matrix((np.ones(length, np.float32), (np.zeros(length, int), h)), shape=(1, args.items)) for h in histories}
+            raw = per_call_ms(lambda h: model.recalculate_user(0, rows[id(h)]), histories)
+            ours = per_call_ms(lambda h: fold_in(items, h, weights, config, gram), histories)
+            diff = max(float(np.abs(fold_in(items, h, weights, config, gram) - model.recalculate_user(0, rows[id(h)])).max()) for h in histories[:20])
+            print(f"{length:>8} {raw:>12.3f} {ours:>10.3f} {ours / raw:>10.2f}x {diff:>11.2e}")
+
+
+if __name__ == "__main__":
+    main()
