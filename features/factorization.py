@@ -68,7 +68,12 @@ def fold_in(
     gram = item_gram(item_factors) if gram is None else gram
     # the items' sums as two products over their rows (an item listed twice counts twice), not a
     # Python loop of outer products: a long history costs two small matrix products
-    rows = np.asarray(np.asarray(item_factors)[np.asarray(item_idx, dtype=np.int64).reshape(-1)], dtype=np.float64)  # the listed rows only
+    idx = np.asarray(item_idx).reshape(-1)
+    if idx.dtype.kind not in "iu":
+        if idx.size:
+            raise TypeError(f"item_idx must hold integer row numbers, not {idx.dtype}")
+        idx = idx.astype(np.int64)  # an empty list: no items, the prior alone
+    rows = np.asarray(np.asarray(item_factors)[idx], dtype=np.float64)  # the listed rows only
     confidence = config.alpha * np.asarray(weights, dtype=np.float64).reshape(-1)
     matrix = gram + config.regularization * np.eye(gram.shape[0]) + (rows * (confidence - 1.0)[:, None]).T @ rows
     return np.linalg.solve(matrix, confidence @ rows).astype(np.float32)
