@@ -12,23 +12,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-
-def per_call_ms(call, histories: list[np.ndarray]) -> float:
-    """Mean ms of `call(history)` over the histories, best of three rounds."""
-    rounds = []
-    for _ in range(3):
-        started = time.perf_counter()
-        for history in histories:
-            call(history)
-        rounds.append(1000 * (time.perf_counter() - started) / len(histories))
-    return min(rounds)
+ROUNDS = 3  # the median of these rounds, each the mean over every history
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     from scipy.sparse import csr_matrix
     from threadpoolctl import threadpool_limits
 
+    from benchmarks.answer_search import per_query_ms
     from features.factorization import fold_in, item_gram
     from features.schemas import ALSConfig
 
@@ -57,12 +48,14 @@ def main(argv: list[str] | None = None) -> None:
         model = AlternatingLeastSquares(factors=args.factors, regularization=config.regularization, alpha=config.alpha, num_threads=1)
         model.item_factors, model.user_factors = items, np.zeros((1, args.factors), np.float32)
         for length in (int(n) for n in args.lengths.split(",")):
-            histories = [rng.choice(args.items, length, replace=False) for _ in range(args.users)]
             weights = np.ones(length)
-            rows = {id(h): csr_matrix((np.ones(length, np.float32), (np.zeros(length, int), h)), shape=(1, args.items)) for h in histories}
-            raw = per_call_ms(lambda h: model.recalculate_user(0, rows[id(h)]), histories)
-            ours = per_call_ms(lambda h: fold_in(items, h, weights, config, gram), histories)
-            diff = max(_relative(fold_in(items, h, weights, config, gram), model.recalculate_user(0, rows[id(h)])) for h in histories[:20])
+            users = []  # (a history as item rows, the same history as implicit's user row)
+            for _ in range(args.users):
+                history = rng.choice(args.items, length, replace=False)
+                users.append((history, csr_matrix((weights.astype(np.float32), (np.zeros(length, int), history)), shape=(1, args.items))))
+            raw = per_query_ms(lambda user: model.recalculate_user(0, user[1]), users, ROUNDS)
+            ours = per_query_ms(lambda user: fold_in(items, user[0], weights, config, gram), users, ROUNDS)
+            diff = max(_relative(fold_in(items, history, weights, config, gram), model.recalculate_user(0, row)) for history, row in users[:20])
             print(f"{length:>8} {raw:>12.3f} {ours:>10.3f} {ours / raw:>10.2f}x {diff:>13.2e}")
 
 

@@ -6,7 +6,8 @@ Starts the service over a published warehouse (by default it generates 1,000,000
 drives `/recommend` and `/answer` (and `/search_items` with `--search-items`) with a
 closed-loop HTTP load generator at each concurrency for a fixed time and prints p50/p95/p99
 latency and throughput. In the same run it times raw `SentenceTransformer.encode` over the
-same questions in batches of 64, the ceiling for `/answer` throughput (target: /answer at concurrency 32 >= 0.7x of it).
+same questions in batches of 64, the ceiling for `/answer` throughput (target: /answer at
+concurrency 32 >= 0.7x of it).
 
 Questions are distinct generated questions and the semantic cache is switched off (threshold
 1.0, capacity 1: a question sent again in a later round is not held) unless `--cache` is given, so the
