@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+from lance.dataset import ScannerBuilder
 
 from features.encoders import Encoder
 from features.errors import TableContractError
@@ -52,14 +54,34 @@ def vector_candidates(dataset, config: IndexConfig, vectors: np.ndarray, k: int,
     (serving/memory.py). Nothing but ids is read, so no raw vector or text column is fetched
     from disk; several vectors are one batched call (Lance adds `query_index`)."""
     vectors = np.asarray(vectors, np.float32)
-    search = {**nearest(config, vectors[0] if len(vectors) == 1 else vectors, k), "refine_factor": None}
-    found = dataset.scanner(columns=[], with_row_id=True, disable_scoring_autoprojection=True, nearest=search, filter=condition, prefilter=True)
-    found = found.to_table()
+    builder = ScannerBuilder(dataset).columns([]).with_row_id(True).disable_scoring_autoprojection(True).prefilter(True)
+    if condition is not None:
+        builder = builder.filter(condition)
+    builder = builder.nearest(**{**nearest(config, vectors[0], k), "refine_factor": None})  # checks the column, k and dimension
+    if len(vectors) > 1:
+        builder._nearest["q"] = query_batch(vectors)  # see query_batch
+    found = builder.to_scanner().to_table()
     ids = found.column("_rowid").to_numpy()
     if len(vectors) == 1:
         return [ids]
     query = found.column("query_index").to_numpy()
     return [ids[query == j] for j in range(len(vectors))]
+
+
+def query_batch(vectors: np.ndarray) -> pa.ListArray:
+    """Several query vectors as the list array pylance's batched search takes, without copying.
+
+    Given a 2-D array, pylance builds that array itself through `pa.array` over Python floats
+    (`lance.dataset._coerce_query_vector`): a Python loop over every float, under the GIL, in
+    the one lane every concurrent question's search waits on (benchmarks/RESULTS.md,
+    "Serving, seventeenth run"). So the search is set up with the first vector, which checks
+    it as usual, and its query is then replaced by this array of the same type in the
+    builder's `_nearest` (pylance's own attribute, pinned by constraints.txt; the tests
+    compare every batch with pylance's own batched call).
+    """
+    rows, dimension = vectors.shape
+    flat = pa.array(np.ascontiguousarray(vectors, np.float32).reshape(-1))
+    return pa.ListArray.from_arrays(pa.array(np.arange(0, rows * dimension + 1, dimension, dtype=np.int32)), flat)
 
 
 def check_encoder(table, encoder: Encoder) -> None:

@@ -12,12 +12,14 @@ import pyarrow as pa
 import pytest
 
 from features.changes import Change, fold
+from features.filters import answer_condition
 from features.ivf import partitions_for, search_nprobes
 from features.schemas import ANSWER_INDEX, ANSWER_TEXT_COLUMN, TableMetadata, answers_schema
 from pipelines import lance_io
 from serving import answers
 from serving.answers import AnswerIndex
 from serving.overlay import advance_answers
+from serving.tables import nearest, vector_candidates
 from serving.settings import ENV_MEMORY_BUDGET_MB, ServiceSettings, SettingsError
 from tests.conftest import FakeEncoder
 
@@ -139,6 +141,22 @@ def test_index_candidates_re_ranked_in_memory_are_lances_refined_search(indexed)
             found = memory.ranked_rows(vector, filters, 40, False)
             _same(found, lance.ranked_rows(vector, filters, 40, False), "_distance")
             assert all(_allowed(row, *filters) for row in found)
+
+
+def test_a_batch_of_queries_gets_the_candidates_lance_gives_each_alone_and_its_own_batched_call(indexed):
+    """The batch's query array is made here, not by pylance: the same candidates as pylance's own
+    2-D query and as each vector asked alone, filters and all."""
+    dataset, config = indexed.to_lance(), ANSWER_INDEX.searched(indexed.count_rows())
+    vectors = np.stack(_queries(5))
+    for condition in (None, answer_condition(["forum"], None), answer_condition(None, ["y"]), answer_condition(["nowhere"], None)):
+        batched = vector_candidates(dataset, config, vectors, 30, condition)
+        theirs = dataset.scanner(columns=[], with_row_id=True, disable_scoring_autoprojection=True, filter=condition, prefilter=True,
+                                 nearest={**nearest(config, vectors, 30), "refine_factor": None}).to_table()
+        assert len(batched) == len(vectors)
+        for j, (ids, vector) in enumerate(zip(batched, vectors)):
+            assert ids.tolist() == theirs.column("_rowid").to_numpy()[theirs.column("query_index").to_numpy() == j].tolist()
+            assert ids.tolist() == vector_candidates(dataset, config, vector[None, :], 30, condition)[0].tolist()
+            assert condition == answer_condition(["nowhere"], None) or len(ids) == 30
 
 
 def test_with_every_partition_probed_and_every_row_a_candidate_the_index_path_is_exact(indexed):
