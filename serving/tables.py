@@ -54,12 +54,15 @@ def vector_candidates(dataset, config: IndexConfig, vectors: np.ndarray, k: int,
     (serving/memory.py). Nothing but ids is read, so no raw vector or text column is fetched
     from disk; several vectors are one batched call (Lance adds `query_index`)."""
     vectors = np.asarray(vectors, np.float32)
-    builder = ScannerBuilder(dataset).columns([]).with_row_id(True).disable_scoring_autoprojection(True).prefilter(True)
+    builder = dataset._apply_default_scan_options(ScannerBuilder(dataset))  # as `dataset.scanner` starts
+    builder = builder.columns([]).with_row_id(True).disable_scoring_autoprojection(True).prefilter(True)
     if condition is not None:
         builder = builder.filter(condition)
     builder = builder.nearest(**{**nearest(config, vectors[0], k), "refine_factor": None})  # checks the column, k and dimension
     if len(vectors) > 1:
-        builder._nearest["q"] = query_batch(vectors)  # see query_batch
+        if not isinstance(getattr(builder, "_nearest", None), dict) or "q" not in builder._nearest:
+            raise RuntimeError("this pylance keeps its vector query elsewhere: see serving/tables.py::query_batch and constraints.txt's pin")
+        builder._nearest["q"] = query_batch(vectors)
     found = builder.to_scanner().to_table()
     ids = found.column("_rowid").to_numpy()
     if len(vectors) == 1:
@@ -80,7 +83,11 @@ def query_batch(vectors: np.ndarray) -> pa.ListArray:
     compare every batch with pylance's own batched call).
     """
     rows, dimension = vectors.shape
-    flat = pa.array(np.ascontiguousarray(vectors, np.float32).reshape(-1))
+    values = np.ascontiguousarray(vectors, np.float32).reshape(-1)
+    missing = np.isnan(values)
+    if missing.any():  # as pylance makes them: null, and 0 beneath (its search reads the values, not the nulls)
+        values = np.where(missing, np.float32(0), values)
+    flat = pa.array(values, mask=missing if missing.any() else None)
     return pa.ListArray.from_arrays(pa.array(np.arange(0, rows * dimension + 1, dimension, dtype=np.int32)), flat)
 
 

@@ -5,8 +5,10 @@ the fresh answers still merged."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 import zlib
 
+import lance.dataset  # noqa: F401 - the module, reached through sys.modules (`lance.dataset` names a function)
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -19,8 +21,8 @@ from pipelines import lance_io
 from serving import answers
 from serving.answers import AnswerIndex
 from serving.overlay import advance_answers
-from serving.tables import nearest, vector_candidates
 from serving.settings import ENV_MEMORY_BUDGET_MB, ServiceSettings, SettingsError
+from serving.tables import nearest, vector_candidates
 from tests.conftest import FakeEncoder
 
 DIMENSION = 32
@@ -143,20 +145,36 @@ def test_index_candidates_re_ranked_in_memory_are_lances_refined_search(indexed)
             assert all(_allowed(row, *filters) for row in found)
 
 
-def test_a_batch_of_queries_gets_the_candidates_lance_gives_each_alone_and_its_own_batched_call(indexed):
+def test_a_batch_of_queries_gets_the_candidates_lance_gives_each_alone_and_its_own_batched_call(indexed, monkeypatch):
     """The batch's query array is made here, not by pylance: the same candidates as pylance's own
-    2-D query and as each vector asked alone, filters and all."""
+    2-D query (a NaN in a vector included) and as each vector asked alone, filters and all."""
     dataset, config = indexed.to_lance(), ANSWER_INDEX.searched(indexed.count_rows())
     vectors = np.stack(_queries(5))
-    for condition in (None, answer_condition(["forum"], None), answer_condition(None, ["y"]), answer_condition(["nowhere"], None)):
-        batched = vector_candidates(dataset, config, vectors, 30, condition)
+    vectors[3, 7] = np.nan
+    expected = {}
+    conditions = (None, answer_condition(["forum"], None), answer_condition(None, ["y"]), answer_condition(["docs"], ["x", "z"]))
+    for condition in conditions:
         theirs = dataset.scanner(columns=[], with_row_id=True, disable_scoring_autoprojection=True, filter=condition, prefilter=True,
                                  nearest={**nearest(config, vectors, 30), "refine_factor": None}).to_table()
+        expected[condition] = theirs.column("_rowid").to_numpy(), theirs.column("query_index").to_numpy()
+        alone = [vector_candidates(dataset, config, vector[None, :], 30, condition)[0].tolist() for vector in vectors]
+        expected[condition] += (alone,)
+    module = sys.modules["lance.dataset"]
+    coerce = module._coerce_query_vector
+
+    def one_vector_only(query):
+        assert np.ndim(query) == 1, "a batch went through pylance's own conversion"
+        return coerce(query)
+
+    monkeypatch.setattr(module, "_coerce_query_vector", one_vector_only)
+    for condition in conditions:
+        batched = vector_candidates(dataset, config, vectors, 30, condition)
+        ids, query, alone = expected[condition]
         assert len(batched) == len(vectors)
-        for j, (ids, vector) in enumerate(zip(batched, vectors)):
-            assert ids.tolist() == theirs.column("_rowid").to_numpy()[theirs.column("query_index").to_numpy() == j].tolist()
-            assert ids.tolist() == vector_candidates(dataset, config, vector[None, :], 30, condition)[0].tolist()
-            assert condition == answer_condition(["nowhere"], None) or len(ids) == 30
+        for j, found in enumerate(batched):
+            assert found.tolist() == ids[query == j].tolist()  # the NaN row too, as pylance's batch treats it
+            assert j == 3 or found.tolist() == alone[j]  # alone, pylance leaves a NaN vector's values as NaN: no candidates
+            assert len(found) == 30
 
 
 def test_with_every_partition_probed_and_every_row_a_candidate_the_index_path_is_exact(indexed):
