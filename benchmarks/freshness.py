@@ -144,6 +144,29 @@ def server_rss_mb(pid: int) -> float:
         return total_kb / 1024
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds used so far by the server's process group and by this script (the load
+    generator, on the same cores): what each phase's reads and writes cost the machine."""
+    import psutil
+
+    server = 0.0
+    root = psutil.Process(pid)
+    for process in (root, *root.children(recursive=True)):
+        try:
+            times = process.cpu_times()
+            server += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    own = os.times()
+    return server, own.user + own.system
+
+
+def cores(start: tuple[float, float, float], end: tuple[float, float, float]) -> dict[str, float]:
+    """Cores used between two (monotonic time, server CPU s, script CPU s) readings."""
+    wall = end[0] - start[0]
+    return {"server": (end[1] - start[1]) / wall, "script": (end[2] - start[2]) / wall}
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
@@ -437,12 +460,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"phase 1: reads at concurrency {args.readers} for {args.baseline_seconds:.0f} s", flush=True)
         for thread in readers:
             thread.start()
-        time.sleep(args.baseline_seconds)
+        time.sleep(min(5.0, args.baseline_seconds / 4))  # the readers' first requests (connections, first loads) left out
+        cpu_start = (time.monotonic(), *cpu_seconds(process.pid))
+        time.sleep(max(0.0, args.baseline_seconds - min(5.0, args.baseline_seconds / 4)))
+        cpu_switch = (time.monotonic(), *cpu_seconds(process.pid))
         shape_start, rss_start = table_shape(warehouse), server_rss_mb(process.pid)
         with bench.lock:
             bench.phase = "writes"
         print(f"phase 2: {args.writes_per_second:g} writes/s for {args.seconds:.0f} s under the same reads", flush=True)
         write_load(bench, args, table_ids)
+        cpu_end = (time.monotonic(), *cpu_seconds(process.pid))
         stop.set()
         read_seconds = time.monotonic() - bench.writes_started  # the readers' phase 2, the watchers' last polls included
         for thread in readers:
@@ -477,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         "writes_seconds": sending, "writes_sent_per_second": (sum(bench.acknowledged.values()) + len(bench.write_errors)) / sending,
         "send_lag_p95_ms": 1000 * pct(bench.send_lag, 0.95), "read_phase_seconds": read_seconds,
         "read_p50_ms_by_route": {f"{phase} {route}": 1000 * pct(v, 0.5) for (phase, route), v in sorted(bench.route_latency.items())},
+        "cores": {"baseline": cores(cpu_start, cpu_switch), "writes": cores(cpu_switch, cpu_end)},
         "tables_start": shape_start, "tables_end": shape_end,
         "rss_mb_start": rss_start, "rss_mb_end": rss_end, "rebuild_seconds": rebuild_seconds, "published": checks,
     }
@@ -504,6 +532,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{figures['watcher_requests_per_second']:.1f}/s, beside the readers' {ru['requests'] / read_seconds:.1f}/s)")
     for line in bench.invisible[:5]:
         print("  not visible:", line)
+    used = figures["cores"]
+    print(f"cores used:           baseline server {used['baseline']['server']:.2f} + this script {used['baseline']['script']:.2f}; "
+          f"under writes server {used['writes']['server']:.2f} + this script {used['writes']['script']:.2f} (of {os.cpu_count()})")
     for name in shape_start:
         s, e = shape_start[name], shape_end[name]
         print(f"{name:8s} fragments {s['fragments']} -> {e['fragments']}, versions {s['versions']} -> {e['versions']}")
