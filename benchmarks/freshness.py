@@ -21,8 +21,9 @@ and of a few table ids, events of a set of users). One upsert or delete in `--sa
 followed by a checker that polls until a reader sees it (the answer by /answer keyword, the
 item by /search_items, a deleted id gone from search and from GET /answers|/items): the
 visibility time from the 2xx. It records read latency under writes against the baseline
-(target p50 <= 1.2x), fragments and versions of the changes, answers and items tables and the
-server's RSS at the start and end of phase 2. Phase 3: the server stopped, build-recs and
+(target p50 <= 1.2x), fragments and versions of the changes, answers and items tables, the
+server's RSS at the start and end of phase 2, the cores the server and this script (the load,
+on the same machine) used in each phase, and the writer's commits by stage from /metrics. Phase 3: the server stopped, build-recs and
 build-qa from the original inputs and publish --force; every acknowledged upsert must be in
 the published tables, no deleted id, and every user with logged events must have a vector
 that counts the logged items as seen.
@@ -142,6 +143,23 @@ def server_rss_mb(pid: int) -> float:
             except (OSError, StopIteration, ProcessLookupError):
                 pass
         return total_kb / 1024
+
+
+def commit_stages(base: str) -> dict[str, float]:
+    """The writer's commits so far, from the server's /metrics: how many, records each, and each
+    stage's mean seconds (`queued` well past the writer's 0.2 s interval: it fell behind)."""
+    import requests
+
+    totals: dict[str, float] = {}
+    for line in requests.get(f"{base}/metrics", timeout=60).text.splitlines():
+        for name in ("recqa_ingest_commit_records", "recqa_ingest_commit_seconds"):
+            for part in ("sum", "count"):
+                if line.startswith((f"{name}_{part} ", f"{name}_{part}{{")):
+                    stage = line.split('stage="', 1)[1].split('"', 1)[0] if 'stage="' in line else "records"
+                    totals[f"{stage} {part}"] = totals.get(f"{stage} {part}", 0.0) + float(line.rsplit(" ", 1)[1])
+    commits = totals.get("records count", 0.0)
+    stages = {stage: totals.get(f"{stage} sum", 0.0) / commits if commits else float("nan") for stage in ("records", "queued", "ahead", "append")}
+    return {"commits": commits, **stages}
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
@@ -470,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"phase 2: {args.writes_per_second:g} writes/s for {args.seconds:.0f} s under the same reads", flush=True)
         write_load(bench, args, table_ids)
         cpu_end = (time.monotonic(), *cpu_seconds(process.pid))
+        commits = commit_stages(bench.base)
         stop.set()
         read_seconds = time.monotonic() - bench.writes_started  # the readers' phase 2, the watchers' last polls included
         for thread in readers:
@@ -504,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         "writes_seconds": sending, "writes_sent_per_second": (sum(bench.acknowledged.values()) + len(bench.write_errors)) / sending,
         "send_lag_p95_ms": 1000 * pct(bench.send_lag, 0.95), "read_phase_seconds": read_seconds,
         "read_p50_ms_by_route": {f"{phase} {route}": 1000 * pct(v, 0.5) for (phase, route), v in sorted(bench.route_latency.items())},
-        "cores": {"baseline": cores(cpu_start, cpu_switch), "writes": cores(cpu_switch, cpu_end)},
+        "cores": {"baseline": cores(cpu_start, cpu_switch), "writes": cores(cpu_switch, cpu_end)}, "commits": commits,
         "tables_start": shape_start, "tables_end": shape_end,
         "rss_mb_start": rss_start, "rss_mb_end": rss_end, "rebuild_seconds": rebuild_seconds, "published": checks,
     }
@@ -535,6 +554,8 @@ def main(argv: list[str] | None = None) -> int:
     used = figures["cores"]
     print(f"cores used:           baseline server {used['baseline']['server']:.2f} + this script {used['baseline']['script']:.2f}; "
           f"under writes server {used['writes']['server']:.2f} + this script {used['writes']['script']:.2f} (of {os.cpu_count()})")
+    print(f"writer's commits:     {commits['commits']:.0f}, {commits['records']:.1f} records each; mean seconds queued "
+          f"{commits['queued']:.3f}, embedding ahead {commits['ahead']:.3f}, appending {commits['append']:.3f}")
     for name in shape_start:
         s, e = shape_start[name], shape_end[name]
         print(f"{name:8s} fragments {s['fragments']} -> {e['fragments']}, versions {s['versions']} -> {e['versions']}")

@@ -31,7 +31,7 @@ from starlette.routing import Route
 from features.changes import ANSWERS, EVENTS, ITEMS, USERS, Change, parse_deletes, parse_records
 from features.errors import InputError
 from ingest.api import BODIES, MAX_RECORDS_PER_REQUEST, IngestDelete, IngestResult
-from ingest.writer import BatchingWriter, CommitFailed, WriterClosed
+from ingest.writer import BatchingWriter, CommitFailed, CommitTimings, WriterClosed
 from serving.errors import JSON_HINT, error_response, validation_error
 
 INGEST_PREFIX = "/ingest/"
@@ -46,7 +46,8 @@ class IngestEndpoints:
 
     `warehouse` is asked only then, so building the app reads no settings and starts no thread.
     `before_commit`, set by the service, is run by the writer on each commit's changes before
-    the commit (embedding their texts ahead of the follower).
+    the commit (embedding their texts ahead of the follower); `on_commit` gets each commit's
+    timings (the service's metrics).
     """
 
     def __init__(self, warehouse: Callable[[], str], make_writer: Callable[[str], BatchingWriter] = BatchingWriter.for_warehouse) -> None:
@@ -55,17 +56,23 @@ class IngestEndpoints:
         self._writer: BatchingWriter | None = None
         self._lock = threading.Lock()
         self.before_commit: Callable[[Sequence[Change]], Any] | None = None
+        self.on_commit: Callable[[CommitTimings], Any] | None = None
 
     def writer(self) -> BatchingWriter:
         with self._lock:
             if self._writer is None:
                 self._writer = self._make_writer(self._warehouse())
                 self._writer.before_commit = self._before_commit
+                self._writer.on_commit = self._on_commit
             return self._writer
 
     def _before_commit(self, changes: Sequence[Change]) -> None:
         if (hook := self.before_commit) is not None:  # read at each commit: the service may set it after the first write
             hook(changes)
+
+    def _on_commit(self, timings: CommitTimings) -> None:
+        if (hook := self.on_commit) is not None:
+            hook(timings)
 
     def close(self) -> None:
         """Commit what is queued and stop the writer (service shutdown); the next write starts a new one."""

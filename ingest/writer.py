@@ -9,6 +9,9 @@ and read back. A failed commit fails every request in it: nothing of it is ackno
 
 `before_commit`, when set, sees a commit's changes just before it is made (the service embeds
 their texts then, serving/embedding_memo.py); its failure is logged and the commit goes on.
+`on_commit`, when set, gets each commit's `CommitTimings` once its requests are answered (the
+service's metrics): a writer that falls behind its requests shows as their time queued growing,
+which the answer's latency alone does not tell apart from a slow commit.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -44,6 +47,16 @@ class Commit:
     records: int
 
 
+@dataclass(frozen=True)
+class CommitTimings:
+    """Where one commit's time went, in seconds."""
+
+    records: int
+    queued: float  # its oldest request's wait, from submit to the commit's start (the interval included)
+    ahead: float  # `before_commit`: the work done ahead (the service embeds the commit's texts)
+    append: float  # the change log commit itself
+
+
 class CommitFailed(RuntimeError):
     """The commit holding a request's records failed: none of them is acknowledged."""
 
@@ -56,6 +69,7 @@ class WriterClosed(RuntimeError):
 class _Pending:
     changes: Sequence[Change]
     future: Future
+    submitted: float = field(default_factory=time.monotonic)
 
 
 _STOP = object()
@@ -73,9 +87,11 @@ class BatchingWriter:
         maintain: Callable[[], Any] | None = None,
         maintain_every: int = DEFAULT_MAINTAIN_EVERY,
         before_commit: Callable[[Sequence[Change]], Any] | None = None,
+        on_commit: Callable[[CommitTimings], Any] | None = None,
     ) -> None:
         self._append = append
         self.before_commit = before_commit
+        self.on_commit = on_commit
         self._prepare = prepare  # run once on the thread before the first commit (create the table)
         self._maintain = maintain  # run on the thread every `maintain_every` commits (compaction)
         self.maintain_every = maintain_every
@@ -154,20 +170,29 @@ class BatchingWriter:
         changes = [change for pending in live for change in pending.changes]
         if not live:
             return
+        started = time.monotonic()
         if self.before_commit is not None:
             try:
                 self.before_commit(changes)
             except Exception as error:  # noqa: BLE001 - work done ahead, not the write: the commit goes on
                 logger.warning("work ahead of a commit failed (the commit goes on): %s: %s", type(error).__name__, error)
+        appending = time.monotonic()
         try:
             version = self._append(changes)
         except Exception as error:  # noqa: BLE001 - every request of the commit fails, none is acknowledged
             self._fail(live, error)
             return
+        appended = time.monotonic()
         self.commits += 1
         commit = Commit(version, datetime.now(timezone.utc), len(changes))
         for pending in live:
             pending.future.set_result(commit)
+        if self.on_commit is not None:
+            timings = CommitTimings(len(changes), started - min(p.submitted for p in live), appending - started, appended - appending)
+            try:
+                self.on_commit(timings)
+            except Exception as error:  # noqa: BLE001 - a metric, not the write: it is already answered
+                logger.warning("recording a commit's timings failed: %s: %s", type(error).__name__, error)
         if self._maintain is not None and self.commits % self.maintain_every == 0:
             try:  # after the answers: the requests of this commit do not wait for it
                 logger.info("change log compacted: %s", self._maintain())

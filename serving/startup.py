@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 SERVED_VERSION_METRIC = "recqa_served_table_version"
 BATCH_BUCKETS = tuple(2**i for i in range(MAX_BATCH_SIZE.bit_length()))  # 1, 2, 4 ... up to the largest pass
+COMMIT_SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+COMMIT_RECORDS_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
 
 
 def limit_blas_threads() -> None:
@@ -47,12 +49,21 @@ class ServiceMetrics:
 
     cache_lookups: Any  # by result: hit | miss
     question_batches: Any  # texts per batch (one call) of the question encoder
+    ingest_commit_seconds: Any  # by stage: queued | ahead | append (ingest/writer.py's CommitTimings)
+    ingest_commit_records: Any  # records per commit of the write API's writer
 
     def observe_batch(self, texts: int) -> None:
         self.question_batches.observe(texts)
 
     def count_lookup(self, hit: bool) -> None:
         self.cache_lookups.labels(result="hit" if hit else "miss").inc()
+
+    def observe_commit(self, records: int, queued: float, ahead: float, append: float) -> None:
+        """One commit of the write API: its oldest request's wait, the work done ahead of it
+        (its texts embedded) and the change log commit, each in seconds."""
+        self.ingest_commit_records.observe(records)
+        for stage, seconds in (("queued", queued), ("ahead", ahead), ("append", append)):
+            self.ingest_commit_seconds.labels(stage=stage).observe(seconds)
 
 
 @functools.cache
@@ -69,6 +80,13 @@ def service_metrics() -> ServiceMetrics:
         ),
         question_batches=bentoml.metrics.Histogram(
             name="recqa_question_batch_size", documentation="Texts per batch (one call) of the question encoder", buckets=BATCH_BUCKETS
+        ),
+        ingest_commit_seconds=bentoml.metrics.Histogram(
+            name="recqa_ingest_commit_seconds", labelnames=["stage"], buckets=COMMIT_SECONDS_BUCKETS,
+            documentation="Seconds of each write API commit by stage: queued (its oldest request's wait), ahead (texts embedded), append",
+        ),
+        ingest_commit_records=bentoml.metrics.Histogram(
+            name="recqa_ingest_commit_records", documentation="Records per write API commit", buckets=COMMIT_RECORDS_BUCKETS
         ),
     )
 

@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from features.changes import DELETE, ITEMS, Change
-from ingest.writer import BatchingWriter, CommitFailed, WriterClosed
+from ingest.writer import BatchingWriter, CommitFailed, CommitTimings, WriterClosed
 from registry.log import read_changes
 from tests.conftest import ROOT
 
@@ -178,3 +178,31 @@ def test_before_commit_sees_each_commits_changes_first_and_its_failure_does_not_
     assert seen == [(["x", "y"], 0), (["z"], 1)]  # each time before the commit holding them
     assert append.commits == [["x", "y"], ["z"]]
     writer.close()
+
+
+def test_on_commit_gets_each_commits_records_and_where_its_time_went_after_its_requests_are_answered():
+    """The metrics' source: how long the oldest request waited, the work ahead, the append; a
+    failed commit reports nothing, and a failing hook fails no write."""
+    recorder, futures, seen = Recorder(), [], []
+
+    def append(changes) -> int:
+        time.sleep(0.05)
+        if any(c.key == "doomed" for c in changes):
+            raise OSError("lost the disk")
+        return recorder(changes)
+
+    def on_commit(timings: CommitTimings) -> None:
+        seen.append((timings, [future.done() for future in futures]))
+        raise RuntimeError("the metrics are gone")
+
+    writer = BatchingWriter(append, interval_seconds=0.1, max_records=500, before_commit=lambda changes: time.sleep(0.03), on_commit=on_commit)
+    futures += [writer.submit(deletes("a", "b")), writer.submit(deletes("c"))]
+    assert [future.result(timeout=10).version for future in futures] == [1, 1]
+    with pytest.raises(CommitFailed):
+        writer.submit(deletes("doomed")).result(timeout=10)
+    assert writer.submit(deletes("d")).result(timeout=10).version == 2
+    writer.close()
+    assert [(timings.records, done) for timings, done in seen] == [(3, [True, True]), (1, [True, True])]  # the failed commit: none
+    first = seen[0][0]
+    assert first.queued >= 0.1  # the oldest request waited out the interval before its commit began
+    assert first.ahead >= 0.03 and first.append >= 0.05

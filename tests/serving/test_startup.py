@@ -48,6 +48,11 @@ def test_metrics_are_made_once_per_process_and_count_by_label(service_app):  # s
     metrics.count_lookup(False)
     metrics.observe_batch(5)
     assert (hits._value.get(), metrics.question_batches._sum.get()) == (before[0] + 1, before[1] + 5)
+    stages = {stage: metrics.ingest_commit_seconds.labels(stage=stage) for stage in ("queued", "ahead", "append")}
+    before = (metrics.ingest_commit_records._sum.get(), {stage: m._sum.get() for stage, m in stages.items()})
+    metrics.observe_commit(7, queued=0.25, ahead=0.5, append=0.125)
+    assert metrics.ingest_commit_records._sum.get() == before[0] + 7
+    assert {stage: m._sum.get() - before[1][stage] for stage, m in stages.items()} == {"queued": 0.25, "ahead": 0.5, "append": 0.125}
 
 
 def test_served_versions_are_one_gauge_line_per_served_table():
