@@ -147,11 +147,17 @@ def server_rss_mb(pid: int) -> float:
 
 def commit_stages(base: str) -> dict[str, float]:
     """The writer's commits so far, from the server's /metrics: how many, records each, and each
-    stage's mean seconds (`queued` well past the writer's 0.2 s interval: it fell behind)."""
+    stage's mean seconds (`queued` well past the writer's interval, ingest/writer.py's
+    DEFAULT_INTERVAL_SECONDS: it fell behind). NaN figures if /metrics cannot be read."""
     import requests
 
     totals: dict[str, float] = {}
-    for line in requests.get(f"{base}/metrics", timeout=60).text.splitlines():
+    try:
+        text = requests.get(f"{base}/metrics", timeout=60).text
+    except requests.RequestException as error:
+        print(f"  /metrics not read ({error}): no commit figures", flush=True)
+        text = ""
+    for line in text.splitlines():
         for name in ("recqa_ingest_commit_records", "recqa_ingest_commit_seconds"):
             for part in ("sum", "count"):
                 if line.startswith((f"{name}_{part} ", f"{name}_{part}{{")):
@@ -163,8 +169,10 @@ def commit_stages(base: str) -> dict[str, float]:
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
-    """CPU seconds used so far by the server's process group and by this script (the load
-    generator, on the same cores): what each phase's reads and writes cost the machine."""
+    """CPU seconds used so far by the server's process tree and by this script (the load
+    generator, on the same cores): what each phase's reads and writes cost the machine. A
+    process's reaped children count in its own figures, so one that exits between two readings
+    is not lost."""
     import psutil
 
     server = 0.0
@@ -172,7 +180,7 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     for process in (root, *root.children(recursive=True)):
         try:
             times = process.cpu_times()
-            server += times.user + times.system
+            server += times.user + times.system + times.children_user + times.children_system
         except psutil.NoSuchProcess:
             pass
     own = os.times()
@@ -478,9 +486,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"phase 1: reads at concurrency {args.readers} for {args.baseline_seconds:.0f} s", flush=True)
         for thread in readers:
             thread.start()
-        time.sleep(min(5.0, args.baseline_seconds / 4))  # the readers' first requests (connections, first loads) left out
+        warm = min(5.0, args.baseline_seconds / 4)  # the readers' first requests (connections, first loads) left out of the CPU figures
+        time.sleep(warm)
         cpu_start = (time.monotonic(), *cpu_seconds(process.pid))
-        time.sleep(max(0.0, args.baseline_seconds - min(5.0, args.baseline_seconds / 4)))
+        time.sleep(args.baseline_seconds - warm)
         cpu_switch = (time.monotonic(), *cpu_seconds(process.pid))
         shape_start, rss_start = table_shape(warehouse), server_rss_mb(process.pid)
         with bench.lock:
@@ -553,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         print("  not visible:", line)
     used = figures["cores"]
     print(f"cores used:           baseline server {used['baseline']['server']:.2f} + this script {used['baseline']['script']:.2f}; "
-          f"under writes server {used['writes']['server']:.2f} + this script {used['writes']['script']:.2f} (of {os.cpu_count()})")
+          f"under writes server {used['writes']['server']:.2f} + this script {used['writes']['script']:.2f} (of {len(os.sched_getaffinity(0))})")
     print(f"writer's commits:     {commits['commits']:.0f}, {commits['records']:.1f} records each; mean seconds queued "
           f"{commits['queued']:.3f}, embedding ahead {commits['ahead']:.3f}, appending {commits['append']:.3f}")
     for name in shape_start:

@@ -52,7 +52,7 @@ class CommitTimings:
     """Where one commit's time went, in seconds."""
 
     records: int
-    queued: float  # its oldest request's wait, from submit to the commit's start (the interval included)
+    queued: float  # its oldest request's wait, from submit to the commit's start (the interval, and the first commit's table creation, included)
     ahead: float  # `before_commit`: the work done ahead (the service embeds the commit's texts)
     append: float  # the change log commit itself
 
@@ -187,10 +187,10 @@ class BatchingWriter:
         commit = Commit(version, datetime.now(timezone.utc), len(changes))
         for pending in live:
             pending.future.set_result(commit)
-        if self.on_commit is not None:
+        if (on_commit := self.on_commit) is not None:
             timings = CommitTimings(len(changes), started - min(p.submitted for p in live), appending - started, appended - appending)
             try:
-                self.on_commit(timings)
+                on_commit(timings)
             except Exception as error:  # noqa: BLE001 - a metric, not the write: it is already answered
                 logger.warning("recording a commit's timings failed: %s: %s", type(error).__name__, error)
         if self._maintain is not None and self.commits % self.maintain_every == 0:

@@ -147,7 +147,7 @@ class RecQA:
         self._recommend_threads = anyio.CapacityLimiter(API_THREADS)  # /recommend's thread path, as BentoML's sync APIs
         self.state = ServedState.start(self.settings, self._encoders)
         _ingest.before_commit = self.state.embed_ahead  # a write's texts are embedded before its 2xx, not after
-        _ingest.on_commit = lambda t: self.metrics.observe_commit(t.records, t.queued, t.ahead, t.append)  # the writer's commits by stage, in /metrics
+        _ingest.on_commit = self.metrics.observe_commit  # the writer's commits by stage, in /metrics
 
     def _encoders(self) -> QueryEncoders:
         settings = self.settings

@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 
 SERVED_VERSION_METRIC = "recqa_served_table_version"
 BATCH_BUCKETS = tuple(2**i for i in range(MAX_BATCH_SIZE.bit_length()))  # 1, 2, 4 ... up to the largest pass
-COMMIT_SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# a request queues about the writer's 0.2 s interval when it keeps up: finer there
+COMMIT_SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 COMMIT_RECORDS_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
 
 
@@ -58,12 +59,13 @@ class ServiceMetrics:
     def count_lookup(self, hit: bool) -> None:
         self.cache_lookups.labels(result="hit" if hit else "miss").inc()
 
-    def observe_commit(self, records: int, queued: float, ahead: float, append: float) -> None:
-        """One commit of the write API: its oldest request's wait, the work done ahead of it
-        (its texts embedded) and the change log commit, each in seconds."""
-        self.ingest_commit_records.observe(records)
-        for stage, seconds in (("queued", queued), ("ahead", ahead), ("append", append)):
-            self.ingest_commit_seconds.labels(stage=stage).observe(seconds)
+    def observe_commit(self, timings: Any) -> None:
+        """One commit of the write API (ingest/writer.py's `CommitTimings`, its `on_commit`):
+        its records, its oldest request's wait, the work done ahead of it (its texts embedded)
+        and the change log commit, each in seconds."""
+        self.ingest_commit_records.observe(timings.records)
+        for stage in ("queued", "ahead", "append"):
+            self.ingest_commit_seconds.labels(stage=stage).observe(getattr(timings, stage))
 
 
 @functools.cache

@@ -20,6 +20,17 @@ from starlette.testclient import TestClient
 STARTUP_TIMEOUT_SECONDS = 180
 
 
+def histogram(metrics: str, name: str, label: str = "") -> tuple[float, float]:
+    """(sum, count) of a Prometheus histogram in /metrics text, over its series holding `label`
+    (all of them by default), across workers."""
+    totals = {"sum": 0.0, "count": 0.0}
+    for line in metrics.splitlines():
+        for part in totals:
+            if line.startswith((f"{name}_{part} ", f"{name}_{part}{{")) and label in line:
+                totals[part] += float(line.rsplit(" ", 1)[1])
+    return totals["sum"], totals["count"]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from registry.log import read_changes
-from tests.serving.conftest import start_server, stop_server
+from tests.serving.conftest import histogram, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 TOKEN = "e2e-ingest-token-3c9d"
@@ -35,26 +35,19 @@ def test_a_real_server_writes_concurrent_requests_in_a_few_commits_behind_its_to
         log = read_changes(str(warehouse))
         assert sorted(c.key for c in log.changes) == sorted(f"e2e-{n}" for n in range(20))
         assert log.version <= 10  # the table's creation plus a few commits, not twenty
-        metrics = requests.get(f"{server.base_url}/metrics", timeout=30).text
-        records, commits = _histogram(metrics, "recqa_ingest_commit_records")
-        assert records == 20 and 1 <= commits <= 9  # every record, in the commits the log holds
+        def metrics() -> str:
+            return requests.get(f"{server.base_url}/metrics", timeout=30).text
+
+        _until(lambda: histogram(metrics(), "recqa_ingest_commit_records")[0] == 20)  # recorded just after the answers
+        commits = log.version - 1  # the table's creation, then one version a commit
+        assert histogram(metrics(), "recqa_ingest_commit_records") == (20, commits)
         for stage in ("queued", "ahead", "append"):  # each commit's time, by stage
-            assert _histogram(metrics, "recqa_ingest_commit_seconds", f'stage="{stage}"')[1] == commits
+            assert histogram(metrics(), "recqa_ingest_commit_seconds", f'stage="{stage}"')[1] == commits
         bad = requests.post(f"{server.base_url}/ingest/delete", json={"users": []}, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
         assert bad.status_code == 400 and bad.json()["status"] == 400
     finally:
         stop_server(server.process)
     assert TOKEN not in server.log.read_text()  # tokens are never logged
-
-
-def _histogram(metrics: str, name: str, label: str = "") -> tuple[float, float]:
-    """(sum, count) of a Prometheus histogram in /metrics text, over the series holding `label`."""
-    totals = {"sum": 0.0, "count": 0.0}
-    for line in metrics.splitlines():
-        for part in totals:
-            if line.startswith((f"{name}_{part} ", f"{name}_{part}{{")) and label in line:
-                totals[part] += float(line.rsplit(" ", 1)[1])
-    return totals["sum"], totals["count"]
 
 
 def _until(check, timeout: float = 30.0) -> float:

@@ -8,35 +8,26 @@ import time
 import pytest
 
 from features.adapters import stackfaq_queries
+from tests.serving.conftest import histogram
 
 pytestmark = pytest.mark.slow
-
-
-def _histogram(metrics: str, name: str) -> tuple[float, float]:
-    """(sum, count) of a Prometheus histogram without labels, across workers."""
-    totals = {"sum": 0.0, "count": 0.0}
-    for line in metrics.splitlines():
-        for part in totals:
-            if line.startswith(f"{name}_{part} ") or line.startswith(f"{name}_{part}{{"):
-                totals[part] += float(line.rsplit(" ", 1)[1])
-    return totals["sum"], totals["count"]
 
 
 def test_concurrent_questions_share_forward_passes_and_a_lone_one_is_encoded_alone(server, stackfaq_data):
     from concurrent.futures import ThreadPoolExecutor
 
     questions = [q for q, _ in random.Random(11).sample(stackfaq_queries(stackfaq_data), 49)]
-    before = _histogram(server.get("/metrics").text, "recqa_question_batch_size")
+    before = histogram(server.get("/metrics").text, "recqa_question_batch_size")
     with ThreadPoolExecutor(max_workers=24) as pool:
         responses = list(pool.map(lambda q: server.post("/answer", {"question": q, "k": 2, "mode": "vector"}), questions[:48]))
     assert [r.status_code for r in responses] == [200] * 48
     assert all(len(r.json()["answers"]) == 2 for r in responses)
-    texts, passes = (a - b for a, b in zip(_histogram(server.get("/metrics").text, "recqa_question_batch_size"), before))
+    texts, passes = (a - b for a, b in zip(histogram(server.get("/metrics").text, "recqa_question_batch_size"), before))
     assert texts == 48  # every question is encoded once (the cache is keyed by its vector)
     assert 0 < passes < texts  # fewer forward passes than questions: some passes held several
     lone = server.post("/answer", {"question": questions[48], "k": 2, "mode": "vector"})  # nothing else in flight
     assert lone.status_code == 200
-    assert _histogram(server.get("/metrics").text, "recqa_question_batch_size") == (before[0] + 49, before[1] + passes + 1)
+    assert histogram(server.get("/metrics").text, "recqa_question_batch_size") == (before[0] + 49, before[1] + passes + 1)
 
 
 def test_the_access_log_writes_a_line_per_request_when_asked(server):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from ingest.writer import CommitTimings
 from serving.embedding_memo import EmbeddingMemo
 from serving.encoders import BatchingEncoder
 from serving.settings import ServiceSettings
@@ -50,9 +51,9 @@ def test_metrics_are_made_once_per_process_and_count_by_label(service_app):  # s
     assert (hits._value.get(), metrics.question_batches._sum.get()) == (before[0] + 1, before[1] + 5)
     stages = {stage: metrics.ingest_commit_seconds.labels(stage=stage) for stage in ("queued", "ahead", "append")}
     before = (metrics.ingest_commit_records._sum.get(), {stage: m._sum.get() for stage, m in stages.items()})
-    metrics.observe_commit(7, queued=0.25, ahead=0.5, append=0.125)
-    assert metrics.ingest_commit_records._sum.get() == before[0] + 7
-    assert {stage: m._sum.get() - before[1][stage] for stage, m in stages.items()} == {"queued": 0.25, "ahead": 0.5, "append": 0.125}
+    metrics.observe_commit(CommitTimings(records=7, queued=0.25, ahead=0.5, append=0.125))
+    assert metrics.ingest_commit_records._sum.get() == pytest.approx(before[0] + 7)
+    assert {stage: m._sum.get() - before[1][stage] for stage, m in stages.items()} == pytest.approx({"queued": 0.25, "ahead": 0.5, "append": 0.125})
 
 
 def test_served_versions_are_one_gauge_line_per_served_table():
