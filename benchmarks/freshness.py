@@ -120,14 +120,22 @@ def table_shape(warehouse: str) -> dict[str, dict[str, int]]:
     return shape
 
 
+def server_tree(pid: int) -> list:
+    """The server's processes (psutil): the one started and all its descendants, the API worker
+    and BentoML's own processes."""
+    import psutil
+
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
 def server_rss_mb(pid: int) -> float:
     """Resident memory of the server's process group (the API worker and BentoML's own processes)."""
     try:
         import psutil
 
-        root = psutil.Process(pid)
         total = 0
-        for process in (root, *root.children(recursive=True)):
+        for process in server_tree(pid):
             try:
                 total += process.memory_info().rss
             except psutil.NoSuchProcess:
@@ -150,6 +158,7 @@ def commit_stages(base: str) -> dict[str, float]:
     stage's mean seconds (`queued` well past the writer's interval, ingest/writer.py's
     DEFAULT_INTERVAL_SECONDS: it fell behind). NaN figures if /metrics cannot be read."""
     import requests
+    from prometheus_client.parser import text_string_to_metric_families
 
     totals: dict[str, float] = {}
     try:
@@ -157,12 +166,12 @@ def commit_stages(base: str) -> dict[str, float]:
     except requests.RequestException as error:
         print(f"  /metrics not read ({error}): no commit figures", flush=True)
         text = ""
-    for line in text.splitlines():
-        for name in ("recqa_ingest_commit_records", "recqa_ingest_commit_seconds"):
-            for part in ("sum", "count"):
-                if line.startswith((f"{name}_{part} ", f"{name}_{part}{{")):
-                    stage = line.split('stage="', 1)[1].split('"', 1)[0] if 'stage="' in line else "records"
-                    totals[f"{stage} {part}"] = totals.get(f"{stage} {part}", 0.0) + float(line.rsplit(" ", 1)[1])
+    for family in text_string_to_metric_families(text):
+        if family.name in ("recqa_ingest_commit_records", "recqa_ingest_commit_seconds"):
+            for sample in family.samples:
+                if sample.name.endswith(("_sum", "_count")):
+                    key = f"{sample.labels.get('stage', 'records')} {sample.name.rsplit('_', 1)[1]}"
+                    totals[key] = totals.get(key, 0.0) + sample.value
     commits = totals.get("records count", 0.0)
     stages = {stage: totals.get(f"{stage} sum", 0.0) / commits if commits else float("nan") for stage in ("records", "queued", "ahead", "append")}
     return {"commits": commits, **stages}
@@ -176,8 +185,7 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     import psutil
 
     server = 0.0
-    root = psutil.Process(pid)
-    for process in (root, *root.children(recursive=True)):
+    for process in server_tree(pid):
         try:
             times = process.cpu_times()
             server += times.user + times.system + times.children_user + times.children_system

@@ -62,17 +62,17 @@ class IngestEndpoints:
         with self._lock:
             if self._writer is None:
                 self._writer = self._make_writer(self._warehouse())
-                self._writer.before_commit = self._before_commit
-                self._writer.on_commit = self._on_commit
+                self._writer.before_commit = self._forward("before_commit")
+                self._writer.on_commit = self._forward("on_commit")
             return self._writer
 
-    def _before_commit(self, changes: Sequence[Change]) -> None:
-        if (hook := self.before_commit) is not None:  # read at each commit: the service may set it after the first write
-            hook(changes)
+    def _forward(self, hook: str) -> Callable[[Any], None]:
+        """A call of this object's `hook` read at each commit: the service may set it after the first write."""
+        def call(argument: Any) -> None:
+            if (target := getattr(self, hook)) is not None:
+                target(argument)
 
-    def _on_commit(self, timings: CommitTimings) -> None:
-        if (hook := self.on_commit) is not None:
-            hook(timings)
+        return call
 
     def close(self) -> None:
         """Commit what is queued and stop the writer (service shutdown); the next write starts a new one."""
