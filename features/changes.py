@@ -15,18 +15,27 @@ the winner), compaction keeps the fragments' order, and a batch's rows are in `p
 A build reading the whole log and the service reading it a few fragments at a time see
 the same sequence; `at` (stamped before the commit, which may retry) only says when.
 
+An upsert's row may also hold the vectors of its texts (`Embeddings`), embedded by the
+service's writer before the commit: every follower of the log (another worker, a restarted
+service) takes them from there instead of embedding the texts again. They are keyed by a
+digest of each text, so a follower that chunks or embeds differently (another model, other
+chunk sizes) finds no match and embeds its own; a row without them (the CLI's writes, a log
+older than these columns) is embedded by the follower as before.
+
 Pure: the table schema, record validation and the fold of a log into what it means. The
 writer is pipelines/lance_io.py; the reader is registry/log.py.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from features.adapters import ParseOptions, document_from_mapping, interaction_from_mapping, item_from_mapping
@@ -40,6 +49,7 @@ UPSERT, DELETE, EVENT = "upsert", "delete", "event"
 UPSERT_KINDS = (ITEMS, ANSWERS)
 DELETE_KINDS = (ITEMS, ANSWERS, USERS)
 MAX_ID_CHARS = 256
+DIGEST_BYTES = 16
 CHANGES_SCHEMA = pa.schema(
     [
         pa.field("at", pa.timestamp("us", tz="UTC"), nullable=False),  # when the write was acknowledged
@@ -49,8 +59,16 @@ CHANGES_SCHEMA = pa.schema(
         pa.field("op", pa.string(), nullable=False),  # upsert | delete | event
         pa.field("key", pa.string(), nullable=False),  # item_id, doc_id or user_id
         pa.field("record", pa.string(), nullable=True),  # JSON of the contract record (upserts and events)
+        # the vectors of an upsert's texts (Embeddings), null when the writer embedded none
+        pa.field("model", pa.string(), nullable=True),  # the encoder that embedded them
+        pa.field("digests", pa.list_(pa.binary(DIGEST_BYTES)), nullable=True),  # text_digest of each text
+        pa.field("vectors", pa.list_(pa.float32()), nullable=True),  # their vectors, one after another
     ]
 )
+# what a change is without its vectors: what a build reads (it embeds every text itself)
+RECORD_COLUMNS = ["kind", "op", "key", "record"]
+# the columns a log made before vectors were kept lacks (ensure_changes_table adds them, null)
+VECTOR_COLUMNS = ("model", "digests", "vectors")
 # the contract fields an upsert or event record may carry: anything else is a caller's typo
 FIELDS = {
     ITEMS: frozenset(f.name for f in Item.__dataclass_fields__.values()),
@@ -61,14 +79,35 @@ _PARSERS = {ITEMS: item_from_mapping, ANSWERS: document_from_mapping, EVENTS: in
 _KEYS = {ITEMS: "item_id", ANSWERS: "doc_id", EVENTS: "user_id", USERS: "user_id"}
 
 
+def text_digest(text: str) -> bytes:
+    """The key a text's vector is logged under: 16 bytes instead of the text (chunks of answers
+    the record already holds)."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=DIGEST_BYTES).digest()
+
+
+@dataclass(frozen=True, eq=False)
+class Embeddings:
+    """The vectors of a change's texts as `model` embedded them, row i the text of `digests[i]`."""
+
+    model: str
+    digests: tuple[bytes, ...]
+    vectors: np.ndarray  # (len(digests), dimension) float32
+
+    def __post_init__(self) -> None:
+        if self.vectors.ndim != 2 or len(self.vectors) != len(self.digests) or not self.digests:
+            raise ValueError(f"{len(self.digests)} digests for vectors of shape {self.vectors.shape}")
+
+
 @dataclass(frozen=True)
 class Change:
-    """One acknowledged write: what kind of thing, what happened to it, its id, and the record."""
+    """One acknowledged write: what kind of thing, what happened to it, its id, and the record;
+    `embeddings`, when the writer embedded its texts, their vectors (not part of its identity)."""
 
     kind: str
     op: str
     key: str
     record: dict[str, Any] | None = None
+    embeddings: Embeddings | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -145,9 +184,16 @@ def change_rows(changes: Sequence[Change], at: datetime, batch: str) -> list[dic
     """The rows of CHANGES_SCHEMA for one commit of the writer."""
     return [
         {"at": at, "batch": batch, "pos": pos, "kind": c.kind, "op": c.op, "key": c.key,
-         "record": None if c.record is None else json.dumps(c.record, sort_keys=True)}
+         "record": None if c.record is None else json.dumps(c.record, sort_keys=True), **_embedding_columns(c.embeddings)}
         for pos, c in enumerate(changes)
     ]
+
+
+def _embedding_columns(embeddings: Embeddings | None) -> dict[str, Any]:
+    if embeddings is None:
+        return {"model": None, "digests": None, "vectors": None}
+    vectors = np.asarray(embeddings.vectors, dtype=np.float32)
+    return {"model": embeddings.model, "digests": list(embeddings.digests), "vectors": vectors.reshape(-1)}
 
 
 def rows_to_arrow(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
@@ -155,9 +201,36 @@ def rows_to_arrow(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
 
 
 def changes_from_arrow(table: pa.Table) -> list[Change]:
-    """The changes a table holds, in its row order: commit order when the log is read in order."""
-    rows = table.to_pylist()
-    return [Change(r["kind"], r["op"], r["key"], None if r["record"] is None else json.loads(r["record"])) for r in rows]
+    """The changes a table holds, in its row order: commit order when the log is read in order.
+    Their embeddings come with them when the table has the vector columns (a reader that needs
+    none leaves those columns out of its read)."""
+    rows = table.select(RECORD_COLUMNS).to_pylist()
+    embeddings = _embeddings_from_arrow(table) if set(VECTOR_COLUMNS) <= set(table.column_names) else [None] * len(rows)
+    return [
+        Change(r["kind"], r["op"], r["key"], None if r["record"] is None else json.loads(r["record"]), found)
+        for r, found in zip(rows, embeddings)
+    ]
+
+
+def _embeddings_from_arrow(table: pa.Table) -> list[Embeddings | None]:
+    """Each row's Embeddings, its vectors sliced out of one array (not a Python float each)."""
+    table = table.combine_chunks()
+    models = table.column("model").to_pylist()
+    digests = table.column("digests").to_pylist()
+    vectors = table.column("vectors").combine_chunks()
+    offsets = vectors.offsets.to_numpy()
+    values = vectors.values.to_numpy(zero_copy_only=False) if len(vectors) else np.zeros(0, dtype=np.float32)
+    found: list[Embeddings | None] = []
+    for row, (model, keys) in enumerate(zip(models, digests)):
+        if model is None or not keys or not vectors[row].is_valid:
+            found.append(None)
+            continue
+        flat = values[offsets[row]:offsets[row + 1]]
+        if len(flat) % len(keys):  # not a vector per text: the follower embeds these texts itself
+            found.append(None)
+            continue
+        found.append(Embeddings(model, tuple(keys), flat.reshape(len(keys), -1)))
+    return found
 
 
 @dataclass(frozen=True)

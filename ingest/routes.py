@@ -46,7 +46,7 @@ class IngestEndpoints:
 
     `warehouse` is asked only then, so building the app reads no settings and starts no thread.
     `before_commit`, set by the service, is run by the writer on each commit's changes before
-    the commit (embedding their texts ahead of the follower); `on_commit` gets each commit's
+    the commit and returns them to commit (with their texts' vectors); `on_commit` gets each commit's
     timings (the service's metrics).
     """
 
@@ -55,7 +55,7 @@ class IngestEndpoints:
         self._make_writer = make_writer
         self._writer: BatchingWriter | None = None
         self._lock = threading.Lock()
-        self.before_commit: Callable[[Sequence[Change]], Any] | None = None
+        self.before_commit: Callable[[Sequence[Change]], Sequence[Change] | None] | None = None
         self.on_commit: Callable[[CommitTimings], Any] | None = None
 
     def writer(self) -> BatchingWriter:
@@ -66,11 +66,11 @@ class IngestEndpoints:
                 self._writer.on_commit = self._forward("on_commit")
             return self._writer
 
-    def _forward(self, hook: str) -> Callable[[Any], None]:
+    def _forward(self, hook: str) -> Callable[[Any], Any]:
         """A call of this object's `hook` read at each commit: the service may set it after the first write."""
-        def call(argument: Any) -> None:
-            if (target := getattr(self, hook)) is not None:
-                target(argument)
+        def call(argument: Any) -> Any:
+            target = getattr(self, hook)
+            return target(argument) if target is not None else None
 
         return call
 

@@ -7,8 +7,9 @@ waiting, whichever comes first. Each request's records go into one commit whole 
 is never split), and its future resolves only when that commit has returned, i.e. is durable
 and read back. A failed commit fails every request in it: nothing of it is acknowledged.
 
-`before_commit`, when set, sees a commit's changes just before it is made (the service embeds
-their texts then, serving/embedding_memo.py); its failure is logged and the commit goes on.
+`before_commit`, when set, gets a commit's changes just before it is made and may return them
+again, to be committed in their place (the service attaches their texts' vectors then,
+serving/logged_vectors.py); its failure is logged and the changes are committed as they came.
 `on_commit`, when set, gets each commit's `CommitTimings` once its requests are answered (the
 service's metrics): a writer that falls behind its requests shows as their time queued growing,
 which the answer's latency alone does not tell apart from a slow commit.
@@ -86,7 +87,7 @@ class BatchingWriter:
         prepare: Callable[[], None] | None = None,
         maintain: Callable[[], Any] | None = None,
         maintain_every: int = DEFAULT_MAINTAIN_EVERY,
-        before_commit: Callable[[Sequence[Change]], Any] | None = None,
+        before_commit: Callable[[Sequence[Change]], Sequence[Change] | None] | None = None,
         on_commit: Callable[[CommitTimings], Any] | None = None,
     ) -> None:
         self._append = append
@@ -173,7 +174,11 @@ class BatchingWriter:
         started = time.monotonic()
         if self.before_commit is not None:
             try:
-                self.before_commit(changes)
+                ready = self.before_commit(changes)
+                if ready is not None:
+                    if len(ready) != len(changes) or any(a != b for a, b in zip(ready, changes)):
+                        raise ValueError(f"it returned {len(ready)} changes other than the {len(changes)} it was given")
+                    changes = list(ready)
             except Exception as error:  # noqa: BLE001 - work done ahead, not the write: the commit goes on
                 logger.warning("work ahead of a commit failed (the commit goes on): %s: %s", type(error).__name__, error)
         appending = time.monotonic()

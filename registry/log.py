@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from features.candidates import CANDIDATES_TABLE, Candidate, candidates_from_arrow, resolve_candidate
-from features.changes import CHANGES_TABLE, Change, changes_from_arrow
+from features.changes import CHANGES_TABLE, RECORD_COLUMNS, Change, changes_from_arrow
 from features.releases import RELEASES_TABLE, Release, releases_from_arrow, tagged_release
 from features.schemas import PUBLISHED_TAG, RECQA_TABLES, table_uri
 
@@ -140,7 +140,7 @@ def read_changes(warehouse: str, version: int | None = None, after: int | None =
     if after:  # what a follower standing at `after` reads next: the same code path as the service's
         new, _ = read_new_changes(warehouse, int(ds.version), change_cursor(warehouse, after))
         return ChangeLog(new, int(ds.version))
-    return ChangeLog(tuple(changes_from_arrow(ds.to_table())), int(ds.version))
+    return ChangeLog(tuple(changes_from_arrow(ds.to_table(columns=RECORD_COLUMNS))), int(ds.version))
 
 
 @dataclass(frozen=True)

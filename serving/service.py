@@ -146,7 +146,7 @@ class RecQA:
         self.metrics = service_metrics()
         self._recommend_threads = anyio.CapacityLimiter(API_THREADS)  # /recommend's thread path, as BentoML's sync APIs
         self.state = ServedState.start(self.settings, self._encoders)
-        _ingest.before_commit = self.state.embed_ahead  # a write's texts are embedded before its 2xx, not after
+        _ingest.before_commit = self.state.embed_ahead  # a write's texts are embedded once, before its 2xx, and logged
         _ingest.on_commit = self.metrics.observe_commit  # the writer's commits by stage, in /metrics
 
     def _encoders(self) -> QueryEncoders:

@@ -20,7 +20,6 @@ from features.changes import Change
 from features.encoders import Encoder
 from features.locations import check_warehouse
 from serving.cache import SemanticCache
-from serving.embedding_memo import EmbeddingMemo
 from serving.encoders import MAX_BATCH_SIZE, BatchingEncoder
 from serving.reload import StoreFollower
 from serving.settings import ENV_WAREHOUSE, ServiceSettings
@@ -105,8 +104,8 @@ def served_versions_text(versions: Mapping[str, int]) -> str:
 @dataclass(frozen=True)
 class QueryEncoders:
     """`questions` encodes the requests' questions, concurrent ones batched; `writes` the change
-    log's texts, on the follower's thread or the ingest writer's (ahead of the commit), straight
-    through the model. One memo for the process, so texts embedded ahead outlive a release swap."""
+    log's texts, on the ingest writer's thread (ahead of the commit, kept in the log) or the
+    follower's (texts the log holds no vector for), straight through the model."""
 
     questions: Encoder
     writes: Encoder
@@ -116,8 +115,8 @@ class QueryEncoders:
         cls, model: Encoder, on_batch: Callable[[int], None] = lambda texts: None, lanes: int = 1, alone: Encoder | None = None
     ) -> "QueryEncoders":
         """One loaded model for both: questions through a `BatchingEncoder` (`lanes` passes at
-        once, a lone question on `alone` if given), writes memoised."""
-        return cls(BatchingEncoder(model, on_batch, lanes=lanes, alone=alone), EmbeddingMemo(model))
+        once, a lone question on `alone` if given), writes straight through."""
+        return cls(BatchingEncoder(model, on_batch, lanes=lanes, alone=alone), model)
 
 
 def follow_releases(settings: ServiceSettings, encoders: QueryEncoders) -> StoreFollower:
@@ -153,11 +152,11 @@ class ServedState:
             logger.exception("recqa is not ready")
             return cls(None, None, f"{type(error).__name__}: {error}")
 
-    def embed_ahead(self, changes: Sequence[Change]) -> int:
-        """Embed a commit's texts before it is made, for the Store the follower will read it into
-        (the writer's `before_commit`); nothing before a release is served."""
+    def embed_ahead(self, changes: Sequence[Change]) -> Sequence[Change]:
+        """A commit's changes with their texts' vectors, embedded as the served Store's follower
+        would embed them (the writer's `before_commit`); as they came before a release is served."""
         store = self.current()
-        return store.embed_ahead(changes) if store is not None else 0
+        return store.embed_ahead(changes) if store is not None else changes
 
     def current(self) -> Store | None:
         """The Store a request uses from start to end, even if a reload swaps in another."""

@@ -12,22 +12,18 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from features.changes import ANSWERS, EVENTS, ITEMS, UPSERT, USERS, Change, ChangeSet, fold
+from features.changes import ANSWERS, EVENTS, ITEMS, USERS, Change, ChangeSet, fold
 from features.encoders import Encoder
 from features.errors import TableContractError
 from features.schemas import ANSWER_TEXT_COLUMN, ANSWERS_TABLE, ITEMS_TABLE, RECQA_TABLES, USERS_TABLE
 from features.text import answer_chunks, chunking_of, item_text
 from registry.log import ChangeCursor, change_cursor, read_new_changes
 from serving.answers import AnswerIndex
-from serving.embedding_memo import EmbeddingMemo
 from serving.fresh_answers import FreshAnswers
+from serving.logged_vectors import LoggedVectors, embed_changes
 from serving.memory import DEFAULT_MEMORY_BUDGET_MB
 from serving.overlay import advance_answers, advance_items, applied_changes
 from serving.recommender import FreshRecommender, Recommender
-
-# Texts a commit embeds ahead at most: a big commit (1,000 long answers) would otherwise hold its
-# requests' 2xx past the request timeout; the follower embeds the rest after the commit.
-EMBED_AHEAD_MAX_TEXTS = 256
 
 # What each kind of endpoint reads, and the job that builds it.
 RECOMMENDATION_TABLES = (USERS_TABLE, ITEMS_TABLE)
@@ -76,11 +72,9 @@ class Store:
         self._recs_changes, self._qa_changes = ChangeSet(), ChangeSet()
         self._item_content: dict[str, np.ndarray] = {}
         self._fresh_answers: FreshAnswers | None = None
-        # the change log's texts: embedded on the follower's thread by an encoder that runs there,
-        # or ahead, before their commit (`embed_ahead`), into a memo the follower takes them from
-        writes = encoder if writes_encoder is None else writes_encoder
-        self._writes = writes if isinstance(writes, EmbeddingMemo) else EmbeddingMemo(writes)
-        self._embed = self._writes.encode
+        # the change log's texts: embedded before their commit (`embed_ahead`) and kept in the log,
+        # or, when the log holds no vector for them, by the follower (serving/logged_vectors.py)
+        self._writes = encoder if writes_encoder is None else writes_encoder
         self._folded: dict = {}
         self.changes = 0
         self._qa_changes_at = 0  # the log version the answers overlay last changed at
@@ -115,7 +109,8 @@ class Store:
             new = [change for change in new_changes("recs") if change.kind in (ITEMS, EVENTS, USERS)]  # answers leave it as it was
             if new:
                 recs = other._recs_changes = fold(new, self._recs_changes)
-                other._item_content = advance_items(self._item_content, recs, (c.key for c in new if c.kind == ITEMS), self._embed)
+                embed = LoggedVectors(self._writes, new).encode
+                other._item_content = advance_items(self._item_content, recs, (c.key for c in new if c.kind == ITEMS), embed)
                 fresh = recs.items or recs.events or recs.forgotten
                 other.recommender = FreshRecommender(self._base_recommender, recs, other._item_content, self._folded) if fresh else self._base_recommender
         if self._base_answers is not None:
@@ -124,23 +119,26 @@ class Store:
                 qa = other._qa_changes = fold(new, self._qa_changes)
                 other._qa_changes_at = version
                 other._fresh_answers = advance_answers(
-                    self._fresh_answers, qa, (c.key for c in new), self._embed, self._corpus_size(), self._chunking, self._base_answers.analyzer
+                    self._fresh_answers, qa, (c.key for c in new), LoggedVectors(self._writes, new).encode, self._corpus_size(), self._chunking,
+                    self._base_answers.analyzer,
                 )
                 other.answers = self._base_answers.with_fresh(other._fresh_answers)
         return other
 
-    def embed_ahead(self, changes: Sequence[Change]) -> int:
-        """Embed the texts the follower will embed for these changes (the answers' chunks as
-        the served table chunks them, the items' text as build-recs makes it), before they are
-        committed; how many texts were embedded. Texts a part that is not served would never
-        read are left alone, and past EMBED_AHEAD_MAX_TEXTS the follower embeds the rest."""
-        upserts = fold(change for change in changes if change.op == UPSERT and change.kind in (ITEMS, ANSWERS))
-        texts = []
-        if self._base_answers is not None:
-            texts += [chunk[ANSWER_TEXT_COLUMN] for document in upserts.upserted_answers() for chunk in answer_chunks(document, *self._chunking)]
-        if self._base_recommender is not None:
-            texts += [item_text(item) for item in upserts.upserted_items()]
-        return self._writes.prime(texts[:EMBED_AHEAD_MAX_TEXTS]) if texts else 0
+    def embed_ahead(self, changes: Sequence[Change]) -> list[Change]:
+        """The changes with the vectors of the texts a follower will embed for them (the
+        answers' chunks as the served table chunks them, the items' text as build-recs makes
+        it), to be kept in the log with them; texts of a part that is not served are left alone."""
+        return embed_changes(self._writes, changes, self._texts_of)
+
+    def _texts_of(self, change: Change) -> list[str]:
+        """What the follower embeds for an upsert (serving/overlay.py), when its part is served."""
+        if change.kind == ANSWERS and self._base_answers is not None:
+            document = fold([change]).answers[change.key]
+            return [chunk[ANSWER_TEXT_COLUMN] for chunk in answer_chunks(document, *self._chunking)]
+        if change.kind == ITEMS and self._base_recommender is not None:
+            return [item_text(fold([change]).items[change.key])]
+        return []
 
     def _corpus_size(self) -> int:
         """Chunks in the served answers table (the corpus size fresh BM25 scores are put on)."""

@@ -180,6 +180,36 @@ def test_before_commit_sees_each_commits_changes_first_and_its_failure_does_not_
     writer.close()
 
 
+def test_the_changes_before_commit_returns_are_committed_in_place_of_those_it_was_given_unless_they_differ():
+    """The service returns the commit's changes with their texts' vectors; what returns other
+    changes (fewer, or other keys) is a bug of the hook, and the changes are committed as they came."""
+    import dataclasses
+
+    import numpy as np
+
+    from features.changes import Embeddings
+
+    committed: list[list[Change]] = []
+
+    def append(changes) -> int:
+        committed.append(list(changes))
+        return len(committed)
+
+    embedded = Embeddings("m", (b"k" * 16,), np.ones((1, 2), dtype=np.float32))
+    answers = iter([
+        lambda changes: [dataclasses.replace(c, embeddings=embedded) for c in changes],
+        lambda changes: changes[:1],  # one dropped
+        lambda changes: [Change(ITEMS, DELETE, "other")] * len(changes),  # others in their place
+        lambda changes: None,
+    ])
+    writer = BatchingWriter(append, interval_seconds=0.05, max_records=500, before_commit=lambda changes: next(answers)(changes))
+    for _ in range(4):
+        writer.submit(deletes("x", "y")).result(timeout=10)
+    writer.close()
+    assert [[c.key for c in commit] for commit in committed] == [["x", "y"]] * 4
+    assert [[c.embeddings for c in commit] for commit in committed] == [[embedded, embedded], [None, None], [None, None], [None, None]]
+
+
 def test_on_commit_gets_each_commits_records_and_where_its_time_went_after_its_requests_are_answered():
     """The metrics' source: how long the oldest request waited, the work ahead, the append; a
     failed commit reports nothing, and a failing hook fails no write."""

@@ -158,3 +158,46 @@ def test_a_follower_reads_only_what_is_new_across_appends_compaction_and_purge(t
     assert fresh.version == 0
     everything, _ = read_new_changes(warehouse, read_changes(warehouse).version, fresh)
     assert [c.key for c in everything] == [c.key for c in read_changes(warehouse).changes] and "f0-0" not in {c.key for c in everything}
+
+
+def test_an_upserts_vectors_are_kept_with_it_and_read_back_by_a_follower_not_by_a_build(tmp_path):
+    import dataclasses
+
+    import numpy as np
+
+    from features.changes import Embeddings, text_digest
+    from registry.log import change_cursor, read_new_changes
+
+    warehouse = str(tmp_path)
+    items = _items("a", 3)
+    vectors = np.arange(2 * 4, dtype=np.float32).reshape(2, 4)
+    kept = Embeddings("model-x", (text_digest("one"), text_digest("two")), vectors)
+    version = lance_io.append_changes(warehouse, [dataclasses.replace(items[0], embeddings=kept), *items[1:]])
+    new, _ = read_new_changes(warehouse, version, change_cursor(warehouse, 0))
+    assert [c.key for c in new] == ["a0", "a1", "a2"] and [c.embeddings is None for c in new] == [False, True, True]
+    found = new[0].embeddings
+    assert found.model == "model-x" and found.digests == kept.digests and np.array_equal(found.vectors, vectors)
+    assert all(c.embeddings is None for c in read_changes(warehouse).changes)  # a build embeds its texts itself
+    assert read_changes(warehouse).changes == new  # and reads the same changes
+
+
+def test_a_log_made_before_vectors_were_kept_gets_their_columns_and_keeps_its_rows(tmp_path):
+    from datetime import datetime, timezone
+
+    import lance
+    import pyarrow as pa
+
+    from features.changes import CHANGES_SCHEMA, CHANGES_TABLE, VECTOR_COLUMNS, change_rows
+    from features.schemas import table_uri
+
+    warehouse = str(tmp_path)
+    old_schema = pa.schema([f for f in CHANGES_SCHEMA if f.name not in VECTOR_COLUMNS])
+    rows = [{k: v for k, v in row.items() if k not in VECTOR_COLUMNS}
+            for row in change_rows(_items("old", 2), datetime.now(timezone.utc), "b1")]
+    lance.write_dataset(pa.Table.from_pylist(rows, schema=old_schema), table_uri(warehouse, CHANGES_TABLE), schema=old_schema)
+    lance_io.append_changes(warehouse, _items("new", 1))  # the writer adds the columns first, null in the old rows
+    ds = lance.dataset(table_uri(warehouse, CHANGES_TABLE))
+    assert set(VECTOR_COLUMNS) <= set(ds.schema.names)
+    assert [c.key for c in read_changes(warehouse).changes] == ["old0", "old1", "new0"]
+    lance_io.ensure_changes_table(warehouse)  # a second writer's start: nothing more to add
+    assert lance.dataset(table_uri(warehouse, CHANGES_TABLE)).version == ds.version

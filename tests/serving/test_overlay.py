@@ -227,56 +227,81 @@ def test_the_service_stops_serving_a_deleted_answer_and_item_within_two_seconds(
         assert client.post("/similar_items", json={"item_id": item, "k": 3}).status_code == 404
 
 
-def test_texts_embedded_ahead_of_the_commit_are_not_embedded_again_and_serve_the_same(fake_warehouse, tmp_path):
-    from features.changes import parse_records
-    from serving.embedding_memo import EmbeddingMemo
+class Counting(HashingEncoder):
+    """The writes' encoder, recording every text it embeds."""
 
-    embedded: list[str] = []
+    def __init__(self, name: str = "fake-encoder") -> None:
+        super().__init__()
+        self.name, self.embedded = name, []
 
-    class Counting(HashingEncoder):
-        def encode(self, texts):
-            embedded.extend(texts)
-            return super().encode(texts)
+    def encode(self, texts):
+        self.embedded.extend(texts)
+        return super().encode(texts)
 
+
+def _writes_follower(warehouse, writes: HashingEncoder) -> StoreFollower:
+    follower = StoreFollower(str(warehouse), lambda versions: Store(str(warehouse), HashingEncoder(), versions, writes), interval_seconds=60)
+    assert follower.refresh() is True
+    return follower
+
+
+def test_texts_the_writer_embedded_are_kept_in_the_log_and_no_follower_embeds_them_again(fake_warehouse, tmp_path):
+    """The writer's own follower, a second one (another worker, a restarted service) and the
+    same writes without vectors serve the same; only a follower of another model embeds again."""
     results = {}
     for ahead in (False, True):
         copy = tmp_path / f"warehouse-{ahead}"
         shutil.copytree(fake_warehouse, copy)
-        writes = EmbeddingMemo(Counting())
-        follower = StoreFollower(str(copy), lambda versions, copy=copy, writes=writes: Store(str(copy), HashingEncoder(), versions, writes),
-                                 interval_seconds=60)
-        assert follower.refresh() is True
+        writes = Counting()
+        follower = _writes_follower(copy, writes)
         changes, _ = parse_records("answers", [{"doc_id": "fresh-1", "answer": " ".join(f"quokka{i}" for i in range(300))}])
         items, _ = parse_records("items", [{"item_id": "new-item", "title": "Quokka lamp", "text": "A lamp for quokkas."}])
-        embedded.clear()
         if ahead:
-            assert follower.current().embed_ahead(changes + items) == len(embedded) > 2  # the chunks and the item
-        primed = list(embedded)
-        lance_io.append_changes(str(copy), changes + items)
+            changes = follower.current().embed_ahead(changes + items)
+            assert len(writes.embedded) > 2 and all(c.embeddings is not None for c in changes)  # the chunks and the item
+        primed = list(writes.embedded)
+        lance_io.append_changes(str(copy), changes + ([] if ahead else items))
         assert follower.refresh_changes() is True
-        store = follower.current()
-        assert embedded == (primed if ahead else embedded) and len(embedded) > 2  # the follower embedded nothing more when the texts came ahead
-        answers = [(hit.id, round(hit.score, 5)) for hit in store.answers.answer("quokka7 quokka8", 5, "vector")]
-        items = [(item_id, round(score, 5)) for item_id, score in store.recommender.search_items(HashingEncoder().encode(["quokka lamp"])[0], 3)]
-        assert answers[0][0] == "fresh-1" and items[0][0] == "new-item"
-        results[ahead] = (answers, items)
-    assert results[True] == results[False]
+        assert (writes.embedded == primed) if ahead else len(writes.embedded) > 2  # the follower embedded nothing more
+        second = Counting()
+        other = _writes_follower(copy, second)  # started after the writes: it reads them from the log
+        assert (second.embedded == []) if ahead else sorted(second.embedded) == sorted(writes.embedded)
+        for store in (follower.current(), other.current()):
+            answers = [(hit.id, round(hit.score, 5)) for hit in store.answers.answer("quokka7 quokka8", 5, "vector")]
+            found = [(item_id, round(score, 5)) for item_id, score in store.recommender.search_items(HashingEncoder().encode(["quokka lamp"])[0], 3)]
+            assert answers[0][0] == "fresh-1" and found[0][0] == "new-item"
+            results.setdefault("served", set()).add((tuple(answers), tuple(found)))
+        if ahead:
+            stranger = Counting("another-model")
+            _writes_follower(copy, stranger)
+            assert sorted(stranger.embedded) == sorted(primed)  # another model's vectors are not taken
+    assert len(results["served"]) == 1
 
 
 def test_a_commit_embeds_at_most_so_many_texts_ahead_and_the_follower_the_rest(fake_warehouse, tmp_path, monkeypatch):
-    from features.changes import parse_records
-    from serving import store as store_module
-    from serving.embedding_memo import EmbeddingMemo
+    from serving import logged_vectors
 
-    monkeypatch.setattr(store_module, "EMBED_AHEAD_MAX_TEXTS", 2)
+    monkeypatch.setattr(logged_vectors, "EMBED_AHEAD_MAX_TEXTS", 2)
     copy = tmp_path / "warehouse"
     shutil.copytree(fake_warehouse, copy)
-    writes = EmbeddingMemo(HashingEncoder())
-    follower = StoreFollower(str(copy), lambda versions: Store(str(copy), HashingEncoder(), versions, writes), interval_seconds=60)
-    assert follower.refresh() is True
+    writes = Counting()
+    follower = _writes_follower(copy, writes)
     items, _ = parse_records("items", [{"item_id": f"new-{n}", "title": f"Quokka lamp {n}"} for n in range(5)])
-    assert follower.current().embed_ahead(items) == 2 and writes.held == 2
-    lance_io.append_changes(str(copy), items)
-    assert follower.refresh_changes() is True and writes.held == 0  # the two taken, the other three embedded
+    ready = follower.current().embed_ahead(items)
+    assert [c.embeddings is not None for c in ready] == [True, True, False, False, False] and len(writes.embedded) == 2
+    lance_io.append_changes(str(copy), ready)
+    assert follower.refresh_changes() is True
+    assert writes.embedded[2:] == ["Quokka lamp 2", "Quokka lamp 3", "Quokka lamp 4"]  # the other three, by the follower
     found = [item_id for item_id, _ in follower.current().recommender.search_items(HashingEncoder().encode(["quokka lamp 4"])[0], 1)]
     assert found == ["new-4"]
+
+
+def test_an_upsert_replaced_later_in_its_commit_is_not_embedded_ahead(fake_warehouse, tmp_path):
+    copy = tmp_path / "warehouse"
+    shutil.copytree(fake_warehouse, copy)
+    writes = Counting()
+    follower = _writes_follower(copy, writes)
+    first, _ = parse_records("items", [{"item_id": "lamp", "title": "Old lamp"}, {"item_id": "chair", "title": "Chair"}])
+    second, _ = parse_records("items", [{"item_id": "lamp", "title": "New lamp"}])
+    ready = follower.current().embed_ahead(first + second + parse_deletes("items", ["chair"])[0])
+    assert writes.embedded == ["New lamp"] and [c.embeddings is not None for c in ready] == [False, False, True, False]

@@ -7,7 +7,6 @@ import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from ingest.writer import CommitTimings
-from serving.embedding_memo import EmbeddingMemo
 from serving.encoders import BatchingEncoder
 from serving.settings import ServiceSettings
 from serving.startup import (
@@ -63,14 +62,12 @@ def test_served_versions_are_one_gauge_line_per_served_table():
     assert "{table=" not in served_versions_text({})  # nothing served: the type, no stale series
 
 
-def test_one_model_encodes_questions_batched_and_writes_memoised():
+def test_one_model_encodes_questions_batched_and_writes_straight_through():
     model, sizes = Fixed(), []
     encoders = QueryEncoders.of(model, sizes.append)
-    assert isinstance(encoders.questions, BatchingEncoder) and isinstance(encoders.writes, EmbeddingMemo)
-    assert encoders.writes.inner is model
+    assert isinstance(encoders.questions, BatchingEncoder) and encoders.writes is model
     encoders.questions.encode(["a lone question"])
-    encoders.writes.prime(["a write"])  # a commit's texts, embedded ahead
-    encoders.writes.encode(["a write"])  # taken from the memo: the model is not called again
+    encoders.writes.encode(["a write"])
     assert model.calls == 2 and sizes == [1]  # the write never went through the questions' batches
 
 
