@@ -6,6 +6,12 @@ then appended to the change log (<warehouse>/changes.lance) through the one writ
 commits of BATCH_SIZE records. The next build applies them over its input files; a service
 overlays them on the release it serves.
 
+`recqa upsert` embeds the texts of what it writes with the model the published table
+records (answers chunked as that table was), as the service's writer embeds an API write,
+and keeps the vectors in the log: no service embeds them again, at a restart either
+(features/change_vectors.py). `--no-embed` leaves them to the services; with no release
+published yet there is nothing to embed for.
+
 Bad rows are counted and up to EXAMPLES shown. More than `--max-reject-fraction` of them
 fails the command before anything is written; otherwise the good ones are written and the
 bad ones left out. A failure between two commits leaves the earlier commits written: the
@@ -21,14 +27,18 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from features.adapters import DEFAULT_MAX_TEXT_CHARS, ParseOptions
+from features.change_vectors import change_texts, embed_changes
 from features.changes import ANSWERS, DELETE_KINDS, EVENTS, ITEMS, Change, Rejected, parse_deletes, parse_records
 from features.errors import InputError
+from features.schemas import ANSWERS_TABLE, ITEMS_TABLE, META_ENCODER
+from features.text import chunking_of
 from features.timestamps import AUTO, check_timestamp_format
 from pipelines import lance_io
 from pipelines.flags import add_warehouse_argument
 from pipelines.options import command_parser, parse_flags
 from pipelines.transforms.quality import DEFAULT_MAX_REJECT_FRACTION
 from pipelines.transforms.read import CONTRACT, MS_STORE, STACKFAQ, InputSpec, ensure_filesystem_options, input_mappings, read_input
+from registry.log import published_versions
 
 BATCH_SIZE = 5_000  # records per commit of the change log: few versions for a big file, bounded memory per commit
 EXAMPLES = 3  # rejected rows shown
@@ -46,10 +56,14 @@ class IngestResult:
     version: int
     commits: int
     sample: list[str] = field(default_factory=list)
+    embedded: int = 0  # texts whose vectors went into the log with them
+    model: str = ""  # the model that embedded them
 
     def summary(self) -> str:
         lines = [f"  {self.what:<12} accepted {self.accepted:>8}  rejected {self.rejected:>6}  change log version {self.version}"
                  f" ({self.commits} commit{'s' if self.commits != 1 else ''})"]
+        if self.embedded:
+            lines.append(f"      {self.embedded} texts embedded with '{self.model}' (the published table's model) and logged with them")
         lines.extend(f"      e.g. {example}" for example in self.sample[:EXAMPLES])
         return "\n".join(lines)
 
@@ -75,6 +89,10 @@ def _file_parser(prog: str, description: str, kind: str | None) -> argparse.Argu
         parser.add_argument(f"--map-{name}", action="append", metavar="COLUMN=SOURCE", help="as --map, and wins over it (repeatable; default: none)")
     parser.add_argument("--timestamp-format", default=AUTO, help="auto, epoch_s, epoch_ms, iso, or a strftime pattern")
     parser.add_argument("--max-text-chars", type=int, default=DEFAULT_MAX_TEXT_CHARS, help="rows with a longer text are rejected")
+    if kind is None:
+        parser.add_argument("--no-embed", action="store_true",
+                            help="log the records without their texts' vectors: each service embeds them when it reads them "
+                                 "(default: embedded here with the published table's model)")
     return parser
 
 
@@ -85,24 +103,65 @@ def _mapping(record: Any) -> dict[str, Any]:
     return value
 
 
+class Embedder:
+    """Embeds upserts' texts as a service's follower would, with the model and chunking the
+    published table of their kind records; the model is loaded on the first commit."""
+
+    def __init__(self, model: str, chunking: tuple[int, int] | None, items: bool) -> None:
+        self.model, self._chunking, self._items = model, chunking, items
+        self._encoder = None
+
+    def __call__(self, changes: list[Change]) -> list[Change]:
+        if self._encoder is None:
+            from pipelines.transforms.encode import load_encoder
+
+            try:
+                self._encoder = load_encoder(self.model)
+            except Exception as error:  # noqa: BLE001 - say which model and how to go on without it
+                raise RuntimeError(f"could not load '{self.model}', the model the published table records, to embed the texts: "
+                                   f"{type(error).__name__}: {error}\n  hint: pass --no-embed to leave "
+                                   "the embedding to the services") from error
+        return embed_changes(self._encoder, changes, lambda change: change_texts(change, self._chunking, self._items))
+
+
+def embedder(warehouse: str, kind: str) -> Embedder | None:
+    """What embeds upserts of `kind` for the warehouse's published release; None when no
+    release names that kind's table (nothing serves it yet: the build embeds them)."""
+    table = {ANSWERS: ANSWERS_TABLE, ITEMS: ITEMS_TABLE}[kind]
+    version = (published_versions(warehouse) or {}).get(table)
+    ds = lance_io.dataset(warehouse, table, version) if version is not None else None
+    if ds is None:
+        return None
+    metadata = ds.schema.metadata or {}
+    model = metadata.get(META_ENCODER, b"").decode()
+    if not model:
+        return None
+    return Embedder(model, chunking_of(metadata) if kind == ANSWERS else None, items=kind == ITEMS)
+
+
 def _write(warehouse: str, what: str, changes: list[Change], rejected: int, total: int, sample: list[str],
-           max_fraction: float) -> IngestResult:
-    """Refuse the lot when too much was rejected; else append the changes in commits of BATCH_SIZE."""
+           max_fraction: float, embed: Embedder | None = None) -> IngestResult:
+    """Refuse the lot when too much was rejected; else append the changes in commits of
+    BATCH_SIZE, each commit's texts embedded first by `embed` when given."""
     if total == 0:
         raise InputError(f"no {what} records to write", field=what)
     if rejected and (not changes or rejected / total > max_fraction):
         raise InputError(f"{rejected} of {total} {what} records rejected ({rejected / total:.2%}), above the limit of {max_fraction:.2%}; "
                          f"nothing was written; for example: {'; '.join(sample[:EXAMPLES])}\n  hint: fix those rows, or write "
                          f"the others with a higher --max-reject-fraction (now {max_fraction:g})", field=what)
-    version, commits = 0, 0
+    version, commits, embedded = 0, 0, 0
     for start in range(0, len(changes), BATCH_SIZE):
+        batch = changes[start:start + BATCH_SIZE]
         try:
-            version = lance_io.append_changes(warehouse, changes[start:start + BATCH_SIZE])
+            if embed is not None:
+                batch = embed(batch)
+                embedded += sum(len(c.embeddings.digests) for c in batch if c.embeddings is not None)
+            version = lance_io.append_changes(warehouse, batch)
         except Exception as error:
             raise RuntimeError(f"{start} of {len(changes)} {what} records were written (change log version {version}) before: {error}; "
                                "send the rest again") from error
         commits += 1
-    return IngestResult(what, len(changes), rejected, version, commits, sample)
+    return IngestResult(what, len(changes), rejected, version, commits, sample, embedded, embed.model if embed else "")
 
 
 def _rejected_text(rejects: Sequence[Rejected], label: str) -> list[str]:
@@ -122,7 +181,8 @@ def _ingest_file(args: argparse.Namespace, kind: str) -> IngestResult:
     changes, rejects = parse_records(kind, [_mapping(r) for r in read.records], ParseOptions(max_text_chars=args.max_text_chars))
     sample = [f"{r['file']}:{r['line']}: {r['reason']}" for r in read.sample] + _rejected_text(rejects, "valid row")
     total = read.valid + read.rejected
-    return _write(args.warehouse, kind, changes, read.rejected + len(rejects), total, sample, args.max_reject_fraction)
+    embed = None if kind == EVENTS or args.no_embed else embedder(args.warehouse, kind)
+    return _write(args.warehouse, kind, changes, read.rejected + len(rejects), total, sample, args.max_reject_fraction, embed)
 
 
 def upsert_parser() -> argparse.ArgumentParser:

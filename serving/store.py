@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from features.change_vectors import change_texts, embed_changes
 from features.changes import ANSWERS, EVENTS, ITEMS, USERS, Change, ChangeSet, fold
 from features.encoders import Encoder
 from features.errors import TableContractError
@@ -20,7 +21,7 @@ from features.text import answer_chunks, chunking_of, item_text
 from registry.log import ChangeCursor, change_cursor, read_new_changes
 from serving.answers import AnswerIndex
 from serving.fresh_answers import FreshAnswers
-from serving.logged_vectors import LoggedVectors, embed_changes
+from serving.logged_vectors import EMBED_AHEAD_MAX_TEXTS, LoggedVectors
 from serving.memory import DEFAULT_MEMORY_BUDGET_MB
 from serving.overlay import advance_answers, advance_items, applied_changes
 from serving.recommender import FreshRecommender, Recommender
@@ -128,17 +129,11 @@ class Store:
     def embed_ahead(self, changes: Sequence[Change]) -> list[Change]:
         """The changes with the vectors of the texts a follower will embed for them (the
         answers' chunks as the served table chunks them, the items' text as build-recs makes
-        it), to be kept in the log with them; texts of a part that is not served are left alone."""
-        return embed_changes(self._writes, changes, self._texts_of)
-
-    def _texts_of(self, change: Change) -> list[str]:
-        """What the follower embeds for an upsert (serving/overlay.py), when its part is served."""
-        if change.kind == ANSWERS and self._base_answers is not None:
-            document = fold([change]).answers[change.key]
-            return [chunk[ANSWER_TEXT_COLUMN] for chunk in answer_chunks(document, *self._chunking)]
-        if change.kind == ITEMS and self._base_recommender is not None:
-            return [item_text(fold([change]).items[change.key])]
-        return []
+        it), to be kept in the log with them; texts of a part that is not served are left
+        alone, and past EMBED_AHEAD_MAX_TEXTS the follower embeds the rest."""
+        chunking = self._chunking if self._base_answers is not None else None
+        items = self._base_recommender is not None
+        return embed_changes(self._writes, changes, lambda change: change_texts(change, chunking, items), EMBED_AHEAD_MAX_TEXTS)
 
     def _corpus_size(self) -> int:
         """Chunks in the served answers table (the corpus size fresh BM25 scores are put on)."""

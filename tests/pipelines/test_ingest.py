@@ -6,8 +6,11 @@ Through `recqa`'s own entry point, on real Lance; the builds run real Beam with 
 from __future__ import annotations
 
 import json
+import shutil
+import zlib
 
 import lance
+import numpy as np
 import pytest
 
 from cli.main import main
@@ -15,6 +18,7 @@ from features.changes import ANSWERS, DELETE, EVENTS, ITEMS, USERS
 from features.schemas import ANSWERS_TABLE, ITEMS_TABLE, USERS_TABLE
 from pipelines import ingest
 from registry.log import read_changes, read_releases
+from tests.conftest import FakeEncoder
 from tests.pipelines.test_build_changes import qa_argv, recs_argv, write_inputs
 
 pytestmark = pytest.mark.usefixtures("fake_model")  # real Beam and Lance, no model
@@ -114,3 +118,84 @@ def test_every_logged_write_survives_the_next_build_and_publish_from_the_origina
     assert set(users["newcomer"]["seen_item_ids"]) == {"i9", "i0"}  # known from logged events only
     assert all("i2" not in row["seen_item_ids"] for row in users.values())
     assert ITEMS in {c.kind for c in read_changes(warehouse).changes}  # the log keeps them for the builds after this one
+
+
+class RecordingModel(FakeEncoder):
+    """In the place of the pipelines' model: a vector of each text's own (crc of its words), every text recorded."""
+
+    seen: list[str] = []
+
+    def __init__(self, name: str = "all-MiniLM-L6-v2") -> None:
+        super().__init__(name)
+
+    def load(self) -> "RecordingModel":
+        return self
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        RecordingModel.seen.extend(texts)
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.split():
+                vectors[row, zlib.crc32(word.encode()) % self.dimension] += 1.0
+        return vectors
+
+
+def test_upsert_embeds_the_texts_as_the_served_tables_were_and_no_service_embeds_them_again(fake_warehouse, tmp_path, capsys, monkeypatch):
+    from features.changes import text_digest
+    from features.schemas import ANSWER_TEXT_COLUMN, QADocument
+    from features.text import answer_chunks, chunking_of
+    from pipelines.transforms import encode
+    from serving.reload import StoreFollower
+    from serving.store import Store
+
+    monkeypatch.setattr(encode, "SentenceTransformerEncoder", RecordingModel)
+    RecordingModel.seen = []
+    warehouse = tmp_path / "warehouse"
+    shutil.copytree(fake_warehouse, warehouse)
+    long_answer = " ".join(f"word{i}" for i in range(400))
+    (tmp_path / "answers.jsonl").write_text(json.dumps({"doc_id": "fresh", "answer": long_answer}) + "\n")
+    (tmp_path / "items.csv").write_text("item_id,title\nnew-item,Quokka lamp\n")
+    code, out, err = _recqa(capsys, "upsert", "answers", str(tmp_path / "answers.jsonl"), "--warehouse", str(warehouse))
+    assert code == 0, err
+    assert _recqa(capsys, "upsert", "items", str(tmp_path / "items.csv"), "--warehouse", str(warehouse))[0] == 0
+
+    metadata = lance.dataset(f"{warehouse}/{ANSWERS_TABLE}.lance").schema.metadata
+    chunks = [c[ANSWER_TEXT_COLUMN] for c in answer_chunks(QADocument("fresh", long_answer), *chunking_of(metadata))]
+    assert len(chunks) > 1 and f"{len(chunks)} texts embedded with 'all-MiniLM-L6-v2'" in out
+    answer, item = read_new_changes_of(str(warehouse))
+    assert answer.embeddings.model == item.embeddings.model == "all-MiniLM-L6-v2"
+    assert answer.embeddings.digests == tuple(map(text_digest, chunks))
+    assert np.array_equal(answer.embeddings.vectors, RecordingModel().encode(chunks))
+    assert item.embeddings.digests == (text_digest("Quokka lamp"),)
+
+    RecordingModel.seen = []  # a service started now: its follower takes every vector from the log
+    follower = StoreFollower(str(warehouse), lambda versions: Store(str(warehouse), RecordingModel(), versions, RecordingModel()),
+                             interval_seconds=60)
+    assert follower.refresh() is True and RecordingModel.seen == []
+    assert follower.current().answers.answer("word7 word8", 1, "keyword")[0].id == "fresh"
+
+    code, out, _ = _recqa(capsys, "upsert", "items", str(tmp_path / "items.csv"), "--warehouse", str(warehouse), "--no-embed")
+    assert code == 0 and "embedded" not in out and read_new_changes_of(str(warehouse))[-1].embeddings is None
+
+
+def test_upsert_says_which_model_it_could_not_load_and_how_to_go_on_and_writes_nothing(fake_warehouse, tmp_path, capsys, monkeypatch):
+    from pipelines.transforms import encode
+
+    class Missing(RecordingModel):
+        def load(self):
+            raise OSError("no such model here")
+
+    monkeypatch.setattr(encode, "SentenceTransformerEncoder", Missing)
+    warehouse = tmp_path / "warehouse"
+    shutil.copytree(fake_warehouse, warehouse)
+    (tmp_path / "items.csv").write_text("item_id,title\nnew-item,Quokka lamp\n")
+    code, _, err = _recqa(capsys, "upsert", "items", str(tmp_path / "items.csv"), "--warehouse", str(warehouse))
+    assert code == 1 and "could not load 'all-MiniLM-L6-v2'" in err and "--no-embed" in err and "no such model here" in err
+    assert read_changes(str(warehouse)).changes == ()
+
+
+def read_new_changes_of(warehouse: str):
+    """Every change of the log with its vectors, as a service's follower reads them."""
+    from registry.log import change_cursor, read_new_changes
+
+    return read_new_changes(warehouse, read_changes(warehouse).version, change_cursor(warehouse, 0))[0]

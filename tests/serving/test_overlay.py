@@ -279,9 +279,9 @@ def test_texts_the_writer_embedded_are_kept_in_the_log_and_no_follower_embeds_th
 
 
 def test_a_commit_embeds_at_most_so_many_texts_ahead_and_the_follower_the_rest(fake_warehouse, tmp_path, monkeypatch):
-    from serving import logged_vectors
+    from serving import store as store_module
 
-    monkeypatch.setattr(logged_vectors, "EMBED_AHEAD_MAX_TEXTS", 2)
+    monkeypatch.setattr(store_module, "EMBED_AHEAD_MAX_TEXTS", 2)
     copy = tmp_path / "warehouse"
     shutil.copytree(fake_warehouse, copy)
     writes = Counting()
