@@ -5,7 +5,7 @@ builds over it before it is ready; their texts' vectors come from the log where 
 kept them. Three starts of a real server over copies of one warehouse, in this order:
 - `no log`: the change log removed, the baseline (what opening the release costs);
 - `log without vectors`: the log with its vector columns emptied, as a log written before
-  they were kept (or by `recqa upsert`) is: every upserted text is embedded at the start;
+  they were kept (or by `recqa upsert --no-embed`) is: every upserted text is embedded at the start;
 - `log with vectors`: the log as the writer left it.
 Each is timed from the process's start to /readyz 200 and to the log's last five live upserts
 answering 200 at `GET /answers|/items/<id>`; the server's CPU is printed with them.

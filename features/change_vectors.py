@@ -37,9 +37,10 @@ def change_texts(change: Change, chunking: tuple[int, int] | None, items: bool) 
 def embed_changes(encoder: Encoder, changes: Sequence[Change], texts_of: Callable[[Change], list[str]],
                   max_texts: int | None = None) -> list[Change]:
     """The changes with `embeddings` set on the upserts whose texts (`texts_of`) were embedded,
-    in one call of the encoder: whole changes, in order, while their texts fit `max_texts`
-    (None: all). An upsert a later change of the same changes replaces or deletes is not
-    embedded: no follower ever embeds it."""
+    in one call of the encoder. With `max_texts`, changes are taken whole, first fit: each in
+    order whose texts still fit beside those taken (a long answer that does not fit is left to
+    the follower; a shorter one after it may still be taken). An upsert a later change of the
+    same changes replaces or deletes is not embedded: no follower ever embeds it."""
     last = {(change.kind, change.key): index for index, change in enumerate(changes) if change.op in (UPSERT, DELETE)}
     chosen: dict[int, list[str]] = {}
     count = 0

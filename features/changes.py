@@ -16,11 +16,11 @@ A build reading the whole log and the service reading it a few fragments at a ti
 the same sequence; `at` (stamped before the commit, which may retry) only says when.
 
 An upsert's row may also hold the vectors of its texts (`Embeddings`), embedded by the
-service's writer before the commit: every follower of the log (another worker, a restarted
-service) takes them from there instead of embedding the texts again. They are keyed by a
-digest of each text, so a follower that chunks or embeds differently (another model, other
-chunk sizes) finds no match and embeds its own; a row without them (the CLI's writes, a log
-older than these columns) is embedded by the follower as before.
+service's writer or `recqa upsert` before the commit: every follower of the log (another
+worker, a restarted service) takes them from there instead of embedding the texts again.
+They name their model and are keyed by a digest of each text, so a follower of another model
+(by name and dimension) or other chunk sizes finds no match and embeds its own texts; so does
+one reading a row without them (`recqa upsert --no-embed`, a log older than these columns).
 
 Pure: the table schema, record validation and the fold of a log into what it means. The
 writer is pipelines/lance_io.py; the reader is registry/log.py.
@@ -94,8 +94,11 @@ class Embeddings:
     vectors: np.ndarray  # (len(digests), dimension) float32
 
     def __post_init__(self) -> None:
+        # checked here, so a malformed one fails where it is made (the writer's hook), not the commit
         if self.vectors.ndim != 2 or len(self.vectors) != len(self.digests) or not self.digests:
             raise ValueError(f"{len(self.digests)} digests for vectors of shape {self.vectors.shape}")
+        if any(not isinstance(d, bytes) or len(d) != DIGEST_BYTES for d in self.digests):
+            raise ValueError(f"digests are {DIGEST_BYTES} bytes (text_digest)")
 
 
 @dataclass(frozen=True)
@@ -214,15 +217,15 @@ def changes_from_arrow(table: pa.Table) -> list[Change]:
 
 def _embeddings_from_arrow(table: pa.Table) -> list[Embeddings | None]:
     """Each row's Embeddings, its vectors sliced out of one array (not a Python float each)."""
-    table = table.combine_chunks()
     models = table.column("model").to_pylist()
     digests = table.column("digests").to_pylist()
     vectors = table.column("vectors").combine_chunks()
-    offsets = vectors.offsets.to_numpy()
+    offsets = vectors.offsets.to_numpy()  # of this (maybe sliced) array, into `values`, which ignores the slice
     values = vectors.values.to_numpy(zero_copy_only=False) if len(vectors) else np.zeros(0, dtype=np.float32)
+    missing = vectors.is_null().to_numpy(zero_copy_only=False)
     found: list[Embeddings | None] = []
     for row, (model, keys) in enumerate(zip(models, digests)):
-        if model is None or not keys or not vectors[row].is_valid:
+        if model is None or not keys or missing[row]:
             found.append(None)
             continue
         flat = values[offsets[row]:offsets[row + 1]]

@@ -9,8 +9,9 @@ overlays them on the release it serves.
 `recqa upsert` embeds the texts of what it writes with the model the published table
 records (answers chunked as that table was), as the service's writer embeds an API write,
 and keeps the vectors in the log: no service embeds them again, at a restart either
-(features/change_vectors.py). `--no-embed` leaves them to the services; with no release
-published yet there is nothing to embed for.
+(features/change_vectors.py). `--no-embed` leaves them to the services, as does a model that
+cannot be loaded here (a warning says so); with no release published yet there is nothing to
+embed for.
 
 Bad rows are counted and up to EXAMPLES shown. More than `--max-reject-fraction` of them
 fails the command before anything is written; otherwise the good ones are written and the
@@ -58,12 +59,16 @@ class IngestResult:
     sample: list[str] = field(default_factory=list)
     embedded: int = 0  # texts whose vectors went into the log with them
     model: str = ""  # the model that embedded them
+    embed_failure: str = ""  # why the texts of some records were not embedded
 
     def summary(self) -> str:
         lines = [f"  {self.what:<12} accepted {self.accepted:>8}  rejected {self.rejected:>6}  change log version {self.version}"
                  f" ({self.commits} commit{'s' if self.commits != 1 else ''})"]
         if self.embedded:
             lines.append(f"      {self.embedded} texts embedded with '{self.model}' (the published table's model) and logged with them")
+        if self.embed_failure:
+            lines.append(f"      warning: texts not embedded with '{self.model}' ({self.embed_failure}): written without their vectors, "
+                         "each service embeds them when it reads them (--no-embed skips the attempt)")
         lines.extend(f"      e.g. {example}" for example in self.sample[:EXAMPLES])
         return "\n".join(lines)
 
@@ -105,23 +110,29 @@ def _mapping(record: Any) -> dict[str, Any]:
 
 class Embedder:
     """Embeds upserts' texts as a service's follower would, with the model and chunking the
-    published table of their kind records; the model is loaded on the first commit."""
+    published table of their kind records; the model is loaded on the first commit.
+
+    The vectors only spare the services work: when the model cannot be loaded or a batch
+    cannot be embedded, the records are written without them (the services embed them) and
+    `failure` says why."""
 
     def __init__(self, model: str, chunking: tuple[int, int] | None, items: bool) -> None:
         self.model, self._chunking, self._items = model, chunking, items
         self._encoder = None
+        self.failure = ""
 
     def __call__(self, changes: list[Change]) -> list[Change]:
-        if self._encoder is None:
-            from pipelines.transforms.encode import load_encoder
+        if self.failure:
+            return changes
+        try:
+            if self._encoder is None:
+                from pipelines.transforms.encode import load_encoder
 
-            try:
                 self._encoder = load_encoder(self.model)
-            except Exception as error:  # noqa: BLE001 - say which model and how to go on without it
-                raise RuntimeError(f"could not load '{self.model}', the model the published table records, to embed the texts: "
-                                   f"{type(error).__name__}: {error}\n  hint: pass --no-embed to leave "
-                                   "the embedding to the services") from error
-        return embed_changes(self._encoder, changes, lambda change: change_texts(change, self._chunking, self._items))
+            return embed_changes(self._encoder, changes, lambda change: change_texts(change, self._chunking, self._items))
+        except Exception as error:  # noqa: BLE001 - the write goes on; say why its texts were not embedded
+            self.failure = f"{type(error).__name__}: {error}"
+            return changes
 
 
 def embedder(warehouse: str, kind: str) -> Embedder | None:
@@ -161,7 +172,8 @@ def _write(warehouse: str, what: str, changes: list[Change], rejected: int, tota
             raise RuntimeError(f"{start} of {len(changes)} {what} records were written (change log version {version}) before: {error}; "
                                "send the rest again") from error
         commits += 1
-    return IngestResult(what, len(changes), rejected, version, commits, sample, embedded, embed.model if embed else "")
+    return IngestResult(what, len(changes), rejected, version, commits, sample, embedded, embed.model if embed else "",
+                        embed.failure if embed else "")
 
 
 def _rejected_text(rejects: Sequence[Rejected], label: str) -> list[str]:

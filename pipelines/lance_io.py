@@ -294,20 +294,24 @@ def ensure_candidates_table(warehouse: str) -> None:
     _ensure_table(warehouse, CANDIDATES_TABLE, rows_to_arrow([]))
 
 
-def ensure_changes_table(warehouse: str) -> None:
+def ensure_changes_table(warehouse: str, attempts: int = 5) -> None:
     """Create the (empty) change log if it does not exist yet (the writers call it when they
     start), and give a log made before vectors were kept their columns, null in its old rows."""
     from features.changes import CHANGES_SCHEMA, CHANGES_TABLE, VECTOR_COLUMNS, rows_to_arrow
 
+    import time
+
     _ensure_table(warehouse, CHANGES_TABLE, rows_to_arrow([]))
-    ds = dataset(warehouse, CHANGES_TABLE)
-    missing = [CHANGES_SCHEMA.field(name) for name in VECTOR_COLUMNS if name not in ds.schema.names]
-    if missing:
-        try:
-            ds.add_columns(pa.schema(missing))
-        except OSError as error:  # another writer added them first
-            if not set(VECTOR_COLUMNS) <= set(dataset(warehouse, CHANGES_TABLE).schema.names):
+    for attempt in range(attempts):
+        missing = [CHANGES_SCHEMA.field(name) for name in VECTOR_COLUMNS if name not in dataset(warehouse, CHANGES_TABLE).schema.names]
+        if not missing:
+            return
+        try:  # metadata only: the old rows read the new columns as null
+            dataset(warehouse, CHANGES_TABLE).add_columns(pa.schema(missing))
+        except OSError as error:  # another writer added them first, or an append landed meanwhile: look again
+            if attempt == attempts - 1:
                 raise RuntimeError(f"could not add the columns {[f.name for f in missing]} to the change log: {error}") from error
+            time.sleep(0.05 * (attempt + 1))
 
 
 def _ensure_table(warehouse: str, name: str, empty: pa.Table) -> None:

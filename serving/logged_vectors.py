@@ -7,7 +7,7 @@ then takes each text's vector from the rows it reads (`LoggedVectors`) instead o
 model again: the writer's own follower, another worker's, and a restarted service's, which
 would otherwise embed every upsert since its release's build before it is ready.
 
-Texts are matched by digest, so what the writer did not embed (past EMBED_AHEAD_MAX_TEXTS,
+Texts are matched by digest, so what the writer did not embed (past serving/store.py's cap,
 `recqa upsert --no-embed`, another model, other chunk sizes) is embedded by the follower.
 """
 
@@ -20,11 +20,6 @@ import numpy as np
 from features.changes import Change, text_digest
 from features.encoders import Encoder
 
-# Texts a commit embeds ahead at most: a big commit (1,000 long answers) would otherwise hold its
-# requests' 2xx past the request timeout; the follower embeds the rest after the commit.
-EMBED_AHEAD_MAX_TEXTS = 256
-
-
 class LoggedVectors:
     """An Encoder for one step of a follower: the vectors the step's changes brought for the
     texts asked (the same model's, by digest), the other texts encoded by `inner` in one call."""
@@ -32,7 +27,8 @@ class LoggedVectors:
     def __init__(self, inner: Encoder, changes: Iterable[Change]) -> None:
         self.inner = inner
         self._held: dict[bytes, np.ndarray] = {}
-        for change in changes:
+        latest = {(change.kind, change.key): change for change in changes}  # an id upserted again: its last texts only
+        for change in latest.values():
             found = change.embeddings
             if found is not None and found.model == inner.name and found.vectors.shape[1] == inner.dimension:
                 self._held.update(zip(found.digests, found.vectors))

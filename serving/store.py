@@ -8,6 +8,7 @@ exactly those. What needs an absent table is refused by `absent()`, naming it.
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -21,10 +22,16 @@ from features.text import answer_chunks, chunking_of, item_text
 from registry.log import ChangeCursor, change_cursor, read_new_changes
 from serving.answers import AnswerIndex
 from serving.fresh_answers import FreshAnswers
-from serving.logged_vectors import EMBED_AHEAD_MAX_TEXTS, LoggedVectors
+from serving.logged_vectors import LoggedVectors
 from serving.memory import DEFAULT_MEMORY_BUDGET_MB
 from serving.overlay import advance_answers, advance_items, applied_changes
 from serving.recommender import FreshRecommender, Recommender
+
+logger = logging.getLogger(__name__)
+
+# Texts a commit embeds ahead at most: a big commit (1,000 long answers) would otherwise hold its
+# requests' 2xx past the request timeout; the follower embeds the rest after the commit.
+EMBED_AHEAD_MAX_TEXTS = 256
 
 # What each kind of endpoint reads, and the job that builds it.
 RECOMMENDATION_TABLES = (USERS_TABLE, ITEMS_TABLE)
@@ -110,8 +117,9 @@ class Store:
             new = [change for change in new_changes("recs") if change.kind in (ITEMS, EVENTS, USERS)]  # answers leave it as it was
             if new:
                 recs = other._recs_changes = fold(new, self._recs_changes)
-                embed = LoggedVectors(self._writes, new).encode
-                other._item_content = advance_items(self._item_content, recs, (c.key for c in new if c.kind == ITEMS), embed)
+                vectors = LoggedVectors(self._writes, new)
+                other._item_content = advance_items(self._item_content, recs, (c.key for c in new if c.kind == ITEMS), vectors.encode)
+                _report(vectors, "items")
                 fresh = recs.items or recs.events or recs.forgotten
                 other.recommender = FreshRecommender(self._base_recommender, recs, other._item_content, self._folded) if fresh else self._base_recommender
         if self._base_answers is not None:
@@ -119,10 +127,11 @@ class Store:
             if new:
                 qa = other._qa_changes = fold(new, self._qa_changes)
                 other._qa_changes_at = version
+                vectors = LoggedVectors(self._writes, new)
                 other._fresh_answers = advance_answers(
-                    self._fresh_answers, qa, (c.key for c in new), LoggedVectors(self._writes, new).encode, self._corpus_size(), self._chunking,
-                    self._base_answers.analyzer,
+                    self._fresh_answers, qa, (c.key for c in new), vectors.encode, self._corpus_size(), self._chunking, self._base_answers.analyzer
                 )
+                _report(vectors, "answers")
                 other.answers = self._base_answers.with_fresh(other._fresh_answers)
         return other
 
@@ -131,9 +140,8 @@ class Store:
         answers' chunks as the served table chunks them, the items' text as build-recs makes
         it), to be kept in the log with them; texts of a part that is not served are left
         alone, and past EMBED_AHEAD_MAX_TEXTS the follower embeds the rest."""
-        chunking = self._chunking if self._base_answers is not None else None
-        items = self._base_recommender is not None
-        return embed_changes(self._writes, changes, lambda change: change_texts(change, chunking, items), EMBED_AHEAD_MAX_TEXTS)
+        items = self._base_recommender is not None  # `_chunking` is None when no answers are served
+        return embed_changes(self._writes, changes, lambda change: change_texts(change, self._chunking, items), EMBED_AHEAD_MAX_TEXTS)
 
     def _corpus_size(self) -> int:
         """Chunks in the served answers table (the corpus size fresh BM25 scores are put on)."""
@@ -155,6 +163,14 @@ class Store:
 
     def encode(self, text: str) -> np.ndarray:
         return self._encoder.encode([text])[0]
+
+
+def _report(vectors: LoggedVectors, part: str) -> None:
+    """Say when a step embedded texts the log held no vector for: expected after `recqa upsert
+    --no-embed`; otherwise the writer's model or chunking differs from this service's."""
+    if vectors.embedded:
+        logger.info("the change log's %s: %d texts embedded here (no vector logged for them), %d vectors taken from the log",
+                    part, vectors.embedded, vectors.taken)
 
 
 def _open_version(db, warehouse: str, name: str, version: int):

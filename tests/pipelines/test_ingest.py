@@ -140,45 +140,59 @@ class RecordingModel(FakeEncoder):
         return vectors
 
 
-def test_upsert_embeds_the_texts_as_the_served_tables_were_and_no_service_embeds_them_again(fake_warehouse, tmp_path, capsys, monkeypatch):
+@pytest.fixture
+def qa_warehouse(tmp_path, monkeypatch):
+    """A published answers-only warehouse built by build-qa with another model's name and other
+    chunk sizes than the defaults, so what follows them cannot pass on the defaults."""
+    from pipelines import build_qa, publish
+    from pipelines.transforms import encode
+
+    monkeypatch.setattr(encode, "SentenceTransformerEncoder", RecordingModel)
+    documents = tmp_path / "documents.jsonl"
+    documents.write_text("".join(json.dumps({"doc_id": f"d{n}", "answer": f"Answer number {n} about boats."}) + "\n" for n in range(5)))
+    warehouse = tmp_path / "warehouse"
+    qa = build_qa.run(["--warehouse", str(warehouse), "--documents", str(documents), "--input-format", "contract", "--model", "recording-model",
+                       "--chunk-words", "50", "--chunk-overlap", "7", "--ann-min-rows", "1000000"])
+    publish.run(["--warehouse", str(warehouse), "--candidate", qa.candidate, "--force"])
+    RecordingModel.seen = []
+    return warehouse
+
+
+def test_upsert_embeds_the_texts_as_the_served_table_was_and_no_service_embeds_them_again(qa_warehouse, tmp_path, capsys):
     from features.changes import text_digest
     from features.schemas import ANSWER_TEXT_COLUMN, QADocument
-    from features.text import answer_chunks, chunking_of
-    from pipelines.transforms import encode
+    from features.text import DEFAULT_CHUNK_OVERLAP_WORDS, DEFAULT_CHUNK_WORDS, answer_chunks
     from serving.reload import StoreFollower
     from serving.store import Store
 
-    monkeypatch.setattr(encode, "SentenceTransformerEncoder", RecordingModel)
-    RecordingModel.seen = []
-    warehouse = tmp_path / "warehouse"
-    shutil.copytree(fake_warehouse, warehouse)
+    warehouse = qa_warehouse
     long_answer = " ".join(f"word{i}" for i in range(400))
     (tmp_path / "answers.jsonl").write_text(json.dumps({"doc_id": "fresh", "answer": long_answer}) + "\n")
     (tmp_path / "items.csv").write_text("item_id,title\nnew-item,Quokka lamp\n")
     code, out, err = _recqa(capsys, "upsert", "answers", str(tmp_path / "answers.jsonl"), "--warehouse", str(warehouse))
     assert code == 0, err
-    assert _recqa(capsys, "upsert", "items", str(tmp_path / "items.csv"), "--warehouse", str(warehouse))[0] == 0
+    code, items_out, _ = _recqa(capsys, "upsert", "items", str(tmp_path / "items.csv"), "--warehouse", str(warehouse))
+    assert code == 0 and "embedded" not in items_out  # no items table is served: nothing to embed them for
 
-    metadata = lance.dataset(f"{warehouse}/{ANSWERS_TABLE}.lance").schema.metadata
-    chunks = [c[ANSWER_TEXT_COLUMN] for c in answer_chunks(QADocument("fresh", long_answer), *chunking_of(metadata))]
-    assert len(chunks) > 1 and f"{len(chunks)} texts embedded with 'all-MiniLM-L6-v2'" in out
+    chunks = [c[ANSWER_TEXT_COLUMN] for c in answer_chunks(QADocument("fresh", long_answer), 50, 7)]  # as the table was built
+    assert chunks != [c[ANSWER_TEXT_COLUMN] for c in answer_chunks(QADocument("fresh", long_answer), DEFAULT_CHUNK_WORDS, DEFAULT_CHUNK_OVERLAP_WORDS)]
+    assert f"{len(chunks)} texts embedded with 'recording-model'" in out
     answer, item = read_new_changes_of(str(warehouse))
-    assert answer.embeddings.model == item.embeddings.model == "all-MiniLM-L6-v2"
+    assert answer.embeddings.model == "recording-model" and item.embeddings is None
     assert answer.embeddings.digests == tuple(map(text_digest, chunks))
     assert np.array_equal(answer.embeddings.vectors, RecordingModel().encode(chunks))
-    assert item.embeddings.digests == (text_digest("Quokka lamp"),)
 
     RecordingModel.seen = []  # a service started now: its follower takes every vector from the log
-    follower = StoreFollower(str(warehouse), lambda versions: Store(str(warehouse), RecordingModel(), versions, RecordingModel()),
-                             interval_seconds=60)
+    model = RecordingModel("recording-model")
+    follower = StoreFollower(str(warehouse), lambda versions: Store(str(warehouse), model, versions, model), interval_seconds=60)
     assert follower.refresh() is True and RecordingModel.seen == []
-    assert follower.current().answers.answer("word7 word8", 1, "keyword")[0].id == "fresh"
+    assert [hit.id for hit in follower.current().answers.answer("word7 word8", 1, "vector")] == ["fresh"]
 
-    code, out, _ = _recqa(capsys, "upsert", "items", str(tmp_path / "items.csv"), "--warehouse", str(warehouse), "--no-embed")
+    code, out, _ = _recqa(capsys, "upsert", "answers", str(tmp_path / "answers.jsonl"), "--warehouse", str(warehouse), "--no-embed")
     assert code == 0 and "embedded" not in out and read_new_changes_of(str(warehouse))[-1].embeddings is None
 
 
-def test_upsert_says_which_model_it_could_not_load_and_how_to_go_on_and_writes_nothing(fake_warehouse, tmp_path, capsys, monkeypatch):
+def test_upsert_without_its_model_writes_the_records_without_vectors_and_says_so(qa_warehouse, tmp_path, capsys, monkeypatch):
     from pipelines.transforms import encode
 
     class Missing(RecordingModel):
@@ -186,12 +200,10 @@ def test_upsert_says_which_model_it_could_not_load_and_how_to_go_on_and_writes_n
             raise OSError("no such model here")
 
     monkeypatch.setattr(encode, "SentenceTransformerEncoder", Missing)
-    warehouse = tmp_path / "warehouse"
-    shutil.copytree(fake_warehouse, warehouse)
-    (tmp_path / "items.csv").write_text("item_id,title\nnew-item,Quokka lamp\n")
-    code, _, err = _recqa(capsys, "upsert", "items", str(tmp_path / "items.csv"), "--warehouse", str(warehouse))
-    assert code == 1 and "could not load 'all-MiniLM-L6-v2'" in err and "--no-embed" in err and "no such model here" in err
-    assert read_changes(str(warehouse)).changes == ()
+    (tmp_path / "answers.jsonl").write_text(json.dumps({"doc_id": "fresh", "answer": "A new answer."}) + "\n")
+    code, out, _ = _recqa(capsys, "upsert", "answers", str(tmp_path / "answers.jsonl"), "--warehouse", str(qa_warehouse))
+    assert code == 0 and "warning: texts not embedded with 'recording-model' (OSError: no such model here)" in out and "--no-embed" in out
+    assert [(c.key, c.embeddings) for c in read_new_changes_of(str(qa_warehouse))] == [("fresh", None)]
 
 
 def read_new_changes_of(warehouse: str):

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from registry.log import read_changes
+from registry.log import change_cursor, read_changes, read_new_changes
 from tests.serving.conftest import histogram, start_server, stop_server
 
 pytestmark = pytest.mark.slow
@@ -92,6 +92,10 @@ def test_writes_through_a_real_server_are_served_without_a_build(warehouse, tmp_
         for mode in ("keyword", "vector", "hybrid"):
             _until(lambda: "fresh-boat" in [a["doc_id"] for a in server.post("/answer", {**question, "mode": mode}).json()["answers"]])
         assert server.get("/answers/fresh-boat").status_code == 200
+        # the writer logged the texts' vectors with the answer, so no follower embeds them again
+        logged = [c for c in read_new_changes(str(copy), read_changes(str(copy)).version, change_cursor(str(copy), 0))[0] if c.key == "fresh-boat"]
+        assert len(logged) == 1 and logged[0].embeddings is not None and logged[0].embeddings.model == "all-MiniLM-L6-v2"
+        assert logged[0].embeddings.vectors.shape == (len(logged[0].embeddings.digests), 384)
 
         item = {"item_id": "fresh-kayak", "title": "Inflatable kayak with paddle", "category": "Outdoor"}
         assert requests.post(f"{server.base_url}/ingest/items", json={"items": [item]}, headers=auth, timeout=60).status_code == 200
