@@ -35,12 +35,10 @@ os.environ.setdefault("LANCE_LOG", "error")
 from benchmarks.serving import start_server  # noqa: E402 - after the path set-up
 
 
-def last_upserts(warehouse: str, count: int = 5) -> list[tuple[str, str]]:
+def last_upserts(changes, count: int = 5) -> list[tuple[str, str]]:
     """The log's last `count` upserted answers or items that no later change deleted."""
     from features.changes import ANSWERS, ITEMS, UPSERT, fold
-    from registry.log import read_changes
 
-    changes = read_changes(warehouse).changes
     live = fold(changes)
     seen: dict[tuple[str, str], None] = {}
     for change in changes:
@@ -111,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     from registry.log import read_changes
 
     log = read_changes(args.warehouse).changes
-    wanted = last_upserts(args.warehouse)
+    wanted = last_upserts(log)
     if not wanted:
         raise SystemExit(f"the change log of '{args.warehouse}' holds no live upsert of an answer or item: run benchmarks/freshness.py on it first")
     print(f"change log: {len(log)} changes; waiting for {wanted}", flush=True)

@@ -297,25 +297,26 @@ def ensure_candidates_table(warehouse: str) -> None:
 def ensure_changes_table(warehouse: str, attempts: int = 5) -> None:
     """Create the (empty) change log if it does not exist yet (the writers call it when they
     start), and give a log made before vectors were kept their columns, null in its old rows."""
-    from features.changes import CHANGES_SCHEMA, CHANGES_TABLE, VECTOR_COLUMNS, rows_to_arrow
-
     import time
 
-    _ensure_table(warehouse, CHANGES_TABLE, rows_to_arrow([]))
+    from features.changes import CHANGES_SCHEMA, CHANGES_TABLE, VECTOR_COLUMNS, rows_to_arrow
+
+    ds = _ensure_table(warehouse, CHANGES_TABLE, rows_to_arrow([]))
     for attempt in range(attempts):
-        missing = [CHANGES_SCHEMA.field(name) for name in VECTOR_COLUMNS if name not in dataset(warehouse, CHANGES_TABLE).schema.names]
+        missing = [CHANGES_SCHEMA.field(name) for name in VECTOR_COLUMNS if name not in ds.schema.names]
         if not missing:
             return
         try:  # metadata only: the old rows read the new columns as null
-            dataset(warehouse, CHANGES_TABLE).add_columns(pa.schema(missing))
+            ds.add_columns(pa.schema(missing))
         except OSError as error:  # another writer added them first, or an append landed meanwhile: look again
             if attempt == attempts - 1:
                 raise RuntimeError(f"could not add the columns {[f.name for f in missing]} to the change log: {error}") from error
             time.sleep(0.05 * (attempt + 1))
+        ds = dataset(warehouse, CHANGES_TABLE)
 
 
-def _ensure_table(warehouse: str, name: str, empty: pa.Table) -> None:
-    """Create an empty append-only table if it does not exist yet.
+def _ensure_table(warehouse: str, name: str, empty: pa.Table):
+    """Create an empty append-only table if it does not exist yet; returns its dataset.
 
     Lance's create is not a compare-and-swap: two creates at once can both land, the second as
     an overwrite. Writers therefore call this when they start, long before they append: racing
@@ -323,15 +324,16 @@ def _ensure_table(warehouse: str, name: str, empty: pa.Table) -> None:
     """
     import lance
 
-    if dataset(warehouse, name) is not None:
-        return
+    if (existing := dataset(warehouse, name)) is not None:
+        return existing
     if "://" not in warehouse:
         os.makedirs(warehouse, exist_ok=True)
     try:
-        lance.write_dataset(empty, table_uri(warehouse, name), schema=empty.schema, mode="create")
+        return lance.write_dataset(empty, table_uri(warehouse, name), schema=empty.schema, mode="create")
     except OSError as error:
         if not any(word in str(error).lower() for word in ("already exists", "conflict", "incompatible")):
             raise
+    return dataset(warehouse, name)  # another writer created it first
 
 
 def append_candidate_events(warehouse: str, rows: Sequence[Mapping[str, Any]], attempts: int = 5) -> int:

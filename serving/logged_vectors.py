@@ -20,8 +20,9 @@ import numpy as np
 from features.changes import Change, text_digest
 from features.encoders import Encoder
 
+
 class LoggedVectors:
-    """An Encoder for one step of a follower: the vectors the step's changes brought for the
+    """The `encode` of one step of a follower: the vectors the step's changes brought for the
     texts asked (the same model's, by digest), the other texts encoded by `inner` in one call."""
 
     def __init__(self, inner: Encoder, changes: Iterable[Change]) -> None:
@@ -34,20 +35,12 @@ class LoggedVectors:
                 self._held.update(zip(found.digests, found.vectors))
         self.taken = self.embedded = 0  # texts served from the log, and encoded here
 
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def dimension(self) -> int:
-        return self.inner.dimension
-
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        keys = [text_digest(text) for text in texts]
-        missing = list(dict.fromkeys(text for text, key in zip(texts, keys) if key not in self._held))
+            return np.zeros((0, self.inner.dimension), dtype=np.float32)
+        held = [self._held.get(text_digest(text)) for text in texts]
+        missing = list(dict.fromkeys(text for text, vector in zip(texts, held) if vector is None))
         encoded = dict(zip(missing, np.asarray(self.inner.encode(missing), dtype=np.float32))) if missing else {}
-        self.taken += len(texts) - sum(1 for key in keys if key not in self._held)
+        self.taken += sum(vector is not None for vector in held)
         self.embedded += len(missing)
-        return np.stack([self._held[key] if key in self._held else encoded[text] for text, key in zip(texts, keys)])
+        return np.stack([encoded[text] if vector is None else vector for text, vector in zip(texts, held)])
