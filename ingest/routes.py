@@ -17,6 +17,7 @@ The token check is GuardMiddleware's (RECQA_INGEST_TOKEN), before any of this ru
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
 from collections.abc import Callable, Sequence
@@ -31,7 +32,7 @@ from starlette.routing import Route
 from features.changes import ANSWERS, EVENTS, ITEMS, USERS, Change, parse_deletes, parse_records
 from features.errors import InputError
 from ingest.api import BODIES, MAX_RECORDS_PER_REQUEST, IngestDelete, IngestResult
-from ingest.writer import BatchingWriter, CommitFailed, CommitTimings, WriterClosed
+from ingest.writer import BatchingWriter, Commit, CommitFailed, CommitTimings, WriterClosed
 from serving.errors import JSON_HINT, error_response, validation_error
 
 INGEST_PREFIX = "/ingest/"
@@ -39,6 +40,8 @@ INGEST_TAG = "Ingest"
 # The read side's target for showing an acknowledged write (the issue's 2 s p95): the service
 # overlays the change log on the served release at least this often.
 VISIBLE_WITHIN_SECONDS = 2.0
+# on each answer made in the ingest process (ingest/process.py): the commit's version and timings, for the service's /metrics
+COMMIT_HEADER = "x-recqa-commit"
 
 
 class IngestEndpoints:
@@ -50,9 +53,11 @@ class IngestEndpoints:
     timings (the service's metrics).
     """
 
-    def __init__(self, warehouse: Callable[[], str], make_writer: Callable[[str], BatchingWriter] = BatchingWriter.for_warehouse) -> None:
+    def __init__(self, warehouse: Callable[[], str], make_writer: Callable[[str], BatchingWriter] = BatchingWriter.for_warehouse,
+                 timings_header: bool = False) -> None:
         self._warehouse = warehouse
         self._make_writer = make_writer
+        self._timings_header = timings_header  # the ingest process tells the service its commits (COMMIT_HEADER)
         self._writer: BatchingWriter | None = None
         self._lock = threading.Lock()
         self.before_commit: Callable[[Sequence[Change]], Sequence[Change] | None] | None = None
@@ -85,19 +90,18 @@ class IngestEndpoints:
         return [Route(f"{INGEST_PREFIX}{name}", self._endpoint(name), methods=["POST"]) for name in BODIES]
 
     def _endpoint(self, name: str) -> Callable[[Request], Any]:
-        body_model = BODIES[name]
-
         async def endpoint(request: Request) -> JSONResponse:
-            body = await _parse(request, body_model)
-            if isinstance(body, JSONResponse):
-                return body
-            changes, rejected = _changes(name, body)
-            return await self._write(changes, rejected)
+            return await self.respond(name, await request.body())
 
-        endpoint.__name__ = f"ingest_{name}"
-        endpoint.__doc__ = DESCRIPTIONS[name]
-        endpoint.openapi = _openapi(body_model)  # type: ignore[attr-defined] - read by serving/docs.py
-        return endpoint
+        return described(endpoint, name)
+
+    async def respond(self, name: str, raw: bytes) -> JSONResponse:
+        """The answer to a write to route `name` whose body is `raw` (what each route does)."""
+        body = _parse(raw, BODIES[name])
+        if isinstance(body, JSONResponse):
+            return body
+        changes, rejected = _changes(name, body)
+        return await self._write(changes, rejected)
 
     async def _write(self, changes: list[Change], rejected: list[dict[str, Any]]) -> JSONResponse:
         if not changes:
@@ -116,7 +120,27 @@ class IngestEndpoints:
             accepted=len(changes), rejected=rejected, version=commit.version,
             visible_by=(commit.at + timedelta(seconds=VISIBLE_WITHIN_SECONDS)).isoformat(timespec="milliseconds"),
         )
-        return JSONResponse(result.model_dump())
+        headers = {COMMIT_HEADER: commit_header(commit)} if self._timings_header and commit.timings is not None else None
+        return JSONResponse(result.model_dump(), headers=headers)
+
+
+def described(endpoint: Callable[[Request], Any], name: str) -> Callable[[Request], Any]:
+    """`endpoint` named and described as the write API's route `name` (serving/docs.py reads `openapi`)."""
+    endpoint.__name__ = f"ingest_{name}"
+    endpoint.__doc__ = DESCRIPTIONS[name]
+    endpoint.openapi = _openapi(BODIES[name])  # type: ignore[attr-defined]
+    return endpoint
+
+
+def commit_header(commit: Commit) -> str:
+    """The COMMIT_HEADER value of a commit: its version and timings, as JSON."""
+    return json.dumps({"version": commit.version, **dataclasses.asdict(commit.timings)})
+
+
+def commit_of_header(value: str) -> tuple[int, CommitTimings]:
+    """The version and timings a COMMIT_HEADER holds (`commit_header`'s inverse)."""
+    fields = json.loads(value)
+    return int(fields.pop("version")), CommitTimings(**fields)
 
 
 DESCRIPTIONS = {
@@ -131,9 +155,8 @@ DESCRIPTIONS = {
 }
 
 
-async def _parse(request: Request, model: type[BaseModel]) -> BaseModel | JSONResponse:
+def _parse(raw: bytes, model: type[BaseModel]) -> BaseModel | JSONResponse:
     """The body as `model`, or a 400 in the error shape naming the field (an unknown key first)."""
-    raw = await request.body()
     try:
         data = json.loads(raw or b"null")
     except ValueError as error:

@@ -40,22 +40,24 @@ Append = Callable[[Sequence[Change]], int]  # commits changes whole, returns the
 
 
 @dataclass(frozen=True)
-class Commit:
-    """The commit that holds a request's records: the log version, when it returned, how many records it held."""
-
-    version: int
-    at: datetime
-    records: int
-
-
-@dataclass(frozen=True)
 class CommitTimings:
     """Where one commit's time went, in seconds."""
 
     records: int
     queued: float  # its oldest request's wait, from submit to the commit's start (the interval, and the first commit's table creation, included)
-    ahead: float  # `before_commit`: the work done ahead (the service embeds the commit's texts)
+    ahead: float  # `before_commit`: the work done ahead (the commit's texts embedded)
     append: float  # the change log commit itself
+
+
+@dataclass(frozen=True)
+class Commit:
+    """The commit that holds a request's records: the log version, when it returned, how many
+    records it held, and where its time went."""
+
+    version: int
+    at: datetime
+    records: int
+    timings: CommitTimings | None = None
 
 
 class CommitFailed(RuntimeError):
@@ -189,11 +191,11 @@ class BatchingWriter:
             return
         appended = time.monotonic()
         self.commits += 1
-        commit = Commit(version, datetime.now(timezone.utc), len(changes))
+        timings = CommitTimings(len(changes), started - min(p.submitted for p in live), appending - started, appended - appending)
+        commit = Commit(version, datetime.now(timezone.utc), len(changes), timings)
         for pending in live:
             pending.future.set_result(commit)
         if (on_commit := self.on_commit) is not None:
-            timings = CommitTimings(len(changes), started - min(p.submitted for p in live), appending - started, appended - appending)
             try:
                 on_commit(timings)
             except Exception as error:  # noqa: BLE001 - a metric, not the write: it is already answered

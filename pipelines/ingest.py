@@ -138,12 +138,9 @@ class Embedder:
 def embedder(warehouse: str, kind: str) -> Embedder | None:
     """What embeds upserts of `kind` for the warehouse's published release; None when no
     release names that kind's table (nothing serves it yet: the build embeds them)."""
-    table = {ANSWERS: ANSWERS_TABLE, ITEMS: ITEMS_TABLE}[kind]
-    version = (published_versions(warehouse) or {}).get(table)
-    ds = lance_io.dataset(warehouse, table, version) if version is not None else None
-    if ds is None:
+    metadata = lance_io.published_metadata(warehouse, {ANSWERS: ANSWERS_TABLE, ITEMS: ITEMS_TABLE}[kind], published_versions(warehouse))
+    if metadata is None:
         return None
-    metadata = ds.schema.metadata or {}
     model = metadata.get(META_ENCODER, b"").decode()
     if not model:
         return None

@@ -50,6 +50,14 @@ def dataset(warehouse: str, name: str, version: int | str | None = None):
         return None
 
 
+def published_metadata(warehouse: str, name: str, versions: Mapping[str, int] | None) -> dict[bytes, bytes] | None:
+    """The schema metadata of a table at the version `versions` (the published release's) names;
+    None when it names none: what a writer of the change log embeds for (model, chunking)."""
+    version = (versions or {}).get(name)
+    ds = dataset(warehouse, name, version) if version is not None else None
+    return None if ds is None else dict(ds.schema.metadata or {})
+
+
 def write_fragments(warehouse: str, name: str, table: pa.Table) -> list[str]:
     """Write rows as fragments of the table's dataset; returns them as JSON for the commit.
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
@@ -72,8 +73,9 @@ def without_unexported_tracing(app: Starlette, exporter: str | None) -> Starlett
 class FrontDoor:
     """Wraps the whole app: unknown paths as one label, error bodies in one shape, errors logged once."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, direct: Mapping[str, ASGIApp] | None = None) -> None:
         self.app = app
+        self.direct = dict(direct or {})  # path prefix -> the app its requests go to, past BentoML's layers
         install_client_error_filter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -81,6 +83,10 @@ class FrontDoor:
             await self.app(scope, receive, send)
             return
         requested = scope.get("path", "")
+        for prefix, app in self.direct.items():
+            if requested.startswith(prefix):
+                await app(scope, receive, _ShapingSend(send, scope.get("method", ""), requested))
+                return
         # BentoML's metrics (tracing, access log: when on) see the label; RestorePath, the first of the
         # service's own middlewares, puts the requested path back before anything routes on it.
         labelled = {**scope, "path": route_label(getattr(self.app, "routes", []), scope), REQUESTED_PATH: requested}

@@ -20,7 +20,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from features.schemas import ALS_INDEX, ANSWER_INDEX, ANSWERS_TABLE, CONTENT_INDEX, ITEMS_TABLE, IndexConfig
-from ingest.routes import IngestEndpoints
+from ingest.forward import IngestProcess
+from ingest.routes import INGEST_PREFIX
 from serving.api import (
     AnswerDocument,
     AnswerFilters,
@@ -43,7 +44,7 @@ from serving.errors import error_body, error_response
 from serving.front import FrontDoor, RestorePath, without_unexported_tracing
 from serving.guard import GuardMiddleware
 from serving.recommender import Recommender
-from serving.settings import LogSettings, ServiceSettings
+from serving.settings import GuardSettings, LogSettings, ServiceSettings
 from serving.startup import QueryEncoders, ServedState, limit_blas_threads, served_versions_text, service_metrics
 from serving.store import ANSWER_TABLES, RECOMMENDATION_TABLES, Store
 
@@ -110,10 +111,14 @@ _info_app = Starlette(
         Route("/admin/cache/flush", _admin_flush, methods=["POST"]),
     ]
 )
-# The write API (ingest/): same port, its own token (GuardMiddleware); its one batching writer
-# starts on the first write, over the warehouse of the service settings.
-_ingest = IngestEndpoints(lambda: ServiceSettings.from_env().warehouse)
-_info_app.routes.extend(_ingest.routes())
+# The write API (ingest/): same port, its own token (GuardMiddleware), forwarded to a process
+# of its own (the writer, and the model its commits' texts are embedded with ahead), started
+# with the service when RECQA_INGEST_TOKEN is set, over the warehouse of the service settings.
+# FrontDoor hands its requests straight to its guard: none goes through BentoML's layers, whose
+# work per request is on the event loop the reads share.
+_ingest = IngestProcess(lambda: ServiceSettings.from_env().warehouse)
+_ingest_routes = _ingest.routes()
+_ingest_door = GuardMiddleware(Starlette(routes=_ingest_routes), json_routes=frozenset(route.path for route in _ingest_routes))
 
 
 class RecQAService(bentoml.Service):
@@ -126,7 +131,7 @@ class RecQAService(bentoml.Service):
 
     def to_asgi(self, is_main: bool = True) -> Any:
         app = super().to_asgi(is_main)  # loads the service's configuration first, tracing included
-        return FrontDoor(without_unexported_tracing(app, BentoMLContainer.config.tracing.exporter_type.get()))
+        return FrontDoor(without_unexported_tracing(app, BentoMLContainer.config.tracing.exporter_type.get()), {INGEST_PREFIX: _ingest_door})
 
 
 @bentoml.asgi_app(_info_app, path="/")
@@ -146,8 +151,10 @@ class RecQA:
         self.metrics = service_metrics()
         self._recommend_threads = anyio.CapacityLimiter(API_THREADS)  # /recommend's thread path, as BentoML's sync APIs
         self.state = ServedState.start(self.settings, self._encoders)
-        _ingest.before_commit = self.state.embed_ahead  # a write's texts are embedded once, before its 2xx, and logged
         _ingest.on_commit = self.metrics.observe_commit  # the writer's commits by stage, in /metrics
+        _ingest_door.settings = GuardSettings.from_env()  # this start's tokens (it sees no lifespan of its own)
+        if _ingest_door.settings.ingest_token:
+            _ingest.start()  # it loads its model meanwhile: the first write does not wait for it
 
     def _encoders(self) -> QueryEncoders:
         settings = self.settings
@@ -160,7 +167,7 @@ class RecQA:
     def stop_following(self) -> None:
         """Stop polling the release log: a stopped service (or one of an in-process test) keeps no poller."""
         self.state.stop()
-        _ingest.close()  # queued writes are committed (and answered) before the process goes
+        _ingest.close()  # queued writes are committed (and answered) before the ingest process goes
 
     def version_info(self) -> dict[str, Any]:
         """Served table versions, the encoder, and the search parameters of each served vector index."""
@@ -354,7 +361,7 @@ class RecQA:
 # Body limit, tokens and the JSON content type: checked before BentoML parses anything (settings read at app start).
 RecQA.add_asgi_middleware(RestorePath)  # first: everything after it sees the requested path
 RecQA.add_asgi_middleware(
-    GuardMiddleware, json_routes=frozenset(method.route for method in RecQA.apis.values()) | {route.path for route in _ingest.routes()}
+    GuardMiddleware, json_routes=frozenset(method.route for method in RecQA.apis.values())
 )
 
 
@@ -364,7 +371,7 @@ def _unknown(field: str, value: str) -> JSONResponse:
 
 
 # Our docs page and spec instead of BentoML's (see serving/docs.py).
-_info_app.routes.extend(docs_routes(lambda: openapi_spec(RecQA.openapi_spec.asdict(), _info_app.routes)))
+_info_app.routes.extend(docs_routes(lambda: openapi_spec(RecQA.openapi_spec.asdict(), [*_info_app.routes, *_ingest_routes])))
 
 
 def _frozen(values: list[str] | None) -> tuple[str, ...] | None:

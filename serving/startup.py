@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import bentoml
 from threadpoolctl import threadpool_limits
 
-from features.changes import Change
 from features.encoders import Encoder
 from features.locations import check_warehouse
 from serving.cache import SemanticCache
@@ -151,12 +150,6 @@ class ServedState:
         except Exception as error:  # noqa: BLE001 - stay up (liveness) and say why we are not ready
             logger.exception("recqa is not ready")
             return cls(None, None, f"{type(error).__name__}: {error}")
-
-    def embed_ahead(self, changes: Sequence[Change]) -> Sequence[Change]:
-        """A commit's changes with their texts' vectors, embedded as the served Store's follower
-        would embed them (the writer's `before_commit`); as they came before a release is served."""
-        store = self.current()
-        return store.embed_ahead(changes) if store is not None else changes
 
     def current(self) -> Store | None:
         """The Store a request uses from start to end, even if a reload swaps in another."""

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 
-from features.change_vectors import change_texts, embed_changes
 from features.changes import ANSWERS, EVENTS, ITEMS, USERS, Change, ChangeSet, fold
 from features.encoders import Encoder
 from features.errors import TableContractError
-from features.schemas import ANSWER_TEXT_COLUMN, ANSWERS_TABLE, ITEMS_TABLE, RECQA_TABLES, USERS_TABLE
-from features.text import answer_chunks, chunking_of, item_text
+from features.schemas import ANSWERS_TABLE, ITEMS_TABLE, RECQA_TABLES, USERS_TABLE
+from features.text import chunking_of
 from registry.log import ChangeCursor, change_cursor, read_new_changes
 from serving.answers import AnswerIndex
 from serving.fresh_answers import FreshAnswers
@@ -28,10 +27,6 @@ from serving.overlay import advance_answers, advance_items, applied_changes
 from serving.recommender import FreshRecommender, Recommender
 
 logger = logging.getLogger(__name__)
-
-# Texts a commit embeds ahead at most: a big commit (1,000 long answers) would otherwise hold its
-# requests' 2xx past the request timeout; the follower embeds the rest after the commit.
-EMBED_AHEAD_MAX_TEXTS = 256
 
 # What each kind of endpoint reads, and the job that builds it.
 RECOMMENDATION_TABLES = (USERS_TABLE, ITEMS_TABLE)
@@ -80,7 +75,7 @@ class Store:
         self._recs_changes, self._qa_changes = ChangeSet(), ChangeSet()
         self._item_content: dict[str, np.ndarray] = {}
         self._fresh_answers: FreshAnswers | None = None
-        # the change log's texts: embedded before their commit (`embed_ahead`) and kept in the log,
+        # the change log's texts: embedded before their commit (ingest/ahead.py) and kept in the log,
         # or, when the log holds no vector for them, by the follower (serving/logged_vectors.py)
         self._writes = encoder if writes_encoder is None else writes_encoder
         self._folded: dict = {}
@@ -134,14 +129,6 @@ class Store:
                 _report(vectors, "answers")
                 other.answers = self._base_answers.with_fresh(other._fresh_answers)
         return other
-
-    def embed_ahead(self, changes: Sequence[Change]) -> list[Change]:
-        """The changes with the vectors of the texts a follower will embed for them (the
-        answers' chunks as the served table chunks them, the items' text as build-recs makes
-        it), to be kept in the log with them; texts of a part that is not served are left
-        alone, and past EMBED_AHEAD_MAX_TEXTS the follower embeds the rest."""
-        items = self._base_recommender is not None  # `_chunking` is None when no answers are served
-        return embed_changes(self._writes, changes, lambda change: change_texts(change, self._chunking, items), EMBED_AHEAD_MAX_TEXTS)
 
     def _corpus_size(self) -> int:
         """Chunks in the served answers table (the corpus size fresh BM25 scores are put on)."""

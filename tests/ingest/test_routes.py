@@ -8,14 +8,16 @@ from datetime import datetime, timezone
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from features.changes import ANSWERS, DELETE, EVENT, EVENTS, ITEMS, UPSERT, USERS, Change, fold
 from ingest.api import MAX_RECORDS_PER_REQUEST
+from ingest.routes import COMMIT_HEADER, IngestEndpoints, commit_of_header
 from ingest.writer import BatchingWriter
 from pipelines.lance_io import append_changes, dataset
 from registry.log import read_changes
-from serving.guard import GuardSettings
+from serving.guard import GuardMiddleware, GuardSettings
 from tests.ingest.conftest import AUTH, TOKEN, ingest_app
 
 SHAPE = {"error", "field", "status"}
@@ -189,3 +191,22 @@ def test_two_api_writers_and_a_direct_append_at_once_lose_and_duplicate_nothing(
     keys = [key for _, _, key in logged(warehouse)]
     expected = [f"w{i}-{n}" for i in range(2) for n in range(20)] + [f"direct-{n}" for n in range(5)]
     assert sorted(keys) == sorted(expected) and len(direct) == 5
+
+
+def test_the_ingest_process_answers_with_its_commits_version_and_timings_and_the_service_without(warehouse):
+    """COMMIT_HEADER: what ingest/forward.py passes to the service's /metrics; a write API
+    made without `timings_header` (a test's, or one a client reaches) sends none."""
+    for timings_header in (False, True):
+        endpoints = IngestEndpoints(lambda: str(warehouse), timings_header=timings_header)
+        app = GuardMiddleware(Starlette(routes=endpoints.routes()), GuardSettings(ingest_token=TOKEN),
+                              json_routes=frozenset(r.path for r in endpoints.routes()))
+        with TestClient(app) as client:
+            response = client.post("/ingest/items", json={"items": [item("i1"), item("i2")]}, headers=AUTH)
+        endpoints.close()
+        assert response.status_code == 200, response.text
+        if not timings_header:
+            assert COMMIT_HEADER not in response.headers
+            continue
+        version, timings = commit_of_header(response.headers[COMMIT_HEADER])
+        assert version == response.json()["version"] == read_changes(str(warehouse)).version
+        assert timings.records == 2 and min(timings.queued, timings.ahead, timings.append) >= 0

@@ -234,6 +234,7 @@ def test_on_commit_gets_each_commits_records_and_where_its_time_went_after_its_r
     assert futures[-1].result(timeout=10).version == 2
     writer.close()
     assert [(timings.records, done) for timings, done in seen] == [(3, [True, True]), (1, [True, True, True])]  # the failed commit: none
+    assert [futures[0].result().timings, futures[-1].result().timings] == [timings for timings, _ in seen]  # each request's Commit holds them too
     first = seen[0][0]
     assert 0.1 <= first.queued < 0.3  # the oldest request waited out the interval; the work ahead is not in it
     assert first.ahead >= 0.3 and 0.05 <= first.append < 0.3  # each stage its own time

@@ -83,6 +83,23 @@ def test_the_front_door_routes_on_the_requested_path_and_shapes_its_404():
     assert missing.status_code == 404 and missing.json()["error"].startswith("no route GET /nope")
 
 
+def test_a_direct_prefix_goes_straight_to_its_app_and_its_errors_are_shaped():
+    """The write API's requests skip BentoML's layers (serving/service.py): FrontDoor hands them to their own app."""
+    seen = []
+
+    async def writes(scope, receive, send):
+        seen.append(scope["path"])
+        status = 200 if scope["path"] == "/ingest/items" else 404
+        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"written" if status == 200 else b"gone"})
+
+    client = TestClient(FrontDoor(_app(), {"/ingest/": writes}))
+    assert client.post("/ingest/items").text == "written" and client.get("/items/x").text == "x"  # the rest as before
+    missing = client.post("/ingest/nope")
+    assert missing.status_code == 404 and missing.json()["status"] == 404  # in the one error shape
+    assert seen == ["/ingest/items", "/ingest/nope"]
+
+
 def test_client_errors_are_filtered_from_bentomls_log_and_server_errors_kept():
     from bentoml.exceptions import InternalServerError, NotFound
 

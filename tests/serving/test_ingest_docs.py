@@ -7,6 +7,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from ingest.api import BODIES, IngestResult
+from tests.serving.conftest import in_process
 
 ROUTES = {f"/ingest/{name}": model for name, model in BODIES.items()}
 
@@ -44,3 +45,14 @@ def test_the_service_guards_the_write_api(client):
     # whatever RECQA_INGEST_TOKEN this process has, a request without a token never writes
     response = client.post("/ingest/items", json={"items": [{"item_id": "i", "title": "t"}]})
     assert response.status_code in (401, 404) and response.json()["status"] == response.status_code
+
+
+def test_the_write_door_guards_each_start_with_that_starts_token(service_app, warehouse):
+    """The write API's requests skip BentoML's layers and its guard (serving/service.py): their
+    own guard takes the tokens of each start, as the service's does."""
+    body = {"items": [{"item_id": "i", "title": "t"}]}
+    with in_process(service_app, warehouse) as started:
+        assert started.post("/ingest/items", json=body).status_code == 404  # no token: no write API
+    with in_process(service_app, warehouse, env={"RECQA_INGEST_TOKEN": "door-token"}) as started:
+        wrong = started.post("/ingest/items", json=body, headers={"Authorization": "Bearer not-it"})
+        assert wrong.status_code == 401 and wrong.json()["field"] == "Authorization"

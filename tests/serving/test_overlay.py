@@ -11,7 +11,8 @@ import pytest
 
 from features.changes import parse_deletes, parse_records
 from features.schemas import QADocument
-from features.text import DEFAULT_CHUNK_OVERLAP_WORDS, DEFAULT_CHUNK_WORDS, answer_chunks
+from features.text import DEFAULT_CHUNK_OVERLAP_WORDS, DEFAULT_CHUNK_WORDS, answer_chunks, chunking_of
+from ingest.ahead import AheadEmbedder, published_texts
 from pipelines import lance_io
 from pipelines.build_qa import chunk_rows
 from serving.cache import SemanticCache
@@ -257,7 +258,7 @@ def test_texts_the_writer_embedded_are_kept_in_the_log_and_no_follower_embeds_th
         changes, _ = parse_records("answers", [{"doc_id": "fresh-1", "answer": " ".join(f"quokka{i}" for i in range(300))}])
         items, _ = parse_records("items", [{"item_id": "new-item", "title": "Quokka lamp", "text": "A lamp for quokkas."}])
         if ahead:
-            changes = follower.current().embed_ahead(changes + items)
+            changes = AheadEmbedder(writes, lambda: published_texts(str(copy)))(changes + items)  # as the ingest process does
             assert len(writes.embedded) > 2 and all(c.embeddings is not None for c in changes)  # the chunks and the item
         primed = list(writes.embedded)
         lance_io.append_changes(str(copy), changes + ([] if ahead else items))
@@ -278,16 +279,13 @@ def test_texts_the_writer_embedded_are_kept_in_the_log_and_no_follower_embeds_th
     assert len(results["served"]) == 1
 
 
-def test_a_commit_embeds_at_most_so_many_texts_ahead_and_the_follower_the_rest(fake_warehouse, tmp_path, monkeypatch):
-    from serving import store as store_module
-
-    monkeypatch.setattr(store_module, "EMBED_AHEAD_MAX_TEXTS", 2)
+def test_a_commit_embeds_at_most_so_many_texts_ahead_and_the_follower_the_rest(fake_warehouse, tmp_path):
     copy = tmp_path / "warehouse"
     shutil.copytree(fake_warehouse, copy)
     writes = Counting()
     follower = _writes_follower(copy, writes)
     items, _ = parse_records("items", [{"item_id": f"new-{n}", "title": f"Quokka lamp {n}"} for n in range(5)])
-    ready = follower.current().embed_ahead(items)
+    ready = AheadEmbedder(writes, lambda: published_texts(str(copy)), max_texts=2)(items)
     assert [c.embeddings is not None for c in ready] == [True, True, False, False, False] and len(writes.embedded) == 2
     lance_io.append_changes(str(copy), ready)
     assert follower.refresh_changes() is True
@@ -300,8 +298,35 @@ def test_an_upsert_replaced_later_in_its_commit_is_not_embedded_ahead(fake_wareh
     copy = tmp_path / "warehouse"
     shutil.copytree(fake_warehouse, copy)
     writes = Counting()
-    follower = _writes_follower(copy, writes)
     first, _ = parse_records("items", [{"item_id": "lamp", "title": "Old lamp"}, {"item_id": "chair", "title": "Chair"}])
     second, _ = parse_records("items", [{"item_id": "lamp", "title": "New lamp"}])
-    ready = follower.current().embed_ahead(first + second + parse_deletes("items", ["chair"])[0])
+    ready = AheadEmbedder(writes, lambda: published_texts(str(copy)))(first + second + parse_deletes("items", ["chair"])[0])
     assert writes.embedded == ["New lamp"] and [c.embeddings is not None for c in ready] == [False, False, True, False]
+
+
+def test_texts_are_embedded_ahead_for_what_the_published_release_serves_and_none_before_one(fake_warehouse, tmp_path):
+    """The ingest process knows no served Store: it embeds the texts the published release's
+    followers would (its answers' chunking, items when it has them), and before any release
+    nothing (the build embeds them)."""
+    chunking, items = published_texts(str(fake_warehouse))
+    metadata = lance_io.dataset(str(fake_warehouse), "answers").schema.metadata
+    assert chunking == chunking_of(metadata) and items is True
+    assert published_texts(str(tmp_path / "empty")) == (None, False)
+    writes = Counting()
+    answer, _ = parse_records("answers", [{"doc_id": "d", "answer": "Turn it off and on again."}])
+    assert AheadEmbedder(writes, lambda: (None, False))(answer) == answer and writes.embedded == []
+    assert AheadEmbedder(writes, lambda: (None, True))(answer)[0].embeddings is None  # items only: an answer is not embedded
+    assert AheadEmbedder(writes, lambda: (chunking, False))(answer)[0].embeddings is not None
+
+
+def test_the_release_is_read_again_once_its_check_interval_has_passed():
+    reads = []
+
+    def release():
+        reads.append(len(reads))
+        return (DEFAULT_CHUNK_WORDS, DEFAULT_CHUNK_OVERLAP_WORDS), len(reads) > 1  # items from the second read on
+
+    embed = AheadEmbedder(Counting(), release, check_seconds=3600)
+    assert [embed.released()[1], embed.released()[1]] == [False, False] and len(reads) == 1  # held
+    embed = AheadEmbedder(Counting(), release, check_seconds=0)
+    assert [embed.released()[1], embed.released()[1]] == [True, True] and len(reads) == 3  # read at each check

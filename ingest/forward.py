@@ -1,0 +1,233 @@
+"""The service's side of the ingest process (ingest/process.py): start it, forward the write
+API to it, stop it.
+
+The routes are the write API's paths on the service's port, behind its token check
+(GuardMiddleware): each request's body goes as it came to the ingest process over a Unix
+socket (ingest/frames.py), and its answer comes back as it was made there. The reads never
+wait on a write's parsing, embedding or commit: those run in the other process, under its own GIL.
+
+A process that exits is started again by the next write; a write whose answer was lost with it
+is a 503 that says it may have been logged (an upsert or delete sent again means the same as once).
+Each commit's timings come back with its answers (COMMIT_HEADER's value) and go to `on_commit`
+(the service's /metrics) once per commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ingest.api import BODIES
+from ingest.frames import frame, read_frame
+from ingest.routes import INGEST_PREFIX, commit_of_header, described
+from ingest.writer import CommitTimings
+from serving.errors import error_response
+
+logger = logging.getLogger("recqa.ingest")
+ROOT = Path(__file__).resolve().parents[1]  # the folder holding the `ingest` package: the process imports it from there
+START_SECONDS = 300.0  # the process loads the model before it answers
+REQUEST_SECONDS = 60.0  # a write answered later than this is a 503 (the service's own request timeout is shorter)
+# the process's graceful stop: requests in flight wait for their commit (seconds at most); past this they are dropped
+GRACEFUL_SECONDS = 30
+SEEN_COMMITS = 1024  # commit versions remembered, so each commit's timings are observed once
+
+
+class IngestUnavailable(RuntimeError):
+    """The ingest process is not running and could not be started."""
+
+
+class IngestProcess:
+    """One ingest process for the service's one worker, and the routes that forward to it.
+
+    `warehouse` is asked when the process starts (`start`, or the first write), so building the
+    app reads no settings and starts nothing."""
+
+    def __init__(self, warehouse: Callable[[], str]) -> None:
+        self._warehouse = warehouse
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen | None = None
+        self._folder: str | None = None
+        self._ready = False
+        self._connection: _Connection | None = None
+        self._opening: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._seen: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self.on_commit: Callable[[CommitTimings], Any] | None = None
+
+    @property
+    def socket(self) -> str:
+        if self._folder is None:
+            self._folder = tempfile.mkdtemp(prefix="recqa-ingest-")  # readable by this user only
+        return os.path.join(self._folder, "ingest.sock")
+
+    def start(self) -> None:
+        """Start the process unless it runs; it answers once its model is loaded (`_connected`)."""
+        with self._lock:
+            if self._process is not None and self._process.poll() is None:
+                return
+            if self._process is not None:
+                logger.warning("the ingest process exited (code %s): starting it again", self._process.returncode)
+            socket = self.socket
+            if os.path.exists(socket):
+                os.unlink(socket)  # a stale one: its presence says the process is ready
+            self._process = subprocess.Popen(  # `-m` from ROOT: it imports this checkout's packages; the service's environment
+                [sys.executable, "-m", "ingest.process", "--warehouse", self._warehouse(), "--socket", socket], cwd=str(ROOT),
+            )
+            self._ready = False
+
+    async def _connected(self) -> "_Connection":
+        """This loop's connection to the running process, started (and waited for) first if it is not."""
+        self.start()
+        process = self._process
+        deadline = time.monotonic() + START_SECONDS
+        while not self._ready:
+            if process is None or process.poll() is not None:
+                raise IngestUnavailable(f"the ingest process exited (code {process.returncode if process else None}); see the service log")
+            if os.path.exists(self.socket):
+                self._ready = True
+            elif time.monotonic() > deadline:
+                raise IngestUnavailable(f"the ingest process did not start within {START_SECONDS:.0f} s; see the service log")
+            else:
+                await asyncio.sleep(0.05)
+        loop = asyncio.get_running_loop()
+        if not self._usable(self._connection, loop, process):
+            if self._opening is None or self._opening[0] is not loop:
+                self._opening = (loop, asyncio.Lock())
+            async with self._opening[1]:  # concurrent first writes open one connection
+                if not self._usable(self._connection, loop, process):
+                    if self._connection is not None and self._connection.loop is loop:
+                        self._connection.close()
+                    reader, writer = await asyncio.open_unix_connection(self.socket)
+                    self._connection = _Connection(reader, writer, process)
+        return self._connection
+
+    @staticmethod
+    def _usable(connection: "_Connection | None", loop: asyncio.AbstractEventLoop, process: subprocess.Popen | None) -> bool:
+        """A connection is its loop's (asyncio streams are) and its process's, while open."""
+        return connection is not None and connection.loop is loop and not connection.closed and connection.process is process
+
+    def routes(self) -> list[Route]:
+        return [Route(f"{INGEST_PREFIX}{name}", described(self._endpoint(name), name), methods=["POST"]) for name in BODIES]
+
+    def _endpoint(self, name: str) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            body = await request.body()
+            try:
+                head, content = await (await self._connected()).ask(name, body)
+            except IngestUnavailable as error:
+                return error_response(503, f"not written: {error}; send it again")
+            except (OSError, TimeoutError) as error:
+                return error_response(503, f"the ingest process did not answer ({type(error).__name__}: {error}); the write may or may "
+                                           "not have been logged: send it again (an upsert or delete sent twice means the same as once)")
+            self._observe(head.get("commit"))
+            return Response(content, head["status"], media_type="application/json")
+
+        return endpoint
+
+    def _observe(self, header: str | None) -> None:
+        """Pass a commit's timings to `on_commit` on the first answer of that commit."""
+        if header is None or self.on_commit is None:
+            return
+        version, timings = commit_of_header(header)
+        with self._lock:
+            if version in self._seen:
+                return
+            self._seen[version] = None
+            if len(self._seen) > SEEN_COMMITS:
+                self._seen.popitem(last=False)
+        try:
+            self.on_commit(timings)
+        except Exception as error:  # noqa: BLE001 - a metric, not the write: it is already answered
+            logger.warning("recording a commit's timings failed: %s: %s", type(error).__name__, error)
+
+    def close(self) -> None:
+        """Stop the process (its queued writes are committed and answered first) and remove its socket."""
+        with self._lock:
+            process, self._process, self._ready = self._process, None, False
+            connection, self._connection = self._connection, None
+            folder, self._folder = self._folder, None
+        if connection is not None:
+            connection.close()
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(GRACEFUL_SECONDS + 10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+class _Connection:
+    """One socket to the ingest process, used from one event loop: requests go out as frames
+    with an id, and one reader task hands each answer to the request waiting for it."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, process: subprocess.Popen | None) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.process, self._writer = process, writer
+        self._waiting: dict[int, asyncio.Future] = {}
+        self._ids = itertools.count()
+        self.closed = False
+        self._reader = self.loop.create_task(self._read(reader))
+
+    async def ask(self, route: str, body: bytes) -> tuple[dict[str, Any], bytes]:
+        """The ingest process's answer (head, body) to a write of `body` to `route`."""
+        if self.closed:
+            raise ConnectionResetError("the connection to the ingest process is closed")
+        key = next(self._ids)
+        waiting = self._waiting[key] = self.loop.create_future()
+        try:
+            self._writer.write(frame({"id": key, "route": route}, body))
+            async with asyncio.timeout(REQUEST_SECONDS):
+                return await waiting
+        finally:
+            self._waiting.pop(key, None)
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                head, body = await read_frame(reader)
+                waiting = self._waiting.get(head.get("id"))
+                if waiting is not None and not waiting.done():
+                    waiting.set_result((head, body))
+        except Exception as error:  # noqa: BLE001 - end of stream or a broken one: every waiting write learns it
+            self._fail(ConnectionResetError(f"the ingest process closed the connection ({type(error).__name__})"))
+
+    def _fail(self, error: Exception) -> None:
+        self.closed = True
+        for waiting in self._waiting.values():
+            if not waiting.done():
+                waiting.set_exception(error)
+        self._writer.close()
+
+    def close(self) -> None:
+        """Close it from any thread (the service's shutdown hook may run outside its loop)."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            self._close()
+        elif not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._close)
+
+    def _close(self) -> None:
+        self._reader.cancel()
+        self._fail(ConnectionResetError("the connection to the ingest process was closed"))

@@ -1,0 +1,114 @@
+"""The write API in a process of its own: `python -m ingest.process --warehouse W --socket PATH`.
+
+`recqa serve` starts it (ingest/forward.py) and forwards each `/ingest/*` request to it over a
+Unix socket (ingest/frames.py), after the service's token check. Why a process: in the
+service's own, the writes' handling, embedding and commits took the GIL the reads need, and
+reads slowed more than the writes' CPU explains (benchmarks/RESULTS.md, "Freshness, fifteenth run").
+
+It holds the routes' logic (ingest/routes.py), the one BatchingWriter of the change log and
+the model the service embeds the log's texts with (the service's RECQA_MODEL, backend,
+precision and threads), so a commit's texts are embedded once, here, and kept in the log. It
+answers only on its socket, in a folder only this user can open; the socket appears once the
+model is loaded. SIGTERM (or its parent gone) stops it: requests in flight are answered, what
+is queued is committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Sequence
+
+from ingest.ahead import AheadEmbedder, published_texts
+from ingest.api import BODIES
+from ingest.forward import GRACEFUL_SECONDS
+from ingest.frames import frame, read_frame
+from ingest.routes import COMMIT_HEADER, IngestEndpoints
+from serving.encoders import load_batch_encoder
+from serving.errors import error_response
+from serving.settings import ServiceSettings
+
+logger = logging.getLogger("recqa.ingest")
+PARENT_CHECK_SECONDS = 1.0
+
+
+def endpoints(warehouse: str, settings: ServiceSettings) -> IngestEndpoints:
+    """The write routes' logic over `warehouse`, each commit's texts embedded ahead with the service's model."""
+    encoder = load_batch_encoder(settings.model_name, settings.encoder_backend, settings.encoder_threads, settings.encoder_precision)
+    ingest = IngestEndpoints(lambda: warehouse, timings_header=True)
+    ingest.before_commit = AheadEmbedder(encoder, lambda: published_texts(warehouse))
+    return ingest
+
+
+async def serve(ingest: IngestEndpoints, socket: str, stop: asyncio.Event) -> None:
+    """Answer frames on `socket` until `stop`; then answer those in flight and close the writer."""
+    in_flight: set[asyncio.Task] = set()
+
+    async def answer(head: dict, body: bytes, writer: asyncio.StreamWriter) -> None:
+        route = head.get("route")
+        try:
+            response = await ingest.respond(route, body) if route in BODIES else error_response(404, f"no write route {route!r}")
+        except Exception as error:  # noqa: BLE001 - the service gets an answer, never a silent drop
+            logger.exception("ingest request failed")
+            response = error_response(500, f"the write failed ({type(error).__name__}: {error}); send it again")
+        if not writer.is_closing():
+            writer.write(frame({"id": head.get("id"), "status": response.status_code, "commit": response.headers.get(COMMIT_HEADER)},
+                               bytes(response.body)))
+
+    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head, body = await read_frame(reader)
+                task = asyncio.create_task(answer(head, body, writer))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the service closed its end
+        except asyncio.CancelledError:
+            pass  # the process is stopping: its answers in flight were waited for (`serve`)
+
+    server = await asyncio.start_unix_server(connection, path=socket)
+    await stop.wait()
+    server.close()  # no new connection; requests in flight are answered
+    if in_flight:
+        await asyncio.wait(in_flight, timeout=GRACEFUL_SECONDS)
+    await asyncio.to_thread(ingest.close)  # what is queued is committed first
+
+
+def _stop_with(parent: int, stop: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
+    """Set `stop` once `parent` (the service) is gone, however it went."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        logger.warning("the service that started the ingest process is gone: stopping")
+        loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=watch, name="recqa-ingest-parent", daemon=True).start()
+
+
+async def _run(ingest: IngestEndpoints, socket: str, parent: int) -> None:
+    stop, loop = asyncio.Event(), asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    _stop_with(parent, stop, loop)
+    await serve(ingest, socket, stop)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ingest.process", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--warehouse", required=True)
+    parser.add_argument("--socket", required=True, help="Unix socket path to answer on")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s (ingest process): %(message)s")
+    parent = os.getppid()
+    asyncio.run(_run(endpoints(args.warehouse, ServiceSettings.from_env()), args.socket, parent))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

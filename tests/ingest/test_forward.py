@@ -1,0 +1,93 @@
+"""The service's side of the write API: IngestProcess's routes in front of a real
+`python -m ingest.process` (its model loaded through PyTorch, not exported), over a warehouse
+in tmp_path with no release (nothing to embed ahead: only the change log is written)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psutil
+import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from ingest.forward import IngestProcess
+from ingest.routes import COMMIT_HEADER
+from registry.log import read_changes
+
+pytestmark = pytest.mark.slow  # each start loads the model in a new process
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def torch_backend(monkeypatch):
+    monkeypatch.setenv("RECQA_ENCODER_BACKEND", "torch")  # read by the ingest process, as the service's settings
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def _items(prefix: str, n: int) -> dict:
+    return {"items": [{"item_id": f"{prefix}-{i}", "title": f"title {prefix} {i}"} for i in range(n)]}
+
+
+def test_writes_are_forwarded_to_the_ingest_process_which_is_started_again_after_it_dies(tmp_path, torch_backend):
+    warehouse = tmp_path / "warehouse"
+    ingest = IngestProcess(lambda: str(warehouse))
+    seen = []
+    ingest.on_commit = seen.append
+    with TestClient(Starlette(routes=ingest.routes())) as client:
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda n: client.post("/ingest/items", json=_items(f"a{n}", 3)), range(8)))
+        assert [a.status_code for a in answers] == [200] * 8, answers[0].text
+        assert all(COMMIT_HEADER not in a.headers for a in answers)  # the service's metrics' header stays inside
+        versions = {a.json()["version"] for a in answers}
+        # each commit's timings observed once, from the first of its answers
+        assert len(seen) == len(versions) and sum(t.records for t in seen) == 24
+
+        bad = client.post("/ingest/items", json={"items": [{"title": "no id"}]})
+        assert bad.status_code == 422 and bad.json()["rejected"][0]["field"] == "item_id"  # the ingest process's own answer
+
+        first = ingest._process
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
+        again = client.post("/ingest/items", json=_items("b", 2))
+        assert again.status_code == 200, again.text
+        assert ingest._process is not first and ingest._process.poll() is None
+    keys = sorted(c.key for c in read_changes(str(warehouse)).changes)
+    assert keys == sorted([f"a{n}-{i}" for n in range(8) for i in range(3)] + ["b-0", "b-1"])
+    process, folder = ingest._process, ingest._folder
+    ingest.close()
+    assert process.poll() is not None and not os.path.exists(folder)  # stopped, its socket's folder removed
+
+
+def test_the_ingest_process_stops_when_the_service_that_started_it_is_killed(tmp_path, torch_backend):
+    script = textwrap.dedent(f"""
+        import os, sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        from ingest.forward import IngestProcess
+        ingest = IngestProcess(lambda: {str(tmp_path / "warehouse")!r})
+        ingest.start()
+        while not os.path.exists(ingest.socket):
+            time.sleep(0.1)
+        print(ingest._process.pid, flush=True)
+        time.sleep(600)
+    """)
+    service = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        child = psutil.Process(int(service.stdout.readline()))
+        assert child.is_running()
+        service.kill()  # no shutdown hook runs
+        service.wait(10)
+        deadline = time.monotonic() + 30
+        while child.is_running() and child.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+    finally:
+        service.kill()
