@@ -42,8 +42,10 @@ from serving.errors import error_response
 
 logger = logging.getLogger("recqa.ingest")
 ROOT = Path(__file__).resolve().parents[1]  # the folder holding the `ingest` package: the process imports it from there
-START_SECONDS = 300.0  # the process loads the model before it answers
-REQUEST_SECONDS = 60.0  # a write answered later than this is a 503 (the service's own request timeout is shorter)
+# a write waits this long for the process to start (it loads the model first), then is a 503, not written
+START_SECONDS = 30.0
+# a write answered later than this is a 503 that may have been logged (a commit takes seconds at most)
+REQUEST_SECONDS = 60.0
 # the process's graceful stop: requests in flight wait for their commit (seconds at most); past this they are dropped
 GRACEFUL_SECONDS = 30
 SEEN_COMMITS = 1024  # commit versions remembered, so each commit's timings are observed once
@@ -102,7 +104,7 @@ class IngestProcess:
             if os.path.exists(self.socket):
                 self._ready = True
             elif time.monotonic() > deadline:
-                raise IngestUnavailable(f"the ingest process did not start within {START_SECONDS:.0f} s; see the service log")
+                raise IngestUnavailable(f"the ingest process is still starting (loading its model) after {START_SECONDS:.0f} s")
             else:
                 await asyncio.sleep(0.05)
         loop = asyncio.get_running_loop()
@@ -134,7 +136,8 @@ class IngestProcess:
                 return error_response(503, f"not written: {error}; send it again")
             except (OSError, TimeoutError) as error:
                 return error_response(503, f"the ingest process did not answer ({type(error).__name__}: {error}); the write may or may "
-                                           "not have been logged: send it again (an upsert or delete sent twice means the same as once)")
+                                           "not have been logged: send it again (an upsert or delete sent twice means the same as once; "
+                                           "an event sent twice is counted twice)")
             self._observe(head.get("commit"))
             return Response(content, head["status"], media_type="application/json")
 
@@ -157,13 +160,13 @@ class IngestProcess:
             logger.warning("recording a commit's timings failed: %s: %s", type(error).__name__, error)
 
     def close(self) -> None:
-        """Stop the process (its queued writes are committed and answered first) and remove its socket."""
+        """Stop the process and remove its socket: it answers the writes in flight and commits what
+        is queued first; their answers reach the requests while the event loop runs on."""
         with self._lock:
             process, self._process, self._ready = self._process, None, False
-            connection, self._connection = self._connection, None
+            self._connection, self._opening = None, None  # its reader still hands out the answers in flight, then ends
             folder, self._folder = self._folder, None
-        if connection is not None:
-            connection.close()
+            self._seen.clear()  # the next start may write another warehouse, whose versions start again
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -78,6 +79,9 @@ async def serve(ingest: IngestEndpoints, socket: str, stop: asyncio.Event) -> No
     if in_flight:
         await asyncio.wait(in_flight, timeout=GRACEFUL_SECONDS)
     await asyncio.to_thread(ingest.close)  # what is queued is committed first
+    with contextlib.suppress(OSError):  # the socket and its folder (ingest/forward.py made it for this process)
+        os.unlink(socket)
+        os.rmdir(os.path.dirname(socket))
 
 
 def _stop_with(parent: int, stop: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:

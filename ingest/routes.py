@@ -48,8 +48,8 @@ class IngestEndpoints:
     """The four routes and the process's one BatchingWriter, made on the first write.
 
     `warehouse` is asked only then, so building the app reads no settings and starts no thread.
-    `before_commit`, set by the service, is run by the writer on each commit's changes before
-    the commit and returns them to commit (with their texts' vectors); `on_commit` gets each commit's
+    `before_commit`, set by the ingest process, is run by the writer on each commit's changes before
+    the commit and returns them to commit (with their texts' vectors); `on_commit`, if set, gets each commit's
     timings (the service's metrics).
     """
 

@@ -8,10 +8,10 @@ is never split), and its future resolves only when that commit has returned, i.e
 and read back. A failed commit fails every request in it: nothing of it is acknowledged.
 
 `before_commit`, when set, gets a commit's changes just before it is made and may return them
-again, to be committed in their place (the service attaches their texts' vectors then,
-serving/logged_vectors.py); its failure is logged and the changes are committed as they came.
-`on_commit`, when set, gets each commit's `CommitTimings` once its requests are answered (the
-service's metrics): a writer that falls behind its requests shows as their time queued growing,
+again, to be committed in their place (the ingest process attaches their texts' vectors then,
+ingest/ahead.py); its failure is logged and the changes are committed as they came.
+`on_commit`, when set, gets each commit's `CommitTimings` once its requests are answered (each
+request's `Commit` holds them too, which is how the service's metrics get them): a writer that falls behind its requests shows as their time queued growing,
 which the answer's latency alone does not tell apart from a slow commit.
 """
 

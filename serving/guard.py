@@ -67,7 +67,7 @@ class GuardMiddleware:
 
     def __init__(self, app: ASGIApp, settings: GuardSettings | None = None, json_routes: frozenset[str] = frozenset()) -> None:
         self.app = app
-        self.json_routes = json_routes  # the POST routes whose body is JSON (the BentoML APIs)
+        self.json_routes = json_routes  # the POST routes whose body is JSON (the BentoML APIs, the write API)
         # Read when BentoML builds the app in the worker, not at import, and again when the app
         # starts (lifespan): an app built once serves each start with that start's environment.
         self._from_env = settings is None

@@ -1,13 +1,13 @@
 """Vectors of the change log's texts: embedded once, by the writer, and read by every follower.
 
-The service's writer embeds a commit's texts before the commit (features/change_vectors.py,
-the ingest writer's `before_commit`; `recqa upsert` does the same) and the log keeps their
+The write API's process embeds a commit's texts before the commit (ingest/ahead.py, its
+writer's `before_commit`; `recqa upsert` does the same) and the log keeps their
 vectors beside the records (features/changes.Embeddings). A follower stepping through the log
 then takes each text's vector from the rows it reads (`LoggedVectors`) instead of running the
-model again: the writer's own follower, another worker's, and a restarted service's, which
+model again: the service's own follower, another worker's, and a restarted service's, which
 would otherwise embed every upsert since its release's build before it is ready.
 
-Texts are matched by digest, so what the writer did not embed (past serving/store.py's cap,
+Texts are matched by digest, so what the writer did not embed (past ingest/ahead.py's cap,
 `recqa upsert --no-embed`, another model, other chunk sizes) is embedded by the follower.
 """
 

@@ -3,6 +3,8 @@ docs page with its body schemas. In-process through the service's ASGI app (no l
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from starlette.testclient import TestClient
 
@@ -53,6 +55,18 @@ def test_the_write_door_guards_each_start_with_that_starts_token(service_app, wa
     body = {"items": [{"item_id": "i", "title": "t"}]}
     with in_process(service_app, warehouse) as started:
         assert started.post("/ingest/items", json=body).status_code == 404  # no token: no write API
-    with in_process(service_app, warehouse, env={"RECQA_INGEST_TOKEN": "door-token"}) as started:
+    with in_process(service_app, warehouse, env={"RECQA_INGEST_TOKEN": "door-token", "RECQA_MAX_BODY_BYTES": "4096"}) as started:
         wrong = started.post("/ingest/items", json=body, headers={"Authorization": "Bearer not-it"})
         assert wrong.status_code == 401 and wrong.json()["field"] == "Authorization"
+        auth = {"Authorization": "Bearer door-token"}
+        form = started.post("/ingest/items", content=b"items=1", headers={**auth, "Content-Type": "application/x-www-form-urlencoded"})
+        assert form.status_code == 415 and form.json()["field"] == "Content-Type"
+        large = started.post("/ingest/items", json={"items": [{"item_id": "i", "title": "t" * 5000}]}, headers=auth)
+        assert large.status_code == 413
+        # the right token reaches the write API's process: its own answer (a record without an id writes nothing)
+        deadline = time.monotonic() + 180
+        while True:
+            passed = started.post("/ingest/items", json={"items": [{"title": "no id"}]}, headers=auth)
+            if passed.status_code != 503 or "still starting" not in passed.text or time.monotonic() > deadline:
+                break
+        assert passed.status_code == 422 and passed.json()["rejected"][0]["field"] == "item_id", passed.text
