@@ -55,7 +55,5 @@ class AheadEmbedder:
             return self._known  # type: ignore[return-value]
 
     def __call__(self, changes: Sequence[Change]) -> list[Change]:
-        chunking, items = self.released()
-        if chunking is None and not items:
-            return list(changes)  # nothing published yet: the build embeds them
+        chunking, items = self.released()  # nothing published yet: no texts, the build embeds them
         return embed_changes(self._encoder, changes, lambda change: change_texts(change, chunking, items), self.max_texts)

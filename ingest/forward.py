@@ -35,7 +35,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ingest.api import BODIES
-from ingest.frames import frame, read_frame
+from ingest.frames import GRACEFUL_SECONDS, frame, read_frame
 from ingest.routes import INGEST_PREFIX, commit_of_header, described
 from ingest.writer import CommitTimings
 from serving.errors import error_response
@@ -46,8 +46,6 @@ ROOT = Path(__file__).resolve().parents[1]  # the folder holding the `ingest` pa
 START_SECONDS = 30.0
 # a write answered later than this is a 503 that may have been logged (a commit takes seconds at most)
 REQUEST_SECONDS = 60.0
-# the process's graceful stop: requests in flight wait for their commit (seconds at most); past this they are dropped
-GRACEFUL_SECONDS = 30
 SEEN_COMMITS = 1024  # commit versions remembered, so each commit's timings are observed once
 
 
@@ -221,16 +219,6 @@ class _Connection:
         self._writer.close()
 
     def close(self) -> None:
-        """Close it from any thread (the service's shutdown hook may run outside its loop)."""
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self.loop:
-            self._close()
-        elif not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self._close)
-
-    def _close(self) -> None:
+        """Close it, from its own loop (`IngestProcess._connected` replacing it)."""
         self._reader.cancel()
         self._fail(ConnectionResetError("the connection to the ingest process was closed"))

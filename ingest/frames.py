@@ -16,6 +16,9 @@ import struct
 from typing import Any
 
 SIZE = struct.Struct(">I")
+# the process's graceful stop: requests in flight wait for their commit (seconds at most); past
+# this the process drops them, and the service stops waiting for it 10 s later
+GRACEFUL_SECONDS = 30
 
 
 def frame(head: dict[str, Any], body: bytes) -> bytes:

@@ -27,8 +27,7 @@ from collections.abc import Sequence
 
 from ingest.ahead import AheadEmbedder, published_texts
 from ingest.api import BODIES
-from ingest.forward import GRACEFUL_SECONDS
-from ingest.frames import frame, read_frame
+from ingest.frames import GRACEFUL_SECONDS, frame, read_frame
 from ingest.routes import COMMIT_HEADER, IngestEndpoints
 from serving.encoders import load_batch_encoder
 from serving.errors import error_response

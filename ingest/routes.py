@@ -48,9 +48,8 @@ class IngestEndpoints:
     """The four routes and the process's one BatchingWriter, made on the first write.
 
     `warehouse` is asked only then, so building the app reads no settings and starts no thread.
-    `before_commit`, set by the ingest process, is run by the writer on each commit's changes before
-    the commit and returns them to commit (with their texts' vectors); `on_commit`, if set, gets each commit's
-    timings (the service's metrics).
+    `before_commit`, set by the ingest process before its first write, is run by the writer on
+    each commit's changes before the commit and returns them to commit (with their texts' vectors).
     """
 
     def __init__(self, warehouse: Callable[[], str], make_writer: Callable[[str], BatchingWriter] = BatchingWriter.for_warehouse,
@@ -61,23 +60,13 @@ class IngestEndpoints:
         self._writer: BatchingWriter | None = None
         self._lock = threading.Lock()
         self.before_commit: Callable[[Sequence[Change]], Sequence[Change] | None] | None = None
-        self.on_commit: Callable[[CommitTimings], Any] | None = None
 
     def writer(self) -> BatchingWriter:
         with self._lock:
             if self._writer is None:
                 self._writer = self._make_writer(self._warehouse())
-                self._writer.before_commit = self._forward("before_commit")
-                self._writer.on_commit = self._forward("on_commit")
+                self._writer.before_commit = self.before_commit
             return self._writer
-
-    def _forward(self, hook: str) -> Callable[[Any], Any]:
-        """A call of this object's `hook` read at each commit: the service may set it after the first write."""
-        def call(argument: Any) -> Any:
-            target = getattr(self, hook)
-            return target(argument) if target is not None else None
-
-        return call
 
     def close(self) -> None:
         """Commit what is queued and stop the writer (service shutdown); the next write starts a new one."""
