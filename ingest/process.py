@@ -6,9 +6,12 @@ service's own, the writes' handling, embedding and commits took the GIL the read
 reads slowed more than the writes' CPU explains (benchmarks/RESULTS.md, "Freshness, fifteenth run").
 
 It holds the routes' logic (ingest/routes.py), the one BatchingWriter of the change log and
-the model the service embeds the log's texts with (the service's RECQA_MODEL, backend,
-precision and threads), so a commit's texts are embedded once, here, and kept in the log. It
-answers only on its socket, in a folder only this user can open; the socket appears once the
+the model the service embeds the log's texts with (the service's RECQA_MODEL, backend and
+threads; its precision is RECQA_INGEST_PRECISION's, see `batch_precision`), so a commit's texts are
+embedded once, here, and kept in the log. It runs RECQA_INGEST_NICE lower than the service
+(nice(2)): when the reads and the writes both want the cores, the reads get most of them, and
+the bfloat16 model keeps the writes' share small enough to keep up (benchmarks/RESULTS.md,
+"Freshness, sixteenth run"). It answers only on its socket, in a folder only this user can open; the socket appears once the
 model is loaded. SIGTERM (or its parent gone) stops it: requests in flight are answered, what
 is queued is committed.
 """
@@ -29,7 +32,7 @@ from ingest.ahead import AheadEmbedder, published_texts
 from ingest.api import BODIES
 from ingest.frames import GRACEFUL_SECONDS, frame, read_frame
 from ingest.routes import COMMIT_HEADER, IngestEndpoints
-from serving.encoders import load_batch_encoder
+from serving.encoders import batch_precision, load_batch_encoder
 from serving.errors import error_response
 from serving.settings import ServiceSettings
 
@@ -39,7 +42,9 @@ PARENT_CHECK_SECONDS = 1.0
 
 def endpoints(warehouse: str, settings: ServiceSettings) -> IngestEndpoints:
     """The write routes' logic over `warehouse`, each commit's texts embedded ahead with the service's model."""
-    encoder = load_batch_encoder(settings.model_name, settings.encoder_backend, settings.encoder_threads, settings.encoder_precision)
+    precision = batch_precision(settings.ingest_precision, settings.encoder_precision)
+    logger.info("embedding writes with %s in %s, niceness %d", settings.model_name, precision, os.nice(0))
+    encoder = load_batch_encoder(settings.model_name, settings.encoder_backend, settings.encoder_threads, precision)
     ingest = IngestEndpoints(lambda: warehouse, timings_header=True)
     ingest.before_commit = AheadEmbedder(encoder, lambda: published_texts(warehouse))
     return ingest
@@ -108,8 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--socket", required=True, help="Unix socket path to answer on")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s (ingest process): %(message)s")
+    settings = ServiceSettings.from_env()
+    os.nice(settings.ingest_nice)  # before the model loads: its threads inherit it
     parent = os.getppid()
-    asyncio.run(_run(endpoints(args.warehouse, ServiceSettings.from_env()), args.socket, parent))
+    asyncio.run(_run(endpoints(args.warehouse, settings), args.socket, parent))
     return 0
 
 

@@ -35,6 +35,8 @@ ENV_MEMORY_BUDGET_MB = "RECQA_MEMORY_BUDGET_MB"
 ENV_ADMIN_TOKEN = "RECQA_ADMIN_TOKEN"
 ENV_API_TOKEN = "RECQA_API_TOKEN"
 ENV_INGEST_TOKEN = "RECQA_INGEST_TOKEN"
+ENV_INGEST_PRECISION = "RECQA_INGEST_PRECISION"
+ENV_INGEST_NICE = "RECQA_INGEST_NICE"
 ENV_ACCESS_LOG = "RECQA_ACCESS_LOG"
 
 DEFAULT_RELOAD_SECONDS = 10.0
@@ -48,6 +50,10 @@ DEFAULT_ENCODER_BACKEND = "onnx"
 # 1 MiB: the largest valid request (1,000 filter values of 256 characters, or a 4,000-character
 # question) is well under it; anything bigger is a mistake or an attack, refused before parsing.
 DEFAULT_MAX_BODY_BYTES = 1 << 20
+# How much lower than the service the writes' process runs (nice(2)): when reads and writes
+# both want the cores, the kernel gives the reads most of them (benchmarks/RESULTS.md,
+# "Freshness, sixteenth run").
+DEFAULT_INGEST_NICE = 10
 
 _SECRETS = frozenset({ENV_ADMIN_TOKEN, ENV_API_TOKEN, ENV_INGEST_TOKEN})  # never echoed in an error
 
@@ -105,6 +111,14 @@ class ServiceSettings(EnvSettings):
     encoder_precision: Literal["fp32", "bf16"] = Field(
         "fp32", alias=ENV_ENCODER_PRECISION,
         description="bf16: calls of 2+ texts (a batch of questions, a write commit's texts) run the model's bfloat16 weights as a traced graph; one text keeps the backend's model",
+    )
+    ingest_precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", alias=ENV_INGEST_PRECISION,
+        description="the writes' process's batches: auto is bf16 on a CPU with AVX512-BF16 or AMX, else RECQA_ENCODER_PRECISION",
+    )
+    ingest_nice: int = Field(
+        DEFAULT_INGEST_NICE, alias=ENV_INGEST_NICE, ge=0, le=19,
+        description="how much lower the writes' process runs than the service (0: the same priority)",
     )
     memory_budget_mb: int = Field(
         DEFAULT_MEMORY_BUDGET_MB, alias=ENV_MEMORY_BUDGET_MB, ge=0,

@@ -17,6 +17,7 @@ from serving.encoders import (
     BatchingEncoder,
     SizeRoutedEncoder,
     available_cores,
+    batch_precision,
     encoder_lanes,
     load_batch_encoder,
     load_query_encoder,
@@ -75,6 +76,25 @@ def test_calls_under_the_threshold_go_to_the_small_model_and_the_rest_to_the_lar
 def test_an_unknown_batch_precision_is_refused_by_name():
     with pytest.raises(ValueError, match="RECQA_ENCODER_PRECISION"):
         load_batch_encoder("all-MiniLM-L6-v2", "onnx", 1, "int4")
+
+
+@pytest.mark.parametrize(
+    ("choice", "otherwise", "native", "expected"),
+    [
+        ("auto", "fp32", True, "bf16"),  # a CPU with AMX or AVX512-BF16: bf16 whatever the service's questions use
+        ("auto", "fp32", False, "fp32"),  # emulated bf16 is slower: the service's own precision
+        ("auto", "bf16", False, "bf16"),
+        ("fp32", "bf16", True, "fp32"),  # named: as named
+        ("bf16", "fp32", False, "bf16"),
+    ],
+)
+def test_the_writes_precision_is_bf16_only_where_the_cpu_runs_it_unless_named(choice, otherwise, native, expected):
+    assert batch_precision(choice, otherwise, native) == expected
+
+
+def test_an_unknown_writes_precision_is_refused_by_name():
+    with pytest.raises(ValueError, match="RECQA_INGEST_PRECISION"):
+        batch_precision("int8", "fp32", True)
 
 
 class Recording:

@@ -22,6 +22,7 @@ def test_unset_variables_give_the_documented_defaults():
     settings = ServiceSettings.from_env({})
     assert settings == ServiceSettings()
     assert (settings.cache_capacity, settings.encoder_backend, settings.encoder_precision) == (2_048, "onnx", "fp32")
+    assert (settings.ingest_precision, settings.ingest_nice) == ("auto", 10)
     assert GuardSettings.from_env({}).max_body_bytes == 1 << 20
 
 
@@ -30,10 +31,12 @@ def test_each_variable_sets_its_field():
         "RECQA_WAREHOUSE": "s3://bucket/wh", "RECQA_MODEL": "/models/m", "RECQA_RELOAD_SECONDS": "0.5",
         "RECQA_CACHE_CAPACITY": "16", "RECQA_CACHE_THRESHOLD": "0.8", "RECQA_ENCODER_THREADS": "2",
         "RECQA_ENCODER_BACKEND": "torch", "RECQA_UNRELATED": "x", "RECQA_ENCODER_PRECISION": "bf16",
+        "RECQA_INGEST_PRECISION": "fp32", "RECQA_INGEST_NICE": "0",
     }
     assert ServiceSettings.from_env(env) == ServiceSettings(
         warehouse="s3://bucket/wh", model_name="/models/m", reload_seconds=0.5, cache_capacity=16,
         cache_threshold=0.8, encoder_threads=2, encoder_backend="torch", encoder_precision="bf16",
+        ingest_precision="fp32", ingest_nice=0,
     )
     guard = GuardSettings.from_env({"RECQA_MAX_BODY_BYTES": "2048", "RECQA_API_TOKEN": "t", "RECQA_INGEST_TOKEN": "i"})
     assert (guard.max_body_bytes, guard.api_token, guard.admin_token, guard.ingest_token) == (2048, "t", "", "i")
@@ -50,6 +53,9 @@ def test_each_variable_sets_its_field():
         ("RECQA_ENCODER_BACKEND", "tensorflow", "'onnx' or 'torch'"),
         ("RECQA_ENCODER_PRECISION", "int8", "'fp32' or 'bf16'"),
         ("RECQA_WAREHOUSE", "", "at least 1 character"),
+        ("RECQA_INGEST_PRECISION", "int8", "'auto', 'fp32' or 'bf16'"),
+        ("RECQA_INGEST_NICE", "20", "less than or equal to 19"),
+        ("RECQA_INGEST_NICE", "-5", "greater than or equal to 0"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable_the_value_and_what_is_expected(variable, value, expected):
