@@ -27,6 +27,7 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from ingest.ahead import AheadEmbedder, published_texts
 from ingest.api import BODIES
@@ -40,10 +41,28 @@ logger = logging.getLogger("recqa.ingest")
 PARENT_CHECK_SECONDS = 1.0
 
 
+def lower_priority(by: int) -> int:
+    """Run every thread of this process `by` lower than now (nice(2), at most 19); returns the new value.
+
+    Linux keeps a nice value per thread, and a new thread takes its creator's: the threads the
+    imports already started (pylance's allocator's among them) are set one by one from /proc,
+    and every thread started after (the model's, the writer's) is born at the new value.
+    """
+    target = min(19, os.getpriority(os.PRIO_PROCESS, 0) + by)
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():  # no per-thread values to reach: the process's
+        os.setpriority(os.PRIO_PROCESS, 0, target)
+        return target
+    for task in tasks.iterdir():
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.setpriority(os.PRIO_PROCESS, int(task.name), target)
+    return target
+
+
 def endpoints(warehouse: str, settings: ServiceSettings) -> IngestEndpoints:
     """The write routes' logic over `warehouse`, each commit's texts embedded ahead with the service's model."""
     precision = batch_precision(settings.ingest_precision, settings.encoder_precision)
-    logger.info("embedding writes with %s in %s, niceness %d", settings.model_name, precision, os.nice(0))
+    logger.info("embedding writes with %s in %s", settings.model_name, precision)
     encoder = load_batch_encoder(settings.model_name, settings.encoder_backend, settings.encoder_threads, precision)
     ingest = IngestEndpoints(lambda: warehouse, timings_header=True)
     ingest.before_commit = AheadEmbedder(encoder, lambda: published_texts(warehouse))
@@ -114,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s (ingest process): %(message)s")
     settings = ServiceSettings.from_env()
-    os.nice(settings.ingest_nice)  # before the model loads: its threads inherit it
+    logger.info("running at niceness %d", lower_priority(settings.ingest_nice))  # before the model's threads start
     parent = os.getppid()
     asyncio.run(_run(endpoints(args.warehouse, settings), args.socket, parent))
     return 0
