@@ -7,11 +7,11 @@ reads slowed more than the writes' CPU explains (benchmarks/RESULTS.md, "Freshne
 
 It holds the routes' logic (ingest/routes.py), the one BatchingWriter of the change log and
 the model the service embeds the log's texts with (the service's RECQA_MODEL, backend and
-threads; its precision is RECQA_INGEST_PRECISION's, see `batch_precision`), so a commit's texts are
-embedded once, here, and kept in the log. It runs RECQA_INGEST_NICE lower than the service
-(nice(2)): when the reads and the writes both want the cores, the reads get most of them, and
-the bfloat16 model keeps the writes' share small enough to keep up (benchmarks/RESULTS.md,
-"Freshness, sixteenth run"). It answers only on its socket, in a folder only this user can open; the socket appears once the
+threads; its precision RECQA_INGEST_PRECISION's, see `batch_precision`), so a commit's texts
+are embedded once, here, and kept in the log. With bf16 writes it runs 10 lower than the
+service (nice(2); RECQA_INGEST_NICE): when the reads and the writes both want the cores, the
+reads get most of them, and on a CPU that runs bfloat16 natively the writes still kept up
+(benchmarks/RESULTS.md, "Freshness, sixteenth run"). It answers only on its socket, in a folder only this user can open; the socket appears once the
 model is loaded. SIGTERM (or its parent gone) stops it: requests in flight are answered, what
 is queued is committed.
 """
@@ -35,33 +35,54 @@ from ingest.frames import GRACEFUL_SECONDS, frame, read_frame
 from ingest.routes import COMMIT_HEADER, IngestEndpoints
 from serving.encoders import batch_precision, load_batch_encoder
 from serving.errors import error_response
-from serving.settings import ServiceSettings
+from serving.settings import DEFAULT_INGEST_NICE, ServiceSettings
 
 logger = logging.getLogger("recqa.ingest")
 PARENT_CHECK_SECONDS = 1.0
 
 
 def lower_priority(by: int) -> int:
-    """Run every thread of this process `by` lower than now (nice(2), at most 19); returns the new value.
+    """Run every thread of this process `by` lower than the calling thread runs now (nice(2), at
+    most 19), none higher than it already runs; returns the calling thread's new value.
 
-    Linux keeps a nice value per thread, and a new thread takes its creator's: the threads the
-    imports already started (pylance's allocator's among them) are set one by one from /proc,
-    and every thread started after (the model's, the writer's) is born at the new value.
+    Linux keeps a nice value per thread, and a new thread takes its creator's: the threads
+    already started (the imports' and the model's: pylance's allocator's among them) are set one
+    by one from /proc, passes repeated until no new one appears, and every thread started after
+    is born at the new value. A refusal (a sandbox that forbids setpriority) is logged, not
+    raised: the writes still run, at the service's priority.
     """
-    target = min(19, os.getpriority(os.PRIO_PROCESS, 0) + by)
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    target = min(19, current + by)
+    if by <= 0:
+        return current
     tasks = Path("/proc/self/task")
-    if not tasks.is_dir():  # no per-thread values to reach: the process's
-        os.setpriority(os.PRIO_PROCESS, 0, target)
-        return target
-    for task in tasks.iterdir():
-        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
-            os.setpriority(os.PRIO_PROCESS, int(task.name), target)
+    try:
+        if not tasks.is_dir():  # no per-thread values to reach: the calling thread's alone
+            os.setpriority(os.PRIO_PROCESS, 0, target)
+            return target
+        done: set[int] = set()
+        while fresh := {int(task.name) for task in tasks.iterdir()} - done:
+            for thread in fresh:
+                with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+                    os.setpriority(os.PRIO_PROCESS, thread, max(target, os.getpriority(os.PRIO_PROCESS, thread)))
+            done |= fresh
+    except PermissionError as error:
+        logger.warning("could not lower the writes' priority (%s): they run at the service's", error)
+        return os.getpriority(os.PRIO_PROCESS, 0)
     return target
 
 
-def endpoints(warehouse: str, settings: ServiceSettings) -> IngestEndpoints:
-    """The write routes' logic over `warehouse`, each commit's texts embedded ahead with the service's model."""
-    precision = batch_precision(settings.ingest_precision, settings.encoder_precision)
+def write_niceness(nice: int | None, precision: str) -> int:
+    """RECQA_INGEST_NICE when set; unset, DEFAULT_INGEST_NICE for bf16 writes and 0 for fp32 ones:
+    lowered, fp32 writes fell behind 50 a second under reads that filled the cores, where bf16
+    ones kept up (benchmarks/RESULTS.md, "Freshness, sixteenth run")."""
+    if nice is not None:
+        return nice
+    return DEFAULT_INGEST_NICE if precision == "bf16" else 0
+
+
+def endpoints(warehouse: str, settings: ServiceSettings, precision: str) -> IngestEndpoints:
+    """The write routes' logic over `warehouse`, each commit's texts embedded ahead with the service's model in `precision`."""
     logger.info("embedding writes with %s in %s", settings.model_name, precision)
     encoder = load_batch_encoder(settings.model_name, settings.encoder_backend, settings.encoder_threads, precision)
     ingest = IngestEndpoints(lambda: warehouse, timings_header=True)
@@ -133,9 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s (ingest process): %(message)s")
     settings = ServiceSettings.from_env()
-    logger.info("running at niceness %d", lower_priority(settings.ingest_nice))  # before the model's threads start
+    precision = batch_precision(settings.ingest_precision, settings.encoder_precision)
+    ingest = endpoints(args.warehouse, settings, precision)  # the model loads at the service's priority: a restart is not slowed
+    logger.info("running at niceness %d", lower_priority(write_niceness(settings.ingest_nice, precision)))
     parent = os.getppid()
-    asyncio.run(_run(endpoints(args.warehouse, settings), args.socket, parent))
+    asyncio.run(_run(ingest, args.socket, parent))
     return 0
 
 

@@ -50,9 +50,9 @@ DEFAULT_ENCODER_BACKEND = "onnx"
 # 1 MiB: the largest valid request (1,000 filter values of 256 characters, or a 4,000-character
 # question) is well under it; anything bigger is a mistake or an attack, refused before parsing.
 DEFAULT_MAX_BODY_BYTES = 1 << 20
-# How much lower than the service the writes' process runs (nice(2)): when reads and writes
-# both want the cores, the kernel gives the reads most of them (benchmarks/RESULTS.md,
-# "Freshness, sixteenth run").
+# How much lower than the service the writes' process runs (nice(2)) when it embeds in bf16
+# and RECQA_INGEST_NICE is unset (0 for fp32 writes): when reads and writes both want the
+# cores, the kernel gives the reads most of them (benchmarks/RESULTS.md, "Freshness, sixteenth run").
 DEFAULT_INGEST_NICE = 10
 
 _SECRETS = frozenset({ENV_ADMIN_TOKEN, ENV_API_TOKEN, ENV_INGEST_TOKEN})  # never echoed in an error
@@ -116,9 +116,9 @@ class ServiceSettings(EnvSettings):
         "auto", alias=ENV_INGEST_PRECISION,
         description="the writes' process's batches: auto is bf16 on a CPU with AVX512-BF16 or AMX, else RECQA_ENCODER_PRECISION",
     )
-    ingest_nice: int = Field(
-        DEFAULT_INGEST_NICE, alias=ENV_INGEST_NICE, ge=0, le=19,
-        description="how much lower the writes' process runs than the service (0: the same priority)",
+    ingest_nice: int | None = Field(
+        None, alias=ENV_INGEST_NICE, ge=0, le=19,
+        description="how much lower the writes' process runs than the service (0: the same; unset: 10 for bf16 writes, 0 for fp32)",
     )
     memory_budget_mb: int = Field(
         DEFAULT_MEMORY_BUDGET_MB, alias=ENV_MEMORY_BUDGET_MB, ge=0,

@@ -22,7 +22,7 @@ def test_unset_variables_give_the_documented_defaults():
     settings = ServiceSettings.from_env({})
     assert settings == ServiceSettings()
     assert (settings.cache_capacity, settings.encoder_backend, settings.encoder_precision) == (2_048, "onnx", "fp32")
-    assert (settings.ingest_precision, settings.ingest_nice) == ("auto", 10)
+    assert (settings.ingest_precision, settings.ingest_nice) == ("auto", None)
     assert GuardSettings.from_env({}).max_body_bytes == 1 << 20
 
 
