@@ -66,7 +66,7 @@ def lower_priority(by: int) -> int:
                 with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
                     os.setpriority(os.PRIO_PROCESS, thread, max(target, os.getpriority(os.PRIO_PROCESS, thread)))
             done |= fresh
-    except PermissionError as error:
+    except OSError as error:  # EPERM, or a seccomp profile's ENOSYS
         logger.warning("could not lower the writes' priority (%s): they run at the service's", error)
         return os.getpriority(os.PRIO_PROCESS, 0)
     return target
