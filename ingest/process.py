@@ -11,9 +11,9 @@ threads; its precision RECQA_INGEST_PRECISION's, see `batch_precision`), so a co
 are embedded once, here, and kept in the log. With bf16 writes it runs 10 lower than the
 service (nice(2); RECQA_INGEST_NICE): when the reads and the writes both want the cores, the
 reads get most of them, and on a CPU that runs bfloat16 natively the writes still kept up
-(benchmarks/RESULTS.md, "Freshness, sixteenth run"). It answers only on its socket, in a folder only this user can open; the socket appears once the
-model is loaded. SIGTERM (or its parent gone) stops it: requests in flight are answered, what
-is queued is committed.
+(benchmarks/RESULTS.md, "Freshness, sixteenth run"). It answers only on its socket, in a
+folder only this user can open; the socket appears once the model is loaded. SIGTERM (or its
+parent gone) stops it: requests in flight are answered, what is queued is committed.
 """
 
 from __future__ import annotations
@@ -52,9 +52,9 @@ def lower_priority(by: int) -> int:
     raised: the writes still run, at the service's priority.
     """
     current = os.getpriority(os.PRIO_PROCESS, 0)
-    target = min(19, current + by)
     if by <= 0:
         return current
+    target = min(19, current + by)
     tasks = Path("/proc/self/task")
     try:
         if not tasks.is_dir():  # no per-thread values to reach: the calling thread's alone

@@ -10,9 +10,10 @@ and read back. A failed commit fails every request in it: nothing of it is ackno
 `before_commit`, when set, gets a commit's changes just before it is made and may return them
 again, to be committed in their place (the ingest process attaches their texts' vectors then,
 ingest/ahead.py); its failure is logged and the changes are committed as they came.
-`on_commit`, when set, gets each commit's `CommitTimings` once its requests are answered (each
-request's `Commit` holds them too, which is how the service's metrics get them): a writer that falls behind its requests shows as their time queued growing,
-which the answer's latency alone does not tell apart from a slow commit.
+`on_commit`, when set, gets each commit's `CommitTimings` once its requests are answered; each
+request's `Commit` holds them too, which is how the service's metrics get them (the write API's
+process sets no `on_commit`). A writer that falls behind its requests shows as their time
+queued growing, which the answer's latency alone does not tell apart from a slow commit.
 """
 
 from __future__ import annotations

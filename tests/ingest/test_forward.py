@@ -21,6 +21,7 @@ from starlette.testclient import TestClient
 from ingest.forward import IngestProcess
 from ingest.routes import COMMIT_HEADER
 from registry.log import read_changes
+from tests.ingest.test_process import thread_niceness
 
 pytestmark = pytest.mark.slow  # each start loads the model in a new process
 
@@ -35,11 +36,6 @@ def torch_backend(monkeypatch):
 
 def _items(prefix: str, n: int) -> dict:
     return {"items": [{"item_id": f"{prefix}-{i}", "title": f"title {prefix} {i}"} for i in range(n)]}
-
-
-def _thread_niceness(pid: int) -> set[int]:
-    """The nice value of each of the process's threads (Linux sets it per thread)."""
-    return {int(stat.read_text().rsplit(")", 1)[1].split()[16]) for stat in Path(f"/proc/{pid}/task").glob("*/stat")}
 
 
 def test_writes_are_forwarded_to_the_ingest_process_which_is_started_again_after_it_dies(tmp_path, torch_backend, monkeypatch):
@@ -62,7 +58,7 @@ def test_writes_are_forwarded_to_the_ingest_process_which_is_started_again_after
 
         first = ingest._process
         # the reads first when both want the cores: every thread of the writes' process (the model's included) runs 7 lower
-        assert _thread_niceness(first.pid) == {min(19, os.nice(0) + 7)}
+        assert set(thread_niceness(first.pid)) == {min(19, os.nice(0) + 7)}
         os.kill(first.pid, signal.SIGKILL)
         first.wait(10)
         again = client.post("/ingest/items", json=_items("b", 2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -15,15 +16,17 @@ from serving.settings import DEFAULT_INGEST_NICE, ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
+
+def thread_niceness(pid: int | str = "self") -> list[int]:
+    """The nice value of each thread of process `pid`, sorted (Linux keeps one per thread)."""
+    return sorted(os.getpriority(os.PRIO_PROCESS, int(task.name)) for task in Path(f"/proc/{pid}/task").iterdir())
+
 # In a process of its own (a lowered thread cannot be raised again): a thread started at 0
 # before, the calling thread at 3, a thread already at 12; then lowered by 5.
 _LOWER = textwrap.dedent("""
     import json, os, threading
-    from pathlib import Path
     from ingest.process import lower_priority
-
-    def niceness():
-        return sorted(int(t.joinpath("stat").read_text().rsplit(")", 1)[1].split()[16]) for t in Path("/proc/self/task").iterdir())
+    from tests.ingest.test_process import thread_niceness as niceness
 
     go = threading.Event()
     def wait(nice=None):
