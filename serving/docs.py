@@ -51,7 +51,7 @@ _VERSION_SCHEMA = {
         "tables": {"type": "object", "additionalProperties": {"type": "integer"}, "description": "Served version of each table."},
         "model": {"type": "string", "description": "The question encoder's model."},
         "indexes": {"type": "object", "description": "Search parameters of each vector index, by `table.column`."},
-        "encoder": {"type": "object", "description": "Encoder backend, batch precision, threads per forward pass, questions per batch (`max_batch`, one encoder call) and passes at once (`lanes`)."},
+        "encoder": {"type": "object", "description": "Encoder backend, batch precision, threads per forward pass, questions per batch (`max_batch`, one encoder call) and passes at once (`lanes`) in each worker, and `workers`: the service's processes (RECQA_WORKERS), each answering its share of requests."},
         "cache": {"type": "object", "description": "The semantic cache's threshold and capacity."},
         "answer_search": {
             "type": "object",

@@ -129,9 +129,9 @@ def lone_encoder(model: Encoder) -> Encoder | None:
     return small.wide if isinstance(small, OnnxEncoder) else None
 
 
-def encoder_lanes(threads: int, cores: float | None = None) -> int:
-    """Forward passes the question encoder runs at once: the cores over the threads each takes,
-    at most MAX_LANES.
+def encoder_lanes(threads: int, cores: float | None = None, workers: int = 1) -> int:
+    """Forward passes the question encoder of one of `workers` service processes runs at once:
+    its share of the cores over the threads each pass takes, at least one, at most MAX_LANES.
 
     One pass at a time on one thread left a core idle while questions queued for the other
     (benchmarks/RESULTS.md, "Serving, seventh run"); ONNX Runtime and PyTorch release the GIL
@@ -139,7 +139,7 @@ def encoder_lanes(threads: int, cores: float | None = None) -> int:
     what this process may use (`available_cores`), not the host's count.
     """
     cores = available_cores() if cores is None else cores
-    return max(1, min(MAX_LANES, int(cores) // max(threads, 1)))
+    return max(1, min(MAX_LANES, int(cores) // (max(threads, 1) * max(workers, 1))))
 
 
 def available_cores() -> float:

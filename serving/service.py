@@ -44,7 +44,7 @@ from serving.errors import error_body, error_response
 from serving.front import FrontDoor, RestorePath, without_unexported_tracing
 from serving.guard import GuardMiddleware
 from serving.recommender import Recommender
-from serving.settings import GuardSettings, LogSettings, ServiceSettings
+from serving.settings import GuardSettings, LogSettings, ServiceSettings, WorkerSettings, workers_problem
 from serving.startup import QueryEncoders, ServedState, limit_blas_threads, served_versions_text, service_metrics
 from serving.store import ANSWER_TABLES, RECOMMENDATION_TABLES, Store
 
@@ -63,6 +63,7 @@ API_THREADS = 32
 # `recent_item_ids`, whatever the size: folding them in loops over the user's history in
 # Python and, after a change to the catalogue, makes the items' YᵀY again.
 LOOP_MAX_SCORING = 200_000 * 64
+WORKERS = WorkerSettings.from_env().workers
 
 
 def _version(request: Request) -> JSONResponse:
@@ -137,7 +138,7 @@ class RecQAService(bentoml.Service):
 @bentoml.asgi_app(_info_app, path="/")
 @bentoml.service(
     name="recqa",
-    workers=1,
+    workers=WORKERS,  # RECQA_WORKERS (serving/settings.py): one unless asked
     threads=API_THREADS,
     traffic={"timeout": REQUEST_TIMEOUT_SECONDS},
     logging={"access": {"enabled": LogSettings.from_env().access_log}},  # off unless RECQA_ACCESS_LOG (serving/settings.py)
@@ -147,12 +148,14 @@ class RecQA:
     def __init__(self) -> None:
         limit_blas_threads()
         self.settings = ServiceSettings.from_env()  # a bad variable stops the start, naming it
-        self.encoder_lanes = encoder_lanes(self.settings.encoder_threads)  # forward passes at once
+        self.encoder_lanes = encoder_lanes(self.settings.encoder_threads, workers=WORKERS)  # this worker's forward passes at once
         self.metrics = service_metrics()
         self._recommend_threads = anyio.CapacityLimiter(API_THREADS)  # /recommend's thread path, as BentoML's sync APIs
         self.state = ServedState.start(self.settings, self._encoders)
         _ingest.on_commit = self.metrics.observe_commit  # the writer's commits by stage, in /metrics
         _ingest_door.settings = GuardSettings.from_env()  # this start's tokens (it sees no lifespan of its own)
+        if problem := workers_problem(WorkerSettings(workers=WORKERS), _ingest_door.settings):
+            raise RuntimeError(problem)  # `recqa serve` refuses it before BentoML starts; this is `bentoml serve` run directly
         if _ingest_door.settings.ingest_token:
             _ingest.start()  # it loads its model meanwhile: the first write does not wait for it
 
@@ -191,7 +194,8 @@ class RecQA:
                 "batch_precision": self.settings.encoder_precision,
                 "threads": self.settings.encoder_threads,
                 "max_batch": MAX_BATCH_SIZE,  # concurrent questions per batch (one encoder call)
-                "lanes": self.encoder_lanes,  # forward passes at once
+                "lanes": self.encoder_lanes,  # forward passes at once, in this worker
+                "workers": WORKERS,
             },
             "cache": {"threshold": self.settings.cache_threshold, "capacity": self.settings.cache_capacity},
             # which path searches the served answers version: memory or Lance (serving/memory.py)

@@ -38,6 +38,7 @@ ENV_INGEST_TOKEN = "RECQA_INGEST_TOKEN"
 ENV_INGEST_PRECISION = "RECQA_INGEST_PRECISION"
 ENV_INGEST_NICE = "RECQA_INGEST_NICE"
 ENV_ACCESS_LOG = "RECQA_ACCESS_LOG"
+ENV_WORKERS = "RECQA_WORKERS"
 
 DEFAULT_RELOAD_SECONDS = 10.0
 # Threads per forward pass; passes run side by side, one per core (serving/encoders.py). Two
@@ -124,6 +125,30 @@ class ServiceSettings(EnvSettings):
         DEFAULT_MEMORY_BUDGET_MB, alias=ENV_MEMORY_BUDGET_MB, ge=0,
         description="MiB each served answers or items table version may hold in memory for search (0: always search through Lance)",
     )
+
+
+class WorkerSettings(EnvSettings):
+    """How many processes BentoML runs the service in (read when the service module is imported:
+    its decorator sets them).
+
+    One by default: each process holds its own copy of the served tables in memory. More let
+    the requests' Python run under as many GILs (the event loop's HTTP work, the search around
+    Lance and NumPy): on two cores, two processes answered more `/answer` and `/recommend`
+    requests a second at concurrency 32 than one (benchmarks/RESULTS.md, "Serving, eighteenth
+    run"). The question encoder's passes are shared out so that all processes' passes together
+    take the cores once (`encoder_lanes`). The write API needs its one writer process, which
+    only one worker can own: with RECQA_INGEST_TOKEN set, more than one worker is refused at start.
+    """
+
+    workers: int = Field(1, alias=ENV_WORKERS, ge=1, le=64, description="processes serving the API, each with its own copy of the tables in memory")
+
+
+def workers_problem(workers: WorkerSettings, guard: "GuardSettings") -> str | None:
+    """Why these settings cannot run together, with the fix; None when they can."""
+    if workers.workers > 1 and guard.ingest_token:
+        return (f"{ENV_WORKERS}={workers.workers} with {ENV_INGEST_TOKEN} set: the write API runs with one worker "
+                f"(its writer process is one worker's); unset {ENV_WORKERS} or {ENV_INGEST_TOKEN}")
+    return None
 
 
 class GuardSettings(EnvSettings):

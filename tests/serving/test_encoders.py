@@ -174,6 +174,9 @@ def test_a_model_returning_the_wrong_shape_is_refused_naming_it():
 def test_passes_at_once_are_the_cores_over_the_threads_each_takes_and_a_container_quota_counts(tmp_path, monkeypatch):
     assert [encoder_lanes(threads, cores=2) for threads in (1, 2, 4)] == [2, 1, 1]
     assert encoder_lanes(2, cores=8) == 4 and encoder_lanes(1, cores=64) == MAX_LANES
+    # each of the service's processes takes its share: together their passes take the cores once
+    assert [encoder_lanes(1, cores=2, workers=workers) for workers in (1, 2, 3)] == [2, 1, 1]
+    assert encoder_lanes(1, cores=8, workers=2) == 4 and encoder_lanes(2, cores=8, workers=2) == 2
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(32)), raising=False)
     cpu_max = tmp_path / "cpu.max"
     monkeypatch.setattr(encoders, "CGROUP_CPU_MAX", str(cpu_max))

@@ -290,7 +290,7 @@ def test_version_names_tables_model_and_index_parameters(server, warehouse):
     assert body["indexes"]["items.vector"]["distance_type"] == "dot"
     assert body["indexes"]["answers.vector"]["distance_type"] == "cosine"
     assert body["encoder"] == {"backend": "torch", "batch_precision": "fp32", "threads": 1, "max_batch": MAX_BATCH_SIZE,
-                               "lanes": encoder_lanes(1)}  # the in-process tests run PyTorch (conftest.in_process)
+                               "lanes": encoder_lanes(1), "workers": 1}  # the in-process tests run PyTorch (conftest.in_process)
     search = body["answer_search"]  # the bundled answers fit in memory, and build-qa's index scores as memory does
     assert search["path"] == "memory" and search["keyword_search"] == "in memory" and "equal to Lance's index" in search["keyword_reason"]
     items = body["item_search"]  # 101 items: no content index, so an exact search in memory

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +44,55 @@ def test_the_access_log_writes_a_line_per_request_when_asked(server):
     assert any("method=POST,path=/search_items" in line and "status=200" in line for line in lines)
     assert any("method=GET,path=/items/{item_id:path}" in line and "status=404" in line for line in lines)
     assert not any("no-such-item" in line for line in lines)  # the route's template, never the id
+
+
+def _workers(server_pid: int) -> dict[str, int]:
+    """The process id of each `--worker-id` under the server's process (BentoML's workers), from /proc."""
+    children: dict[int, list[int]] = {}
+    commands: dict[int, list[str]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, parent = int(stat.parent.name), int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            commands[pid] = (stat.parent / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except (OSError, ValueError, IndexError):  # a process that ended meanwhile
+            continue
+        children.setdefault(parent, []).append(pid)
+    ids, todo = {}, [server_pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            todo.append(child)
+            command = commands.get(child, [])
+            if "--worker-id" in command:
+                ids[command[command.index("--worker-id") + 1]] = child
+    return ids
+
+
+def test_two_workers_serve_from_two_processes_and_answer_as_one_does(server, warehouse, tmp_path, stackfaq_data):
+    """RECQA_WORKERS=2: BentoML runs two processes, each loading the tables and its encoder with
+    its share of the cores, and concurrent questions get the answers one process gives."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from serving.encoders import encoder_lanes
+    from tests.serving.conftest import start_server, stop_server
+
+    two = start_server(warehouse, tmp_path, env={"RECQA_WORKERS": "2"})
+    try:
+        deadline = time.monotonic() + 120
+        while not all(f"[entry_service:recqa:{i}] Service recqa initialized" in two.log.read_text() for i in (1, 2)):
+            assert time.monotonic() < deadline, two.log.read_text()[-4000:]
+            time.sleep(0.5)
+        workers = _workers(two.process.pid)
+        assert sorted(workers) == ["1", "2"]
+        version = two.get("/version").json()
+        assert version["encoder"]["workers"] == 2 and version["encoder"]["lanes"] == encoder_lanes(1, workers=2)
+        questions = [q for q, _ in random.Random(5).sample(stackfaq_queries(stackfaq_data), 40)]
+        ask = lambda target: lambda q: target.post("/answer", {"question": q, "k": 3, "mode": "hybrid"})  # noqa: E731
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            served = list(pool.map(ask(two), questions))
+        expected = [ask(server)(q) for q in questions]  # the session's one-worker server, same warehouse
+        assert [r.status_code for r in served] == [200] * len(questions)
+        ids = lambda response: [a["doc_id"] for a in response.json()["answers"]]  # noqa: E731
+        assert [ids(r) for r in served] == [ids(r) for r in expected]
+    finally:
+        stop_server(two.process)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers.values())  # both went with the server

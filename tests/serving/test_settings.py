@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from serving.settings import GuardSettings, LogSettings, ServiceSettings, SettingsError
+from serving.settings import GuardSettings, LogSettings, ServiceSettings, SettingsError, WorkerSettings, workers_problem
 from tests.serving.conftest import in_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,3 +148,15 @@ def test_requests_are_traced_when_bentomls_configuration_names_an_exporter(optio
     assert found.returncode == 0, found.stderr[-2000:]
     middlewares = found.stdout.split()
     assert "OpenTelemetryMiddleware" in middlewares and "AccessLogMiddleware" not in middlewares
+
+
+def test_one_worker_unless_asked_and_more_than_one_refused_with_the_write_api():
+    assert WorkerSettings.from_env({}).workers == 1 and WorkerSettings.from_env({"RECQA_WORKERS": "3"}).workers == 3
+    for value, expected in (("0", "greater than or equal to 1"), ("two", "valid integer")):
+        with pytest.raises(SettingsError, match=rf"^RECQA_WORKERS='{value}' is not valid: .*{expected}"):
+            WorkerSettings.from_env({"RECQA_WORKERS": value})
+    reads_only, writes = GuardSettings.from_env({}), GuardSettings.from_env({"RECQA_INGEST_TOKEN": "t"})
+    assert workers_problem(WorkerSettings(workers=2), reads_only) is None
+    assert workers_problem(WorkerSettings(workers=1), writes) is None
+    problem = workers_problem(WorkerSettings(workers=2), writes)
+    assert problem is not None and "RECQA_WORKERS=2" in problem and "RECQA_INGEST_TOKEN" in problem and "unset" in problem
