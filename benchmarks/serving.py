@@ -86,12 +86,24 @@ def start_server(warehouse: str, work: Path, cache: bool) -> tuple[subprocess.Po
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             connection.request("GET", "/readyz")
             if connection.getresponse().status == 200:
+                _await_workers(port, work / "server.log", deadline)
                 return process, port
         except OSError:
             pass
         time.sleep(0.5)
     os.killpg(process.pid, signal.SIGKILL)
     raise SystemExit(f"server not ready after 300 s; see {work / 'server.log'}")
+
+
+def _await_workers(port: int, log: Path, deadline: float) -> None:
+    """Return once every worker (RECQA_WORKERS) has started: /readyz answered from one of them."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", "/version")
+    workers = json.loads(connection.getresponse().read())["encoder"].get("workers", 1)
+    while log.read_text(errors="replace").count("Service recqa initialized") < workers:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"not every one of {workers} workers started after 300 s; see {log}")
+        time.sleep(0.5)
 
 
 def drive(port: int, route: str, bodies: list[dict], concurrency: int, seconds: float) -> dict:
