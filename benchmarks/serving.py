@@ -106,6 +106,18 @@ def _await_workers(port: int, log: Path, deadline: float) -> None:
         time.sleep(0.5)
 
 
+def _await_group_exit(group: int, seconds: float = 60.0) -> None:
+    """Wait until no process of the server's group is left (its workers stop after it may)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"the server's processes (group {group}) still run {seconds:.0f} s after SIGTERM")
+
+
 def drive(port: int, route: str, bodies: list[dict], concurrency: int, seconds: float) -> dict:
     """A closed loop: `concurrency` clients each send the next body as soon as the last returns."""
     latencies: list[float] = []
@@ -262,6 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
+        _await_group_exit(process.pid)  # every worker gone too: the raw baseline gets the idle machine
 
     from encoding.sentence_transformer import SentenceTransformerEncoder
 
