@@ -39,7 +39,7 @@ from serving.api import (
     SimilarItemsResponse,
 )
 from serving.docs import docs_routes, openapi_spec
-from serving.encoders import MAX_BATCH_SIZE, encoder_lanes, load_batch_encoder, lone_encoder
+from serving.encoders import MAX_BATCH_SIZE, available_cores, encoder_lanes, load_batch_encoder, lone_encoder
 from serving.errors import error_body, error_response
 from serving.front import FrontDoor, RestorePath, without_unexported_tracing
 from serving.guard import GuardMiddleware
@@ -64,6 +64,20 @@ API_THREADS = 32
 # Python and, after a change to the catalogue, makes the items' YᵀY again.
 LOOP_MAX_SCORING = 200_000 * 64
 WORKERS = WorkerSettings.from_env().workers
+if _problem := workers_problem(WorkerSettings(workers=WORKERS), GuardSettings.from_env()):
+    raise RuntimeError(_problem)  # at import: `bentoml serve` fails once, before any worker loads
+
+
+def served_workers() -> int:
+    """The processes BentoML runs this service in: RECQA_WORKERS, unless a BentoML configuration
+    (BENTOML_CONFIG, BENTOML_CONFIG_OPTIONS) sets `services.recqa.workers`, which then wins."""
+    try:
+        value = BentoMLContainer.config.services.get().get("recqa", {}).get("workers", WORKERS)
+    except KeyError:  # no BentoML configuration loaded: the service's own setting
+        return WORKERS
+    if value == "cpu_count":
+        return max(1, int(available_cores()))
+    return len(value) if isinstance(value, list) else int(value or 1)
 
 
 def _version(request: Request) -> JSONResponse:
@@ -146,16 +160,17 @@ class RecQAService(bentoml.Service):
 )
 class RecQA:
     def __init__(self) -> None:
+        self.workers = served_workers()
+        if problem := workers_problem(WorkerSettings(workers=self.workers), GuardSettings.from_env()):
+            raise RuntimeError(problem)  # before anything loads (`recqa serve` refuses it before BentoML starts)
         limit_blas_threads()
         self.settings = ServiceSettings.from_env()  # a bad variable stops the start, naming it
-        self.encoder_lanes = encoder_lanes(self.settings.encoder_threads, workers=WORKERS)  # this worker's forward passes at once
+        self.encoder_lanes = encoder_lanes(self.settings.encoder_threads, workers=self.workers)  # this worker's forward passes at once
         self.metrics = service_metrics()
         self._recommend_threads = anyio.CapacityLimiter(API_THREADS)  # /recommend's thread path, as BentoML's sync APIs
         self.state = ServedState.start(self.settings, self._encoders)
         _ingest.on_commit = self.metrics.observe_commit  # the writer's commits by stage, in /metrics
         _ingest_door.settings = GuardSettings.from_env()  # this start's tokens (it sees no lifespan of its own)
-        if problem := workers_problem(WorkerSettings(workers=WORKERS), _ingest_door.settings):
-            raise RuntimeError(problem)  # `recqa serve` refuses it before BentoML starts; this is `bentoml serve` run directly
         if _ingest_door.settings.ingest_token:
             _ingest.start()  # it loads its model meanwhile: the first write does not wait for it
 
@@ -195,7 +210,7 @@ class RecQA:
                 "threads": self.settings.encoder_threads,
                 "max_batch": MAX_BATCH_SIZE,  # concurrent questions per batch (one encoder call)
                 "lanes": self.encoder_lanes,  # forward passes at once, in this worker
-                "workers": WORKERS,
+                "workers": self.workers,
             },
             "cache": {"threshold": self.settings.cache_threshold, "capacity": self.settings.cache_capacity},
             # which path searches the served answers version: memory or Lance (serving/memory.py)

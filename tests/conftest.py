@@ -16,6 +16,9 @@ DATA = ROOT / "data"
 MS_USAGE = DATA / "ms-store" / "demoUsage.csv"
 MS_CATALOG = DATA / "ms-store" / "demoCatalog.csv"
 STACKFAQ = DATA / "stackfaq" / "stackExchange-FAQ.json"
+# The service reads RECQA_WORKERS when it is imported: a shell that exports it (as the README
+# suggests for serving) must not turn the tests' servers and in-process app into several workers.
+os.environ.pop("RECQA_WORKERS", None)
 
 class FakeEncoder:
     """Deterministic stand-in for the encoder: no model, a fixed name and dimension (the bundled model's by default)."""

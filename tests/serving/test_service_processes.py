@@ -67,15 +67,26 @@ def _workers(server_pid: int) -> dict[str, int]:
     return ids
 
 
-def test_two_workers_serve_from_two_processes_and_answer_as_one_does(server, warehouse, tmp_path, stackfaq_data):
-    """RECQA_WORKERS=2: BentoML runs two processes, each loading the tables and its encoder with
-    its share of the cores, and concurrent questions get the answers one process gives."""
+def _gone(pid: int) -> bool:
+    """The process has exited (a zombie not yet reaped counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+@pytest.mark.parametrize("asked", [{"RECQA_WORKERS": "2"}, {"BENTOML_CONFIG_OPTIONS": "services.recqa.workers=2"}],
+                         ids=["RECQA_WORKERS", "bentoml-config"])
+def test_two_workers_serve_from_two_processes_and_answer_as_one_does(server, warehouse, tmp_path, stackfaq_data, asked):
+    """Two workers, asked through RECQA_WORKERS or BentoML's own configuration: BentoML runs two
+    processes, each loading the tables and an encoder of its share of the cores, both answer,
+    and concurrent questions get the answers one process gives."""
     from concurrent.futures import ThreadPoolExecutor
 
     from serving.encoders import encoder_lanes
     from tests.serving.conftest import start_server, stop_server
 
-    two = start_server(warehouse, tmp_path, env={"RECQA_WORKERS": "2"})
+    two = start_server(warehouse, tmp_path, env={**asked, "RECQA_ACCESS_LOG": "1"})  # a line a request, naming its worker
     try:
         deadline = time.monotonic() + 120
         while not all(f"[entry_service:recqa:{i}] Service recqa initialized" in two.log.read_text() for i in (1, 2)):
@@ -93,6 +104,12 @@ def test_two_workers_serve_from_two_processes_and_answer_as_one_does(server, war
         assert [r.status_code for r in served] == [200] * len(questions)
         ids = lambda response: [a["doc_id"] for a in response.json()["answers"]]  # noqa: E731
         assert [ids(r) for r in served] == [ids(r) for r in expected]
+        lines = two.log.read_text().splitlines()
+        for worker in ("1", "2"):  # both processes answered some of the questions
+            assert any(f"[entry_service:recqa:{worker}]" in line and "path=/answer" in line and "status=200" in line for line in lines)
     finally:
         stop_server(two.process)
-    assert not any(Path(f"/proc/{pid}").exists() for pid in workers.values())  # both went with the server
+    deadline = time.monotonic() + 30
+    while not all(_gone(pid) for pid in workers.values()):  # both go with the server
+        assert time.monotonic() < deadline, f"workers {workers} still run after the server stopped"
+        time.sleep(0.2)

@@ -160,3 +160,11 @@ def test_one_worker_unless_asked_and_more_than_one_refused_with_the_write_api():
     assert workers_problem(WorkerSettings(workers=1), writes) is None
     problem = workers_problem(WorkerSettings(workers=2), writes)
     assert problem is not None and "RECQA_WORKERS=2" in problem and "RECQA_INGEST_TOKEN" in problem and "unset" in problem
+
+
+def test_importing_the_service_with_several_workers_and_the_write_api_fails_naming_both():
+    """`bentoml serve` run directly imports the service once: it fails there, before any worker loads a table."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RECQA_WORKERS": "2", "RECQA_INGEST_TOKEN": "secret-token"}
+    done = subprocess.run([sys.executable, "-c", "import serving.service"], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    assert done.returncode != 0
+    assert "RECQA_WORKERS=2 with RECQA_INGEST_TOKEN set" in done.stderr and "secret-token" not in done.stderr
