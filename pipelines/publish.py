@@ -227,14 +227,16 @@ class ServiceRefused(PublishError):
     """The service answered 401/403: waiting cannot help, the token is missing or wrong."""
 
 
-def _served_tables(service_url: str, token: str | None) -> dict[str, int] | str:
-    """The table versions GET /version reports, or why they could not be read (raises on 401/403)."""
+def _served_tables(service_url: str, token: str | None) -> tuple[dict[str, int], int] | str:
+    """The table versions GET /version reports and the service's worker count, or why they could
+    not be read (raises on 401/403)."""
     request = urllib.request.Request(f"{service_url.rstrip('/')}/version")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return {name: int(v) for name, v in json.load(response).get("tables", {}).items()}
+            body = json.load(response)
+            return {name: int(v) for name, v in body.get("tables", {}).items()}, int((body.get("encoder") or {}).get("workers", 1))
     except urllib.error.HTTPError as error:  # 503 while the service is not ready
         if error.code in (401, 403):
             given = f"the {API_TOKEN_VARIABLE} given" if token else f"no token ({API_TOKEN_VARIABLE} is not set)"
@@ -278,9 +280,13 @@ def await_service(argv: Sequence[str] | None = None) -> JobResult:
     deadline = time.monotonic() + args.timeout_seconds
     while True:
         served = _served_tables(args.service_url, token)
-        if isinstance(served, dict) and all(served.get(name) == version for name, version in published.items()):
+        if isinstance(served, tuple) and all(served[0].get(name) == version for name, version in published.items()):
             print(f"{args.service_url} serves the published versions")
+            if served[1] > 1:  # each worker follows the release log on its own; one answered
+                print(f"warning: the service runs {served[1]} workers and this answer came from one; the others "
+                      "serve the release after their next check of the release log (RECQA_RELOAD_SECONDS)")
             return JobResult(versions=published)
+        served = served[0] if isinstance(served, tuple) else served
         if time.monotonic() >= deadline:
             raise PublishError(
                 f"{args.service_url} still serves {served} after {args.timeout_seconds:.0f} s; published: {published}"

@@ -137,3 +137,15 @@ def test_an_unpublished_table_is_an_error(tmp_path):
     lance_io.write_table(warehouse, ANSWERS_TABLE, pa.table({"doc_id": ["a"]}))
     with pytest.raises(publish.PublishError, match="nothing published yet"):
         publish.await_service(["--warehouse", warehouse])
+
+
+def test_a_service_of_several_workers_is_awaited_with_a_warning_that_one_answered(published, service, capsys):
+    """Each worker follows the release log on its own: one answer cannot vouch for the others."""
+    warehouse, version = published
+    several = service([(200, {"tables": {ANSWERS_TABLE: version}, "encoder": {"workers": 2}})])
+    publish.await_service(["--warehouse", warehouse, "--service-url", several.url, "--poll-seconds", "0.01"])
+    out = capsys.readouterr().out
+    assert "serves the published versions" in out and "runs 2 workers" in out and "RECQA_RELOAD_SECONDS" in out
+    one = service([(200, {"tables": {ANSWERS_TABLE: version}, "encoder": {"workers": 1}})])
+    publish.await_service(["--warehouse", warehouse, "--service-url", one.url, "--poll-seconds", "0.01"])
+    assert "workers" not in capsys.readouterr().out
