@@ -76,8 +76,8 @@ _RELOAD_SCHEMA = {
 _FLUSH_SCHEMA = {"type": "object", "properties": {"flushed": {"type": "integer", "description": "Entries removed."}}}
 PLAIN_RESPONSES: dict[str, dict[str, Any]] = {
     "/version": {"200": {"description": "Ready: what is served.", "content": {"application/json": {"schema": _VERSION_SCHEMA}}}, "503": _READINESS},
-    "/admin/reload": {"200": {"description": "Checked.", "content": {"application/json": {"schema": _RELOAD_SCHEMA}}}, "503": _READINESS},
-    "/admin/cache/flush": {"200": {"description": "Flushed.", "content": {"application/json": {"schema": _FLUSH_SCHEMA}}}, "503": _READINESS},
+    "/admin/reload": {"200": {"description": "Checked (by the one worker that took the request, when RECQA_WORKERS > 1).", "content": {"application/json": {"schema": _RELOAD_SCHEMA}}}, "503": _READINESS},
+    "/admin/cache/flush": {"200": {"description": "Flushed (the cache of the one worker that took the request, when RECQA_WORKERS > 1).", "content": {"application/json": {"schema": _FLUSH_SCHEMA}}}, "503": _READINESS},
 }
 GUARD_RESPONSES = {
     "401": {"description": "Missing or wrong bearer token (when a token is configured).", "content": _ERROR},
