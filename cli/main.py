@@ -142,7 +142,7 @@ def _serve(argv: Sequence[str]) -> int:
 
     try:  # a bad RECQA_* value fails here in one line; inside BentoML its workers would restart forever
         ServiceSettings.from_env(env)
-        problem = workers_problem(WorkerSettings.from_env(env), GuardSettings.from_env(env))
+        problem = workers_problem(WorkerSettings.from_env(env).workers, GuardSettings.from_env(env))
     except SettingsError as error:
         problem = str(error)
     if problem:

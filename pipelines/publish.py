@@ -279,14 +279,14 @@ def await_service(argv: Sequence[str] | None = None) -> JobResult:
     token = os.environ.get(API_TOKEN_VARIABLE) or None
     deadline = time.monotonic() + args.timeout_seconds
     while True:
-        served = _served_tables(args.service_url, token)
-        if isinstance(served, tuple) and all(served[0].get(name) == version for name, version in published.items()):
+        answer = _served_tables(args.service_url, token)
+        served, workers = answer if isinstance(answer, tuple) else (answer, 1)  # (tables, workers), or why not read
+        if isinstance(served, dict) and all(served.get(name) == version for name, version in published.items()):
             print(f"{args.service_url} serves the published versions")
-            if served[1] > 1:  # each worker follows the release log on its own; one answered
-                print(f"warning: the service runs {served[1]} workers and this answer came from one; the others "
+            if workers > 1:  # each worker follows the release log on its own; one answered
+                print(f"warning: the service runs {workers} workers and this answer came from one; the others "
                       "serve the release after their next check of the release log (RECQA_RELOAD_SECONDS)")
             return JobResult(versions=published)
-        served = served[0] if isinstance(served, tuple) else served
         if time.monotonic() >= deadline:
             raise PublishError(
                 f"{args.service_url} still serves {served} after {args.timeout_seconds:.0f} s; published: {published}"

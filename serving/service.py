@@ -64,7 +64,7 @@ API_THREADS = 32
 # Python and, after a change to the catalogue, makes the items' YᵀY again.
 LOOP_MAX_SCORING = 200_000 * 64
 WORKERS = WorkerSettings.from_env().workers
-if _problem := workers_problem(WorkerSettings(workers=WORKERS), GuardSettings.from_env()):
+if _problem := workers_problem(WORKERS, GuardSettings.from_env()):
     raise RuntimeError(_problem)  # at import: `bentoml serve` fails once, before any worker loads
 
 
@@ -75,9 +75,7 @@ def served_workers() -> int:
         value = BentoMLContainer.config.services.get().get("recqa", {}).get("workers", WORKERS)
     except KeyError:  # no BentoML configuration loaded: the service's own setting
         return WORKERS
-    if value == "cpu_count":
-        return max(1, int(available_cores()))
-    return len(value) if isinstance(value, list) else int(value or 1)
+    return max(1, int(available_cores())) if value == "cpu_count" else int(value or 1)  # as BentoML's allocator reads it
 
 
 def _version(request: Request) -> JSONResponse:
@@ -161,7 +159,8 @@ class RecQAService(bentoml.Service):
 class RecQA:
     def __init__(self) -> None:
         self.workers = served_workers()
-        if problem := workers_problem(WorkerSettings(workers=self.workers), GuardSettings.from_env()):
+        guard = GuardSettings.from_env()  # this start's tokens
+        if problem := workers_problem(self.workers, guard):
             raise RuntimeError(problem)  # before anything loads (`recqa serve` refuses it before BentoML starts)
         limit_blas_threads()
         self.settings = ServiceSettings.from_env()  # a bad variable stops the start, naming it
@@ -170,7 +169,7 @@ class RecQA:
         self._recommend_threads = anyio.CapacityLimiter(API_THREADS)  # /recommend's thread path, as BentoML's sync APIs
         self.state = ServedState.start(self.settings, self._encoders)
         _ingest.on_commit = self.metrics.observe_commit  # the writer's commits by stage, in /metrics
-        _ingest_door.settings = GuardSettings.from_env()  # this start's tokens (it sees no lifespan of its own)
+        _ingest_door.settings = guard  # the write API's door sees no lifespan of its own
         if _ingest_door.settings.ingest_token:
             _ingest.start()  # it loads its model meanwhile: the first write does not wait for it
 

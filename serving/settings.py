@@ -143,10 +143,10 @@ class WorkerSettings(EnvSettings):
     workers: int = Field(1, alias=ENV_WORKERS, ge=1, le=64, description="processes serving the API, each with its own copy of the tables in memory")
 
 
-def workers_problem(workers: WorkerSettings, guard: "GuardSettings") -> str | None:
-    """Why these settings cannot run together, with the fix; None when they can."""
-    if workers.workers > 1 and guard.ingest_token:
-        return (f"{ENV_WORKERS}={workers.workers} with {ENV_INGEST_TOKEN} set: the write API runs with one worker "
+def workers_problem(workers: int, guard: "GuardSettings") -> str | None:
+    """Why `workers` processes and these tokens cannot run together, with the fix; None when they can."""
+    if workers > 1 and guard.ingest_token:
+        return (f"{ENV_WORKERS}={workers} with {ENV_INGEST_TOKEN} set: the write API runs with one worker "
                 f"(its writer process is one worker's); unset {ENV_WORKERS} or {ENV_INGEST_TOKEN}")
     return None
 

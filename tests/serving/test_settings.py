@@ -156,9 +156,9 @@ def test_one_worker_unless_asked_and_more_than_one_refused_with_the_write_api():
         with pytest.raises(SettingsError, match=rf"^RECQA_WORKERS='{value}' is not valid: .*{expected}"):
             WorkerSettings.from_env({"RECQA_WORKERS": value})
     reads_only, writes = GuardSettings.from_env({}), GuardSettings.from_env({"RECQA_INGEST_TOKEN": "t"})
-    assert workers_problem(WorkerSettings(workers=2), reads_only) is None
-    assert workers_problem(WorkerSettings(workers=1), writes) is None
-    problem = workers_problem(WorkerSettings(workers=2), writes)
+    assert workers_problem(2, reads_only) is None
+    assert workers_problem(1, writes) is None
+    problem = workers_problem(2, writes)
     assert problem is not None and "RECQA_WORKERS=2" in problem and "RECQA_INGEST_TOKEN" in problem and "unset" in problem
 
 
