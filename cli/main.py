@@ -138,15 +138,14 @@ def _serve(argv: Sequence[str]) -> int:
         env["RECQA_MODEL"] = args.model
     for key, value in DEFAULT_ENV.items():
         env.setdefault(key, value)
-    from serving.settings import GuardSettings, ServiceSettings, SettingsError, WorkerSettings, workers_problem
+    from serving.settings import GuardSettings, ServiceSettings, SettingsError, WorkerSettings
 
     try:  # a bad RECQA_* value fails here in one line; inside BentoML its workers would restart forever
         ServiceSettings.from_env(env)
-        problem = workers_problem(WorkerSettings.from_env(env).workers, GuardSettings.from_env(env))
+        WorkerSettings.from_env(env)
+        GuardSettings.from_env(env)
     except SettingsError as error:
-        problem = str(error)
-    if problem:
-        print(f"recqa serve: {problem}", file=sys.stderr)
+        print(f"recqa serve: {error}", file=sys.stderr)
         return 1
     spec = importlib.util.find_spec("serving")
     working_dir = str(Path(next(iter(spec.submodule_search_locations))).resolve().parent)

@@ -6,7 +6,9 @@ The routes are the write API's paths on the service's port, behind its token che
 socket (ingest/frames.py), and its answer comes back as it was made there. The reads never
 wait on a write's parsing, embedding or commit: those run in the other process, under its own GIL.
 
-A process that exits is started again by the next write; a write whose answer was lost with it
+The workers of a server (RECQA_WORKERS) share one ingest process, so one writer batches and
+commits all their writes: the first worker to find none running starts it, the others connect to
+its socket (ingest/rendezvous.py). A process that exits is started again by the next write; a write whose answer was lost with it
 is a 503 that says it may have been logged (an upsert or delete sent again means the same as once).
 Each commit's timings come back with its answers (COMMIT_HEADER's value) and go to `on_commit`
 (the service's /metrics) once per commit.
@@ -19,11 +21,9 @@ import collections
 import itertools
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +36,7 @@ from starlette.routing import Route
 
 from ingest.api import BODIES
 from ingest.frames import GRACEFUL_SECONDS, frame, read_frame
+from ingest.rendezvous import LOCK_HELD, SOCKET_NAME, server_folder, writer_running
 from ingest.routes import INGEST_PREFIX, commit_of_header, described
 from ingest.writer import CommitTimings
 from serving.errors import error_response
@@ -54,73 +55,86 @@ class IngestUnavailable(RuntimeError):
 
 
 class IngestProcess:
-    """One ingest process for the service's one worker, and the routes that forward to it.
+    """The service's link to its one writer, and the routes that forward to it.
 
-    `warehouse` is asked when the process starts (`start`, or the first write), so building the
-    app reads no settings and starts nothing."""
+    Every worker of a server (RECQA_WORKERS) has one; they meet in one folder
+    (ingest/rendezvous.py), and whichever finds no writer there starts one, which the others
+    then use. `warehouse` is asked when the writer starts (`start`, or the first write), so
+    building the app reads no settings and starts nothing; `server` then names the process whose
+    workers share the writer (the service passes BentoML's arbiter; by default this process)."""
 
-    def __init__(self, warehouse: Callable[[], str]) -> None:
-        self._warehouse = warehouse
+    def __init__(self, warehouse: Callable[[], str], server: Callable[[], int] = os.getpid) -> None:
+        self._warehouse, self._server = warehouse, server
         self._lock = threading.Lock()
-        self._process: subprocess.Popen | None = None
+        self._process: subprocess.Popen | None = None  # the writer this worker started, if it did
         self._folder: str | None = None
-        self._ready = False
         self._connection: _Connection | None = None
         self._opening: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._seen: collections.OrderedDict[int, None] = collections.OrderedDict()
         self.on_commit: Callable[[CommitTimings], Any] | None = None
 
     @property
-    def socket(self) -> str:
+    def folder(self) -> str:
+        """This server's writers' folder (made on first use): its workers all use the same."""
         if self._folder is None:
-            self._folder = tempfile.mkdtemp(prefix="recqa-ingest-")  # readable by this user only
-        return os.path.join(self._folder, "ingest.sock")
+            self._folder = server_folder(self._warehouse(), self._server())
+        return self._folder
 
-    def start(self) -> None:
-        """Start the process unless it runs; it answers once its model is loaded (`_connected`)."""
+    @property
+    def socket(self) -> str:
+        return os.path.join(self.folder, SOCKET_NAME)
+
+    def start(self) -> subprocess.Popen | None:
+        """Start a writer unless one runs, this worker's or another's; it answers once its model is
+        loaded (`_connected`). Returns the process it started, if it started one."""
         with self._lock:
             if self._process is not None and self._process.poll() is None:
-                return
-            if self._process is not None:
+                return None
+            if writer_running(self.folder):
+                return None  # another worker's, serving or loading its model
+            if self._process is not None and self._process.returncode != LOCK_HELD:
                 logger.warning("the ingest process exited (code %s): starting it again", self._process.returncode)
-            socket = self.socket
-            if os.path.exists(socket):
-                os.unlink(socket)  # a stale one: its presence says the process is ready
             self._process = subprocess.Popen(  # `-m` from ROOT: it imports this checkout's packages; the service's environment
-                [sys.executable, "-m", "ingest.process", "--warehouse", self._warehouse(), "--socket", socket], cwd=str(ROOT),
+                [sys.executable, "-m", "ingest.process", "--warehouse", self._warehouse(), "--socket", self.socket], cwd=str(ROOT),
             )
-            self._ready = False
+            return self._process
 
     async def _connected(self) -> "_Connection":
-        """This loop's connection to the running process, started (and waited for) first if it is not."""
-        self.start()
-        process = self._process
-        deadline = time.monotonic() + START_SECONDS
-        while not self._ready:
-            if process is None or process.poll() is not None:
-                raise IngestUnavailable(f"the ingest process exited (code {process.returncode if process else None}); see the service log")
-            if os.path.exists(self.socket):
-                self._ready = True
-            elif time.monotonic() > deadline:
-                raise IngestUnavailable(f"the ingest process is still starting (loading its model) after {START_SECONDS:.0f} s")
-            else:
-                await asyncio.sleep(0.05)
+        """This loop's connection to the writer, which is started (and waited for) first if none runs."""
         loop = asyncio.get_running_loop()
-        if not self._usable(self._connection, loop, process):
-            if self._opening is None or self._opening[0] is not loop:
-                self._opening = (loop, asyncio.Lock())
-            async with self._opening[1]:  # concurrent first writes open one connection
-                if not self._usable(self._connection, loop, process):
-                    if self._connection is not None and self._connection.loop is loop:
-                        self._connection.close()
-                    reader, writer = await asyncio.open_unix_connection(self.socket)
-                    self._connection = _Connection(reader, writer, process)
+        if self._usable(self._connection, loop):
+            return self._connection
+        if self._opening is None or self._opening[0] is not loop:
+            self._opening = (loop, asyncio.Lock())
+        async with self._opening[1]:  # concurrent first writes open one connection
+            if not self._usable(self._connection, loop):
+                if self._connection is not None and self._connection.loop is loop:
+                    self._connection.close()
+                self._connection = _Connection(*await self._open())
         return self._connection
 
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection to the writer's socket, starting one when no process holds the lock.
+
+        A writer started here that exits on its own fails the write at once; one that exits with
+        LOCK_HELD lost the lock to another worker's, whose socket is then waited for."""
+        deadline, started = time.monotonic() + START_SECONDS, None
+        while True:
+            try:
+                return await asyncio.open_unix_connection(self.socket)
+            except (FileNotFoundError, ConnectionRefusedError):
+                pass  # none yet, or a stale socket of a writer that was killed
+            if started is not None and started.poll() not in (None, LOCK_HELD):
+                raise IngestUnavailable(f"the ingest process exited (code {started.returncode}); see the service log")
+            started = self.start() or started
+            if time.monotonic() > deadline:
+                raise IngestUnavailable(f"the ingest process is still starting (loading its model) after {START_SECONDS:.0f} s")
+            await asyncio.sleep(0.05)
+
     @staticmethod
-    def _usable(connection: "_Connection | None", loop: asyncio.AbstractEventLoop, process: subprocess.Popen | None) -> bool:
-        """A connection is its loop's (asyncio streams are) and its process's, while open."""
-        return connection is not None and connection.loop is loop and not connection.closed and connection.process is process
+    def _usable(connection: "_Connection | None", loop: asyncio.AbstractEventLoop) -> bool:
+        """A connection is its loop's (asyncio streams are), while open: a writer that stops closes it."""
+        return connection is not None and connection.loop is loop and not connection.closed
 
     def routes(self) -> list[Route]:
         return [Route(f"{INGEST_PREFIX}{name}", described(self._endpoint(name), name), methods=["POST"]) for name in BODIES]
@@ -158,13 +172,15 @@ class IngestProcess:
             logger.warning("recording a commit's timings failed: %s: %s", type(error).__name__, error)
 
     def close(self) -> None:
-        """Stop the process and remove its socket: it answers the writes in flight and commits what
-        is queued first; their answers reach the requests while the event loop runs on."""
+        """Stop the writer this worker started, if it did: it answers the writes in flight (from
+        every worker) and commits what is queued first; their answers reach the requests while the
+        event loop runs on. Another worker's next write starts a writer again. The folder stays
+        for the server's other workers (ingest/rendezvous.py removes it once the server is gone)."""
         with self._lock:
-            process, self._process, self._ready = self._process, None, False
+            process, self._process = self._process, None
             self._connection, self._opening = None, None  # its reader still hands out the answers in flight, then ends
-            folder, self._folder = self._folder, None
-            self._seen.clear()  # the next start may write another warehouse, whose versions start again
+            self._folder = None  # the next start may serve another warehouse
+            self._seen.clear()  # whose versions start again
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
@@ -172,17 +188,15 @@ class IngestProcess:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 class _Connection:
     """One socket to the ingest process, used from one event loop: requests go out as frames
     with an id, and one reader task hands each answer to the request waiting for it."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, process: subprocess.Popen | None) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.loop = asyncio.get_running_loop()
-        self.process, self._writer = process, writer
+        self._writer = writer
         self._waiting: dict[int, asyncio.Future] = {}
         self._ids = itertools.count()
         self.closed = False

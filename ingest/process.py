@@ -12,7 +12,9 @@ are embedded once, here, and kept in the log. With bf16 writes it runs 10 lower 
 service (nice(2); RECQA_INGEST_NICE): when the reads and the writes both want the cores, the
 reads get most of them, and on a CPU that runs bfloat16 natively the writes still kept up
 (benchmarks/RESULTS.md, "Freshness, sixteenth run"). It answers only on its socket, in a
-folder only this user can open; the socket appears once the model is loaded. SIGTERM (or its
+folder only this user can open; the socket appears once the model is loaded. It takes the
+folder's lock first and exits with LOCK_HELD when another process holds it: a server's workers
+share one writer (ingest/rendezvous.py). SIGTERM (or its
 parent gone) stops it: requests in flight are answered, what is queued is committed.
 """
 
@@ -32,6 +34,7 @@ from pathlib import Path
 from ingest.ahead import AheadEmbedder, published_texts
 from ingest.api import BODIES
 from ingest.frames import GRACEFUL_SECONDS, frame, read_frame
+from ingest.rendezvous import LOCK_HELD, take_lock
 from ingest.routes import COMMIT_HEADER, IngestEndpoints
 from serving.encoders import batch_precision, load_batch_encoder
 from serving.errors import error_response
@@ -123,9 +126,8 @@ async def serve(ingest: IngestEndpoints, socket: str, stop: asyncio.Event) -> No
     if in_flight:
         await asyncio.wait(in_flight, timeout=GRACEFUL_SECONDS)
     await asyncio.to_thread(ingest.close)  # what is queued is committed first
-    with contextlib.suppress(OSError):  # the socket and its folder (ingest/forward.py made it for this process)
+    with contextlib.suppress(OSError):  # while the lock is still held: the next writer's socket is never removed
         os.unlink(socket)
-        os.rmdir(os.path.dirname(socket))
 
 
 def _stop_with(parent: int, stop: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
@@ -153,12 +155,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--socket", required=True, help="Unix socket path to answer on")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s (ingest process): %(message)s")
+    lock = take_lock(os.path.dirname(args.socket))  # kept open until the process exits, however it exits
+    if lock is None:
+        logger.info("another ingest process writes through %s: leaving the writes to it", os.path.dirname(args.socket))
+        return LOCK_HELD
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(args.socket)  # a killed writer's: no process answers on it
     settings = ServiceSettings.from_env()
     precision = batch_precision(settings.ingest_precision, settings.encoder_precision)
     ingest = endpoints(args.warehouse, settings, precision)  # the model loads at the service's priority: a restart is not slowed
     logger.info("running at niceness %d", lower_priority(write_niceness(settings.ingest_nice, precision)))
     parent = os.getppid()
-    asyncio.run(_run(ingest, args.socket, parent))
+    try:
+        asyncio.run(_run(ingest, args.socket, parent))
+    finally:
+        os.close(lock)
     return 0
 
 

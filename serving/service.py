@@ -8,11 +8,13 @@ A warehouse that cannot be opened leaves the process up (liveness) but not ready
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import anyio
 import anyio.to_thread
 import bentoml
+from bentoml import server_context
 from bentoml._internal.configuration.containers import BentoMLContainer
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -44,7 +46,7 @@ from serving.errors import error_body, error_response
 from serving.front import FrontDoor, RestorePath, without_unexported_tracing
 from serving.guard import GuardMiddleware
 from serving.recommender import Recommender
-from serving.settings import GuardSettings, LogSettings, ServiceSettings, WorkerSettings, workers_problem
+from serving.settings import GuardSettings, LogSettings, ServiceSettings, WorkerSettings
 from serving.startup import QueryEncoders, ServedState, limit_blas_threads, served_versions_text, service_metrics
 from serving.store import ANSWER_TABLES, RECOMMENDATION_TABLES, Store
 
@@ -64,8 +66,6 @@ API_THREADS = 32
 # Python and, after a change to the catalogue, makes the items' YᵀY again.
 LOOP_MAX_SCORING = 200_000 * 64
 WORKERS = WorkerSettings.from_env().workers
-if _problem := workers_problem(WORKERS, GuardSettings.from_env()):
-    raise RuntimeError(_problem)  # at import: `bentoml serve` fails once, before any worker loads
 
 
 def served_workers() -> int:
@@ -129,7 +129,13 @@ _info_app = Starlette(
 # with the service when RECQA_INGEST_TOKEN is set, over the warehouse of the service settings.
 # FrontDoor hands its requests straight to its guard: none goes through BentoML's layers, whose
 # work per request is on the event loop the reads share.
-_ingest = IngestProcess(lambda: ServiceSettings.from_env().warehouse)
+def _server_pid() -> int:
+    """The process whose workers share one writer: BentoML's arbiter, which started this worker,
+    or this process when the app runs in it (an in-process test)."""
+    return os.getppid() if server_context.worker_index is not None else os.getpid()
+
+
+_ingest = IngestProcess(lambda: ServiceSettings.from_env().warehouse, _server_pid)
 _ingest_routes = _ingest.routes()
 _ingest_door = GuardMiddleware(Starlette(routes=_ingest_routes), json_routes=frozenset(route.path for route in _ingest_routes))
 
@@ -160,8 +166,6 @@ class RecQA:
     def __init__(self) -> None:
         self.workers = served_workers()
         guard = GuardSettings.from_env()  # this start's tokens
-        if problem := workers_problem(self.workers, guard):
-            raise RuntimeError(problem)  # before anything loads (`recqa serve` refuses it before BentoML starts)
         limit_blas_threads()
         self.settings = ServiceSettings.from_env()  # a bad variable stops the start, naming it
         self.encoder_lanes = encoder_lanes(self.settings.encoder_threads, workers=self.workers)  # this worker's forward passes at once
@@ -170,8 +174,8 @@ class RecQA:
         self.state = ServedState.start(self.settings, self._encoders)
         _ingest.on_commit = self.metrics.observe_commit  # the writer's commits by stage, in /metrics
         _ingest_door.settings = guard  # the write API's door sees no lifespan of its own
-        if _ingest_door.settings.ingest_token:
-            _ingest.start()  # it loads its model meanwhile: the first write does not wait for it
+        if _ingest_door.settings.ingest_token and server_context.worker_index in (None, 1):
+            _ingest.start()  # it loads its model meanwhile: the first write does not wait; the other workers share it
 
     def _encoders(self) -> QueryEncoders:
         settings = self.settings

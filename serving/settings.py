@@ -136,19 +136,11 @@ class WorkerSettings(EnvSettings):
     Lance and NumPy): on two cores, two processes answered more `/answer` and `/recommend`
     requests a second at concurrency 32 than one (benchmarks/RESULTS.md, "Serving, eighteenth
     run"). The question encoder's passes are shared out so that all processes' passes together
-    take the cores once (`encoder_lanes`). The write API needs its one writer process, which
-    only one worker can own: with RECQA_INGEST_TOKEN set, more than one worker is refused at start.
+    take the cores once (`encoder_lanes`). The write API keeps one writer process for all the
+    workers (ingest/rendezvous.py).
     """
 
     workers: int = Field(1, alias=ENV_WORKERS, ge=1, le=64, description="processes serving the API, each with its own copy of the tables in memory")
-
-
-def workers_problem(workers: int, guard: "GuardSettings") -> str | None:
-    """Why `workers` processes and these tokens cannot run together, with the fix; None when they can."""
-    if workers > 1 and guard.ingest_token:
-        return (f"{ENV_WORKERS}={workers} with {ENV_INGEST_TOKEN} set: the write API runs with one worker "
-                f"(its writer process is one worker's); unset {ENV_WORKERS} or {ENV_INGEST_TOKEN}")
-    return None
 
 
 class GuardSettings(EnvSettings):

@@ -66,9 +66,32 @@ def test_writes_are_forwarded_to_the_ingest_process_which_is_started_again_after
         assert ingest._process is not first and ingest._process.poll() is None
     keys = sorted(c.key for c in read_changes(str(warehouse)).changes)
     assert keys == sorted([f"a{n}-{i}" for n in range(8) for i in range(3)] + ["b-0", "b-1"])
-    process, folder = ingest._process, ingest._folder
+    process, socket = ingest._process, ingest.socket
     ingest.close()
-    assert process.poll() is not None and not os.path.exists(folder)  # stopped, its socket's folder removed
+    assert process.poll() is not None and not os.path.exists(socket)  # stopped, its socket removed
+
+
+def test_the_workers_of_one_server_share_one_writer_and_another_takes_over_when_it_stops(tmp_path, torch_backend):
+    """Two workers (two IngestProcess of one server, over one warehouse): the first write starts
+    one writer, both forward to it; when the worker that started it stops it, the other's next
+    write starts one of its own. No write is lost or written twice."""
+    warehouse = str(tmp_path / "warehouse")
+    first, second = IngestProcess(lambda: warehouse), IngestProcess(lambda: warehouse)  # of one server: this process
+    assert first.socket == second.socket
+    with TestClient(Starlette(routes=first.routes())) as one, TestClient(Starlette(routes=second.routes())) as two:
+        with ThreadPoolExecutor(8) as pool:  # both at once, before any writer runs
+            answers = list(pool.map(lambda n: (one, two)[n % 2].post("/ingest/items", json=_items(f"a{n}", 2)), range(8)))
+        assert [a.status_code for a in answers] == [200] * 8, [a.text for a in answers]
+        running = [p for p in (first._process, second._process) if p is not None and p.poll() is None]
+        assert len(running) == 1  # one writer; a second one started in the race exited, leaving the writes to it
+        owner, other = (first, second) if first._process is running[0] else (second, first)
+        owner.close()
+        again = (two if other is second else one).post("/ingest/items", json=_items("b", 2))
+        assert again.status_code == 200, again.text
+        assert other._process is not None and other._process.poll() is None and other._process is not running[0]
+        other.close()
+    keys = [c.key for c in read_changes(warehouse).changes]
+    assert sorted(keys) == sorted([f"a{n}-{i}" for n in range(8) for i in range(2)] + ["b-0", "b-1"])
 
 
 def test_the_ingest_process_stops_when_the_service_that_started_it_is_killed(tmp_path, torch_backend):
@@ -78,7 +101,7 @@ def test_the_ingest_process_stops_when_the_service_that_started_it_is_killed(tmp
         from ingest.forward import IngestProcess
         ingest = IngestProcess(lambda: {str(tmp_path / "warehouse")!r})
         ingest.start()
-        while not os.path.exists(ingest.socket):
+        while not os.path.exists(ingest.socket):  # it binds once its model is loaded
             time.sleep(0.1)
         print(ingest._process.pid, flush=True)
         time.sleep(600)

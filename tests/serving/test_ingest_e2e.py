@@ -123,3 +123,52 @@ def test_writes_through_a_real_server_are_served_without_a_build(warehouse, tmp_
             reader.join(timeout=60)
         stop_server(server.process)
     assert "cannot apply the change log" not in server.log.read_text()
+
+
+def test_two_workers_share_one_writer_and_both_serve_its_writes(warehouse, tmp_path):
+    """RECQA_WORKERS=2 with the write API: writes that reach either worker go to one ingest
+    process, are logged once each, and both workers then find them."""
+    import shutil
+    import time
+
+    import psutil
+
+    copy = tmp_path / "warehouse"
+    shutil.copytree(warehouse, copy)
+    server = start_server(copy, tmp_path, env={"RECQA_WORKERS": "2", "RECQA_INGEST_TOKEN": TOKEN, "RECQA_ACCESS_LOG": "1"})
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        deadline = time.monotonic() + 120
+        while not all(f"[entry_service:recqa:{i}] Service recqa initialized" in server.log.read_text() for i in (1, 2)):
+            assert time.monotonic() < deadline, server.log.read_text()[-4000:]
+            time.sleep(0.5)
+
+        def write(n: int) -> requests.Response:
+            answer = {"doc_id": f"shared-{n}", "question": f"How do I wax a toboggan number {n}?",
+                      "answer": f"Rub toboggan wax number {n} along the runners, then buff them."}
+            return requests.post(f"{server.base_url}/ingest/answers", json={"answers": [answer]}, headers=auth, timeout=60)
+
+        with ThreadPoolExecutor(10) as pool:
+            written = list(pool.map(write, range(30)))
+        assert [r.status_code for r in written] == [200] * 30, [r.text for r in written if r.status_code != 200][:1]
+
+        def writers() -> list[psutil.Process]:
+            return [p for p in psutil.Process(server.process.pid).children(recursive=True)
+                    if "ingest.process" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE]
+
+        _until(lambda: len(writers()) == 1)  # one writer; one that lost the race to start has exited
+        # its socket: listening, and one connection from each worker that forwarded a write
+        assert len([c for c in writers()[0].net_connections("unix") if c.laddr.endswith("ingest.sock")]) == 3
+        keys = [c.key for c in read_changes(str(copy)).changes]
+        assert sorted(keys) == sorted(f"shared-{n}" for n in range(30))  # each once
+
+        question = {"question": "toboggan wax number 7 runners", "k": 3, "mode": "keyword"}
+        _until(lambda: "shared-7" in [a["doc_id"] for a in server.post("/answer", question).json()["answers"]])
+        _until(lambda: all("shared-7" in [a["doc_id"] for a in r.json()["answers"]]  # from whichever worker takes each
+                           for r in ThreadPoolExecutor(8).map(lambda _: server.post("/answer", question), range(16))))
+        lines = server.log.read_text().splitlines()
+        for worker in ("1", "2"):
+            assert any(f"[entry_service:recqa:{worker}]" in line and "path=/answer" in line for line in lines)
+    finally:
+        stop_server(server.process)
+    assert TOKEN not in server.log.read_text()

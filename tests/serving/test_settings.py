@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from serving.settings import GuardSettings, LogSettings, ServiceSettings, SettingsError, WorkerSettings, workers_problem
+from serving.settings import GuardSettings, LogSettings, ServiceSettings, SettingsError, WorkerSettings
 from tests.serving.conftest import in_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,21 +150,8 @@ def test_requests_are_traced_when_bentomls_configuration_names_an_exporter(optio
     assert "OpenTelemetryMiddleware" in middlewares and "AccessLogMiddleware" not in middlewares
 
 
-def test_one_worker_unless_asked_and_more_than_one_refused_with_the_write_api():
+def test_one_worker_unless_asked():
     assert WorkerSettings.from_env({}).workers == 1 and WorkerSettings.from_env({"RECQA_WORKERS": "3"}).workers == 3
     for value, expected in (("0", "greater than or equal to 1"), ("two", "valid integer")):
         with pytest.raises(SettingsError, match=rf"^RECQA_WORKERS='{value}' is not valid: .*{expected}"):
             WorkerSettings.from_env({"RECQA_WORKERS": value})
-    reads_only, writes = GuardSettings.from_env({}), GuardSettings.from_env({"RECQA_INGEST_TOKEN": "t"})
-    assert workers_problem(2, reads_only) is None
-    assert workers_problem(1, writes) is None
-    problem = workers_problem(2, writes)
-    assert problem is not None and "RECQA_WORKERS=2" in problem and "RECQA_INGEST_TOKEN" in problem and "unset" in problem
-
-
-def test_importing_the_service_with_several_workers_and_the_write_api_fails_naming_both():
-    """`bentoml serve` run directly imports the service once: it fails there, before any worker loads a table."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RECQA_WORKERS": "2", "RECQA_INGEST_TOKEN": "secret-token"}
-    done = subprocess.run([sys.executable, "-c", "import serving.service"], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
-    assert done.returncode != 0
-    assert "RECQA_WORKERS=2 with RECQA_INGEST_TOKEN set" in done.stderr and "secret-token" not in done.stderr

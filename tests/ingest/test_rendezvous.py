@@ -1,0 +1,89 @@
+"""Where a server's workers meet their one writer: a private folder per server and warehouse,
+and the lock that lets one process write (real flock(2) across real processes)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ingest import process
+from ingest.rendezvous import LOCK_HELD, FolderRefused, server_folder, take_lock, writer_running
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_one_folder_per_server_and_warehouse_private_and_those_of_exited_servers_removed(tmp_path):
+    first = server_folder("/data/w1", 4242, base=str(tmp_path))
+    assert server_folder("/data/w1", 4242, base=str(tmp_path)) == first  # every worker of server 4242 finds the same
+    assert server_folder("/data/w2", 4242, base=str(tmp_path)) != first  # another warehouse's writes stay apart
+    root = Path(first).parent
+    assert root.name == f"recqa-ingest-{os.getuid()}" and stat.S_IMODE(root.stat().st_mode) == 0o700
+
+    gone = root / f"{_dead_pid()}-0123456789abcdef"
+    gone.mkdir()
+    (gone / "writer.lock").touch()
+    alive = root / f"{os.getpid()}-0123456789abcdef"
+    alive.mkdir()
+    server_folder("/data/w1", 4243, base=str(tmp_path))
+    assert not gone.exists() and alive.exists()  # an exited server's folder is removed, a running one's kept
+
+
+def test_a_folder_others_can_open_is_refused_with_the_fix(tmp_path):
+    root = tmp_path / f"recqa-ingest-{os.getuid()}"
+    root.mkdir(mode=0o755)
+    os.chmod(root, 0o755)
+    with pytest.raises(FolderRefused, match=rf"{root} must be a folder of user {os.getuid()} .*0700.*remove it"):
+        server_folder("/data/w1", 1, base=str(tmp_path))
+
+
+_HOLD = textwrap.dedent("""
+    import sys, time
+    from ingest.rendezvous import take_lock
+    held = take_lock(sys.argv[1])
+    print("held" if held is not None else "refused", flush=True)
+    time.sleep(600)
+""")
+
+
+def test_one_process_holds_the_lock_and_it_is_free_again_once_that_process_is_killed(tmp_path):
+    folder = str(tmp_path)
+    assert not writer_running(folder)  # the probe takes and gives back the lock
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, folder], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert writer_running(folder) and take_lock(folder) is None
+        second = subprocess.Popen([sys.executable, "-c", _HOLD, folder], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        assert second.stdout.readline().strip() == "refused"
+        second.kill()
+        second.wait()
+        holder.send_signal(signal.SIGKILL)  # no clean-up runs: the kernel drops the lock with the process
+        holder.wait(10)
+        assert not writer_running(folder)
+        mine = take_lock(folder)
+        assert mine is not None
+        os.close(mine)
+    finally:
+        holder.kill()
+
+
+def test_the_ingest_process_leaves_the_writes_to_the_one_holding_the_lock_without_loading_a_model(tmp_path, monkeypatch):
+    held = take_lock(str(tmp_path))
+    assert held is not None
+    monkeypatch.setattr(process, "load_batch_encoder", lambda *args: pytest.fail("loaded a model it will not use"))
+    try:
+        assert process.main(["--warehouse", str(tmp_path / "w"), "--socket", str(tmp_path / "ingest.sock")]) == LOCK_HELD
+    finally:
+        os.close(held)
