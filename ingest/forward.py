@@ -1,5 +1,5 @@
-"""The service's side of the ingest process (ingest/process.py): start it, forward the write
-API to it, stop it.
+"""The service's side of the ingest process (ingest/process.py): start it when none runs,
+forward the write API to it, and stop it when it runs in this process's own server.
 
 The routes are the write API's paths on the service's port, behind its token check
 (GuardMiddleware): each request's body goes as it came to the ingest process over a Unix
@@ -8,7 +8,8 @@ wait on a write's parsing, embedding or commit: those run in the other process, 
 
 The workers of a server (RECQA_WORKERS) share one ingest process, so one writer batches and
 commits all their writes: the first worker to find none running starts it, the others connect to
-its socket (ingest/rendezvous.py). A process that exits is started again by the next write; a write whose answer was lost with it
+its socket (ingest/rendezvous.py). It stops with the server, not with the worker that started
+it. A process that exits is started again by the next write; a write whose answer was lost with it
 is a 503 that says it may have been logged (an upsert or delete sent again means the same as once).
 Each commit's timings come back with its answers (COMMIT_HEADER's value) and go to `on_commit`
 (the service's /metrics) once per commit.
@@ -36,7 +37,7 @@ from starlette.routing import Route
 
 from ingest.api import BODIES
 from ingest.frames import GRACEFUL_SECONDS, frame, read_frame
-from ingest.rendezvous import LOCK_HELD, SOCKET_NAME, server_folder, writer_running
+from ingest.rendezvous import LOCK_HELD, SOCKET_NAME, FolderRefused, server_folder, writer_running
 from ingest.routes import INGEST_PREFIX, commit_of_header, described
 from ingest.writer import CommitTimings
 from serving.errors import error_response
@@ -77,7 +78,10 @@ class IngestProcess:
     def folder(self) -> str:
         """This server's writers' folder (made on first use): its workers all use the same."""
         if self._folder is None:
-            self._folder = server_folder(self._warehouse(), self._server())
+            try:
+                self._folder = server_folder(self._warehouse(), self._server())
+            except (FolderRefused, OSError) as error:  # a 503 naming it, not a 500
+                raise IngestUnavailable(f"the writers' folder cannot be used: {error}") from error
         return self._folder
 
     @property
@@ -95,7 +99,8 @@ class IngestProcess:
             if self._process is not None and self._process.returncode != LOCK_HELD:
                 logger.warning("the ingest process exited (code %s): starting it again", self._process.returncode)
             self._process = subprocess.Popen(  # `-m` from ROOT: it imports this checkout's packages; the service's environment
-                [sys.executable, "-m", "ingest.process", "--warehouse", self._warehouse(), "--socket", self.socket], cwd=str(ROOT),
+                [sys.executable, "-m", "ingest.process", "--warehouse", self._warehouse(), "--socket", self.socket,
+                 "--server", str(self._server())], cwd=str(ROOT),
             )
             return self._process
 
@@ -172,12 +177,15 @@ class IngestProcess:
             logger.warning("recording a commit's timings failed: %s: %s", type(error).__name__, error)
 
     def close(self) -> None:
-        """Stop the writer this worker started, if it did: it answers the writes in flight (from
-        every worker) and commits what is queued first; their answers reach the requests while the
-        event loop runs on. Another worker's next write starts a writer again. The folder stays
-        for the server's other workers (ingest/rendezvous.py removes it once the server is gone)."""
+        """Forget the writer; stop it if this process started it and is itself the server (an
+        in-process app): it answers the writes in flight and commits what is queued first, and
+        their answers reach the requests while the event loop runs on. A BentoML worker leaves
+        it to the other workers: it stops once the server is gone (ingest/process.py). The
+        folder stays for them too (ingest/rendezvous.py removes it once the server is gone)."""
         with self._lock:
             process, self._process = self._process, None
+            if self._server() != os.getpid():
+                process = None
             self._connection, self._opening = None, None  # its reader still hands out the answers in flight, then ends
             self._folder = None  # the next start may serve another warehouse
             self._seen.clear()  # whose versions start again

@@ -15,13 +15,15 @@ reads get most of them, and on a CPU that runs bfloat16 natively the writes stil
 folder only this user can open; the socket appears once the model is loaded. It takes the
 folder's lock first and exits with LOCK_HELD when another process holds it: a server's workers
 share one writer (ingest/rendezvous.py). SIGTERM (or its
-parent gone) stops it: requests in flight are answered, what is queued is committed.
+server gone: `--server`, BentoML's arbiter) stops it: requests in flight are answered, what is
+queued is committed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -34,14 +36,15 @@ from pathlib import Path
 from ingest.ahead import AheadEmbedder, published_texts
 from ingest.api import BODIES
 from ingest.frames import GRACEFUL_SECONDS, frame, read_frame
-from ingest.rendezvous import LOCK_HELD, take_lock
-from ingest.routes import COMMIT_HEADER, IngestEndpoints
+from ingest.rendezvous import LOCK_HELD, alive, take_lock
+from ingest.routes import COMMIT_HEADER, IngestEndpoints, commit_of_header
 from serving.encoders import batch_precision, load_batch_encoder
 from serving.errors import error_response
 from serving.settings import DEFAULT_INGEST_NICE, ServiceSettings
 
 logger = logging.getLogger("recqa.ingest")
-PARENT_CHECK_SECONDS = 1.0
+SERVER_CHECK_SECONDS = 1.0
+HEADED_COMMITS = 1024  # commit versions remembered, so each commit's timings go out once
 
 
 def lower_priority(by: int) -> int:
@@ -94,21 +97,46 @@ def endpoints(warehouse: str, settings: ServiceSettings, precision: str) -> Inge
 
 
 async def serve(ingest: IngestEndpoints, socket: str, stop: asyncio.Event) -> None:
-    """Answer frames on `socket` until `stop`; then answer those in flight and close the writer."""
+    """Answer frames on `socket` until `stop`; then answer those in flight and close the writer.
+
+    After `stop`, a frame that arrives on a connection still open (another worker's) is answered
+    503, not written: nothing is committed that its sender is not told about. Each commit's
+    timings go out with its first answer only, so the service's /metrics, which BentoML sums over
+    the workers, counts each commit once."""
     in_flight: set[asyncio.Task] = set()
+    connections: set[asyncio.StreamWriter] = set()
+    headed: collections.OrderedDict[int, None] = collections.OrderedDict()  # commit versions whose timings went out
+    stopping = False
+
+    def first_of_commit(header: str | None) -> str | None:
+        if header is None:
+            return None
+        version = commit_of_header(header)[0]
+        if version in headed:
+            return None
+        headed[version] = None
+        if len(headed) > HEADED_COMMITS:
+            headed.popitem(last=False)
+        return header
 
     async def answer(head: dict, body: bytes, writer: asyncio.StreamWriter) -> None:
         route = head.get("route")
         try:
-            response = await ingest.respond(route, body) if route in BODIES else error_response(404, f"no write route {route!r}")
+            if stopping:
+                response = error_response(503, "not written: the ingest process is stopping; send it again")
+            elif route in BODIES:
+                response = await ingest.respond(route, body)
+            else:
+                response = error_response(404, f"no write route {route!r}")
         except Exception as error:  # noqa: BLE001 - the service gets an answer, never a silent drop
             logger.exception("ingest request failed")
             response = error_response(500, f"the write failed ({type(error).__name__}: {error}); send it again")
         if not writer.is_closing():
-            writer.write(frame({"id": head.get("id"), "status": response.status_code, "commit": response.headers.get(COMMIT_HEADER)},
-                               bytes(response.body)))
+            commit = first_of_commit(response.headers.get(COMMIT_HEADER))
+            writer.write(frame({"id": head.get("id"), "status": response.status_code, "commit": commit}, bytes(response.body)))
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.add(writer)
         try:
             while True:
                 head, body = await read_frame(reader)
@@ -122,30 +150,39 @@ async def serve(ingest: IngestEndpoints, socket: str, stop: asyncio.Event) -> No
 
     server = await asyncio.start_unix_server(connection, path=socket)
     await stop.wait()
-    server.close()  # no new connection; requests in flight are answered
-    if in_flight:
-        await asyncio.wait(in_flight, timeout=GRACEFUL_SECONDS)
+    server.close()  # no new connection; open ones get 503 for new frames, and their answers in flight
+    stopping = True
+    deadline = time.monotonic() + GRACEFUL_SECONDS
+    while in_flight and time.monotonic() < deadline:  # new frames' 503s join the set as they come
+        await asyncio.wait(set(in_flight), timeout=deadline - time.monotonic())
     await asyncio.to_thread(ingest.close)  # what is queued is committed first
+    for writer in connections:  # the answers written are sent before the process ends
+        writer.close()
     with contextlib.suppress(OSError):  # while the lock is still held: the next writer's socket is never removed
         os.unlink(socket)
+    for writer in connections:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer.wait_closed(), timeout=5)
 
 
-def _stop_with(parent: int, stop: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
-    """Set `stop` once `parent` (the service) is gone, however it went."""
+def _stop_with(server: int, stop: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
+    """Set `stop` once `server` (the service's server: BentoML's arbiter, whose workers share this
+    writer) is gone, however it went. A worker that stops or is restarted does not stop it: the
+    other workers still write through it."""
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_CHECK_SECONDS)
-        logger.warning("the service that started the ingest process is gone: stopping")
+        while alive(server):
+            time.sleep(SERVER_CHECK_SECONDS)
+        logger.warning("the service whose writes this process takes is gone: stopping")
         loop.call_soon_threadsafe(stop.set)
 
-    threading.Thread(target=watch, name="recqa-ingest-parent", daemon=True).start()
+    threading.Thread(target=watch, name="recqa-ingest-server", daemon=True).start()
 
 
-async def _run(ingest: IngestEndpoints, socket: str, parent: int) -> None:
+async def _run(ingest: IngestEndpoints, socket: str, server: int) -> None:
     stop, loop = asyncio.Event(), asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    _stop_with(parent, stop, loop)
+    _stop_with(server, stop, loop)
     await serve(ingest, socket, stop)
 
 
@@ -153,7 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ingest.process", description=__doc__.split("\n\n")[0])
     parser.add_argument("--warehouse", required=True)
     parser.add_argument("--socket", required=True, help="Unix socket path to answer on")
+    parser.add_argument("--server", type=int, default=None, help="stop once this process is gone (default: the parent)")
     args = parser.parse_args(argv)
+    server = args.server if args.server is not None else os.getppid()  # read first: the model takes seconds to load
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s (ingest process): %(message)s")
     lock = take_lock(os.path.dirname(args.socket))  # kept open until the process exits, however it exits
     if lock is None:
@@ -165,9 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     precision = batch_precision(settings.ingest_precision, settings.encoder_precision)
     ingest = endpoints(args.warehouse, settings, precision)  # the model loads at the service's priority: a restart is not slowed
     logger.info("running at niceness %d", lower_priority(write_niceness(settings.ingest_nice, precision)))
-    parent = os.getppid()
     try:
-        asyncio.run(_run(ingest, args.socket, parent))
+        asyncio.run(_run(ingest, args.socket, server))
     finally:
         os.close(lock)
     return 0

@@ -9,8 +9,9 @@ its holder exits however it exits, so a writer killed mid-batch never leaves the
 out. A worker that cannot connect starts a writer only when the lock is free (`writer_running`).
 
 The folder is `<tmp>/recqa-ingest-<uid>/<server pid>-<warehouse digest>`: the server is the
-process whose workers share it (BentoML's arbiter), and the warehouse keeps two servers' writes
-apart in a process that serves several. The parent folder is made 0700 and refused when another
+process whose workers share it (BentoML's arbiter), and the warehouse keeps two warehouses'
+writes apart in a process that serves several. The guarantee is one writer per server: two
+servers started on one warehouse still have a writer each, as before this folder. The parent folder is made 0700 and refused when another
 user owns it or others may open it, as tmux and ssh-agent treat theirs; folders of servers that
 have exited are removed when a new one is made, so they do not pile up.
 """
@@ -42,19 +43,23 @@ def _private_root(base: str | None = None) -> Path:
         root.mkdir(mode=0o700)
     info = os.lstat(root)
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-        raise FolderRefused(f"{root} must be a folder of user {os.getuid()} that no other user can open (mode 0700); "
-                            "remove it and start the service again")
+        raise FolderRefused(f"{root} must be a folder of user {os.getuid()} that no other user can open (mode 0700): "
+                            "remove it if it is yours, or set TMPDIR to a folder of your own, and start the service again")
     return root
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, exited but not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process: alive
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):  # no /proc here: kill(2) answered
+        return True
 
 
 def server_folder(warehouse: str, server: int, base: str | None = None) -> str:
@@ -63,8 +68,8 @@ def server_folder(warehouse: str, server: int, base: str | None = None) -> str:
     root = _private_root(base)
     for old in root.iterdir():
         pid = old.name.split("-", 1)[0]
-        if pid.isdigit() and int(pid) != server and not _alive(int(pid)):
-            shutil.rmtree(old, ignore_errors=True)
+        if pid.isdigit() and int(pid) != server and not alive(int(pid)) and not writer_running(str(old)):
+            shutil.rmtree(old, ignore_errors=True)  # a writer still finishing (it outlives its server a moment) keeps it
     digest = hashlib.sha256(warehouse.encode()).hexdigest()[:16]
     folder = root / f"{server}-{digest}"
     folder.mkdir(mode=0o700, exist_ok=True)

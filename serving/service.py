@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from features.schemas import ALS_INDEX, ANSWER_INDEX, ANSWERS_TABLE, CONTENT_INDEX, ITEMS_TABLE, IndexConfig
-from ingest.forward import IngestProcess
+from ingest.forward import IngestProcess, IngestUnavailable
 from ingest.routes import INGEST_PREFIX
 from serving.api import (
     AnswerDocument,
@@ -175,7 +175,10 @@ class RecQA:
         _ingest.on_commit = self.metrics.observe_commit  # the writer's commits by stage, in /metrics
         _ingest_door.settings = guard  # the write API's door sees no lifespan of its own
         if _ingest_door.settings.ingest_token and server_context.worker_index in (None, 1):
-            _ingest.start()  # it loads its model meanwhile: the first write does not wait; the other workers share it
+            try:
+                _ingest.start()  # it loads its model meanwhile: the first write does not wait; the other workers share it
+            except IngestUnavailable as error:  # the reads still serve; each write answers 503 with this reason
+                logger.error("the write API cannot start its writer: %s", error)
 
     def _encoders(self) -> QueryEncoders:
         settings = self.settings

@@ -118,3 +118,29 @@ def test_the_ingest_process_stops_when_the_service_that_started_it_is_killed(tmp
         assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
     finally:
         service.kill()
+
+
+def test_a_worker_leaves_the_writer_to_the_others_and_it_stops_once_the_server_is_gone(tmp_path, torch_backend):
+    """Under BentoML the server is the workers' arbiter, not the worker that started the writer:
+    that worker's close forgets it, the writer goes on for the others, and stops with the server."""
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        ingest = IngestProcess(lambda: str(tmp_path / "warehouse"), lambda: server.pid)
+        with TestClient(Starlette(routes=ingest.routes())) as client:
+            assert client.post("/ingest/items", json=_items("w", 1)).status_code == 200
+            writer = psutil.Process(ingest._process.pid)
+            ingest.close()
+        assert writer.is_running() and writer.status() != psutil.STATUS_ZOMBIE  # still there for the other workers
+        other = IngestProcess(lambda: str(tmp_path / "warehouse"), lambda: server.pid)
+        with TestClient(Starlette(routes=other.routes())) as client:
+            assert client.post("/ingest/items", json=_items("x", 1)).status_code == 200
+        assert other._process is None  # it used the running writer
+        server.kill()
+        server.wait(10)
+        deadline = time.monotonic() + 30
+        while writer.is_running() and writer.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not writer.is_running() or writer.status() == psutil.STATUS_ZOMBIE
+    finally:
+        server.kill()
+    assert sorted(c.key for c in read_changes(str(tmp_path / "warehouse")).changes) == ["w-0", "x-0"]

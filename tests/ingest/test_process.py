@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -75,3 +76,61 @@ def test_the_process_loads_the_model_in_the_writes_precision(monkeypatch, tmp_pa
 
 async def _noop() -> None:
     return None
+
+
+class _Endpoints:
+    """The routes' logic at the edge: answers held until released, every call recorded."""
+
+    def __init__(self) -> None:
+        self.calls: list[bytes] = []
+        self.release = asyncio.Event()
+        self.closed_after: list[int] = []
+
+    async def respond(self, route: str, body: bytes):
+        from starlette.responses import JSONResponse
+
+        from ingest.routes import COMMIT_HEADER, commit_header
+        from ingest.writer import Commit, CommitTimings
+
+        self.calls.append(body)
+        await self.release.wait()
+        commit = Commit.__new__(Commit)  # only what commit_header reads
+        object.__setattr__(commit, "version", 7)
+        object.__setattr__(commit, "timings", CommitTimings(records=1, queued=0.2, ahead=0.1, append=0.01))
+        return JSONResponse({"ok": True}, headers={COMMIT_HEADER: commit_header(commit)})
+
+    def close(self) -> None:
+        self.closed_after.append(len(self.calls))
+
+
+def test_after_stop_a_new_frame_is_refused_unwritten_and_those_in_flight_are_answered_with_a_commits_timings_once(tmp_path):
+    """Another worker's frame that arrives while the writer stops is answered 503 and never
+    reaches the writer; the frames already in flight are answered; each commit's timings go out
+    with its first answer only (BentoML sums /metrics over the workers)."""
+    from ingest.frames import frame, read_frame
+
+    async def scenario():
+        ingest, stop, socket = _Endpoints(), asyncio.Event(), str(tmp_path / "ingest.sock")
+        served = asyncio.create_task(process.serve(ingest, socket, stop))
+        while not os.path.exists(socket):
+            await asyncio.sleep(0.01)
+        one, two = await asyncio.open_unix_connection(socket), await asyncio.open_unix_connection(socket)
+        one[1].write(frame({"id": 1, "route": "items"}, b"a"))
+        two[1].write(frame({"id": 2, "route": "items"}, b"b"))
+        while len(ingest.calls) < 2:
+            await asyncio.sleep(0.01)
+        stop.set()
+        await asyncio.sleep(0.05)
+        two[1].write(frame({"id": 3, "route": "items"}, b"late"))
+        late = await asyncio.wait_for(read_frame(two[0]), 5)  # answered before the held ones
+        ingest.release.set()
+        first, second = await asyncio.wait_for(read_frame(one[0]), 5), await asyncio.wait_for(read_frame(two[0]), 5)
+        await asyncio.wait_for(served, 10)
+        return ingest, late, first, second
+
+    ingest, late, first, second = asyncio.run(scenario())
+    assert late[0]["id"] == 3 and late[0]["status"] == 503 and b"stopping" in late[1]
+    assert ingest.calls == [b"a", b"b"]  # the late frame never reached the writer
+    assert ingest.closed_after == [2]  # closed once, after the frames in flight
+    assert first[0]["status"] == second[0]["status"] == 200
+    assert [head["commit"] is not None for head in (first[0], second[0])].count(True) == 1  # one commit, its timings once

@@ -9,12 +9,13 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from ingest import process
-from ingest.rendezvous import LOCK_HELD, FolderRefused, server_folder, take_lock, writer_running
+from ingest.rendezvous import LOCK_HELD, FolderRefused, alive, server_folder, take_lock, writer_running
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,15 +38,33 @@ def test_one_folder_per_server_and_warehouse_private_and_those_of_exited_servers
     (gone / "writer.lock").touch()
     alive = root / f"{os.getpid()}-0123456789abcdef"
     alive.mkdir()
-    server_folder("/data/w1", 4243, base=str(tmp_path))
-    assert not gone.exists() and alive.exists()  # an exited server's folder is removed, a running one's kept
+    finishing = root / f"{_dead_pid()}-fedcba9876543210"  # its server gone, its writer still committing
+    finishing.mkdir()
+    held = take_lock(str(finishing))
+    try:
+        server_folder("/data/w1", 4243, base=str(tmp_path))
+        assert not gone.exists() and alive.exists()  # an exited server's folder is removed, a running one's kept
+        assert finishing.exists()  # a held lock keeps it: removing it would let a second writer in
+    finally:
+        os.close(held)
+
+
+def test_a_zombie_is_not_alive():
+    child = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":  # exited, not reaped
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert not alive(child.pid) and alive(os.getpid())
+    child.wait()
+    assert not alive(child.pid)
 
 
 def test_a_folder_others_can_open_is_refused_with_the_fix(tmp_path):
     root = tmp_path / f"recqa-ingest-{os.getuid()}"
     root.mkdir(mode=0o755)
     os.chmod(root, 0o755)
-    with pytest.raises(FolderRefused, match=rf"{root} must be a folder of user {os.getuid()} .*0700.*remove it"):
+    with pytest.raises(FolderRefused, match=rf"{root} must be a folder of user {os.getuid()} .*0700.*TMPDIR"):
         server_folder("/data/w1", 1, base=str(tmp_path))
 
 
