@@ -34,6 +34,16 @@ def torch_backend(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
+def _stops(process: psutil.Process, seconds: float = 30.0) -> bool:
+    """Whether `process` exits within `seconds` (a zombie not yet reaped counts as exited)."""
+    deadline = time.monotonic() + seconds
+    while process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def _items(prefix: str, n: int) -> dict:
     return {"items": [{"item_id": f"{prefix}-{i}", "title": f"title {prefix} {i}"} for i in range(n)]}
 
@@ -112,10 +122,7 @@ def test_the_ingest_process_stops_when_the_service_that_started_it_is_killed(tmp
         assert child.is_running()
         service.kill()  # no shutdown hook runs
         service.wait(10)
-        deadline = time.monotonic() + 30
-        while child.is_running() and child.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+        assert _stops(child)
     finally:
         service.kill()
 
@@ -137,10 +144,7 @@ def test_a_worker_leaves_the_writer_to_the_others_and_it_stops_once_the_server_i
         assert other._process is None  # it used the running writer
         server.kill()
         server.wait(10)
-        deadline = time.monotonic() + 30
-        while writer.is_running() and writer.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not writer.is_running() or writer.status() == psutil.STATUS_ZOMBIE
+        assert _stops(writer)
     finally:
         server.kill()
     assert sorted(c.key for c in read_changes(str(tmp_path / "warehouse")).changes) == ["w-0", "x-0"]
