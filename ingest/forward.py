@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]  # the folder holding the `ingest` pa
 START_SECONDS = 30.0
 # a write answered later than this is a 503 that may have been logged (a commit takes seconds at most)
 REQUEST_SECONDS = 60.0
+SOCKET_PATH_BYTES = 107  # sun_path holds 108 bytes on Linux, the last a NUL
 SEEN_COMMITS = 1024  # commit versions remembered, so each commit's timings are observed once
 
 
@@ -69,6 +70,7 @@ class IngestProcess:
         self._lock = threading.Lock()
         self._process: subprocess.Popen | None = None  # the writer this worker started, if it did
         self._folder: str | None = None
+        self._folder_server = 0  # the server the folder (and any writer started from it) belongs to
         self._connection: _Connection | None = None
         self._opening: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._seen: collections.OrderedDict[int, None] = collections.OrderedDict()
@@ -78,10 +80,17 @@ class IngestProcess:
     def folder(self) -> str:
         """This server's writers' folder (made on first use): its workers all use the same."""
         if self._folder is None:
+            server = self._server()
             try:
-                self._folder = server_folder(self._warehouse(), self._server())
+                self._folder = server_folder(self._warehouse(), server)
             except (FolderRefused, OSError) as error:  # a 503 naming it, not a 500
                 raise IngestUnavailable(f"the writers' folder cannot be used: {error}") from error
+            socket = os.path.join(self._folder, SOCKET_NAME)
+            if len(os.fsencode(socket)) > SOCKET_PATH_BYTES:  # connect(2) would refuse it on every write
+                self._folder = None
+                raise IngestUnavailable(f"the writers' socket path {socket} is longer than a Unix socket allows "
+                                        f"({SOCKET_PATH_BYTES} bytes): set TMPDIR to a shorter folder")
+            self._folder_server = server
         return self._folder
 
     @property
@@ -94,14 +103,20 @@ class IngestProcess:
         with self._lock:
             if self._process is not None and self._process.poll() is None:
                 return None
-            if writer_running(self.folder):
-                return None  # another worker's, serving or loading its model
-            if self._process is not None and self._process.returncode != LOCK_HELD:
-                logger.warning("the ingest process exited (code %s): starting it again", self._process.returncode)
-            self._process = subprocess.Popen(  # `-m` from ROOT: it imports this checkout's packages; the service's environment
-                [sys.executable, "-m", "ingest.process", "--warehouse", self._warehouse(), "--socket", self.socket,
-                 "--server", str(self._server())], cwd=str(ROOT),
-            )
+            folder = self.folder
+            if self._server() != self._folder_server:  # orphaned: a writer started now would watch the wrong process for ever
+                raise IngestUnavailable(f"this worker's server (pid {self._folder_server}) is gone; the service is stopping")
+            try:
+                if writer_running(folder):
+                    return None  # another worker's, serving or loading its model
+                if self._process is not None and self._process.returncode != LOCK_HELD:
+                    logger.warning("the ingest process exited (code %s): starting it again", self._process.returncode)
+                self._process = subprocess.Popen(  # `-m` from ROOT: it imports this checkout's packages; the service's environment
+                    [sys.executable, "-m", "ingest.process", "--warehouse", self._warehouse(), "--socket", self.socket,
+                     "--server", str(self._folder_server)], cwd=str(ROOT),
+                )
+            except OSError as error:  # nothing was sent: a 503 that says so
+                raise IngestUnavailable(f"the ingest process could not be started: {error}") from error
             return self._process
 
     async def _connected(self) -> "_Connection":

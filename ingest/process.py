@@ -132,7 +132,11 @@ async def serve(ingest: IngestEndpoints, socket: str, stop: asyncio.Event) -> No
             logger.exception("ingest request failed")
             response = error_response(500, f"the write failed ({type(error).__name__}: {error}); send it again")
         if not writer.is_closing():
-            commit = first_of_commit(response.headers.get(COMMIT_HEADER))
+            try:
+                commit = first_of_commit(response.headers.get(COMMIT_HEADER))
+            except Exception:  # noqa: BLE001 - a metric: the answer goes out without it
+                logger.exception("reading a commit's timings failed")
+                commit = None
             writer.write(frame({"id": head.get("id"), "status": response.status_code, "commit": commit}, bytes(response.body)))
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -144,7 +148,8 @@ async def serve(ingest: IngestEndpoints, socket: str, stop: asyncio.Event) -> No
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
         except (asyncio.IncompleteReadError, ConnectionError):
-            pass  # the service closed its end
+            connections.discard(writer)  # the service closed its end (a worker gone): so does this
+            writer.close()
         except asyncio.CancelledError:
             pass  # the process is stopping: its answers in flight were waited for (`serve`)
 
@@ -156,11 +161,12 @@ async def serve(ingest: IngestEndpoints, socket: str, stop: asyncio.Event) -> No
     while in_flight and time.monotonic() < deadline:  # new frames' 503s join the set as they come
         await asyncio.wait(set(in_flight), timeout=deadline - time.monotonic())
     await asyncio.to_thread(ingest.close)  # what is queued is committed first
-    for writer in connections:  # the answers written are sent before the process ends
+    closing = list(connections)  # a connection that ends meanwhile leaves the set
+    for writer in closing:  # the answers written are sent before the process ends
         writer.close()
     with contextlib.suppress(OSError):  # while the lock is still held: the next writer's socket is never removed
         os.unlink(socket)
-    for writer in connections:
+    for writer in closing:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(writer.wait_closed(), timeout=5)
 

@@ -68,8 +68,9 @@ def server_folder(warehouse: str, server: int, base: str | None = None) -> str:
     root = _private_root(base)
     for old in root.iterdir():
         pid = old.name.split("-", 1)[0]
-        if pid.isdigit() and int(pid) != server and not alive(int(pid)) and not writer_running(str(old)):
-            shutil.rmtree(old, ignore_errors=True)  # a writer still finishing (it outlives its server a moment) keeps it
+        with contextlib.suppress(OSError):  # removed meanwhile by another server, or not a folder: skipped
+            if pid.isdigit() and int(pid) != server and not alive(int(pid)) and not writer_running(str(old)):
+                shutil.rmtree(old, ignore_errors=True)  # a writer still finishing (it outlives its server a moment) keeps it
     digest = hashlib.sha256(warehouse.encode()).hexdigest()[:16]
     folder = root / f"{server}-{digest}"
     folder.mkdir(mode=0o700, exist_ok=True)

@@ -37,10 +37,13 @@ def torch_backend(monkeypatch):
 def _stops(process: psutil.Process, seconds: float = 30.0) -> bool:
     """Whether `process` exits within `seconds` (a zombie not yet reaped counts as exited)."""
     deadline = time.monotonic() + seconds
-    while process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
+    try:
+        while process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+    except psutil.NoSuchProcess:  # reaped between the two questions
+        pass
     return True
 
 

@@ -4,9 +4,11 @@ and the lock that lets one process write (real flock(2) across real processes)."
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import sys
 import textwrap
 import time
@@ -106,3 +108,51 @@ def test_the_ingest_process_leaves_the_writes_to_the_one_holding_the_lock_withou
         assert process.main(["--warehouse", str(tmp_path / "w"), "--socket", str(tmp_path / "ingest.sock")]) == LOCK_HELD
     finally:
         os.close(held)
+
+
+def _write(ingest) -> "object":
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    with TestClient(Starlette(routes=ingest.routes())) as client:
+        return client.post("/ingest/items", json={"items": [{"item_id": "i", "title": "t"}]})
+
+
+def test_a_folder_others_can_open_makes_each_write_a_503_naming_the_fix_and_starts_nothing(tmp_path, monkeypatch):
+    from ingest.forward import IngestProcess
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # what TMPDIR sets
+    (tmp_path / f"recqa-ingest-{os.getuid()}").mkdir(mode=0o755)
+    os.chmod(tmp_path / f"recqa-ingest-{os.getuid()}", 0o755)
+    ingest = IngestProcess(lambda: str(tmp_path / "w"))
+    answer = _write(ingest)
+    assert answer.status_code == 503 and "not written" in answer.text and "TMPDIR" in answer.text
+    assert ingest._process is None
+
+
+def test_a_socket_path_too_long_for_unix_sockets_is_a_503_naming_the_fix(tmp_path, monkeypatch):
+    from ingest.forward import IngestProcess
+
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    answer = _write(IngestProcess(lambda: str(tmp_path / "w")))
+    assert answer.status_code == 503 and "not written" in answer.text and "shorter folder" in answer.text
+
+
+def test_an_orphaned_worker_starts_no_writer_that_would_watch_the_wrong_server(monkeypatch):
+    """A worker whose arbiter was killed sees init as its parent: a writer it started would
+    never stop. It answers 503 instead."""
+    from ingest.forward import IngestProcess
+
+    short = tempfile.mkdtemp(prefix="recqa-t-", dir="/tmp")  # pytest's tmp_path is too long for a socket path
+    monkeypatch.setattr(tempfile, "tempdir", short)
+    parents = iter([os.getpid(), 1])  # the server when the folder was made, then init
+    try:
+        ingest = IngestProcess(lambda: os.path.join(short, "w"), lambda: next(parents))
+        assert ingest.folder  # made for this process as the server
+        answer = _write(ingest)
+        assert answer.status_code == 503 and f"pid {os.getpid()}" in answer.text and "gone" in answer.text
+        assert ingest._process is None
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
