@@ -11,14 +11,13 @@ commits all their writes: the first worker to find none running starts it, the o
 its socket (ingest/rendezvous.py). It stops with the server, not with the worker that started
 it. A process that exits is started again by the next write; a write whose answer was lost with it
 is a 503 that says it may have been logged (an upsert or delete sent again means the same as once).
-Each commit's timings come back with its answers (COMMIT_HEADER's value) and go to `on_commit`
-(the service's /metrics) once per commit.
+Each commit's timings come back with its first answer (COMMIT_HEADER's value) and go to
+`on_commit` (the service's /metrics).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import itertools
 import logging
 import os
@@ -49,7 +48,6 @@ START_SECONDS = 30.0
 # a write answered later than this is a 503 that may have been logged (a commit takes seconds at most)
 REQUEST_SECONDS = 60.0
 SOCKET_PATH_BYTES = 107  # sun_path holds 108 bytes on Linux, the last a NUL
-SEEN_COMMITS = 1024  # commit versions remembered, so each commit's timings are observed once
 
 
 class IngestUnavailable(RuntimeError):
@@ -73,7 +71,6 @@ class IngestProcess:
         self._folder_server = 0  # the server the folder (and any writer started from it) belongs to
         self._connection: _Connection | None = None
         self._opening: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
-        self._seen: collections.OrderedDict[int, None] = collections.OrderedDict()
         self.on_commit: Callable[[CommitTimings], Any] | None = None
 
     @property
@@ -82,15 +79,14 @@ class IngestProcess:
         if self._folder is None:
             server = self._server()
             try:
-                self._folder = server_folder(self._warehouse(), server)
+                folder = server_folder(self._warehouse(), server)
             except (FolderRefused, OSError) as error:  # a 503 naming it, not a 500
                 raise IngestUnavailable(f"the writers' folder cannot be used: {error}") from error
-            socket = os.path.join(self._folder, SOCKET_NAME)
+            socket = os.path.join(folder, SOCKET_NAME)
             if len(os.fsencode(socket)) > SOCKET_PATH_BYTES:  # connect(2) would refuse it on every write
-                self._folder = None
                 raise IngestUnavailable(f"the writers' socket path {socket} is longer than a Unix socket allows "
                                         f"({SOCKET_PATH_BYTES} bytes): set TMPDIR to a shorter folder")
-            self._folder_server = server
+            self._folder, self._folder_server = folder, server
         return self._folder
 
     @property
@@ -176,16 +172,11 @@ class IngestProcess:
         return endpoint
 
     def _observe(self, header: str | None) -> None:
-        """Pass a commit's timings to `on_commit` on the first answer of that commit."""
+        """Pass a commit's timings to `on_commit`: the writer sends them with the commit's first
+        answer only, to whichever worker it goes (ingest/process.py), so each is observed once."""
         if header is None or self.on_commit is None:
             return
-        version, timings = commit_of_header(header)
-        with self._lock:
-            if version in self._seen:
-                return
-            self._seen[version] = None
-            if len(self._seen) > SEEN_COMMITS:
-                self._seen.popitem(last=False)
+        timings = commit_of_header(header)[1]
         try:
             self.on_commit(timings)
         except Exception as error:  # noqa: BLE001 - a metric, not the write: it is already answered
@@ -203,7 +194,6 @@ class IngestProcess:
                 process = None
             self._connection, self._opening = None, None  # its reader still hands out the answers in flight, then ends
             self._folder = None  # the next start may serve another warehouse
-            self._seen.clear()  # whose versions start again
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
