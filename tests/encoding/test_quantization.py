@@ -73,3 +73,46 @@ def test_an_unknown_quantization_is_refused_before_any_model_loads():
 
     with pytest.raises(ValueError, match="'int4' is not one of"):
         OnnxEncoder(FakeEncoder(), quantize="int4")
+
+
+def _block(path) -> None:
+    """A feed-forward block as ONNX: x (n, 8) -> MatMul up (8 x 32) -> Relu -> MatMul down (32 x 8)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    up = numpy_helper.from_array(rng.standard_normal((8, 32)).astype(np.float32), "up_weight")
+    down = numpy_helper.from_array(rng.standard_normal((32, 8)).astype(np.float32), "down_weight")
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "up_weight"], ["h"], name="up"),
+            helper.make_node("Relu", ["h"], ["a"], name="act"),
+            helper.make_node("MatMul", ["a", "down_weight"], ["y"], name="down"),
+        ],
+        "block",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 8])],
+        initializer=[up, down],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_int8_quantizes_the_widening_matmul_and_keeps_the_down_projection_in_fp32(tmp_path):
+    import onnx
+    import onnxruntime
+
+    from encoding.quantization import down_projections, quantize_matmul_int8
+
+    source = tmp_path / "block.onnx"
+    _block(source)
+    assert down_projections(onnx.load(str(source))) == ["down"]
+    target = quantize_matmul_int8(source, tmp_path / "block.int8.onnx")
+    nodes = {node.name: node.op_type for node in onnx.load(str(target)).graph.node}
+    assert nodes["down"] == "MatMul"  # untouched: fp32 weights
+    assert "up" not in nodes or nodes["up"] != "MatMul"  # replaced by an integer MatMul
+    assert any(op in ("MatMulInteger", "DynamicQuantizeMatMul") for op in nodes.values())
+    x = np.random.default_rng(1).standard_normal((4, 8)).astype(np.float32)
+    run = lambda path: onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    exact, quantized = run(source), run(target)
+    assert not np.array_equal(exact, quantized)  # int8 weights somewhere
+    assert np.allclose(exact, quantized, rtol=0.1, atol=0.5)  # yet the same block
