@@ -177,28 +177,37 @@ def commit_stages(base: str) -> dict[str, float]:
     return {"commits": commits, **stages}
 
 
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """CPU seconds used so far by the server's process tree and by this script (the load
-    generator, on the same cores): what each phase's reads and writes cost the machine. A
-    process's reaped children count in its own figures, so one that exits between two readings
-    is not lost."""
+def cpu_seconds(pid: int) -> tuple[float, float, float]:
+    """CPU seconds used so far by the server's process tree, by its writes' process
+    (`ingest.process`, counted in the tree too) and by this script (the load generator, on the
+    same cores): what each phase's reads and writes cost the machine. A process's reaped
+    children count in its own figures, so one that exits between two readings is not lost."""
     import psutil
 
-    server = 0.0
+    server = writer = 0.0
     for process in server_tree(pid):
         try:
             times = process.cpu_times()
-            server += times.user + times.system + times.children_user + times.children_system
+            used = times.user + times.system + times.children_user + times.children_system
+            if "ingest.process" in " ".join(process.cmdline()):
+                writer += used
+            server += used
         except psutil.NoSuchProcess:
             pass
     own = os.times()
-    return server, own.user + own.system
+    return server, writer, own.user + own.system
 
 
-def cores(start: tuple[float, float, float], end: tuple[float, float, float]) -> dict[str, float]:
-    """Cores used between two (monotonic time, server CPU s, script CPU s) readings."""
+def cores(start: tuple[float, ...], end: tuple[float, ...]) -> dict[str, float]:
+    """Cores used between two (monotonic time, server CPU s, writer CPU s, script CPU s) readings."""
     wall = end[0] - start[0]
-    return {"server": (end[1] - start[1]) / wall, "script": (end[2] - start[2]) / wall}
+    return {name: (end[i] - start[i]) / wall for i, name in enumerate(("server", "writer", "script"), start=1)}
+
+
+def quarters(values: list[float]) -> list[list[float]]:
+    """`values` cut into four runs of equal length, in order (the last takes the remainder)."""
+    size = len(values) // 4
+    return [values[i * size: (i + 1) * size if i < 3 else len(values)] for i in range(4)] if size else [values]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -546,6 +555,7 @@ def main(argv: list[str] | None = None) -> int:
         "writes_seconds": sending, "writes_sent_per_second": (sum(bench.acknowledged.values()) + len(bench.write_errors)) / sending,
         "send_lag_p95_ms": 1000 * pct(bench.send_lag, 0.95), "read_phase_seconds": read_seconds,
         "read_p50_ms_by_route": {f"{phase} {route}": 1000 * pct(v, 0.5) for (phase, route), v in sorted(bench.route_latency.items())},
+        "read_p50_ms_by_quarter": [1000 * pct(part, 0.5) for part in quarters(under)],
         "cores": {"baseline": cores(cpu_start, cpu_switch), "writes": cores(cpu_switch, cpu_end)}, "commits": commits,
         "tables_start": shape_start, "tables_end": shape_end,
         "rss_mb_start": rss_start, "rss_mb_end": rss_end, "rebuild_seconds": rebuild_seconds, "published": checks,
@@ -556,6 +566,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nreads, baseline:      {rb['requests']:,} ok, {rb['errors']} errors, p50 {rb['p50_ms']:.1f} ms, p95 {rb['p95_ms']:.1f} ms")
     print(f"reads, under writes:  {ru['requests']:,} ok, {ru['errors']} errors, p50 {ru['p50_ms']:.1f} ms ({figures['read_p50_ratio']:.2f}x, "
           f"target <= {READ_RATIO_TARGET}x), p95 {ru['p95_ms']:.1f} ms ({figures['read_p95_ratio']:.2f}x)")
+    print("  p50 by quarter:     " + ", ".join(f"{q:.1f} ms ({q / rb['p50_ms']:.2f}x)" for q in figures["read_p50_ms_by_quarter"])
+          + "  (phase 2's reads in the order they finished: a rise means the writes so far cost the reads, not the writing now)")
     routes = sorted({route for _, route in bench.route_latency})
     by_route = figures["read_p50_ms_by_route"]
     print("  p50 by route:       " + ", ".join(
@@ -576,7 +588,8 @@ def main(argv: list[str] | None = None) -> int:
         print("  not visible:", line)
     used = figures["cores"]
     print(f"cores used:           baseline server {used['baseline']['server']:.2f} + this script {used['baseline']['script']:.2f}; "
-          f"under writes server {used['writes']['server']:.2f} + this script {used['writes']['script']:.2f} (of {len(os.sched_getaffinity(0))})")
+          f"under writes server {used['writes']['server']:.2f} (of which the writes' process {used['writes']['writer']:.2f}) "
+          f"+ this script {used['writes']['script']:.2f} (of {len(os.sched_getaffinity(0))})")
     print(f"writer's commits:     {commits['commits']:.0f}, {commits['records']:.1f} records each; mean seconds queued "
           f"{commits['queued']:.3f}, embedding ahead {commits['ahead']:.3f}, appending {commits['append']:.3f}")
     for name in shape_start:
