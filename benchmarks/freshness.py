@@ -181,7 +181,9 @@ def cpu_seconds(pid: int) -> tuple[float, float, float]:
     """CPU seconds used so far by the server's process tree, by its writes' process
     (`ingest.process`, counted in the tree too) and by this script (the load generator, on the
     same cores): what each phase's reads and writes cost the machine. A process's reaped
-    children count in its own figures, so one that exits between two readings is not lost."""
+    children count in its own figures, so one that exits between two readings is not lost
+    from the server's; a writes' process restarted between two readings is, from the writer's
+    (its CPU then shows in the server's figure only)."""
     import psutil
 
     server = writer = 0.0
@@ -189,10 +191,10 @@ def cpu_seconds(pid: int) -> tuple[float, float, float]:
         try:
             times = process.cpu_times()
             used = times.user + times.system + times.children_user + times.children_system
+            server += used
             if "ingest.process" in " ".join(process.cmdline()):
                 writer += used
-            server += used
-        except psutil.NoSuchProcess:
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     own = os.times()
     return server, writer, own.user + own.system
@@ -567,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"reads, under writes:  {ru['requests']:,} ok, {ru['errors']} errors, p50 {ru['p50_ms']:.1f} ms ({figures['read_p50_ratio']:.2f}x, "
           f"target <= {READ_RATIO_TARGET}x), p95 {ru['p95_ms']:.1f} ms ({figures['read_p95_ratio']:.2f}x)")
     print("  p50 by quarter:     " + ", ".join(f"{q:.1f} ms ({q / rb['p50_ms']:.2f}x)" for q in figures["read_p50_ms_by_quarter"])
-          + "  (phase 2's reads in the order they finished: a rise means the writes so far cost the reads, not the writing now)")
+          + "  (phase 2's reads in the order they finished)")
     routes = sorted({route for _, route in bench.route_latency})
     by_route = figures["read_p50_ms_by_route"]
     print("  p50 by route:       " + ", ".join(

@@ -16,7 +16,7 @@ returns (`session.force_spinning_stop`); a pool left spinning took a core from t
 between calls (benchmarks/RESULTS.md, "Serving, eighth run").
 
 `quantize="int8"` runs the export through encoding/quantization.py (MatMul weights only, per
-channel, the feed-forward down-projections' left in fp32); such a graph is only as good as its
+channel, the feed-forward down-projections' weights left in fp32); such a graph is only as good as its
 quality gate says, which the caller runs.
 """
 

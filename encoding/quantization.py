@@ -3,10 +3,11 @@
 ONNX Runtime's default dynamic quantization (every supported op, per tensor) moved vectors
 far from fp32 (issue 16: cosine 0.94 mean, 0.88 min), so only the MatMul weights are
 quantized, per output channel, and not those of the down-projections (a transformer block's
-feed-forward output, 1536 -> 384 in all-MiniLM-L6-v2). Their input is the GELU's output,
-whose few large values one per-tensor uint8 scale cannot hold without flattening the rest;
-with them quantized too the gate failed (98.4% of texts at cosine 0.99), without them it
-passes (benchmarks/RESULTS.md, "Batch encode stage"). Even so a quantized graph is used only
+feed-forward output, 1536 -> 384 in all-MiniLM-L6-v2). With them quantized too the gate
+failed (98.4% of texts at cosine >= 0.99), without them it passes; keeping the last layer in
+fp32 instead did not (benchmarks/RESULTS.md, "Batch encode stage"). The likely reason, not
+measured: their input is the GELU's output, whose few large values one per-tensor uint8
+scale for the activations cannot hold without flattening the rest. Even so a quantized graph is used only
 once `quality_gate` has measured it against fp32 on real texts; the figures go into the
 refusal message, so a refused build says by how much it missed.
 """
@@ -61,7 +62,10 @@ class GateResult:
 
 def quantize_matmul_int8(source: Path, target: Path) -> Path:
     """Write `source` with its MatMul weights as per-channel int8 (activations quantized at run
-    time), the down-projections' left in fp32 (`down_projections`)."""
+    time), the down-projections' weights left in fp32 (`down_projections`).
+
+    `MatMulConstBOnly` pins what ONNX Runtime 1.32 does by default in dynamic mode: the
+    attention's products of two activations stay fp32 whatever a later version defaults to."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -76,8 +80,15 @@ def quantize_matmul_int8(source: Path, target: Path) -> Path:
 def down_projections(model) -> list[str]:
     """The names of the MatMul nodes whose constant weight narrows its input (more rows than
     columns): a transformer block's feed-forward output, found by shape so any model of this
-    kind is read the same way, whatever its nodes are called."""
+    kind is read the same way, whatever its nodes are called.
+
+    ONNX Runtime leaves out nodes by name, so a MatMul without a name of its own would take
+    every other such MatMul with it (a graph almost all fp32, recorded as int8): refused."""
     shapes = {weight.name: tuple(weight.dims) for weight in model.graph.initializer}
+    names = [node.name for node in model.graph.node if node.op_type == "MatMul"]
+    if "" in names or len(set(names)) < len(names):
+        raise ValueError("int8: the ONNX graph has MatMul nodes without a name or with one name twice; "
+                         "their fp32 down-projections cannot be told apart: encode without --quantize int8")
     return [
         node.name for node in model.graph.node
         if node.op_type == "MatMul" and len(shapes.get(node.input[1], ())) == 2 and shapes[node.input[1]][0] > shapes[node.input[1]][1]

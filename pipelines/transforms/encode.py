@@ -6,7 +6,8 @@ within 1e-4, so the table records the model's name alone either way.
 
 Lower precision is a choice the build makes past the quality gate: `--quantize bf16` (PyTorch
 weights in bfloat16, several times faster on CPUs with AMX or AVX512-BF16) or `--quantize int8`
-(the ONNX graph's MatMul weights). `--device cuda` runs PyTorch on a GPU where one is present.
+(the ONNX graph's MatMul weights, except those of the feed-forward down-projections).
+`--device cuda` runs PyTorch on a GPU where one is present.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder-backend", default=DEFAULT_BACKEND, choices=BACKENDS,
                         help="run the model through the service's ONNX Runtime graph or PyTorch; same vectors within 1e-4 (default: %(default)s)")
     parser.add_argument("--quantize", default=None, choices=QUANTIZE_CHOICES,
-                        help="bf16 weights (torch; fast on CPUs with AMX or AVX512-BF16) or int8 MatMul weights (onnx), "
+                        help="bf16 weights (torch; fast on CPUs with AMX or AVX512-BF16) or int8 MatMul weights but the down-projections (onnx), "
                              "used only if the quality gate passes on 1,000 real texts (default: fp32)")
     parser.add_argument("--device", default="cpu", choices=DEVICES,
                         help="where PyTorch runs the model; cuda needs a GPU and --encoder-backend torch (default: %(default)s)")

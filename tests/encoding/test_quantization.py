@@ -75,29 +75,30 @@ def test_an_unknown_quantization_is_refused_before_any_model_loads():
         OnnxEncoder(FakeEncoder(), quantize="int4")
 
 
-def _block(path) -> None:
-    """A feed-forward block as ONNX: x (n, 8) -> MatMul up (8 x 32) -> Relu -> MatMul down (32 x 8)."""
+def _block(path, names=("square", "up", "down")) -> None:
+    """A transformer-like block as ONNX: x (n, 8) -> MatMul square (8 x 8, as attention's
+    projections) -> MatMul up (8 x 32) -> Relu -> MatMul down (32 x 8)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    up = numpy_helper.from_array(rng.standard_normal((8, 32)).astype(np.float32), "up_weight")
-    down = numpy_helper.from_array(rng.standard_normal((32, 8)).astype(np.float32), "down_weight")
+    weights = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), f"w{i}") for i, shape in enumerate(((8, 8), (8, 32), (32, 8)))]
     graph = helper.make_graph(
         [
-            helper.make_node("MatMul", ["x", "up_weight"], ["h"], name="up"),
+            helper.make_node("MatMul", ["x", "w0"], ["s"], name=names[0]),
+            helper.make_node("MatMul", ["s", "w1"], ["h"], name=names[1]),
             helper.make_node("Relu", ["h"], ["a"], name="act"),
-            helper.make_node("MatMul", ["a", "down_weight"], ["y"], name="down"),
+            helper.make_node("MatMul", ["a", "w2"], ["y"], name=names[2]),
         ],
         "block",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 8])],
-        initializer=[up, down],
+        initializer=weights,
     )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
-def test_int8_quantizes_the_widening_matmul_and_keeps_the_down_projection_in_fp32(tmp_path):
+def test_int8_quantizes_the_square_and_widening_matmuls_and_keeps_the_down_projection_in_fp32(tmp_path):
     import onnx
     import onnxruntime
 
@@ -108,11 +109,23 @@ def test_int8_quantizes_the_widening_matmul_and_keeps_the_down_projection_in_fp3
     assert down_projections(onnx.load(str(source))) == ["down"]
     target = quantize_matmul_int8(source, tmp_path / "block.int8.onnx")
     nodes = {node.name: node.op_type for node in onnx.load(str(target)).graph.node}
-    assert nodes["down"] == "MatMul"  # untouched: fp32 weights
-    assert "up" not in nodes or nodes["up"] != "MatMul"  # replaced by an integer MatMul
-    assert any(op in ("MatMulInteger", "DynamicQuantizeMatMul") for op in nodes.values())
+    assert nodes.get("down") == "MatMul"  # untouched: fp32 weights
+    assert nodes.get("up") != "MatMul" and nodes.get("square") != "MatMul"  # each replaced by an integer MatMul
+    assert sum(op in ("MatMulInteger", "DynamicQuantizeMatMul") for op in nodes.values()) == 2
     x = np.random.default_rng(1).standard_normal((4, 8)).astype(np.float32)
     run = lambda path: onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     exact, quantized = run(source), run(target)
     assert not np.array_equal(exact, quantized)  # int8 weights somewhere
     assert np.allclose(exact, quantized, rtol=0.1, atol=0.5)  # yet the same block
+
+
+@pytest.mark.parametrize("names", [("square", "", "down"), ("same", "same", "down")])
+def test_int8_refuses_a_graph_whose_matmuls_cannot_be_told_apart_by_name(tmp_path, names):
+    import onnx
+
+    from encoding.quantization import down_projections
+
+    source = tmp_path / "block.onnx"
+    _block(source, names)
+    with pytest.raises(ValueError, match="without a name or with one name twice"):
+        down_projections(onnx.load(str(source)))
