@@ -85,14 +85,12 @@ def down_projections(model) -> list[str]:
     ONNX Runtime leaves out nodes by name, so a MatMul without a name of its own would take
     every other such MatMul with it (a graph almost all fp32, recorded as int8): refused."""
     shapes = {weight.name: tuple(weight.dims) for weight in model.graph.initializer}
-    names = [node.name for node in model.graph.node if node.op_type == "MatMul"]
+    matmuls = [(node.name, shapes.get(node.input[1], ())) for node in model.graph.node if node.op_type == "MatMul"]
+    names = [name for name, _ in matmuls]
     if "" in names or len(set(names)) < len(names):
         raise ValueError("int8: the ONNX graph has MatMul nodes without a name or with one name twice; "
                          "their fp32 down-projections cannot be told apart: encode without --quantize int8")
-    return [
-        node.name for node in model.graph.node
-        if node.op_type == "MatMul" and len(shapes.get(node.input[1], ())) == 2 and shapes[node.input[1]][0] > shapes[node.input[1]][1]
-    ]
+    return [name for name, shape in matmuls if len(shape) == 2 and shape[0] > shape[1]]
 
 
 def quality_gate(
